@@ -1,0 +1,950 @@
+/**
+ * The Cache service: a namespace over a store, with a default time to live, a timeout on every
+ * store operation and an in-process guard that runs at most one producer per key at a time.
+ *
+ * Programs reach it through keyspaces (`Keyspace.make`) or the accessors here; they pick the backend
+ * by providing a layer: `Cache.layerMemory`, `Cache.layer` over any store, or `Cache.layerConfig`
+ * from the environment.
+ *
+ * @since 0.1.0
+ */
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import { dual } from "effect/Function"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as MetricLabel from "effect/MetricLabel"
+import * as Option from "effect/Option"
+import type * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import { CodecError, InvalidKeyError, type Operation, StoreError } from "./CacheError.js"
+import * as CacheKey from "./CacheKey.js"
+import * as CacheSerializer from "./CacheSerializer.js"
+import * as CacheStore from "./CacheStore.js"
+import * as Definition from "./internal/definition.js"
+import * as SingleFlight from "./internal/singleFlight.js"
+import * as MemoryStore from "./MemoryStore.js"
+
+/**
+ * Options of a cache.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** The first segment of every key (`"<namespace>:<keyspace>:<key>"`). Default `"cache"`; no `:`. */
+  readonly namespace?: string | undefined
+  /** The time to live of entries whose keyspace sets none. Default: no expiry. */
+  readonly defaultTtl?: Duration.DurationInput | undefined
+  /** The bound on each store operation; past it the operation fails with a `"Timeout"` StoreError. Default 1 second. */
+  readonly timeout?: Duration.DurationInput | undefined
+  /** The longest store key accepted, in characters. Default 1,024. */
+  readonly maxKeyLength?: number | undefined
+}
+
+/**
+ * Per-write options.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface WriteOptions<A> {
+  /** Overrides the keyspace's time to live for this write. */
+  readonly ttl?: Duration.DurationInput | ((value: A) => Duration.DurationInput) | undefined
+}
+
+/**
+ * Per-call options of `getOrSet` and `memoize`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface GetOrSetOptions<A> extends WriteOptions<A> {
+  /** `false` skips the cache read and always runs the producer (aiocache's `cache_read`). Default `true`. */
+  readonly cacheRead?: boolean | undefined
+  /** `false` returns the produced value without storing it (aiocache's `cache_write`). Default `true`. */
+  readonly cacheWrite?: boolean | undefined
+  /** Values for which this returns `true` are returned but not cached; overrides the keyspace's `skip`. */
+  readonly skip?: ((value: A) => boolean) | undefined
+}
+
+/**
+ * The cache service. Every operation takes the keyspace it works in.
+ *
+ * Direct operations (`get`, `set`, ...) fail with typed errors. `getOrSet` never fails because of the
+ * cache: when the store fails it logs, counts and falls back to the producer, so its error channel is
+ * the producer's.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Service {
+  readonly namespace: string
+  readonly store: CacheStore.CacheStore
+  readonly defaultTtl: Duration.Duration | undefined
+  readonly timeout: Duration.Duration
+  readonly maxKeyLength: number
+  /** Keys whose producer is running in this process right now. */
+  readonly inFlight: Effect.Effect<number>
+  readonly get: <K, A, Id>(
+    keyspace: Definition.Definition<K, A, Id>,
+    key: K
+  ) => Effect.Effect<Option.Option<A>, InvalidKeyError | StoreError>
+  /** One result per key, in order. */
+  readonly getMany: <K, A, Id>(
+    keyspace: Definition.Definition<K, A, Id>,
+    keys: Iterable<K>
+  ) => Effect.Effect<Array<Option.Option<A>>, InvalidKeyError | StoreError>
+  readonly set: <K, A, Id>(
+    keyspace: Definition.Definition<K, A, Id>,
+    key: K,
+    value: A,
+    options?: WriteOptions<A>
+  ) => Effect.Effect<void, InvalidKeyError | StoreError | CodecError>
+  readonly setMany: <K, A, Id>(
+    keyspace: Definition.Definition<K, A, Id>,
+    entries: Iterable<readonly [K, A]>,
+    options?: WriteOptions<A>
+  ) => Effect.Effect<void, InvalidKeyError | StoreError | CodecError>
+  /** Stores the value only if the key has no live entry; `true` when it stored. */
+  readonly add: <K, A, Id>(
+    keyspace: Definition.Definition<K, A, Id>,
+    key: K,
+    value: A,
+    options?: WriteOptions<A>
+  ) => Effect.Effect<boolean, InvalidKeyError | StoreError | CodecError>
+  readonly has: <K, A, Id>(
+    keyspace: Definition.Definition<K, A, Id>,
+    key: K
+  ) => Effect.Effect<boolean, InvalidKeyError | StoreError>
+  readonly invalidate: <K, A, Id>(
+    keyspace: Definition.Definition<K, A, Id>,
+    key: K
+  ) => Effect.Effect<void, InvalidKeyError | StoreError>
+  readonly invalidateMany: <K, A, Id>(
+    keyspace: Definition.Definition<K, A, Id>,
+    keys: Iterable<K>
+  ) => Effect.Effect<void, InvalidKeyError | StoreError>
+  /** Removes every entry of a keyspace; returns how many. */
+  readonly clearKeyspace: <K, A, Id>(keyspace: Definition.Definition<K, A, Id>) => Effect.Effect<number, StoreError>
+  /** Removes every entry of the namespace; returns how many. */
+  readonly clear: Effect.Effect<number, StoreError>
+  readonly getOrSet: <K, A, Id, E, R>(
+    keyspace: Definition.Definition<K, A, Id>,
+    key: K,
+    produce: Effect.Effect<A, E, R>,
+    options?: GetOrSetOptions<A>
+  ) => Effect.Effect<A, E, R>
+}
+
+/**
+ * The default cache's tag. A program with several caches declares a tag of its own per extra cache
+ * (`class SessionCache extends Context.Tag("app/SessionCache")<SessionCache, Cache.Service>() {}`),
+ * provides it with `Layer.scoped(SessionCache, Cache.make(...))` and names it in keyspaces
+ * (`Keyspace.make({ ..., cache: SessionCache })`).
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Cache } from "effect-cachekit"
+ *
+ * const namespace = Effect.map(Cache.Cache, (cache) => cache.namespace)
+ * ```
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class Cache extends Context.Tag("effect-cachekit/Cache")<Cache, Service>() {}
+
+/**
+ * The counters every cache updates, labelled by `cache` (the namespace) and `keyspace`; `errors`
+ * also carries the `operation`.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Metric } from "effect"
+ * import { Cache } from "effect-cachekit"
+ *
+ * const hits = Metric.value(Cache.metrics.hits.pipe(Metric.tagged("cache", "app"), Metric.tagged("keyspace", "users")))
+ * ```
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const metrics = {
+  hits: Metric.counter("effect_cachekit_hits_total", { description: "reads that found a value", incremental: true }),
+  misses: Metric.counter("effect_cachekit_misses_total", {
+    description: "reads that found nothing usable",
+    incremental: true
+  }),
+  decodeFailures: Metric.counter("effect_cachekit_decode_failures_total", {
+    description: "stored values that could not be decoded (corrupt, or written under another schema) and were dropped",
+    incremental: true
+  }),
+  errors: Metric.counter("effect_cachekit_errors_total", {
+    description: "store failures that getOrSet absorbed by falling back to the producer",
+    incremental: true
+  })
+} as const
+
+const controlCharacter = /[\u0000-\u001f\u007f]/
+
+const isInvalidKey = (u: unknown): u is InvalidKeyError => u instanceof InvalidKeyError
+
+/**
+ * Builds a cache over the store in context. Producers started by `getOrSet` run in the scope, so
+ * closing it stops them.
+ *
+ * @example
+ * ```ts
+ * import { Context, Layer } from "effect"
+ * import { Cache, MemoryStore } from "effect-cachekit"
+ *
+ * class SessionCache extends Context.Tag("app/SessionCache")<SessionCache, Cache.Service>() {}
+ *
+ * const SessionCacheLive = Layer.scoped(SessionCache, Cache.make({ namespace: "sessions" })).pipe(
+ *   Layer.provide(MemoryStore.layer({ capacity: 1_000 }))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: Options = {}): Effect.Effect<Service, never, CacheStore.CacheStore | Scope.Scope> =>
+  Effect.gen(function*() {
+    const store = yield* CacheStore.CacheStore
+    const scope = yield* Effect.scope
+    const namespace = Definition.validateName("namespace", options.namespace ?? "cache")
+    const timeout = Duration.decode(options.timeout ?? "1 second")
+    const defaultTtl = options.defaultTtl === undefined ? undefined : Duration.decode(options.defaultTtl)
+    const maxKeyLength = options.maxKeyLength ?? 1024
+    const flights = SingleFlight.make(scope)
+    return makeService({ store, namespace, timeout, defaultTtl, maxKeyLength, flights })
+  })
+
+interface Counters {
+  readonly hits: Metric.Metric.Counter<number>
+  readonly misses: Metric.Metric.Counter<number>
+  readonly decodeFailures: Metric.Metric.Counter<number>
+  readonly errors: Metric.Metric.Counter<number>
+}
+
+const makeService = (config: {
+  readonly store: CacheStore.CacheStore
+  readonly namespace: string
+  readonly timeout: Duration.Duration
+  readonly defaultTtl: Duration.Duration | undefined
+  readonly maxKeyLength: number
+  readonly flights: SingleFlight.SingleFlight
+}): Service => {
+  const { defaultTtl, flights, maxKeyLength, namespace, store, timeout } = config
+  const storeLabel = MetricLabel.make("store", store.name)
+
+  const countersByKeyspace = new Map<string, Counters>()
+  const counters = (keyspace: string): Counters => {
+    let found = countersByKeyspace.get(keyspace)
+    if (found === undefined) {
+      const labels = [MetricLabel.make("cache", namespace), MetricLabel.make("keyspace", keyspace), storeLabel]
+      found = {
+        hits: Metric.taggedWithLabels(metrics.hits, labels),
+        misses: Metric.taggedWithLabels(metrics.misses, labels),
+        decodeFailures: Metric.taggedWithLabels(metrics.decodeFailures, labels),
+        errors: Metric.taggedWithLabels(metrics.errors, labels)
+      }
+      countersByKeyspace.set(keyspace, found)
+    }
+    return found
+  }
+
+  /** Bounds a store operation by the cache's timeout, unless the store never waits on I/O. */
+  const bound = <A>(
+    operation: Operation,
+    key: string | undefined,
+    effect: Effect.Effect<A, StoreError>
+  ): Effect.Effect<A, StoreError> =>
+    store.isInProcess ? effect : Effect.timeoutFail(effect, {
+      duration: timeout,
+      onTimeout: () =>
+        new StoreError({
+          reason: "Timeout",
+          operation,
+          key,
+          store: store.name,
+          cause: `no answer within ${Duration.format(timeout)}`
+        })
+    })
+
+  const prefixOf = <K, A, Id>(keyspace: Definition.Definition<K, A, Id>) => `${namespace}:${keyspace.name}:`
+
+  /** The validated store key of `key`, or the reason it cannot be one. */
+  const storeKey = <K, A, Id>(
+    operation: Operation,
+    keyspace: Definition.Definition<K, A, Id>,
+    key: K
+  ): string | InvalidKeyError => {
+    const segment = keyspace.encodeKey(key)
+    if (Either.isLeft(segment)) return new InvalidKeyError({ reason: "Encode", operation, cause: segment.left })
+    const full = prefixOf(keyspace) + segment.right
+    if (full.length > maxKeyLength) {
+      return new InvalidKeyError({
+        reason: "TooLong",
+        operation,
+        key: full,
+        cause: `${full.length} characters, the limit is ${maxKeyLength}`
+      })
+    }
+    if (controlCharacter.test(full)) return new InvalidKeyError({ reason: "ControlCharacter", operation, key: full })
+    return full
+  }
+
+  const storeKeys = <K, A, Id>(
+    operation: Operation,
+    keyspace: Definition.Definition<K, A, Id>,
+    keys: Iterable<K>
+  ): Array<string> | InvalidKeyError => {
+    const out: Array<string> = []
+    for (const key of keys) {
+      const full = storeKey(operation, keyspace, key)
+      if (typeof full !== "string") return full
+      out.push(full)
+    }
+    return out
+  }
+
+  const ttlOf = <A>(
+    value: A,
+    fixed: ((value: A) => Duration.DurationInput) | undefined,
+    override: WriteOptions<A>["ttl"]
+  ): Duration.Duration | undefined => {
+    const input = override === undefined
+      ? fixed?.(value)
+      : typeof override === "function"
+      ? override(value)
+      : override
+    const ttl = input === undefined ? defaultTtl : Duration.decode(input)
+    return ttl === undefined || !Duration.isFinite(ttl) ? undefined : ttl
+  }
+
+  /** Encodes a value into what this store keeps: the value itself in process, framed bytes elsewhere. */
+  const encode = <K, A, Id>(
+    operation: Operation,
+    keyspace: Definition.Definition<K, A, Id>,
+    key: string,
+    value: A
+  ): Effect.Effect<CacheStore.StoredValue, CodecError> =>
+    keyspace.encodeValue(value).pipe(
+      Effect.mapError((cause) => new CodecError({ reason: "Encode", operation, key, cause })),
+      Effect.map((body) =>
+        store.acceptsLiveValues
+          ? new CacheStore.LiveValue(value, keyspace.fingerprint, body.length)
+          : CacheSerializer.frame(keyspace.fingerprint, body)
+      )
+    )
+
+  /** Drops an entry that cannot be decoded; the read becomes a miss. */
+  const heal = <K, A, Id>(
+    operation: Operation,
+    keyspace: Definition.Definition<K, A, Id>,
+    key: string,
+    cause: unknown
+  ): Effect.Effect<Option.Option<A>> => {
+    const error = new CodecError({ reason: "Decode", operation, key, cause })
+    counters(keyspace.name).decodeFailures.unsafeUpdate(1, [])
+    return Effect.logWarning(`effect-cachekit: ${error.message}; dropping the entry`).pipe(
+      Effect.zipRight(bound("delete", key, store.delete(key)).pipe(Effect.ignore)),
+      Effect.as(Option.none())
+    )
+  }
+
+  /** Turns what the store returned into a value, healing what cannot be decoded. */
+  const decode = <K, A, Id>(
+    operation: Operation,
+    keyspace: Definition.Definition<K, A, Id>,
+    key: string,
+    stored: CacheStore.StoredValue
+  ): Effect.Effect<Option.Option<A>> => {
+    if (stored instanceof CacheStore.LiveValue) {
+      return stored.fingerprint === keyspace.fingerprint
+        ? Effect.succeed(Option.some(stored.value as A))
+        : heal(operation, keyspace, key, `the entry was written under fingerprint ${stored.fingerprint}`)
+    }
+    let body: CacheStore.Encoded | undefined
+    try {
+      body = CacheSerializer.unframe(keyspace.fingerprint, stored, keyspace.format)
+    } catch (cause) {
+      return heal(operation, keyspace, key, cause)
+    }
+    if (body === undefined) {
+      return heal(operation, keyspace, key, "the entry has no header, or one naming another schema")
+    }
+    return Effect.matchEffect(keyspace.decodeValue(body), {
+      onFailure: (cause) => heal(operation, keyspace, key, cause),
+      onSuccess: (value) => Effect.succeed(Option.some(value))
+    })
+  }
+
+  /** Reads and decodes one entry; `count` says whether the read counts as a hit or a miss. */
+  const read = <K, A, Id>(
+    operation: Operation,
+    keyspace: Definition.Definition<K, A, Id>,
+    key: string,
+    count: boolean
+  ): Effect.Effect<Option.Option<A>, StoreError> =>
+    Effect.flatMap(bound(operation, key, store.get(key)), (stored) => {
+      if (Option.isNone(stored)) {
+        if (count) counters(keyspace.name).misses.unsafeUpdate(1, [])
+        return Effect.succeedNone
+      }
+      const decoded = decode(operation, keyspace, key, stored.value)
+      return count
+        ? Effect.tap(decoded, (value) => {
+          const c = counters(keyspace.name)
+          ;(Option.isSome(value) ? c.hits : c.misses).unsafeUpdate(1, [])
+        })
+        : decoded
+    })
+
+  /** What getOrSet does with a store failure: log it, count it, carry on without the cache. */
+  const absorb = <K, A, Id, X>(keyspace: Definition.Definition<K, A, Id>, fallback: X) => (error: StoreError | CodecError | InvalidKeyError) => {
+    counters(keyspace.name).errors.unsafeUpdate(1, [MetricLabel.make("operation", error.operation)])
+    return Effect.as(Effect.logWarning(`effect-cachekit: ${error.message}; carrying on without the cache`), fallback)
+  }
+
+  const write = <K, A, Id>(
+    operation: Operation,
+    keyspace: Definition.Definition<K, A, Id>,
+    key: string,
+    value: A,
+    options: WriteOptions<A> | undefined
+  ): Effect.Effect<void, StoreError | CodecError> =>
+    Effect.flatMap(
+      encode(operation, keyspace, key, value),
+      (stored) => bound(operation, key, store.set(key, stored, ttlOf(value, keyspace.ttl, options?.ttl)))
+    )
+
+  const withKey = <K, A, Id, X, E>(
+    operation: Operation,
+    keyspace: Definition.Definition<K, A, Id>,
+    key: K,
+    f: (key: string) => Effect.Effect<X, E>
+  ): Effect.Effect<X, E | InvalidKeyError> =>
+    Effect.suspend((): Effect.Effect<X, E | InvalidKeyError> => {
+      const full = storeKey(operation, keyspace, key)
+      return isInvalidKey(full) ? Effect.fail(full) : f(full)
+    })
+
+  const withKeys = <K, A, Id, X, E>(
+    operation: Operation,
+    keyspace: Definition.Definition<K, A, Id>,
+    keys: Iterable<K>,
+    f: (keys: Array<string>) => Effect.Effect<X, E>
+  ): Effect.Effect<X, E | InvalidKeyError> =>
+    Effect.suspend((): Effect.Effect<X, E | InvalidKeyError> => {
+      const full = storeKeys(operation, keyspace, keys)
+      return isInvalidKey(full) ? Effect.fail(full) : f(full)
+    })
+
+  const getOrSet = <K, A, Id, E, R>(
+    keyspace: Definition.Definition<K, A, Id>,
+    key: K,
+    produce: Effect.Effect<A, E, R>,
+    options?: GetOrSetOptions<A>
+  ): Effect.Effect<A, E, R> =>
+    Effect.suspend(() => {
+      const full = storeKey("getOrSet", keyspace, key)
+      if (isInvalidKey(full)) return Effect.zipRight(absorb(keyspace, undefined)(full), produce)
+      const cacheRead = options?.cacheRead !== false
+      const cacheWrite = options?.cacheWrite !== false
+      if (!cacheRead && !cacheWrite) return produce
+      const skip = options?.skip ?? keyspace.skip
+      const produceAndStore = cacheWrite
+        ? Effect.tap(produce, (value) =>
+          skip?.(value) === true
+            ? Effect.void
+            : write("getOrSet", keyspace, full, value, options).pipe(
+              Effect.catchAll(absorb(keyspace, undefined))
+            ))
+        : produce
+      if (!cacheRead) {
+        // A forced refresh must not join a run that may answer from the cache; control characters
+        // never occur in store keys, so this flight key cannot collide with another.
+        return flights.run(`${full}\u0000refresh`, produceAndStore)
+      }
+      // Under the guard, read again: a run that just finished may have stored the value.
+      const guarded = Effect.flatMap(
+        read("getOrSet", keyspace, full, false).pipe(Effect.catchAll(absorb(keyspace, Option.none<A>()))),
+        (found) => Option.isSome(found) ? Effect.succeed(found.value) : produceAndStore
+      )
+      if (flights.has(full)) return flights.run(full, guarded)
+      return Effect.flatMap(
+        read("getOrSet", keyspace, full, true).pipe(Effect.catchAll(absorb(keyspace, Option.none<A>()))),
+        (found) => Option.isSome(found) ? Effect.succeed(found.value) : flights.run(full, guarded)
+      )
+    })
+
+  return {
+    namespace,
+    store,
+    defaultTtl,
+    timeout,
+    maxKeyLength,
+    inFlight: Effect.sync(() => flights.size()),
+    get: (keyspace, key) => withKey("get", keyspace, key, (full) => read("get", keyspace, full, true)),
+    getMany: (keyspace, keys) =>
+      withKeys("getMany", keyspace, keys, (full) =>
+        Effect.flatMap(
+          bound("getMany", undefined, store.getMany(full)),
+          (stored) =>
+            Effect.forEach(stored, (entry, i) => {
+              const c = counters(keyspace.name)
+              if (Option.isNone(entry)) {
+                c.misses.unsafeUpdate(1, [])
+                return Effect.succeedNone
+              }
+              return Effect.tap(decode("getMany", keyspace, full[i]!, entry.value), (value) => {
+                ;(Option.isSome(value) ? c.hits : c.misses).unsafeUpdate(1, [])
+              })
+            })
+        )),
+    set: (keyspace, key, value, options) =>
+      withKey("set", keyspace, key, (full) => write("set", keyspace, full, value, options)),
+    setMany: (keyspace, entries, options) =>
+      Effect.suspend(() => {
+        const list = Array.from(entries)
+        return withKeys("setMany", keyspace, list.map(([key]) => key), (full) =>
+          Effect.flatMap(
+            Effect.forEach(list, ([, value], i) =>
+              Effect.map(encode("setMany", keyspace, full[i]!, value), (stored): CacheStore.Entry => ({
+                key: full[i]!,
+                value: stored,
+                ttl: ttlOf(value, keyspace.ttl, options?.ttl)
+              }))),
+            (encoded) => bound("setMany", undefined, store.setMany(encoded))
+          ))
+      }),
+    add: (keyspace, key, value, options) =>
+      withKey("add", keyspace, key, (full) =>
+        Effect.flatMap(
+          encode("add", keyspace, full, value),
+          (stored) => bound("add", full, store.add(full, stored, ttlOf(value, keyspace.ttl, options?.ttl)))
+        )),
+    has: (keyspace, key) => withKey("has", keyspace, key, (full) => bound("has", full, store.has(full))),
+    invalidate: (keyspace, key) =>
+      withKey("delete", keyspace, key, (full) => Effect.asVoid(bound("delete", full, store.delete(full)))),
+    invalidateMany: (keyspace, keys) =>
+      withKeys("deleteMany", keyspace, keys, (full) =>
+        Effect.asVoid(bound("deleteMany", undefined, store.deleteMany(full)))),
+    clearKeyspace: (keyspace) => bound("clear", prefixOf(keyspace), store.clear(prefixOf(keyspace))),
+    clear: bound("clear", `${namespace}:`, store.clear(`${namespace}:`)),
+    getOrSet
+  }
+}
+
+/**
+ * A cache over the store in context.
+ *
+ * @example
+ * ```ts
+ * import { Layer } from "effect"
+ * import { Cache, MemoryStore } from "effect-cachekit"
+ *
+ * const CacheLive = Cache.layer({ namespace: "app", defaultTtl: "5 minutes" }).pipe(
+ *   Layer.provide(MemoryStore.layer({ capacity: 10_000 }))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options = {}): Layer.Layer<Cache, never, CacheStore.CacheStore> =>
+  Layer.scoped(Cache, make(options))
+
+/**
+ * A cache over a fresh bounded memory store: the embedded default.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Cache } from "effect-cachekit"
+ *
+ * declare const program: Effect.Effect<void, never, Cache.Cache>
+ * program.pipe(Effect.provide(Cache.layerMemory({ capacity: 10_000 })))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerMemory = (options: Options & MemoryStore.Options = {}): Layer.Layer<Cache> =>
+  layer(options).pipe(Layer.provide(MemoryStore.layer(options)))
+
+/**
+ * The settings `layerConfig` reads, each with its default.
+ *
+ * - `CACHE_ENABLED` (default `true`): `false` gives the no-op store, so every `getOrSet` runs its producer.
+ * - `CACHE_NAMESPACE` (default `"cache"`).
+ * - `CACHE_DEFAULT_TTL` (e.g. `"10 minutes"`; default: no expiry).
+ * - `CACHE_TIMEOUT` (default `"1 second"`).
+ * - `CACHE_MAX_KEY_LENGTH` (default 1024).
+ * - `CACHE_MEMORY_CAPACITY` (default 10000) and `CACHE_MEMORY_MAX_BYTES` (default: unbounded).
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Cache } from "effect-cachekit"
+ *
+ * const settings = Effect.runSync(Cache.config) // reads the environment
+ * ```
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const config: Config.Config<Options & MemoryStore.Options & { readonly enabled: boolean }> = Config.all({
+  enabled: Config.boolean("CACHE_ENABLED").pipe(
+    Config.withDefault(true),
+    Config.withDescription("false disables caching: every read misses and every write is dropped")
+  ),
+  namespace: Config.string("CACHE_NAMESPACE").pipe(
+    Config.withDefault("cache"),
+    Config.validate({
+      message: "a namespace holds only letters, digits, \"_\", \"-\" and \".\"",
+      validation: (s) => /^[A-Za-z0-9_.-]+$/.test(s)
+    }),
+    Config.withDescription("the first segment of every key")
+  ),
+  defaultTtl: Config.duration("CACHE_DEFAULT_TTL").pipe(
+    Config.option,
+    Config.map(Option.getOrUndefined),
+    Config.withDescription("the time to live of entries whose keyspace sets none")
+  ),
+  timeout: Config.duration("CACHE_TIMEOUT").pipe(
+    Config.withDefault(Duration.seconds(1)),
+    Config.withDescription("the bound on each store operation")
+  ),
+  maxKeyLength: Config.integer("CACHE_MAX_KEY_LENGTH").pipe(
+    Config.withDefault(1024),
+    Config.validate({ message: "must be positive", validation: (n) => n > 0 })
+  ),
+  capacity: Config.integer("CACHE_MEMORY_CAPACITY").pipe(
+    Config.withDefault(10_000),
+    Config.validate({ message: "must be positive", validation: (n) => n > 0 }),
+    Config.withDescription("the most entries the memory store keeps")
+  ),
+  maxBytes: Config.integer("CACHE_MEMORY_MAX_BYTES").pipe(
+    Config.option,
+    Config.map(Option.getOrUndefined),
+    Config.withDescription("a byte budget for the memory store")
+  )
+})
+
+/**
+ * A cache configured from the environment (see {@link config}): the memory store, or the no-op store
+ * when `CACHE_ENABLED=false`.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Cache } from "effect-cachekit"
+ *
+ * declare const program: Effect.Effect<void, never, Cache.Cache>
+ * program.pipe(Effect.provide(Cache.layerConfig))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig: Layer.Layer<Cache, ConfigError.ConfigError> = Layer.unwrapEffect(
+  Effect.map(config, (settings) =>
+    settings.enabled
+      ? layerMemory(settings)
+      : layer(settings).pipe(Layer.provide(CacheStore.layerNoop)))
+)
+
+/**
+ * Reads a key of a keyspace: `Some` on a hit; `None` on a miss, including a stored value that
+ * cannot be decoded (it is dropped and counted).
+ *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import { Cache, CacheKey, Keyspace } from "effect-cachekit"
+ *
+ * const Names = Keyspace.make({ name: "names", key: CacheKey.number, value: Schema.String })
+ * const name = Cache.get(Names, 1)
+ * ```
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const get = <K, A, Id>(
+  keyspace: Definition.Definition<K, A, Id>,
+  key: K
+): Effect.Effect<Option.Option<A>, InvalidKeyError | StoreError, Id> =>
+  Effect.flatMap(keyspace.cache, (cache) => cache.get(keyspace, key))
+
+/**
+ * Stores a value under a key of a keyspace, for the keyspace's time to live unless `options.ttl` says
+ * otherwise.
+ *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import { Cache, CacheKey, Keyspace } from "effect-cachekit"
+ *
+ * const Names = Keyspace.make({ name: "names", key: CacheKey.number, value: Schema.String })
+ * const write = Cache.set(Names, 1, "Ada", { ttl: "1 hour" })
+ * ```
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const set = <K, A, Id>(
+  keyspace: Definition.Definition<K, A, Id>,
+  key: K,
+  value: A,
+  options?: WriteOptions<A>
+): Effect.Effect<void, InvalidKeyError | StoreError | CodecError, Id> =>
+  Effect.flatMap(keyspace.cache, (cache) => cache.set(keyspace, key, value, options))
+
+/**
+ * Removes a key of a keyspace.
+ *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import { Cache, CacheKey, Keyspace } from "effect-cachekit"
+ *
+ * const Names = Keyspace.make({ name: "names", key: CacheKey.number, value: Schema.String })
+ * const forget = Cache.invalidate(Names, 1)
+ * ```
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const invalidate = <K, A, Id>(
+  keyspace: Definition.Definition<K, A, Id>,
+  key: K
+): Effect.Effect<void, InvalidKeyError | StoreError, Id> =>
+  Effect.flatMap(keyspace.cache, (cache) => cache.invalidate(keyspace, key))
+
+/**
+ * Reads many keys of a keyspace in one batch: one result per key, in order.
+ *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import { Cache, CacheKey, Keyspace } from "effect-cachekit"
+ *
+ * const Names = Keyspace.make({ name: "names", key: CacheKey.number, value: Schema.String })
+ * const names = Cache.getMany(Names, [1, 2, 3])
+ * ```
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const getMany = <K, A, Id>(
+  keyspace: Definition.Definition<K, A, Id>,
+  keys: Iterable<K>
+): Effect.Effect<Array<Option.Option<A>>, InvalidKeyError | StoreError, Id> =>
+  Effect.flatMap(keyspace.cache, (cache) => cache.getMany(keyspace, keys))
+
+/**
+ * Stores many entries of a keyspace in one batch.
+ *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import { Cache, CacheKey, Keyspace } from "effect-cachekit"
+ *
+ * const Names = Keyspace.make({ name: "names", key: CacheKey.number, value: Schema.String })
+ * const write = Cache.setMany(Names, [[1, "Ada"], [2, "Grace"]])
+ * ```
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const setMany = <K, A, Id>(
+  keyspace: Definition.Definition<K, A, Id>,
+  entries: Iterable<readonly [K, A]>,
+  options?: WriteOptions<A>
+): Effect.Effect<void, InvalidKeyError | StoreError | CodecError, Id> =>
+  Effect.flatMap(keyspace.cache, (cache) => cache.setMany(keyspace, entries, options))
+
+/**
+ * Stores a value only if the key has no live entry; succeeds with `true` when it stored.
+ *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import { Cache, CacheKey, Keyspace } from "effect-cachekit"
+ *
+ * const Claims = Keyspace.make({ name: "claims", key: CacheKey.string, value: Schema.String, ttl: "30 seconds" })
+ * const claimed = Cache.add(Claims, "job-7", "worker-a")
+ * ```
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const add = <K, A, Id>(
+  keyspace: Definition.Definition<K, A, Id>,
+  key: K,
+  value: A,
+  options?: WriteOptions<A>
+): Effect.Effect<boolean, InvalidKeyError | StoreError | CodecError, Id> =>
+  Effect.flatMap(keyspace.cache, (cache) => cache.add(keyspace, key, value, options))
+
+/**
+ * Whether a key of a keyspace has a live entry (without decoding it).
+ *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import { Cache, CacheKey, Keyspace } from "effect-cachekit"
+ *
+ * const Names = Keyspace.make({ name: "names", key: CacheKey.number, value: Schema.String })
+ * const known = Cache.has(Names, 1)
+ * ```
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const has = <K, A, Id>(
+  keyspace: Definition.Definition<K, A, Id>,
+  key: K
+): Effect.Effect<boolean, InvalidKeyError | StoreError, Id> =>
+  Effect.flatMap(keyspace.cache, (cache) => cache.has(keyspace, key))
+
+/**
+ * Removes many keys of a keyspace in one batch.
+ *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import { Cache, CacheKey, Keyspace } from "effect-cachekit"
+ *
+ * const Names = Keyspace.make({ name: "names", key: CacheKey.number, value: Schema.String })
+ * const forget = Cache.invalidateMany(Names, [1, 2])
+ * ```
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const invalidateMany = <K, A, Id>(
+  keyspace: Definition.Definition<K, A, Id>,
+  keys: Iterable<K>
+): Effect.Effect<void, InvalidKeyError | StoreError, Id> =>
+  Effect.flatMap(keyspace.cache, (cache) => cache.invalidateMany(keyspace, keys))
+
+/**
+ * Removes every entry of a keyspace; succeeds with how many were removed.
+ *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import { Cache, CacheKey, Keyspace } from "effect-cachekit"
+ *
+ * const Names = Keyspace.make({ name: "names", key: CacheKey.number, value: Schema.String })
+ * const removed = Cache.clearKeyspace(Names)
+ * ```
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const clearKeyspace = <K, A, Id>(
+  keyspace: Definition.Definition<K, A, Id>
+): Effect.Effect<number, StoreError, Id> =>
+  Effect.flatMap(keyspace.cache, (cache) => cache.clearKeyspace(keyspace))
+
+/**
+ * Returns the cached value of a key, or runs `produce`, stores its value and returns it. Concurrent
+ * callers of one key share one run of the producer (the first caller's), success or failure; a
+ * failure is not cached. Store failures never reach the caller: they are logged and counted, and the
+ * producer's value is returned.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { Cache, CacheKey, Keyspace } from "effect-cachekit"
+ *
+ * const Names = Keyspace.make({ name: "names", key: CacheKey.number, value: Schema.String, ttl: "1 minute" })
+ * const name = Cache.getOrSet(Names, 1, Effect.succeed("Ada"))
+ * ```
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const getOrSet = <K, A, Id, E, R>(
+  keyspace: Definition.Definition<K, A, Id>,
+  key: K,
+  produce: Effect.Effect<A, E, R>,
+  options?: GetOrSetOptions<A>
+): Effect.Effect<A, E, R | Id> =>
+  Effect.flatMap(keyspace.cache, (cache) => cache.getOrSet(keyspace, key, produce, options))
+
+/**
+ * Removes every entry of the default cache's namespace (a prefix scan, never a blocking command).
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Cache } from "effect-cachekit"
+ *
+ * const removed: Effect.Effect<number, unknown, Cache.Cache> = Cache.clear
+ * ```
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const clear: Effect.Effect<number, StoreError, Cache> = Effect.flatMap(Cache, (cache) => cache.clear)
+
+/**
+ * Options of {@link memoize}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface MemoizeOptions<A, I, Id> extends GetOrSetOptions<A> {
+  /** The entry's name: it is stored as `"<namespace>:<key>:"`; same rules as a keyspace name. */
+  readonly key: string
+  readonly value: Schema.Schema<A, I>
+  readonly ttl?: Duration.DurationInput | ((value: A) => Duration.DurationInput) | undefined
+  readonly serializer?: CacheSerializer.CacheSerializer<NoInfer<I>> | undefined
+  readonly version?: string | undefined
+  /** The cache to use; defaults to {@link Cache}. */
+  readonly cache?: Context.Tag<Id, Service> | undefined
+}
+
+/**
+ * Caches the value of an effect under one key: the first run stores it, later runs read it until it
+ * expires. Data-first or data-last.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { Cache } from "effect-cachekit"
+ *
+ * const AppConfig = Schema.Struct({ featureX: Schema.Boolean })
+ * declare const loadConfig: Effect.Effect<typeof AppConfig.Type, Error>
+ *
+ * const config = loadConfig.pipe(Cache.memoize({ key: "config", value: AppConfig, ttl: "1 minute" }))
+ * ```
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const memoize: {
+  <A, I, Id = Cache>(options: MemoizeOptions<A, I, Id>): <E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R | Id>
+  <A, E, R, I, Id = Cache>(self: Effect.Effect<A, E, R>, options: MemoizeOptions<A, I, Id>): Effect.Effect<A, E, R | Id>
+} = dual(
+  (args) => Effect.isEffect(args[0]),
+  <A, E, R, I, Id>(self: Effect.Effect<A, E, R>, options: MemoizeOptions<A, I, Id>): Effect.Effect<A, E, R | Id> => {
+    const keyspace = Definition.make(
+      { ...options, name: options.key, key: CacheKey.string },
+      Cache as unknown as Context.Tag<Id, Service>
+    )
+    return getOrSet(keyspace, "", self, options)
+  }
+)

@@ -1,0 +1,195 @@
+/**
+ * The typed errors of effect-cachekit.
+ *
+ * Every failure names the `operation` that failed, the `key` where there is one, a `reason` literal
+ * and the underlying `cause`. Each class has its own `_tag`, so `Effect.catchTag` picks one kind:
+ *
+ * - {@link StoreError}: the backend failed (timeout, unavailable, refused, too large, wrong type).
+ * - {@link CodecError}: a value could not be encoded for the store (or decoded from it).
+ * - {@link InvalidKeyError}: a key could not be turned into a safe store key.
+ * - {@link LockError}: a lock could not be taken or was lost.
+ *
+ * @since 0.1.0
+ */
+import * as Data from "effect/Data"
+import * as Predicate from "effect/Predicate"
+
+/**
+ * The operations that can fail, as they appear in errors, logs and metrics.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Operation =
+  | "get"
+  | "getMany"
+  | "set"
+  | "setMany"
+  | "add"
+  | "delete"
+  | "deleteMany"
+  | "has"
+  | "increment"
+  | "expire"
+  | "clear"
+  | "getOrSet"
+  | "lock"
+  | "unlock"
+
+const describeCause = (cause: unknown): string => {
+  if (cause === undefined) return ""
+  if (Predicate.hasProperty(cause, "message") && typeof cause.message === "string") return `: ${cause.message}`
+  return `: ${String(cause)}`
+}
+
+const describeKey = (key: string | undefined): string => {
+  if (key === undefined) return ""
+  return key.length > 120 ? ` (key "${key.slice(0, 120)}…", ${key.length} characters)` : ` (key "${key}")`
+}
+
+/**
+ * The backend failed: it timed out, could not be reached, refused a value that is too large,
+ * found a value of the wrong type, or answered with an error.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { CacheError } from "effect-cachekit"
+ *
+ * const program = Effect.fail(new CacheError.StoreError({ reason: "Timeout", operation: "get", key: "app:users:1" }))
+ * program.pipe(Effect.catchTag("StoreError", (e) => Effect.log(e.message)))
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class StoreError extends Data.TaggedError("StoreError")<{
+  readonly reason: "Timeout" | "Unavailable" | "TooLarge" | "WrongType" | "Backend"
+  readonly operation: Operation
+  readonly key?: string | undefined
+  readonly store?: string | undefined
+  readonly cause?: unknown
+}> {
+  /**
+   * @since 0.1.0
+   */
+  override get message(): string {
+    const store = this.store === undefined ? "" : ` in the ${this.store} store`
+    return `${this.operation} failed${store} (${this.reason})${describeKey(this.key)}${describeCause(this.cause)}`
+  }
+}
+
+/**
+ * A value could not be encoded for the store (reason `"Encode"`), or bytes read from the store could
+ * not be decoded (reason `"Decode"`). Reads treat a decode failure as a miss and heal the entry; the
+ * error is logged and counted rather than returned.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { CacheError } from "effect-cachekit"
+ *
+ * const program = Effect.fail(new CacheError.CodecError({ reason: "Encode", operation: "set", key: "app:users:1" }))
+ * program.pipe(Effect.catchTag("CodecError", (e) => Effect.log(e.reason)))
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class CodecError extends Data.TaggedError("CodecError")<{
+  readonly reason: "Encode" | "Decode"
+  readonly operation: Operation
+  readonly key?: string | undefined
+  readonly cause?: unknown
+}> {
+  /**
+   * @since 0.1.0
+   */
+  override get message(): string {
+    return `${this.operation} could not ${this.reason === "Encode" ? "encode" : "decode"} the value${
+      describeKey(this.key)
+    }${describeCause(this.cause)}`
+  }
+}
+
+/**
+ * A key could not become a store key: its codec refused it (`"Encode"`), it holds control characters
+ * (`"ControlCharacter"`) or it is longer than the cache allows (`"TooLong"`). Such a key never reaches
+ * a backend.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { CacheError } from "effect-cachekit"
+ *
+ * const program = Effect.fail(new CacheError.InvalidKeyError({ reason: "TooLong", operation: "get", key: "x".repeat(5000) }))
+ * program.pipe(Effect.catchTag("InvalidKeyError", (e) => Effect.log(e.message)))
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InvalidKeyError extends Data.TaggedError("InvalidKeyError")<{
+  readonly reason: "Encode" | "ControlCharacter" | "TooLong"
+  readonly operation: Operation
+  readonly key?: string | undefined
+  readonly cause?: unknown
+}> {
+  /**
+   * @since 0.1.0
+   */
+  override get message(): string {
+    const detail = this.reason === "ControlCharacter"
+      ? "it contains a control character"
+      : this.reason === "TooLong"
+      ? "it is longer than the cache's maxKeyLength"
+      : "its key codec refused it"
+    return `${this.operation} was given an invalid key: ${detail}${describeKey(this.key)}${describeCause(this.cause)}`
+  }
+}
+
+/**
+ * A lock could not be acquired within its timeout (`"Timeout"`), was lost while held (`"Lost"`), or
+ * the lock backend failed (`"Unavailable"`).
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { CacheError } from "effect-cachekit"
+ *
+ * const program = Effect.fail(new CacheError.LockError({ reason: "Timeout", operation: "lock", key: "app:users:1" }))
+ * program.pipe(Effect.catchTag("LockError", () => Effect.succeed("fallback")))
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class LockError extends Data.TaggedError("LockError")<{
+  readonly reason: "Timeout" | "Lost" | "Unavailable"
+  readonly operation: Operation
+  readonly key?: string | undefined
+  readonly cause?: unknown
+}> {
+  /**
+   * @since 0.1.0
+   */
+  override get message(): string {
+    return `${this.operation} failed (${this.reason})${describeKey(this.key)}${describeCause(this.cause)}`
+  }
+}
+
+/**
+ * Every error effect-cachekit can raise.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import type { CacheError } from "effect-cachekit"
+ *
+ * const describe = (error: CacheError.CacheError): string => `${error._tag}: ${error.message}`
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type CacheError = StoreError | CodecError | InvalidKeyError | LockError

@@ -1,0 +1,290 @@
+/**
+ * A bounded in-process store: lru-cache evicts the least recently used entries past a count or a byte
+ * budget, and expiry is read from Effect's `Clock`, so `TestClock.adjust` expires entries in tests.
+ *
+ * Values are kept as the cache hands them over ({@link CacheStore.LiveValue}), so a hit returns the
+ * decoded value without deserializing anything.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import { LRUCache } from "lru-cache"
+import { StoreError } from "./CacheError.js"
+import * as CacheStore from "./CacheStore.js"
+
+/**
+ * Options of a memory store.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** The most entries kept; the least recently used are evicted past it. Default 10,000. */
+  readonly capacity?: number | undefined
+  /**
+   * A budget for the sum of entry sizes (key length plus the serialized value's length); the least
+   * recently used entries are evicted past it. Unbounded by default.
+   */
+  readonly maxBytes?: number | undefined
+  /** The largest single entry accepted; a larger write fails with reason `"TooLarge"`. Defaults to `maxBytes`. */
+  readonly maxEntryBytes?: number | undefined
+}
+
+/**
+ * What a memory store reports about itself.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Stats {
+  /** Entries held, including expired ones not yet touched or evicted. */
+  readonly entries: number
+  /** The sum of entry sizes, when the store has a byte budget; 0 otherwise. */
+  readonly bytes: number
+  /** Entries pushed out by the count or byte bound since the store was made. */
+  readonly evictions: number
+}
+
+/**
+ * A memory store: the {@link CacheStore.CacheStore} port plus its own statistics.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { MemoryStore } from "effect-cachekit"
+ *
+ * const program = Effect.gen(function* () {
+ *   const store = yield* MemoryStore.make({ capacity: 2 })
+ *   yield* store.set("a", "1", undefined)
+ *   return yield* store.stats
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface MemoryStore extends CacheStore.CacheStore {
+  readonly stats: Effect.Effect<Stats>
+}
+
+/**
+ * The memory store's own tag, for inspecting its statistics; {@link layer} provides it next to
+ * {@link CacheStore.CacheStore}.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { MemoryStore } from "effect-cachekit"
+ *
+ * const evictions = Effect.flatMap(MemoryStore.MemoryStore, (store) => store.stats)
+ * ```
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export const MemoryStore: Context.Tag<MemoryStore, MemoryStore> = Context.GenericTag<MemoryStore>(
+  "effect-cachekit/MemoryStore"
+)
+
+interface Slot {
+  readonly value: CacheStore.StoredValue
+  /** Epoch milliseconds from the Clock; `Infinity` when the entry does not expire. */
+  expiresAt: number
+}
+
+const sizeOf = (value: CacheStore.StoredValue): number =>
+  value instanceof CacheStore.LiveValue ? value.size : value.length
+
+const integerPattern = /^-?\d+$/
+
+/**
+ * Builds a memory store.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { MemoryStore } from "effect-cachekit"
+ *
+ * const store = MemoryStore.make({ capacity: 10_000, maxBytes: 64 * 1024 * 1024 })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: Options = {}): Effect.Effect<MemoryStore> =>
+  Effect.sync(() => unsafeMake(options))
+
+const unsafeMake = (options: Options): MemoryStore => {
+  const capacity = options.capacity ?? 10_000
+  if (!Number.isSafeInteger(capacity) || capacity < 1) {
+    throw new RangeError(`MemoryStore capacity must be a positive integer, got ${capacity}`)
+  }
+  const maxEntryBytes = options.maxEntryBytes ?? options.maxBytes
+  let evictions = 0
+  const lru = new LRUCache<string, Slot>({
+    max: capacity,
+    ...(options.maxBytes === undefined ? {} : {
+      maxSize: options.maxBytes,
+      // lru-cache refuses sizes below 1; an empty string key with an empty value still takes a slot.
+      sizeCalculation: (slot: Slot, key: string) => Math.max(1, key.length + sizeOf(slot.value))
+    }),
+    dispose: (_value, _key, reason) => {
+      if (reason === "evict") evictions++
+    }
+  })
+
+  const fail = (operation: StoreError["operation"], key: string, reason: StoreError["reason"], cause?: unknown) =>
+    new StoreError({ reason, operation, key, store: "memory", cause })
+
+  /** The live slot under `key`, dropping it when it has expired. */
+  const live = (key: string, now: number, touch: boolean): Slot | undefined => {
+    const slot = touch ? lru.get(key) : lru.peek(key)
+    if (slot === undefined) return undefined
+    if (slot.expiresAt <= now) {
+      lru.delete(key)
+      return undefined
+    }
+    return slot
+  }
+
+  const expiryOf = (now: number, ttl: Duration.Duration | undefined): number =>
+    ttl === undefined || !Duration.isFinite(ttl) ? Infinity : now + Duration.toMillis(ttl)
+
+  /** Stores one entry, or returns the error that refused it. */
+  const write = (
+    operation: StoreError["operation"],
+    key: string,
+    value: CacheStore.StoredValue,
+    expiresAt: number,
+    now: number
+  ): StoreError | undefined => {
+    if (expiresAt <= now) {
+      lru.delete(key)
+      return undefined
+    }
+    if (maxEntryBytes !== undefined && key.length + sizeOf(value) > maxEntryBytes) {
+      // No stale value may outlive a refused write.
+      lru.delete(key)
+      return fail(
+        operation,
+        key,
+        "TooLarge",
+        `${key.length + sizeOf(value)} exceeds the ${maxEntryBytes}-byte entry limit`
+      )
+    }
+    lru.set(key, { value, expiresAt })
+    return undefined
+  }
+
+  const withNow = <A, E>(f: (now: number) => Effect.Effect<A, E>): Effect.Effect<A, E> =>
+    Effect.clockWith((clock) => f(clock.unsafeCurrentTimeMillis()))
+
+  return {
+    name: "memory",
+    isInProcess: true,
+    acceptsLiveValues: true,
+    get: (key) =>
+      withNow((now) => {
+        const slot = live(key, now, true)
+        return slot === undefined ? Effect.succeedNone : Effect.succeedSome(slot.value)
+      }),
+    getMany: (keys) =>
+      withNow((now) =>
+        Effect.succeed(keys.map((key) => {
+          const slot = live(key, now, true)
+          return slot === undefined ? Option.none() : Option.some(slot.value)
+        }))
+      ),
+    set: (key, value, ttl) =>
+      withNow((now) => {
+        const error = write("set", key, value, expiryOf(now, ttl), now)
+        return error === undefined ? Effect.void : Effect.fail(error)
+      }),
+    setMany: (entries) =>
+      withNow((now) => {
+        let firstError: StoreError | undefined
+        for (const entry of entries) {
+          const error = write("setMany", entry.key, entry.value, expiryOf(now, entry.ttl), now)
+          if (firstError === undefined) firstError = error
+        }
+        return firstError === undefined ? Effect.void : Effect.fail(firstError)
+      }),
+    add: (key, value, ttl) =>
+      withNow((now) => {
+        if (live(key, now, false) !== undefined) return Effect.succeed(false)
+        const error = write("add", key, value, expiryOf(now, ttl), now)
+        return error === undefined ? Effect.succeed(true) : Effect.fail(error)
+      }),
+    delete: (key) => withNow((now) => Effect.succeed(live(key, now, false) !== undefined && lru.delete(key))),
+    deleteMany: (keys) =>
+      withNow((now) => {
+        let removed = 0
+        for (const key of keys) {
+          if (live(key, now, false) !== undefined && lru.delete(key)) removed++
+        }
+        return Effect.succeed(removed)
+      }),
+    has: (key) => withNow((now) => Effect.succeed(live(key, now, false) !== undefined)),
+    increment: (key, by) =>
+      withNow((now) => {
+        if (!Number.isSafeInteger(by)) return Effect.fail(fail("increment", key, "WrongType", `${by} is not an integer`))
+        const slot = live(key, now, true)
+        let current = 0
+        if (slot !== undefined) {
+          const text = typeof slot.value === "string" ? slot.value : undefined
+          if (text === undefined || !integerPattern.test(text) || !Number.isSafeInteger(Number(text))) {
+            return Effect.fail(fail("increment", key, "WrongType", "the stored value is not an integer"))
+          }
+          current = Number(text)
+        }
+        const next = current + by
+        if (!Number.isSafeInteger(next)) {
+          return Effect.fail(fail("increment", key, "WrongType", "the result is outside the safe integer range"))
+        }
+        // Like Redis INCR, the entry keeps its time to live.
+        const error = write("increment", key, String(next), slot?.expiresAt ?? Infinity, now)
+        return error === undefined ? Effect.succeed(next) : Effect.fail(error)
+      }),
+    expire: (key, ttl) =>
+      withNow((now) => {
+        const slot = live(key, now, false)
+        if (slot === undefined) return Effect.succeed(false)
+        const expiresAt = expiryOf(now, ttl)
+        if (expiresAt <= now) lru.delete(key)
+        else slot.expiresAt = expiresAt
+        return Effect.succeed(true)
+      }),
+    clear: (prefix) =>
+      Effect.sync(() => {
+        let removed = 0
+        for (const key of Array.from(lru.keys())) {
+          if (key.startsWith(prefix) && lru.delete(key)) removed++
+        }
+        return removed
+      }),
+    stats: Effect.sync(() => ({ entries: lru.size, bytes: lru.calculatedSize, evictions }))
+  }
+}
+
+/**
+ * A memory store as a layer, providing both {@link CacheStore.CacheStore} and {@link MemoryStore}.
+ *
+ * @example
+ * ```ts
+ * import { Cache, MemoryStore } from "effect-cachekit"
+ * import { Layer } from "effect"
+ *
+ * const CacheLive = Cache.layer({ namespace: "app" }).pipe(Layer.provide(MemoryStore.layer({ capacity: 10_000 })))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options = {}): Layer.Layer<CacheStore.CacheStore | MemoryStore> =>
+  Layer.effectContext(
+    Effect.map(make(options), (store) => Context.make(MemoryStore, store).pipe(Context.add(CacheStore.CacheStore, store)))
+  )

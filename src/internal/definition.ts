@@ -1,0 +1,104 @@
+/**
+ * The compiled form of a keyspace: its name, key and value codecs ready to run, its fingerprint and
+ * its policy. `Keyspace.make` and `Cache.memoize` build one; the cache service runs on it.
+ *
+ * @since 0.1.0
+ */
+import type * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import type * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+import * as CacheKey from "../CacheKey.js"
+import * as CacheSerializer from "../CacheSerializer.js"
+import type { Service } from "../Cache.js"
+import type * as CacheStore from "../CacheStore.js"
+
+/**
+ * A compiled keyspace. Every {@link Keyspace} is one.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Definition<K, A, Id> {
+  /** The keyspace name: entries live under `"<namespace>:<name>:"`. */
+  readonly name: string
+  /** The tag of the cache this keyspace uses. */
+  readonly cache: Context.Tag<Id, Service>
+  /** The structural fingerprint stored with every value (see `CacheSerializer.fingerprint`). */
+  readonly fingerprint: string
+  /** Whether stored bodies are text or bytes. */
+  readonly format: "text" | "binary"
+  /** Encodes a key into its segment. */
+  readonly encodeKey: (key: K) => Either.Either<string, ParseResult.ParseError>
+  /** Encodes and serializes a value into the body of a stored value (without the header). */
+  readonly encodeValue: (value: A) => Effect.Effect<CacheStore.Encoded, ParseResult.ParseError>
+  /** Deserializes and decodes a stored body. */
+  readonly decodeValue: (body: CacheStore.Encoded) => Effect.Effect<A, ParseResult.ParseError>
+  /** The time to live of a value; `undefined` defers to the cache's default. */
+  readonly ttl: ((value: A) => Duration.DurationInput) | undefined
+  /** Values for which this returns `true` are returned to the caller but not cached. */
+  readonly skip: ((value: A) => boolean) | undefined
+}
+
+/**
+ * The parts of a keyspace a user chooses.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options<K, A, I, Id> {
+  /** Letters, digits, `_`, `-` and `.`; no `:`. */
+  readonly name: string
+  readonly key: CacheKey.CacheKey<K>
+  readonly value: Schema.Schema<A, I>
+  /** A fixed time to live, or one chosen from the value. Defaults to the cache's `defaultTtl`. */
+  readonly ttl?: Duration.DurationInput | ((value: A) => Duration.DurationInput) | undefined
+  /** How values are stored. Default `CacheSerializer.json`. */
+  readonly serializer?: CacheSerializer.CacheSerializer<NoInfer<I>> | undefined
+  /** Values for which this returns `true` are returned to callers but never cached (e.g. `Option.isNone`). */
+  readonly skip?: ((value: A) => boolean) | undefined
+  /** Bump to invalidate every stored value of this keyspace without a schema change. */
+  readonly version?: string | undefined
+  /** The cache to use when a program has more than one; defaults to `Cache.Cache`. */
+  readonly cache?: Context.Tag<Id, Service> | undefined
+}
+
+const validName = /^[A-Za-z0-9_.-]+$/
+
+/** @internal */
+export const validateName = (what: string, name: string): string => {
+  if (!validName.test(name)) {
+    throw new TypeError(
+      `effect-cachekit: the ${what} ${JSON.stringify(name)} may hold only letters, digits, "_", "-" and "." (no ":")`
+    )
+  }
+  return name
+}
+
+/** @internal */
+export const make = <K, A, I, Id>(options: Options<K, A, I, Id>, defaultCache: Context.Tag<Id, Service>): Definition<K, A, Id> => {
+  const serializer = (options.serializer ?? CacheSerializer.json) as CacheSerializer.CacheSerializer<I>
+  const valueCodec = serializer.codec(options.value)
+  const fastKey = CacheKey.getFastEncode(options.key.ast)
+  const slowKey = Schema.encodeEither(options.key)
+  const ttl = options.ttl
+  return {
+    name: validateName("keyspace name", options.name),
+    cache: options.cache ?? defaultCache,
+    fingerprint: CacheSerializer.fingerprint(options.value, serializer, options.version),
+    format: serializer.format,
+    encodeKey: fastKey === undefined ? (key) => slowKey(key) : (key) => {
+      const segment = fastKey(key)
+      return segment === undefined ? slowKey(key) : Either.right(segment)
+    },
+    encodeValue: Schema.encode(valueCodec),
+    decodeValue: Schema.decodeUnknown(valueCodec),
+    ttl: ttl === undefined ? undefined : typeof ttl === "function" ? ttl : (() => {
+      const fixed = Duration.decode(ttl)
+      return () => fixed
+    })(),
+    skip: options.skip
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * @internal
+ * One run at a time per key: the first caller of a key starts the work in a fiber of its own, every
+ * caller of that key meanwhile awaits the same outcome. The work survives the interruption of any
+ * caller as long as one caller still waits; when the last one leaves, the work is interrupted. A key
+ * leaves the map as soon as its work ends, so idle keys cost nothing.
+ */
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
+import type * as Scope from "effect/Scope"
+
+interface Flight {
+  readonly deferred: Deferred.Deferred<unknown, unknown>
+  waiters: number
+  fiber: Fiber.RuntimeFiber<void> | undefined
+}
+
+/** @internal */
+export interface SingleFlight {
+  /** Runs `work` for `key` unless a run is under way, in which case its outcome is shared. */
+  readonly run: <A, E, R>(key: string, work: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  /** Whether a run for `key` is under way. */
+  readonly has: (key: string) => boolean
+  /** Keys with a run under way. */
+  readonly size: () => number
+}
+
+/** @internal */
+export const make = (scope: Scope.Scope): SingleFlight => {
+  const flights = new Map<string, Flight>()
+
+  const settle = (key: string, flight: Flight) => (exit: Exit.Exit<unknown, unknown>) =>
+    Effect.suspend(() => {
+      if (flights.get(key) === flight) flights.delete(key)
+      return Deferred.done(flight.deferred, exit)
+    })
+
+  const join = <A, E>(key: string, flight: Flight, restore: <X, Y, Z>(self: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>) => {
+    flight.waiters++
+    return restore(Deferred.await(flight.deferred) as Effect.Effect<A, E>).pipe(
+      Effect.onExit((exit) =>
+        Effect.suspend(() => {
+          flight.waiters--
+          if (flight.waiters > 0 || !Exit.isInterrupted(exit) || flight.fiber === undefined) return Effect.void
+          // Nobody waits for this run any more: stop it, and let the next caller start afresh.
+          if (flights.get(key) === flight) flights.delete(key)
+          return Fiber.interruptFork(flight.fiber)
+        })
+      )
+    )
+  }
+
+  const run = <A, E, R>(key: string, work: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    Effect.uninterruptibleMask((restore) =>
+      Effect.suspend(() => {
+        const existing = flights.get(key)
+        if (existing !== undefined) return join<A, E>(key, existing, restore)
+        const flight: Flight = { deferred: Deferred.unsafeMake(FiberId.none), waiters: 0, fiber: undefined }
+        flights.set(key, flight)
+        return Effect.interruptible(work).pipe(
+          Effect.onExit(settle(key, flight)),
+          Effect.forkIn(scope),
+          Effect.flatMap((fiber) => {
+            flight.fiber = fiber as Fiber.RuntimeFiber<void>
+            return join<A, E>(key, flight, restore)
+          })
+        )
+      })
+    )
+
+  return { run, has: (key) => flights.has(key), size: () => flights.size }
+}

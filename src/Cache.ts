@@ -161,8 +161,7 @@ export interface Service {
 export class Cache extends Context.Tag("effect-cachekit/Cache")<Cache, Service>() {}
 
 /**
- * The counters every cache updates, labelled by `cache` (the namespace) and `keyspace`; `errors`
- * also carries the `operation`.
+ * The counters every cache updates, labelled by `cache` (the namespace), `keyspace` and `store`.
  *
  * @example
  * ```ts
@@ -410,7 +409,7 @@ const makeService = (config: {
 
   /** What getOrSet does with a store failure: log it, count it, carry on without the cache. */
   const absorb = <K, A, Id, X>(keyspace: Definition.Definition<K, A, Id>, fallback: X) => (error: StoreError | CodecError | InvalidKeyError) => {
-    counters(keyspace.name).errors.unsafeUpdate(1, [MetricLabel.make("operation", error.operation)])
+    counters(keyspace.name).errors.unsafeUpdate(1, [])
     return Effect.as(Effect.logWarning(`effect-cachekit: ${error.message}; carrying on without the cache`), fallback)
   }
 
@@ -461,28 +460,29 @@ const makeService = (config: {
       const cacheWrite = options?.cacheWrite !== false
       if (!cacheRead && !cacheWrite) return produce
       const skip = options?.skip ?? keyspace.skip
-      const produceAndStore = cacheWrite
-        ? Effect.tap(produce, (value) =>
-          skip?.(value) === true
-            ? Effect.void
-            : write("getOrSet", keyspace, full, value, options).pipe(
-              Effect.catchAll(absorb(keyspace, undefined))
-            ))
-        : produce
+      const store = (value: A): Effect.Effect<void> =>
+        skip?.(value) === true
+          ? Effect.void
+          : write("getOrSet", keyspace, full, value, options).pipe(Effect.catchAll(absorb(keyspace, undefined)))
+      const after = cacheWrite ? store : undefined
       if (!cacheRead) {
         // A forced refresh must not join a run that may answer from the cache; control characters
         // never occur in store keys, so this flight key cannot collide with another.
-        return flights.run(`${full}\u0000refresh`, produceAndStore)
+        return flights.run(`${full}\u0000refresh`, produce, after)
       }
-      // Under the guard, read again: a run that just finished may have stored the value.
-      const guarded = Effect.flatMap(
+      // Under the guard, read again: a run that finished meanwhile may have stored the value. When the
+      // store has just failed, don't wait on it a second time.
+      const reread = Effect.flatMap(
         read("getOrSet", keyspace, full, false).pipe(Effect.catchAll(absorb(keyspace, Option.none<A>()))),
-        (found) => Option.isSome(found) ? Effect.succeed(found.value) : produceAndStore
+        (found) => Option.isSome(found) ? Effect.succeed(found.value) : produce
       )
-      if (flights.has(full)) return flights.run(full, guarded)
+      if (flights.has(full)) return flights.run(full, reread, after)
       return Effect.flatMap(
-        read("getOrSet", keyspace, full, true).pipe(Effect.catchAll(absorb(keyspace, Option.none<A>()))),
-        (found) => Option.isSome(found) ? Effect.succeed(found.value) : flights.run(full, guarded)
+        Effect.either(read("getOrSet", keyspace, full, true)),
+        (found) =>
+          Either.isRight(found)
+            ? Option.isSome(found.right) ? Effect.succeed(found.right.value) : flights.run(full, reread, after)
+            : Effect.zipRight(absorb(keyspace, undefined)(found.left), flights.run(full, produce, after))
       )
     })
 

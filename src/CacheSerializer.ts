@@ -192,7 +192,7 @@ const fingerprints = new WeakMap<SchemaAST.AST, Map<string, string>>()
 
 /**
  * The fingerprint of a value schema under a serializer: 12 hex characters of a SHA-256 over the
- * structure of the schema's encoded and decoded sides, the serializer's name and an optional
+ * structure of the schema (both its encoded and decoded sides), the serializer's name and an optional
  * `version`. Stored values carry it; a read under a different fingerprint is a miss.
  *
  * @example
@@ -217,9 +217,8 @@ export const fingerprint = <A, I, In>(
   let bySerializer = fingerprints.get(schema.ast)
   const cached = bySerializer?.get(id)
   if (cached !== undefined) return cached
-  const structure = `${describe(SchemaAST.encodedAST(schema.ast), new Map())}\u0000${
-    describe(SchemaAST.typeAST(schema.ast), new Map())
-  }`
+  // The schema's own AST holds both sides: a transformation is described by its encoded and decoded ends.
+  const structure = describe(schema.ast, new Map())
   const value = createHash("sha256").update(`${id}\u0000${structure}`).digest("hex").slice(0, 12)
   if (bySerializer === undefined) fingerprints.set(schema.ast, bySerializer = new Map())
   bySerializer.set(id, value)

@@ -1,7 +1,9 @@
 /**
  * @internal
  * One run at a time per key: the first caller of a key starts the work in a fiber of its own, every
- * caller of that key meanwhile awaits the same outcome. The work survives the interruption of any
+ * caller of that key meanwhile awaits the same outcome. Callers get the outcome as soon as the work
+ * has it; the key stays in flight while `after` (e.g. the cache write) finishes, so a caller arriving
+ * then shares the outcome instead of starting the work again. The work survives the interruption of any
  * caller as long as one caller still waits; when the last one leaves, the work is interrupted. A key
  * leaves the map as soon as its work ends, so idle keys cost nothing.
  */
@@ -21,7 +23,11 @@ interface Flight {
 /** @internal */
 export interface SingleFlight {
   /** Runs `work` for `key` unless a run is under way, in which case its outcome is shared. */
-  readonly run: <A, E, R>(key: string, work: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  readonly run: <A, E, R, R2 = never>(
+    key: string,
+    work: Effect.Effect<A, E, R>,
+    after?: (value: A) => Effect.Effect<void, never, R2>
+  ) => Effect.Effect<A, E, R | R2>
   /** Whether a run for `key` is under way. */
   readonly has: (key: string) => boolean
   /** Keys with a run under way. */
@@ -32,10 +38,9 @@ export interface SingleFlight {
 export const make = (scope: Scope.Scope): SingleFlight => {
   const flights = new Map<string, Flight>()
 
-  const settle = (key: string, flight: Flight) => (exit: Exit.Exit<unknown, unknown>) =>
-    Effect.suspend(() => {
+  const leave = (key: string, flight: Flight) =>
+    Effect.sync(() => {
       if (flights.get(key) === flight) flights.delete(key)
-      return Deferred.done(flight.deferred, exit)
     })
 
   const join = <A, E>(key: string, flight: Flight, restore: <X, Y, Z>(self: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>) => {
@@ -53,15 +58,24 @@ export const make = (scope: Scope.Scope): SingleFlight => {
     )
   }
 
-  const run = <A, E, R>(key: string, work: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  const run = <A, E, R, R2 = never>(
+    key: string,
+    work: Effect.Effect<A, E, R>,
+    after?: (value: A) => Effect.Effect<void, never, R2>
+  ): Effect.Effect<A, E, R | R2> =>
     Effect.uninterruptibleMask((restore) =>
       Effect.suspend(() => {
         const existing = flights.get(key)
         if (existing !== undefined) return join<A, E>(key, existing, restore)
         const flight: Flight = { deferred: Deferred.unsafeMake(FiberId.none), waiters: 0, fiber: undefined }
         flights.set(key, flight)
+        // Waiters are answered by a finalizer, so they hear even of an interruption; `after` runs
+        // interruptibly so that closing the scope never waits on it.
         return Effect.interruptible(work).pipe(
-          Effect.onExit(settle(key, flight)),
+          Effect.onExit((exit) => Deferred.done(flight.deferred, exit)),
+          Effect.flatMap((value) => after === undefined ? Effect.void : Effect.interruptible(after(value))),
+          Effect.ensuring(leave(key, flight)),
+          Effect.exit,
           Effect.forkIn(scope),
           Effect.flatMap((fiber) => {
             flight.fiber = fiber as Fiber.RuntimeFiber<void>

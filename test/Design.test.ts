@@ -1,0 +1,63 @@
+/**
+ * The DESIGN.md "What a user writes" example, as written, compiled and run. The two layers it shows
+ * that need Redis (`layerRedis`, `layerTiered`) join this test with the Redis and tiered stores.
+ */
+import { assert, it } from "@effect/vitest"
+import { Data, Effect, Layer, Option, Ref, Schema } from "effect"
+import { Cache, CacheKey, Keyspace } from "../src/index.js"
+
+class User extends Schema.Class<User>("User")({ id: Schema.Number, name: Schema.String }) {}
+class FetchError extends Data.TaggedError("FetchError")<{ readonly id: number }> {}
+const AppConfig = Schema.Struct({ featureX: Schema.Boolean })
+
+it.effect("the DESIGN.md example compiles and behaves as written", () =>
+  Effect.gen(function*() {
+    const fetches = yield* Ref.make(0)
+    const configLoads = yield* Ref.make(0)
+    const fetchUser = (id: number): Effect.Effect<User, FetchError> =>
+      id < 0 ? Effect.fail(new FetchError({ id })) : Effect.as(Ref.update(fetches, (n) => n + 1), new User({ id, name: id === 2 ? "Bob" : "?" }))
+    const loadConfig = Effect.as(Ref.update(configLoads, (n) => n + 1), { featureX: true })
+
+    // ---- as in DESIGN.md ----
+    const Users = Keyspace.make({
+      name: "users",
+      key: CacheKey.number,            // K = number, stored as "<namespace>:users:<id>"
+      value: User,                     // any Schema<A, I>; JSON by default, or serializer: CacheSerializer.msgpack
+      ttl: "10 minutes",
+    })
+
+    const program = Effect.gen(function* () {
+      yield* Users.set(1, new User({ id: 1, name: "Ada" }))
+      const ada = yield* Users.get(1)                         // Option<User>
+      const bob = yield* Users.getOrSet(2, fetchUser(2))      // User; fetchUser runs at most once at a time
+      yield* Users.invalidate(1)
+      return { ada, bob }
+    })
+
+    // Memoize any effect or effectful function through the cache in context.
+    const getUser = Users.memoize(fetchUser)                  // (id: number) => Effect<User, FetchError, Cache | R>
+    const config = loadConfig.pipe(Cache.memoize({ key: "config", value: AppConfig, ttl: "1 minute" }))
+
+    // Pick the backend by providing a layer; tests provide a different one.
+    const memory = program.pipe(Effect.provide(Cache.layerMemory({ capacity: 10_000 })))
+    const fromEnv = program.pipe(Effect.provide(Cache.layerConfig))           // from env: CACHE_ENABLED, CACHE_REDIS_URL, ...
+    // ---- end of the example ----
+
+    const { ada, bob } = yield* memory
+    assert.deepStrictEqual(ada, Option.some(new User({ id: 1, name: "Ada" })))
+    assert.strictEqual(bob.name, "Bob")
+    assert.strictEqual(yield* Ref.get(fetches), 1)
+    yield* fromEnv
+
+    const typed: (id: number) => Effect.Effect<User, FetchError, Cache.Cache> = getUser
+    yield* Effect.gen(function*() {
+      yield* typed(3)
+      yield* typed(3)
+      assert.strictEqual(yield* Ref.get(fetches), 3, "memoized: id 3 fetched once")
+      const failure = yield* Effect.flip(typed(-1))
+      assert.strictEqual(failure._tag, "FetchError")
+      yield* config
+      yield* config
+      assert.strictEqual(yield* Ref.get(configLoads), 1)
+    }).pipe(Effect.provide(Layer.fresh(Cache.layerMemory({ capacity: 10_000 }))))
+  }))

@@ -1,0 +1,50 @@
+/**
+ * Test stores built on the real memory store: one that keeps only serialized bytes (as a remote store
+ * does), one that never answers, one that always fails.
+ */
+import { Context, Effect, Layer } from "effect"
+import { Cache, CacheError, CacheStore, MemoryStore } from "../src/index.js"
+
+/** A memory store that refuses live values and is raced against the cache timeout, like a remote store. */
+export const serializingStore = (store: CacheStore.CacheStore): CacheStore.CacheStore => ({
+  ...store,
+  name: "serializing",
+  isInProcess: false,
+  acceptsLiveValues: false
+})
+
+/** The memory store seen as a remote store, provided both as CacheStore and MemoryStore. */
+export const layerSerializing = (options: MemoryStore.Options = {}) =>
+  Layer.effectContext(
+    Effect.map(MemoryStore.make(options), (store) =>
+      Context.make(CacheStore.CacheStore, serializingStore(store)).pipe(Context.add(MemoryStore.MemoryStore, store)))
+  )
+
+const everyOperation = (f: (operation: CacheError.Operation) => Effect.Effect<never, CacheError.StoreError>): CacheStore.CacheStore => ({
+  name: "broken",
+  isInProcess: false,
+  acceptsLiveValues: false,
+  get: () => f("get"),
+  getMany: () => f("getMany"),
+  set: () => f("set"),
+  setMany: () => f("setMany"),
+  add: () => f("add"),
+  delete: () => f("delete"),
+  deleteMany: () => f("deleteMany"),
+  has: () => f("has"),
+  increment: () => f("increment"),
+  expire: () => f("expire"),
+  clear: () => f("clear")
+})
+
+/** A store whose every operation waits forever, as a paused server does. */
+export const hangingStore: CacheStore.CacheStore = everyOperation(() => Effect.never)
+
+/** A store whose every operation fails as an unreachable server does. */
+export const failingStore: CacheStore.CacheStore = everyOperation((operation) =>
+  Effect.fail(new CacheError.StoreError({ reason: "Unavailable", operation, store: "broken", cause: "connection refused" }))
+)
+
+/** A cache over a given store value. */
+export const cacheOver = (store: CacheStore.CacheStore, options: Cache.Options = {}) =>
+  Cache.layer(options).pipe(Layer.provide(Layer.succeed(CacheStore.CacheStore, store)))

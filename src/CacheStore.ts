@@ -182,6 +182,7 @@ export const noop: CacheStore = {
  *
  * @example
  * ```ts
+ * import { Layer } from "effect"
  * import { Cache, CacheStore } from "effect-cachekit"
  *
  * const disabled = Cache.layer({ namespace: "app" }).pipe(Layer.provide(CacheStore.layerNoop))

@@ -370,6 +370,16 @@ for (const [backend, layerFor] of backends) {
   })
 }
 
+describe("Cache over the memory store, hit path", () => {
+  it.effect("a hit returns the stored instance itself: no serialization on the L1 hit path", () =>
+    Effect.gen(function*() {
+      const ada = new User({ id: 1, name: "Ada" })
+      yield* Users.set(1, ada)
+      assert.strictEqual(Option.getOrThrow(yield* Users.get(1)), ada)
+      assert.strictEqual(yield* Users.getOrSet(1, Effect.die("not called")), ada)
+    }).pipe(Effect.provide(Cache.layerMemory({ namespace: "identity" }))))
+})
+
 describe("Cache fail-safe", () => {
   it.effect("a store that never answers: direct calls time out with a typed error, getOrSet falls back", () =>
     Effect.gen(function*() {

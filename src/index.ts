@@ -52,3 +52,17 @@ export * as Keyspace from "./Keyspace.js"
  * @since 0.1.0
  */
 export * as MemoryStore from "./MemoryStore.js"
+
+/**
+ * The ioredis client as a scoped service.
+ *
+ * @since 0.1.0
+ */
+export * as Redis from "./Redis.js"
+
+/**
+ * The Redis store.
+ *
+ * @since 0.1.0
+ */
+export * as RedisStore from "./RedisStore.js"

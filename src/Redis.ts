@@ -1,0 +1,281 @@
+/**
+ * The ioredis client as a scoped service: standalone, Sentinel or Cluster, with defaults chosen for a
+ * cache rather than a queue.
+ *
+ * ioredis's own defaults let a command wait 10 s or more during an outage and forever against a paused
+ * server. Here every command carries a `commandTimeout`, commands issued while the connection is down
+ * fail at once instead of queueing (`enableOfflineQueue: false`), and reconnection retries forever with
+ * a capped backoff, so a cache recovers when Redis returns without restarting its layer.
+ *
+ * @since 0.1.0
+ */
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import { Cluster, Redis as IORedis, type ClusterOptions, type RedisOptions } from "ioredis"
+
+/**
+ * A Redis client: a standalone or Sentinel-managed connection, or a Cluster.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Client = IORedis | Cluster
+
+/**
+ * The Redis service: the client, and whether it talks to a Cluster.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Redis } from "effect-cachekit"
+ *
+ * // aiocache's `raw`: any command the stores do not wrap.
+ * const info = Effect.flatMap(Redis.Redis, (redis) => Effect.promise(() => redis.client.info("memory")))
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Redis {
+  readonly client: Client
+  readonly isCluster: boolean
+}
+
+/**
+ * The Redis service tag.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Redis } from "effect-cachekit"
+ *
+ * const ping = Effect.flatMap(Redis.Redis, (redis) => Effect.promise(() => redis.client.ping()))
+ * ```
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export const Redis: Context.Tag<Redis, Redis> = Context.GenericTag<Redis>("effect-cachekit/Redis")
+
+/**
+ * How to reach Redis. Give a `url`, or `sentinels` with the master `name`, or `cluster` nodes.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** `redis://[user:password@]host:port[/db]` or `rediss://...`. Credentials belong in a `Redacted`. */
+  readonly url?: string | Redacted.Redacted<string> | undefined
+  /** Sentinel nodes; with `name`, the master they watch. */
+  readonly sentinels?: ReadonlyArray<{ readonly host: string; readonly port: number }> | undefined
+  readonly name?: string | undefined
+  /** Cluster start-up nodes. */
+  readonly cluster?: ReadonlyArray<{ readonly host: string; readonly port: number }> | undefined
+  /** Password for Sentinel or Cluster nodes (a `url` carries its own). */
+  readonly password?: Redacted.Redacted<string> | undefined
+  /** The bound on every command. Default 500 ms. */
+  readonly commandTimeout?: Duration.DurationInput | undefined
+  /** The bound on establishing a connection. Default 2 seconds. */
+  readonly connectTimeout?: Duration.DurationInput | undefined
+  /** Longest pause between reconnection attempts (they never stop). Default 2 seconds. */
+  readonly maxReconnectDelay?: Duration.DurationInput | undefined
+  /** Batch concurrent commands into one write per tick. Default `true`. */
+  readonly autoPipelining?: boolean | undefined
+  /**
+   * Anything else for ioredis; these win over the defaults above. Leave `keyPrefix` unset: the cache
+   * namespaces keys itself, and ioredis does not apply a prefix to SCAN patterns.
+   */
+  readonly redisOptions?: RedisOptions | undefined
+}
+
+const millis = (input: Duration.DurationInput | undefined, fallback: Duration.DurationInput) =>
+  Duration.toMillis(Duration.decode(input ?? fallback))
+
+/**
+ * The ioredis options this module uses: the cache-oriented defaults, with `options.redisOptions` on top.
+ * Useful to build a client of your own for {@link layerFromClient}.
+ *
+ * @example
+ * ```ts
+ * import { Redis as IORedis } from "ioredis"
+ * import { Redis } from "effect-cachekit"
+ *
+ * const client = new IORedis("redis://127.0.0.1:6379", Redis.clientOptions({ commandTimeout: "250 millis" }))
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const clientOptions = (options: Options): RedisOptions => {
+  const maxDelay = millis(options.maxReconnectDelay, "2 seconds")
+  return {
+    commandTimeout: millis(options.commandTimeout, "500 millis"),
+    connectTimeout: millis(options.connectTimeout, "2 seconds"),
+    // Fail a command while disconnected instead of holding it until the server returns.
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 10), maxDelay),
+    enableAutoPipelining: options.autoPipelining ?? true,
+    ...(options.password === undefined ? {} : { password: Redacted.value(options.password) }),
+    ...options.redisOptions
+  }
+}
+
+const connect = (options: Options): Redis => {
+  const redisOptions = clientOptions(options)
+  if (options.cluster !== undefined) {
+    const clusterOptions: ClusterOptions = {
+      redisOptions,
+      enableOfflineQueue: false,
+      enableAutoPipelining: redisOptions.enableAutoPipelining ?? true,
+      clusterRetryStrategy: redisOptions.retryStrategy!
+    }
+    return { client: new Cluster(options.cluster.map((node) => ({ ...node })), clusterOptions), isCluster: true }
+  }
+  if (options.sentinels !== undefined) {
+    return {
+      client: new IORedis({
+        ...redisOptions,
+        sentinels: options.sentinels.map((node) => ({ ...node })),
+        name: options.name ?? "mymaster"
+      }),
+      isCluster: false
+    }
+  }
+  const url = options.url === undefined ? "redis://127.0.0.1:6379" : Redacted.isRedacted(options.url)
+    ? Redacted.value(options.url)
+    : options.url
+  return { client: new IORedis(url, redisOptions), isCluster: false }
+}
+
+/** Resolves once the client is ready, or after `connectTimeout`: a cache starts even when Redis is down. */
+const awaitReady = (redis: Redis, timeout: Duration.DurationInput) =>
+  Effect.async<void>((resume) => {
+    const client = redis.client
+    if (client.status === "ready") return resume(Effect.void)
+    const done = () => resume(Effect.void)
+    client.once("ready", done)
+    return Effect.sync(() => client.off("ready", done))
+  }).pipe(
+    Effect.timeoutTo({
+      duration: timeout,
+      onSuccess: () => Effect.void,
+      onTimeout: () => Effect.logWarning("effect-cachekit: Redis is not reachable yet; the cache works without it until it is")
+    }),
+    Effect.flatten
+  )
+
+/**
+ * Connects to Redis for the life of the layer's scope; the connection is closed with the scope.
+ * Connection errors are logged, never thrown: while Redis is unreachable, commands fail with typed
+ * errors and the cache falls back to producers.
+ *
+ * @example
+ * ```ts
+ * import { Redacted } from "effect"
+ * import { Redis } from "effect-cachekit"
+ *
+ * const RedisLive = Redis.layer({ url: Redacted.make("redis://:secret@127.0.0.1:6379"), commandTimeout: "200 millis" })
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options = {}): Layer.Layer<Redis> =>
+  Layer.scoped(
+    Redis,
+    Effect.acquireRelease(
+      Effect.sync(() => {
+        const redis = connect(options)
+        // Without a listener, ioredis reports connection errors as unhandled 'error' events.
+        redis.client.on("error", () => {})
+        return redis
+      }),
+      (redis) => Effect.promise(() => close(redis.client))
+    ).pipe(
+      // Outside the acquire, which cannot be interrupted, so the wait's timeout can end it.
+      Effect.tap((redis) => awaitReady(redis, options.connectTimeout ?? "2 seconds"))
+    )
+  )
+
+/**
+ * QUIT when connected, so replies in flight arrive; bounded, because a release cannot be interrupted
+ * and QUIT on a connection that never came up does not settle. Then the socket is closed for good.
+ */
+const close = async (client: Client): Promise<void> => {
+  if (client.status === "ready") {
+    let timer: ReturnType<typeof setTimeout> | undefined
+    await Promise.race([
+      client.quit().catch(() => "closed"),
+      new Promise((resolve) => timer = setTimeout(resolve, 1_000))
+    ])
+    clearTimeout(timer)
+  }
+  client.disconnect()
+}
+
+/**
+ * The client settings `layerConfig` reads: `CACHE_REDIS_URL` (a secret: it may carry a password) and
+ * `CACHE_REDIS_COMMAND_TIMEOUT`.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Redis } from "effect-cachekit"
+ *
+ * const url = Effect.map(Redis.config, (options) => options.url)
+ * ```
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const config: Config.Config<Options> = Config.all({
+  url: Config.redacted("CACHE_REDIS_URL").pipe(Config.withDescription("redis://[user:password@]host:port[/db]")),
+  commandTimeout: Config.duration("CACHE_REDIS_COMMAND_TIMEOUT").pipe(
+    Config.option,
+    Config.map(Option.getOrUndefined),
+    Config.withDescription("the bound on every Redis command")
+  )
+})
+
+/**
+ * A client configured from the environment (see {@link config}).
+ *
+ * @example
+ * ```ts
+ * import { Redis } from "effect-cachekit"
+ *
+ * const RedisLive = Redis.layerConfig // CACHE_REDIS_URL=redis://127.0.0.1:6379
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig: Layer.Layer<Redis, ConfigError.ConfigError> = Layer.unwrapEffect(Effect.map(config, layer))
+
+/**
+ * Wraps a client the program already owns, waiting (at most 2 seconds) for it to be ready. The layer
+ * does not close it.
+ *
+ * @example
+ * ```ts
+ * import { Redis as IORedis } from "ioredis"
+ * import { Redis } from "effect-cachekit"
+ *
+ * const client = new IORedis("redis://127.0.0.1:6379", Redis.clientOptions({}))
+ * const RedisLive = Redis.layerFromClient(client)
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerFromClient = (client: Client): Layer.Layer<Redis> => {
+  const redis: Redis = { client, isCluster: client instanceof Cluster }
+  return Layer.effect(Redis, Effect.as(awaitReady(redis, "2 seconds"), redis))
+}

@@ -1,0 +1,177 @@
+import { assert, describe, it } from "@effect/vitest"
+import type { ChildProcess } from "node:child_process"
+import { Context, Duration, Effect, Layer, Option, Ref, Schedule, Schema } from "effect"
+import { Redis as IORedis } from "ioredis"
+import { afterAll, beforeAll, inject } from "vitest"
+import { Cache, CacheKey, CacheStore, Keyspace, Redis, RedisStore } from "../src/index.js"
+import { startRedis, stopRedis } from "./setup/redis.js"
+import { storeSuite } from "./suites/CacheStoreSuite.js"
+
+const sleep = (duration: Duration.Duration) =>
+  Effect.promise(() => new Promise((resolve) => setTimeout(resolve, Duration.toMillis(duration))))
+
+/** A Redis client on database `db` of the shared test server, emptied when the layer is built. */
+const redisOn = (db: number, options: Redis.Options = {}) =>
+  Layer.tap(Redis.layer({ url: `${inject("redisUrl")}/${db}`, ...options }), (context) =>
+    Effect.promise(() => Context.get(context, Redis.Redis).client.flushdb()))
+
+const storeOn = (db: number, options: RedisStore.Options = {}) => RedisStore.layer(options).pipe(Layer.provide(redisOn(db)))
+
+// Redis expires keys on its own clock: the suite waits for real, in units of 100 ms.
+storeSuite("RedisStore", storeOn(1), { unit: "100 millis", advance: sleep })
+
+class User extends Schema.Class<User>("User")({ id: Schema.Number, name: Schema.String }) {}
+const Users = Keyspace.make({ name: "users", key: CacheKey.number, value: User, ttl: "10 minutes" })
+
+describe("RedisStore", () => {
+  it.effect("refuses values over maxValueBytes on write (dropping the old value) and on read", () =>
+    Effect.gen(function*() {
+      const store = yield* CacheStore.CacheStore
+      yield* store.set("big", "small", undefined)
+      const write = yield* Effect.flip(store.set("big", "x".repeat(101), undefined))
+      assert.strictEqual(write.reason, "TooLarge")
+      assert.isFalse(yield* store.has("big"))
+      const redis = yield* Redis.Redis
+      yield* Effect.promise(() => redis.client.set("raw-big", "y".repeat(500)))
+      const read = yield* Effect.flip(store.get("raw-big"))
+      assert.strictEqual(read.reason, "TooLarge")
+    }).pipe(Effect.provide(RedisStore.layer({ maxValueBytes: 100 }).pipe(Layer.provideMerge(redisOn(2))))))
+
+  it.effect("a key of another type is a WrongType error for get, and getOrSet falls back", () =>
+    Effect.gen(function*() {
+      const redis = yield* Redis.Redis
+      yield* Effect.promise(() => redis.client.rpush("wt:users:1", "a", "b"))
+      const error = yield* Effect.flip(Users.get(1))
+      assert.isTrue(error._tag === "StoreError" && error.reason === "WrongType")
+      const user = yield* Users.getOrSet(1, Effect.succeed(new User({ id: 1, name: "fallback" })))
+      assert.strictEqual(user.name, "fallback")
+    }).pipe(Effect.provide(
+      Cache.layer({ namespace: "wt" }).pipe(Layer.provide(RedisStore.layer()), Layer.provideMerge(redisOn(3)))
+    )))
+
+  it.effect("a cache over Redis: values round-trip, corrupt bytes are a miss and are dropped", () =>
+    Effect.gen(function*() {
+      yield* Users.set(1, new User({ id: 1, name: "Ada" }))
+      assert.deepStrictEqual(yield* Users.get(1), Option.some(new User({ id: 1, name: "Ada" })))
+      const redis = yield* Redis.Redis
+      const stored = yield* Effect.promise(() => redis.client.get("rt:users:1"))
+      assert.strictEqual(stored, `ck1:${Users.fingerprint}:{"id":1,"name":"Ada"}`)
+      yield* Effect.promise(() => redis.client.set("rt:users:2", Buffer.from([0xff, 0x00, 0xfe])))
+      assert.isTrue(Option.isNone(yield* Users.get(2)))
+      assert.strictEqual(yield* Effect.promise(() => redis.client.exists("rt:users:2")), 0)
+      const ttl = yield* Effect.promise(() => redis.client.pttl("rt:users:1"))
+      assert.isTrue(ttl > 9 * 60_000 && ttl <= 10 * 60_000)
+    }).pipe(Effect.provide(
+      Cache.layer({ namespace: "rt" }).pipe(Layer.provide(RedisStore.layer()), Layer.provideMerge(redisOn(4)))
+    )))
+})
+
+describe("RedisStore on a server of its own", () => {
+  let server: { port: number; process: ChildProcess }
+  let admin: IORedis
+  beforeAll(async () => {
+    server = await startRedis()
+    admin = new IORedis(server.port, "127.0.0.1")
+  })
+  afterAll(async () => {
+    admin.disconnect()
+    await stopRedis(server.process)
+  })
+
+  const commandStats = Effect.promise(async () => {
+    const info = await admin.info("commandstats")
+    const calls: Record<string, number> = {}
+    for (const match of info.matchAll(/^cmdstat_([a-z|]+):calls=(\d+)/gm)) calls[match[1]!] = Number(match[2])
+    return calls
+  })
+  const delta = (before: Record<string, number>, after: Record<string, number>) =>
+    Object.fromEntries(
+      Object.entries(after).map(([name, n]) => [name, n - (before[name] ?? 0)]).filter(([, n]) => (n as number) > 0)
+    ) as Record<string, number>
+
+  const layer = () =>
+    Cache.layer({ namespace: "own", timeout: "500 millis" }).pipe(
+      Layer.provideMerge(RedisStore.layer()),
+      Layer.provideMerge(Redis.layer({ url: `redis://127.0.0.1:${server.port}`, commandTimeout: "300 millis" }))
+    )
+
+  it.live("batches are one MGET / one pipeline; a stampede reads once; clear uses SCAN, never KEYS", () =>
+    Effect.gen(function*() {
+      const keys = Array.from({ length: 100 }, (_, i) => i)
+      yield* Users.setMany(keys.map((i) => [i, new User({ id: i, name: `u${i}` })] as const))
+      const before = yield* commandStats
+      const got = yield* Users.getMany(keys)
+      assert.isTrue(got.every(Option.isSome))
+      const afterBatch = yield* commandStats
+      assert.deepStrictEqual(delta(before, afterBatch), { mget: 1, info: 1 })
+
+      const calls = yield* Ref.make(0)
+      const produce = Effect.as(Effect.zipRight(Ref.update(calls, (n) => n + 1), Effect.sleep("50 millis")), new User({ id: 1_000, name: "cold" }))
+      const users = yield* Effect.all(Array.from({ length: 1_000 }, () => Users.getOrSet(1_000, produce)), { concurrency: "unbounded" })
+      assert.strictEqual(yield* Ref.get(calls), 1)
+      assert.isTrue(users.every((u) => u.name === "cold"))
+      // Callers are answered before the write lands; wait for the run to finish it.
+      yield* Effect.flatMap(Cache.Cache, (cache) => cache.inFlight).pipe(
+        Effect.repeat({ until: (n) => n === 0, schedule: Schedule.spaced("5 millis"), times: 400 })
+      )
+      const stampede = delta(afterBatch, yield* commandStats)
+      // Every caller read once before the guard (these concurrent GETs are pipelined into few writes),
+      // the run re-read once and wrote once.
+      assert.strictEqual(stampede.set, 1)
+      assert.isAtMost(stampede.get ?? 0, 1_001)
+
+      const removed = yield* Cache.clear
+      assert.strictEqual(removed, 101)
+      const all = yield* commandStats
+      assert.isUndefined(all.keys, "KEYS is never used")
+      assert.isAbove(all.scan ?? 0, 0)
+    }).pipe(Effect.provide(layer())))
+
+  it.live("a paused server: direct calls fail with a Timeout within the bound, getOrSet answers; then it recovers", () =>
+    Effect.gen(function*() {
+      yield* Users.set(1, new User({ id: 1, name: "before" }))
+      server.process.kill("SIGSTOP")
+      const started = Date.now()
+      const error = yield* Effect.flip(Users.get(1))
+      const elapsed = Date.now() - started
+      assert.isTrue(error._tag === "StoreError" && error.reason === "Timeout", `got ${error._tag}`)
+      assert.isBelow(elapsed, 5_000, "settled well within the bound, not hung")
+      const user = yield* Users.getOrSet(2, Effect.succeed(new User({ id: 2, name: "fallback" })))
+      assert.strictEqual(user.name, "fallback")
+      server.process.kill("SIGCONT")
+      // Recovery without rebuilding the layer: the same layer reads again once the server answers.
+      const recovered = yield* Users.get(1).pipe(
+        Effect.retry({ times: 50, schedule: Schedule.spaced("100 millis") }),
+        Effect.either
+      )
+      assert.isTrue(recovered._tag === "Right")
+    }).pipe(Effect.provide(layer())))
+})
+
+describe("Redis client service", () => {
+  it.live("a server that is down: the layer still starts, calls fail fast with Unavailable, getOrSet answers", () =>
+    Effect.gen(function*() {
+      const started = Date.now()
+      const error = yield* Effect.flip(Users.get(1))
+      assert.isTrue(error._tag === "StoreError" && (error.reason === "Unavailable" || error.reason === "Timeout"))
+      const user = yield* Users.getOrSet(1, Effect.succeed(new User({ id: 1, name: "fallback" })))
+      assert.strictEqual(user.name, "fallback")
+      assert.isBelow(Date.now() - started, 3_000)
+    }).pipe(Effect.provide(
+      Cache.layer({ namespace: "down" }).pipe(
+        Layer.provide(RedisStore.layer()),
+        Layer.provide(Redis.layer({ url: "redis://127.0.0.1:1", connectTimeout: "200 millis" }))
+      )
+    )))
+
+  it.live("layerFromClient uses a client the program owns and leaves it open", () =>
+    Effect.gen(function*() {
+      const client = new IORedis(`${inject("redisUrl")}/5`, Redis.clientOptions({}))
+      yield* Effect.addFinalizer(() => Effect.sync(() => client.disconnect()))
+      yield* Users.set(1, new User({ id: 1, name: "Ada" })).pipe(
+        Effect.provide(Cache.layer({ namespace: "own-client" }).pipe(Layer.provide(RedisStore.layer()), Layer.provide(Redis.layerFromClient(client))))
+      )
+      assert.strictEqual(client.status, "ready")
+      assert.strictEqual(yield* Effect.promise(() => client.exists("own-client:users:1")), 1)
+    }).pipe(Effect.scoped))
+})

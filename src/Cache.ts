@@ -14,6 +14,7 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Fiber from "effect/Fiber"
 import { dual } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
@@ -21,10 +22,12 @@ import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import type * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
-import { CodecError, InvalidKeyError, type Operation, StoreError } from "./CacheError.js"
+import { type CacheError, CodecError, InvalidKeyError, LockError, type Operation, StoreError } from "./CacheError.js"
+import * as CacheLock from "./CacheLock.js"
 import * as CacheKey from "./CacheKey.js"
 import * as CacheSerializer from "./CacheSerializer.js"
 import * as CacheStore from "./CacheStore.js"
+import * as Coalesce from "./internal/coalesce.js"
 import * as Definition from "./internal/definition.js"
 import * as SingleFlight from "./internal/singleFlight.js"
 import * as MemoryStore from "./MemoryStore.js"
@@ -44,6 +47,23 @@ export interface Options {
   readonly timeout?: Duration.DurationInput | undefined
   /** The longest store key accepted, in characters. Default 1,024. */
   readonly maxKeyLength?: number | undefined
+  /** How `getOrSet` uses the {@link CacheLock.CacheLock} in context, when there is one. */
+  readonly lock?: LockOptions | undefined
+}
+
+/**
+ * How `getOrSet` coordinates with other cache instances through a lock.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface LockOptions {
+  /** How long a lock is held before it lapses; a watchdog extends it every third of it while the producer runs. Default 10 seconds. */
+  readonly lease?: Duration.DurationInput | undefined
+  /** How long a caller waits for another instance's producer before its `lockMode` applies. Default 10 seconds. */
+  readonly timeout?: Duration.DurationInput | undefined
+  /** The longest wait between two looks while another instance produces (wake-ups usually come sooner). Default 200 ms. */
+  readonly pollInterval?: Duration.DurationInput | undefined
 }
 
 /**
@@ -70,7 +90,23 @@ export interface GetOrSetOptions<A> extends WriteOptions<A> {
   readonly cacheWrite?: boolean | undefined
   /** Values for which this returns `true` are returned but not cached; overrides the keyspace's `skip`. */
   readonly skip?: ((value: A) => boolean) | undefined
+  /**
+   * What a caller does when another instance holds the key's lock past the wait limit:
+   * `"at-least-once"` (default) runs the producer itself; `"at-most-once"` fails with a `LockError`.
+   * Only matters when a {@link CacheLock.CacheLock} is in context.
+   */
+  readonly lockMode?: CacheLock.Mode | undefined
+  /** Overrides the cache's `lock.timeout` for this call. */
+  readonly lockTimeout?: Duration.DurationInput | undefined
 }
+
+/**
+ * The lock error a `getOrSet` call may fail with: none unless its options may ask for `"at-most-once"`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type LockErrorOf<O> = O extends { readonly lockMode?: "at-least-once" | undefined } ? never : LockError
 
 /**
  * The cache service. Every operation takes the keyspace it works in.
@@ -133,12 +169,12 @@ export interface Service {
   readonly clearKeyspace: <K, A, Id>(keyspace: Definition.Definition<K, A, Id>) => Effect.Effect<number, StoreError>
   /** Removes every entry of the namespace; returns how many. */
   readonly clear: Effect.Effect<number, StoreError>
-  readonly getOrSet: <K, A, Id, E, R>(
+  readonly getOrSet: <K, A, Id, E, R, const O extends GetOrSetOptions<A> = {}>(
     keyspace: Definition.Definition<K, A, Id>,
     key: K,
     produce: Effect.Effect<A, E, R>,
-    options?: GetOrSetOptions<A>
-  ) => Effect.Effect<A, E, R>
+    options?: O
+  ) => Effect.Effect<A, E | LockErrorOf<O>, R>
 }
 
 /**
@@ -222,7 +258,13 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Cache
     const defaultTtl = options.defaultTtl === undefined ? undefined : Duration.decode(options.defaultTtl)
     const maxKeyLength = options.maxKeyLength ?? 1024
     const flights = SingleFlight.make(scope)
-    return makeService({ store, namespace, timeout, defaultTtl, maxKeyLength, flights })
+    const lock = Option.getOrUndefined(yield* Effect.serviceOption(CacheLock.CacheLock))
+    const lockSettings = {
+      lease: Duration.decode(options.lock?.lease ?? "10 seconds"),
+      timeout: Duration.decode(options.lock?.timeout ?? "10 seconds"),
+      pollInterval: Duration.decode(options.lock?.pollInterval ?? "200 millis")
+    }
+    return makeService({ store, namespace, timeout, defaultTtl, maxKeyLength, flights, lock, lockSettings })
   })
 
 interface Counters {
@@ -239,8 +281,15 @@ const makeService = (config: {
   readonly defaultTtl: Duration.Duration | undefined
   readonly maxKeyLength: number
   readonly flights: SingleFlight.SingleFlight
+  readonly lock: CacheLock.CacheLock | undefined
+  readonly lockSettings: {
+    readonly lease: Duration.Duration
+    readonly timeout: Duration.Duration
+    readonly pollInterval: Duration.Duration
+  }
 }): Service => {
-  const { defaultTtl, flights, maxKeyLength, namespace, store, timeout } = config
+  const { defaultTtl, flights, lock, lockSettings, maxKeyLength, namespace, store, timeout } = config
+  const reads = Coalesce.make()
   const storeLabel = MetricLabel.make("store", store.name)
 
   const countersByKeyspace = new Map<string, Counters>()
@@ -386,29 +435,38 @@ const makeService = (config: {
     })
   }
 
-  /** Reads and decodes one entry; `count` says whether the read counts as a hit or a miss. */
+  /** Reads and decodes one entry. */
   const read = <K, A, Id>(
     operation: Operation,
     keyspace: Definition.Definition<K, A, Id>,
-    key: string,
-    count: boolean
+    key: string
   ): Effect.Effect<Option.Option<A>, StoreError> =>
-    Effect.flatMap(bound(operation, key, store.get(key)), (stored) => {
-      if (Option.isNone(stored)) {
-        if (count) counters(keyspace.name).misses.unsafeUpdate(1, [])
-        return Effect.succeedNone
-      }
-      const decoded = decode(operation, keyspace, key, stored.value)
-      return count
-        ? Effect.tap(decoded, (value) => {
-          const c = counters(keyspace.name)
-          ;(Option.isSome(value) ? c.hits : c.misses).unsafeUpdate(1, [])
-        })
-        : decoded
-    })
+    Effect.flatMap(
+      bound(operation, key, store.get(key)),
+      (stored) => Option.isNone(stored) ? Effect.succeedNone : decode(operation, keyspace, key, stored.value)
+    )
+
+  const count = <K, A, Id>(keyspace: Definition.Definition<K, A, Id>, found: Option.Option<A>) => {
+    const c = counters(keyspace.name)
+    ;(Option.isSome(found) ? c.hits : c.misses).unsafeUpdate(1, [])
+  }
+
+  /**
+   * A caller's read, counted as a hit or a miss. Concurrent readers of one key on a store that does
+   * I/O share one request.
+   */
+  const lookup = <K, A, Id>(
+    operation: Operation,
+    keyspace: Definition.Definition<K, A, Id>,
+    key: string
+  ): Effect.Effect<Option.Option<A>, StoreError> =>
+    Effect.tap(
+      store.isInProcess ? read(operation, keyspace, key) : reads.share(key, read(operation, keyspace, key)),
+      (found) => count(keyspace, found)
+    )
 
   /** What getOrSet does with a store failure: log it, count it, carry on without the cache. */
-  const absorb = <K, A, Id, X>(keyspace: Definition.Definition<K, A, Id>, fallback: X) => (error: StoreError | CodecError | InvalidKeyError) => {
+  const absorb = <K, A, Id, X>(keyspace: Definition.Definition<K, A, Id>, fallback: X) => (error: CacheError) => {
     counters(keyspace.name).errors.unsafeUpdate(1, [])
     return Effect.as(Effect.logWarning(`effect-cachekit: ${error.message}; carrying on without the cache`), fallback)
   }
@@ -447,44 +505,135 @@ const makeService = (config: {
       return isInvalidKey(full) ? Effect.fail(full) : f(full)
     })
 
-  const getOrSet = <K, A, Id, E, R>(
+  /**
+   * Produces a value while holding the key's lock, so that one instance in the fleet produces at a
+   * time: lock, read again, produce (a watchdog extends the lease meanwhile), store through the lock
+   * (refused if the lease was lost), release. A caller that finds the lock taken waits for its release
+   * and reads again, until `lockTimeout`; then `lockMode` decides. A failing lock backend is absorbed
+   * like a failing store: the producer runs without it (or, at most once, fails with a `LockError`).
+   */
+  const coordinated = <K, A, Id, E, R>(
+    lock: CacheLock.CacheLock,
+    keyspace: Definition.Definition<K, A, Id>,
+    key: string,
+    reread: Effect.Effect<Option.Option<A>>,
+    produce: Effect.Effect<A, E, R>,
+    shouldStore: (value: A) => boolean,
+    storeUnlocked: (value: A) => Effect.Effect<void>,
+    options: GetOrSetOptions<A> | undefined
+  ): Effect.Effect<A, E | LockError, R> => {
+    const atMostOnce = options?.lockMode === "at-most-once"
+    const waitLimit = Duration.toMillis(Duration.decode(options?.lockTimeout ?? lockSettings.timeout))
+    const pollMillis = Duration.toMillis(lockSettings.pollInterval)
+    const extendEvery = Duration.divide(lockSettings.lease, 3).pipe(Option.getOrElse(() => lockSettings.lease))
+
+    const unlocked = (error: LockError) =>
+      atMostOnce ? Effect.fail(error) : Effect.zipRight(absorb(keyspace, undefined)(error), Effect.tap(produce, storeUnlocked))
+
+    const holding = (lease: CacheLock.Lease): Effect.Effect<A, E, R> =>
+      Effect.flatMap(reread, (found) => {
+        if (Option.isSome(found)) {
+          return Effect.as(lock.release(lease, Option.none()).pipe(Effect.catchAll(absorb(keyspace, false))), found.value)
+        }
+        const watchdog = lock.extend(lease, lockSettings.lease).pipe(
+          Effect.delay(extendEvery),
+          Effect.repeat({ while: (held) => held }),
+          Effect.ignore
+        )
+        return Effect.flatMap(Effect.fork(watchdog), (fiber) =>
+          produce.pipe(
+            Effect.ensuring(Fiber.interrupt(fiber)),
+            Effect.onError(() => lock.release(lease, Option.none()).pipe(Effect.ignore)),
+            Effect.tap((value) => {
+              const encoded = shouldStore(value)
+                ? Effect.map(encode("getOrSet", keyspace, key, value), (stored) =>
+                  Option.some<CacheLock.Write>({ value: stored, ttl: ttlOf(value, keyspace.ttl, options?.ttl) }))
+                : Effect.succeed(Option.none<CacheLock.Write>())
+              return encoded.pipe(
+                Effect.flatMap((write) =>
+                  Effect.flatMap(lock.release(lease, write), (written) =>
+                    written || Option.isNone(write)
+                      ? Effect.void
+                      : Effect.logWarning(
+                        `effect-cachekit: the lock on "${key}" lapsed while its producer ran; its value was not stored`
+                      ))
+                ),
+                Effect.catchAll(absorb(keyspace, undefined))
+              )
+            })
+          ))
+      })
+
+    const attempt = (deadline: number): Effect.Effect<A, E | LockError, R> =>
+      Effect.flatMap(Effect.either(lock.tryAcquire(key, lockSettings.lease)), (acquired) => {
+        if (acquired._tag === "Left") return unlocked(acquired.left)
+        if (Option.isSome(acquired.right)) return holding(acquired.right.value)
+        return Effect.flatMap(Effect.clockWith((clock) => clock.currentTimeMillis), (now) => {
+          const remaining = deadline - now
+          if (remaining <= 0) {
+            return unlocked(new LockError({
+              reason: "Timeout",
+              operation: "lock",
+              key,
+              cause: `another instance held the lock for over ${waitLimit} ms`
+            }))
+          }
+          return lock.awaitRelease(key, Duration.millis(Math.min(remaining, pollMillis))).pipe(
+            Effect.zipRight(reread),
+            Effect.flatMap((found) => Option.isSome(found) ? Effect.succeed(found.value) : attempt(deadline))
+          )
+        })
+      })
+
+    return Effect.flatMap(Effect.clockWith((clock) => clock.currentTimeMillis), (now) => attempt(now + waitLimit))
+  }
+
+  const getOrSet = <K, A, Id, E, R, const O extends GetOrSetOptions<A> = {}>(
     keyspace: Definition.Definition<K, A, Id>,
     key: K,
     produce: Effect.Effect<A, E, R>,
-    options?: GetOrSetOptions<A>
-  ): Effect.Effect<A, E, R> =>
-    Effect.suspend(() => {
+    options?: O
+  ): Effect.Effect<A, E | LockErrorOf<O>, R> =>
+    Effect.suspend((): Effect.Effect<A, E | LockError, R> => {
       const full = storeKey("getOrSet", keyspace, key)
       if (isInvalidKey(full)) return Effect.zipRight(absorb(keyspace, undefined)(full), produce)
       const cacheRead = options?.cacheRead !== false
       const cacheWrite = options?.cacheWrite !== false
       if (!cacheRead && !cacheWrite) return produce
       const skip = options?.skip ?? keyspace.skip
-      const store = (value: A): Effect.Effect<void> =>
-        skip?.(value) === true
-          ? Effect.void
-          : write("getOrSet", keyspace, full, value, options).pipe(Effect.catchAll(absorb(keyspace, undefined)))
-      const after = cacheWrite ? store : undefined
+      const shouldStore = (value: A) => cacheWrite && skip?.(value) !== true
+      const storeUnlocked = (value: A): Effect.Effect<void> =>
+        shouldStore(value)
+          ? write("getOrSet", keyspace, full, value, options).pipe(Effect.catchAll(absorb(keyspace, undefined)))
+          : Effect.void
+      const reread = cacheRead
+        ? read("getOrSet", keyspace, full).pipe(Effect.catchAll(absorb(keyspace, Option.none<A>())))
+        : Effect.succeedNone
+      // With a lock, the value is stored through it before it is released; without one, callers get the
+      // value first and the key stays in flight until the write lands.
+      const run = (readFirst: boolean): Effect.Effect<A, E | LockError, R> =>
+        lock !== undefined
+          ? coordinated(lock, keyspace, full, readFirst ? reread : Effect.succeedNone, produce, shouldStore, storeUnlocked, options)
+          : readFirst
+          ? Effect.flatMap(reread, (found) => Option.isSome(found) ? Effect.succeed(found.value) : produce)
+          : produce
+      const after = lock === undefined && cacheWrite ? storeUnlocked : undefined
       if (!cacheRead) {
         // A forced refresh must not join a run that may answer from the cache; control characters
         // never occur in store keys, so this flight key cannot collide with another.
-        return flights.run(`${full}\u0000refresh`, produce, after)
+        return flights.run(`${full}\u0000refresh`, run(false), after)
       }
       // Under the guard, read again: a run that finished meanwhile may have stored the value. When the
       // store has just failed, don't wait on it a second time.
-      const reread = Effect.flatMap(
-        read("getOrSet", keyspace, full, false).pipe(Effect.catchAll(absorb(keyspace, Option.none<A>()))),
-        (found) => Option.isSome(found) ? Effect.succeed(found.value) : produce
-      )
-      if (flights.has(full)) return flights.run(full, reread, after)
+      if (flights.has(full)) return flights.run(full, run(true), after)
       return Effect.flatMap(
-        Effect.either(read("getOrSet", keyspace, full, true)),
+        Effect.either(lookup("getOrSet", keyspace, full)),
         (found) =>
           Either.isRight(found)
-            ? Option.isSome(found.right) ? Effect.succeed(found.right.value) : flights.run(full, reread, after)
-            : Effect.zipRight(absorb(keyspace, undefined)(found.left), flights.run(full, produce, after))
+            ? Option.isSome(found.right) ? Effect.succeed(found.right.value) : flights.run(full, run(true), after)
+            : Effect.zipRight(absorb(keyspace, undefined)(found.left), flights.run(full, run(false), after))
       )
-    })
+    }) as Effect.Effect<A, E | LockErrorOf<O>, R>
 
   return {
     namespace,
@@ -493,21 +642,17 @@ const makeService = (config: {
     timeout,
     maxKeyLength,
     inFlight: Effect.sync(() => flights.size()),
-    get: (keyspace, key) => withKey("get", keyspace, key, (full) => read("get", keyspace, full, true)),
+    get: (keyspace, key) => withKey("get", keyspace, key, (full) => lookup("get", keyspace, full)),
     getMany: (keyspace, keys) =>
       withKeys("getMany", keyspace, keys, (full) =>
         Effect.flatMap(
           bound("getMany", undefined, store.getMany(full)),
           (stored) =>
             Effect.forEach(stored, (entry, i) => {
-              const c = counters(keyspace.name)
-              if (Option.isNone(entry)) {
-                c.misses.unsafeUpdate(1, [])
-                return Effect.succeedNone
-              }
-              return Effect.tap(decode("getMany", keyspace, full[i]!, entry.value), (value) => {
-                ;(Option.isSome(value) ? c.hits : c.misses).unsafeUpdate(1, [])
-              })
+              const decoded = Option.isNone(entry)
+                ? Effect.succeedNone
+                : decode("getMany", keyspace, full[i]!, entry.value)
+              return Effect.tap(decoded, (found) => count(keyspace, found))
             })
         )),
     set: (keyspace, key, value, options) =>
@@ -876,12 +1021,12 @@ export const clearKeyspace = <K, A, Id>(
  * @since 0.1.0
  * @category accessors
  */
-export const getOrSet = <K, A, Id, E, R>(
+export const getOrSet = <K, A, Id, E, R, const O extends GetOrSetOptions<A> = {}>(
   keyspace: Definition.Definition<K, A, Id>,
   key: K,
   produce: Effect.Effect<A, E, R>,
-  options?: GetOrSetOptions<A>
-): Effect.Effect<A, E, R | Id> =>
+  options?: O
+): Effect.Effect<A, E | LockErrorOf<O>, R | Id> =>
   Effect.flatMap(keyspace.cache, (cache) => cache.getOrSet(keyspace, key, produce, options))
 
 /**
@@ -906,7 +1051,7 @@ export const clear: Effect.Effect<number, StoreError, Cache> = Effect.flatMap(Ca
  * @since 0.1.0
  * @category models
  */
-export interface MemoizeOptions<A, I, Id> extends GetOrSetOptions<A> {
+export interface MemoizeOptions<A, I, Id> extends Omit<GetOrSetOptions<A>, "lockMode"> {
   /** The entry's name: it is stored as `"<namespace>:<key>:"`; same rules as a keyspace name. */
   readonly key: string
   readonly value: Schema.Schema<A, I>
@@ -919,7 +1064,8 @@ export interface MemoizeOptions<A, I, Id> extends GetOrSetOptions<A> {
 
 /**
  * Caches the value of an effect under one key: the first run stores it, later runs read it until it
- * expires. Data-first or data-last.
+ * expires. Data-first or data-last. Across instances sharing a lock it is at-least-once; use
+ * `getOrSet` with `lockMode: "at-most-once"` for the stricter mode.
  *
  * @example
  * ```ts
@@ -945,6 +1091,7 @@ export const memoize: {
       { ...options, name: options.key, key: CacheKey.string },
       Cache as unknown as Context.Tag<Id, Service>
     )
-    return getOrSet(keyspace, "", self, options)
+    // The options cannot carry a lockMode, so the mode is at-least-once and no LockError can occur.
+    return getOrSet(keyspace, "", self, { ...options, lockMode: "at-least-once" } as const) as Effect.Effect<A, E, R | Id>
   }
 )

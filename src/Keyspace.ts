@@ -77,16 +77,16 @@ export interface Keyspace<K, A, Id = Cache.Cache> extends Internal.Definition<K,
    * time in the process; concurrent callers share its outcome. Store failures fall back to the
    * producer, so the error channel is the producer's.
    */
-  readonly getOrSet: <E, R>(
+  readonly getOrSet: <E, R, const O extends Cache.GetOrSetOptions<A> = {}>(
     key: K,
     produce: Effect.Effect<A, E, R>,
-    options?: Cache.GetOrSetOptions<A>
-  ) => Effect.Effect<A, E, R | Id>
+    options?: O
+  ) => Effect.Effect<A, E | Cache.LockErrorOf<O>, R | Id>
   /** An effectful function whose results are cached by argument, with `getOrSet`'s guarantees. */
-  readonly memoize: <E, R>(
+  readonly memoize: <E, R, const O extends Cache.GetOrSetOptions<A> = {}>(
     f: (key: K) => Effect.Effect<A, E, R>,
-    options?: Cache.GetOrSetOptions<A>
-  ) => (key: K) => Effect.Effect<A, E, R | Id>
+    options?: O
+  ) => (key: K) => Effect.Effect<A, E | Cache.LockErrorOf<O>, R | Id>
 }
 
 /**

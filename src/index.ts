@@ -66,3 +66,10 @@ export * as Redis from "./Redis.js"
  * @since 0.1.0
  */
 export * as RedisStore from "./RedisStore.js"
+
+/**
+ * The lock port and its in-process layer.
+ *
+ * @since 0.1.0
+ */
+export * as CacheLock from "./CacheLock.js"

@@ -1,0 +1,96 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Context, Data, Effect, Fiber, Layer, Option, Ref, Schema, TestClock } from "effect"
+import { Cache, CacheKey, CacheLock, CacheStore, Keyspace, MemoryStore } from "../src/index.js"
+import { lockSuite } from "./suites/CacheLockSuite.js"
+import { layerSerializing } from "./utils.js"
+
+lockSuite("in-process lock over the memory store", CacheLock.layerMemory.pipe(Layer.provideMerge(MemoryStore.layer())))
+
+class User extends Schema.Class<User>("User")({ id: Schema.Number, name: Schema.String }) {}
+class FetchError extends Data.TaggedError("FetchError")<{}> {}
+const Users = Keyspace.make({ name: "users", key: CacheKey.number, value: User, ttl: "10 minutes" })
+
+/** Four cache instances, as four processes would have, sharing one store and one lock. */
+const instances = [0, 1, 2, 3].map((i) => Context.GenericTag<`instance-${number}`, Cache.Service>(`test/instance-${i}`))
+const fleet = (store: Layer.Layer<CacheStore.CacheStore>, options: Cache.Options = {}) =>
+  instances.map((tag) => Layer.scoped(tag, Cache.make({ namespace: "fleet", ...options }))).reduce((a, b) => Layer.merge(a, b)).pipe(
+    Layer.provideMerge(CacheLock.layerMemory),
+    Layer.provideMerge(store)
+  )
+
+const counting = Effect.gen(function*() {
+  const calls = yield* Ref.make(0)
+  const produce = (millis: number) =>
+    Ref.update(calls, (n) => n + 1).pipe(Effect.zipRight(Effect.sleep(`${millis} millis`)), Effect.as(new User({ id: 7, name: "Ada" })))
+  return { calls, produce }
+})
+
+for (const [backend, store] of [["memory", MemoryStore.layer()], ["serializing", layerSerializing()]] as const) {
+  describe(`getOrSet across cache instances (${backend} store, in-process lock)`, () => {
+    it.effect("4 instances × 250 callers on one cold key: the producer runs once, everyone gets its value", () =>
+      Effect.gen(function*() {
+        const { calls, produce } = yield* counting
+        const callers = instances.flatMap((tag) =>
+          Array.from({ length: 250 }, () => Effect.flatMap(tag, (cache) => cache.getOrSet(Users, 7, produce(50))))
+        )
+        const fiber = yield* Effect.fork(Effect.all(callers, { concurrency: "unbounded" }))
+        yield* TestClock.adjust("50 millis")
+        const users = yield* Fiber.join(fiber)
+        assert.strictEqual(yield* Ref.get(calls), 1)
+        assert.strictEqual(users.length, 1_000)
+        assert.isTrue(users.every((u) => u.name === "Ada"))
+      }).pipe(Effect.provide(fleet(store))))
+
+    it.effect("a long producer keeps its lock (the watchdog extends the lease): still one run", () =>
+      Effect.gen(function*() {
+        const { calls, produce } = yield* counting
+        const [a, b] = [instances[0]!, instances[1]!]
+        const first = yield* Effect.fork(Effect.flatMap(a, (cache) => cache.getOrSet(Users, 7, produce(25_000))))
+        yield* TestClock.adjust("1 second")
+        const second = yield* Effect.fork(Effect.flatMap(b, (cache) => cache.getOrSet(Users, 7, produce(25_000), { lockTimeout: "1 minute" })))
+        for (let i = 0; i < 30; i++) yield* TestClock.adjust("1 second")
+        assert.strictEqual((yield* Fiber.join(first)).name, "Ada")
+        assert.strictEqual((yield* Fiber.join(second)).name, "Ada")
+        assert.strictEqual(yield* Ref.get(calls), 1, "lease 10 s, producer 25 s: the lease was extended, nobody took over")
+      }).pipe(Effect.provide(fleet(store))))
+
+    it.effect("a holder that died: another instance takes over once the lease lapses", () =>
+      Effect.gen(function*() {
+        const lock = yield* CacheLock.CacheLock
+        // A "process" took the lock and vanished without releasing it.
+        yield* lock.tryAcquire("fleet:users:7", "2 seconds")
+        const { calls, produce } = yield* counting
+        const waiter = yield* Effect.fork(Effect.flatMap(instances[2]!, (cache) => cache.getOrSet(Users, 7, produce(10))))
+        for (let i = 0; i < 5; i++) yield* TestClock.adjust("1 second")
+        assert.strictEqual((yield* Fiber.join(waiter)).name, "Ada")
+        assert.strictEqual(yield* Ref.get(calls), 1)
+      }).pipe(Effect.provide(fleet(store, { lock: { lease: "2 seconds" } }))))
+
+    it.effect("past lockTimeout: at-least-once runs the producer, at-most-once fails with a LockError", () =>
+      Effect.gen(function*() {
+        const lock = yield* CacheLock.CacheLock
+        yield* lock.tryAcquire("fleet:users:7", "1 hour")
+        const { calls, produce } = yield* counting
+        // Two instances: callers in one instance share one run, and so the first caller's mode.
+        const [one, two] = [yield* instances[0]!, yield* instances[1]!]
+        const atLeast = yield* Effect.fork(one.getOrSet(Users, 7, produce(0), { lockTimeout: "1 second" }))
+        const atMost = yield* Effect.fork(
+          Effect.flip(two.getOrSet(Users, 7, produce(0), { lockTimeout: "1 second", lockMode: "at-most-once" }))
+        )
+        for (let i = 0; i < 3; i++) yield* TestClock.adjust("1 second")
+        assert.strictEqual((yield* Fiber.join(atLeast)).name, "Ada")
+        const error = yield* Fiber.join(atMost)
+        assert.isTrue(error._tag === "LockError" && error.reason === "Timeout")
+        assert.strictEqual(yield* Ref.get(calls), 1)
+      }).pipe(Effect.provide(fleet(store))))
+
+    it.effect("a failing producer releases the lock at once: the next caller does not wait out the lease", () =>
+      Effect.gen(function*() {
+        const cache = yield* instances[0]!
+        const failure = yield* Effect.flip(cache.getOrSet(Users, 7, Effect.fail(new FetchError())))
+        assert.strictEqual(failure._tag, "FetchError")
+        const lock = yield* CacheLock.CacheLock
+        assert.isTrue(Option.isSome(yield* lock.tryAcquire("fleet:users:7", "1 second")))
+      }).pipe(Effect.provide(fleet(store))))
+  })
+}

@@ -31,6 +31,9 @@ import * as Coalesce from "./internal/coalesce.js"
 import * as Definition from "./internal/definition.js"
 import * as SingleFlight from "./internal/singleFlight.js"
 import * as MemoryStore from "./MemoryStore.js"
+import * as Redis from "./Redis.js"
+import * as RedisLock from "./RedisLock.js"
+import * as RedisStore from "./RedisStore.js"
 
 /**
  * Options of a cache.
@@ -727,6 +730,43 @@ export const layerMemory = (options: Options & MemoryStore.Options = {}): Layer.
   layer(options).pipe(Layer.provide(MemoryStore.layer(options)))
 
 /**
+ * Options of {@link layerRedis}: the cache's, the client's (`url`, `sentinels`, `cluster`, timeouts) and
+ * the store's (`maxValueBytes`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RedisOptions extends Options, Redis.Options, RedisStore.Options {
+  /** Coordinate `getOrSet` across processes with the Redis lock. Default `true`. */
+  readonly distributedLock?: boolean | undefined
+}
+
+const redisBackend = (options: RedisOptions) =>
+  (options.distributedLock === false
+    ? RedisStore.layer(options)
+    : Layer.merge(RedisStore.layer(options), RedisLock.layer(options))).pipe(Layer.provideMerge(Redis.layer(options)))
+
+/**
+ * A cache over Redis: the client, the Redis store and (unless `distributedLock: false`) the Redis lock,
+ * so a key's producer runs at most once at a time across every process sharing the Redis. The layer
+ * also provides the {@link Redis.Redis} client, for commands the cache does not wrap.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Cache } from "effect-cachekit"
+ *
+ * declare const program: Effect.Effect<void, never, Cache.Cache>
+ * program.pipe(Effect.provide(Cache.layerRedis({ url: "redis://127.0.0.1:6379", namespace: "app" })))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerRedis = (options: RedisOptions = {}): Layer.Layer<Cache | Redis.Redis> =>
+  layer(options).pipe(Layer.provideMerge(redisBackend(options)))
+
+/**
  * The settings `layerConfig` reads, each with its default.
  *
  * - `CACHE_ENABLED` (default `true`): `false` gives the no-op store, so every `getOrSet` runs its producer.
@@ -735,6 +775,8 @@ export const layerMemory = (options: Options & MemoryStore.Options = {}): Layer.
  * - `CACHE_TIMEOUT` (default `"1 second"`).
  * - `CACHE_MAX_KEY_LENGTH` (default 1024).
  * - `CACHE_MEMORY_CAPACITY` (default 10000) and `CACHE_MEMORY_MAX_BYTES` (default: unbounded).
+ * - `CACHE_REDIS_URL` (a secret; default none): when set, the cache runs on Redis with the distributed lock.
+ * - `CACHE_REDIS_COMMAND_TIMEOUT` (default `"500 millis"`).
  *
  * @example
  * ```ts
@@ -747,7 +789,9 @@ export const layerMemory = (options: Options & MemoryStore.Options = {}): Layer.
  * @since 0.1.0
  * @category config
  */
-export const config: Config.Config<Options & MemoryStore.Options & { readonly enabled: boolean }> = Config.all({
+export const config: Config.Config<
+  Options & MemoryStore.Options & { readonly enabled: boolean; readonly redis: Option.Option<Redis.Options> }
+> = Config.all({
   enabled: Config.boolean("CACHE_ENABLED").pipe(
     Config.withDefault(true),
     Config.withDescription("false disables caching: every read misses and every write is dropped")
@@ -782,12 +826,13 @@ export const config: Config.Config<Options & MemoryStore.Options & { readonly en
     Config.option,
     Config.map(Option.getOrUndefined),
     Config.withDescription("a byte budget for the memory store")
-  )
+  ),
+  redis: Config.option(Redis.config)
 })
 
 /**
- * A cache configured from the environment (see {@link config}): the memory store, or the no-op store
- * when `CACHE_ENABLED=false`.
+ * A cache configured from the environment (see {@link config}): Redis when `CACHE_REDIS_URL` is set,
+ * the memory store otherwise, or the no-op store when `CACHE_ENABLED=false`.
  *
  * @example
  * ```ts
@@ -803,9 +848,11 @@ export const config: Config.Config<Options & MemoryStore.Options & { readonly en
  */
 export const layerConfig: Layer.Layer<Cache, ConfigError.ConfigError> = Layer.unwrapEffect(
   Effect.map(config, (settings) =>
-    settings.enabled
-      ? layerMemory(settings)
-      : layer(settings).pipe(Layer.provide(CacheStore.layerNoop)))
+    !settings.enabled
+      ? layer(settings).pipe(Layer.provide(CacheStore.layerNoop))
+      : Option.isSome(settings.redis)
+      ? layer(settings).pipe(Layer.provide(redisBackend({ ...settings, ...settings.redis.value })))
+      : layerMemory(settings))
 )
 
 /**

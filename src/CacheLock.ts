@@ -13,14 +13,13 @@
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type { LockError, StoreError } from "./CacheError.js"
 import * as CacheStore from "./CacheStore.js"
+import * as Waiters from "./internal/waiters.js"
 
 /**
  * A held lock on the entry `key`.
@@ -128,7 +127,7 @@ export const makeMemory: Effect.Effect<CacheLock, never, CacheStore.CacheStore> 
   CacheStore.CacheStore,
   (store) => {
     const held = new Map<string, { readonly token: string; expiresAt: number }>()
-    const waiters = new Map<string, Set<Deferred.Deferred<void>>>()
+    const waiters = Waiters.make()
 
     const holder = (key: string, now: number) => {
       const lock = held.get(key)
@@ -138,13 +137,6 @@ export const makeMemory: Effect.Effect<CacheLock, never, CacheStore.CacheStore> 
       }
       return lock
     }
-
-    const wake = (key: string) =>
-      Effect.suspend(() => {
-        const set = waiters.get(key)
-        waiters.delete(key)
-        return set === undefined ? Effect.void : Effect.forEach(set, (d) => Deferred.succeed(d, undefined), { discard: true })
-      })
 
     const withNow = <A, E, R>(f: (now: number) => Effect.Effect<A, E, R>) =>
       Effect.clockWith((clock) => f(clock.unsafeCurrentTimeMillis()))
@@ -173,23 +165,9 @@ export const makeMemory: Effect.Effect<CacheLock, never, CacheStore.CacheStore> 
           const stored = isHeld && Option.isSome(write)
             ? Effect.as(store.set(lease.key, write.value.value, write.value.ttl), true)
             : Effect.succeed(false)
-          return Effect.zipLeft(stored, wake(lease.key))
+          return Effect.ensuring(stored, Effect.sync(() => waiters.wake(lease.key)))
         }),
-      awaitRelease: (key, timeout) =>
-        Effect.suspend(() => {
-          const deferred = Deferred.unsafeMake<void>(FiberId.none)
-          let set = waiters.get(key)
-          if (set === undefined) waiters.set(key, set = new Set())
-          set.add(deferred)
-          return Deferred.await(deferred).pipe(
-            Effect.timeoutTo({ duration: timeout, onSuccess: () => undefined, onTimeout: () => undefined }),
-            Effect.ensuring(Effect.sync(() => {
-              const current = waiters.get(key)
-              current?.delete(deferred)
-              if (current?.size === 0) waiters.delete(key)
-            }))
-          )
-        })
+      awaitRelease: waiters.wait
     } satisfies CacheLock
   }
 )

@@ -14,6 +14,7 @@ import * as Option from "effect/Option"
 import type { Cluster, Redis as IORedis } from "ioredis"
 import { StoreError } from "./CacheError.js"
 import * as CacheStore from "./CacheStore.js"
+import * as RedisCommon from "./internal/redis.js"
 import { slotOf } from "./internal/slot.js"
 import * as Redis from "./Redis.js"
 
@@ -31,15 +32,6 @@ export interface Options {
 }
 
 const store = "redis"
-
-/** Classifies what ioredis rejected with. */
-const classify = (cause: unknown): StoreError["reason"] => {
-  const message = cause instanceof Error ? cause.message : String(cause)
-  if (/timed out/i.test(message)) return "Timeout"
-  if (/WRONGTYPE|not an integer|out of range|overflow/i.test(message)) return "WrongType"
-  if (cause instanceof Error && cause.name === "ReplyError") return "Backend"
-  return "Unavailable"
-}
 
 /** Escapes the glob characters of a SCAN pattern so a prefix matches literally. */
 const escapeGlob = (prefix: string): string => prefix.replace(/[*?[\]\\]/g, (c) => `\\${c}`)
@@ -76,41 +68,23 @@ const ttlMillis = (ttl: Duration.Duration | undefined): number | undefined =>
  */
 export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore, never, Redis.Redis> =>
   Effect.map(Redis.Redis, ({ client, isCluster }) => {
-    const maxValueBytes = options.maxValueBytes ?? 16 * 1024 * 1024
+    const maxValueBytes = options.maxValueBytes ?? RedisCommon.defaultMaxValueBytes
     const scanCount = options.scanCount ?? 1_000
 
     const call = <A>(operation: StoreError["operation"], key: string | undefined, run: () => Promise<A>) =>
       Effect.tryPromise({
         try: run,
-        catch: (cause) => new StoreError({ reason: classify(cause), operation, key, store, cause })
+        catch: (cause) => new StoreError({ reason: RedisCommon.classify(cause), operation, key, store, cause })
       })
 
-    const tooLarge = (operation: StoreError["operation"], key: string, size: number) =>
-      new StoreError({
-        reason: "TooLarge",
-        operation,
-        key,
-        store,
-        cause: `${size} bytes exceeds the ${maxValueBytes}-byte limit`
-      })
-
-    /** The bytes or text to send; live values never reach a remote store. */
-    const payload = (operation: StoreError["operation"], key: string, value: CacheStore.StoredValue) => {
-      if (value instanceof CacheStore.LiveValue) {
-        return Effect.fail(new StoreError({ reason: "Backend", operation, key, store, cause: "a live value cannot be sent to Redis" }))
-      }
-      const size = typeof value === "string" ? Buffer.byteLength(value) : value.length
-      return size > maxValueBytes ? Effect.fail(tooLarge(operation, key, size)) : Effect.succeed(toBuffer(value))
-    }
-
-    const toBuffer = (value: CacheStore.Encoded): Buffer | string =>
-      typeof value === "string" ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength)
+    const payload = (operation: StoreError["operation"], key: string, value: CacheStore.StoredValue) =>
+      RedisCommon.argument(operation, key, value, maxValueBytes)
 
     const received = (operation: StoreError["operation"], key: string, value: Buffer | null) =>
       value === null
         ? Effect.succeedNone
         : value.length > maxValueBytes
-        ? Effect.fail(tooLarge(operation, key, value.length))
+        ? Effect.fail(RedisCommon.tooLarge(operation, key, value.length, maxValueBytes))
         : Effect.succeed(Option.some<CacheStore.StoredValue>(value))
 
     /** Drops a key whose new value was refused, so no stale value outlives the write. */

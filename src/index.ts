@@ -73,3 +73,10 @@ export * as RedisStore from "./RedisStore.js"
  * @since 0.1.0
  */
 export * as CacheLock from "./CacheLock.js"
+
+/**
+ * The distributed lock over Redis.
+ *
+ * @since 0.1.0
+ */
+export * as RedisLock from "./RedisLock.js"

@@ -12,6 +12,8 @@ export interface LockSuiteOptions {
   readonly advance?: (duration: Duration.Duration) => Effect.Effect<void>
   /** The time unit of the suite's leases. Default 1 second. */
   readonly unit?: Duration.DurationInput
+  /** Run on the real clock (for a lock whose leases run on a server's clock). Default `false`. */
+  readonly live?: boolean
 }
 
 const text = (value: Option.Option<CacheStore.StoredValue>) => {
@@ -30,7 +32,7 @@ export const lockSuite = <E>(
   const unit = Duration.decode(options.unit ?? "1 second")
   const units = (n: number) => Duration.times(unit, n)
   const test = (title: string, body: (lock: CacheLock.CacheLock, store: CacheStore.CacheStore) => Effect.Effect<void, unknown>) =>
-    it.effect(title, () =>
+    (options.live === true ? it.live : it.effect)(title, () =>
       Effect.flatMap(Effect.all([CacheLock.CacheLock, CacheStore.CacheStore]), ([lock, store]) => body(lock, store)).pipe(
         Effect.provide(layer)
       ))

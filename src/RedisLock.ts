@@ -1,0 +1,208 @@
+/**
+ * The distributed lock over Redis: `getOrSet` runs a key's producer at most once at a time across every
+ * process sharing the Redis.
+ *
+ * - Acquire: `SET <lock> <token> NX PX <lease>`.
+ * - Extend and release: Lua scripts that compare the token first (`defineCommand`), so a lease that was
+ *   lost can neither be extended nor released by its old holder.
+ * - The holder's value is written by the release script, in the same step as the token check: a
+ *   producer whose lease lapsed never overwrites the value of the holder that took over.
+ * - Waiters are woken by a `PUBLISH` on `<namespace>:lock-released` from the release script; they also
+ *   look again at the cache's poll interval, so a lost message costs a poll, not a hang.
+ * - A lock key lives in the entry's namespace and hash slot (`<namespace>:lock:{<tag>}:<entry key>`),
+ *   so the release script is Cluster-safe.
+ *
+ * @since 0.1.0
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
+import type { Cluster, Redis as IORedis } from "ioredis"
+import { LockError, StoreError } from "./CacheError.js"
+import * as CacheLock from "./CacheLock.js"
+import * as RedisCommon from "./internal/redis.js"
+import { slotOf, tagForSlot } from "./internal/slot.js"
+import * as Waiters from "./internal/waiters.js"
+import * as Redis from "./Redis.js"
+
+/**
+ * Options of the Redis lock.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** The largest value the release script writes, in bytes; as `RedisStore`'s `maxValueBytes`. Default 16 MiB. */
+  readonly maxValueBytes?: number | undefined
+}
+
+const extendScript = `
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+  return redis.call("PEXPIRE", KEYS[1], ARGV[2])
+end
+return 0`
+
+// ARGV: token, channel, message, mode ("0" no write, "1" write, "2" write with PX), value, px
+const releaseScript = `
+local written = 0
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+  if ARGV[4] == "1" then
+    redis.call("SET", KEYS[2], ARGV[5])
+    written = 1
+  elseif ARGV[4] == "2" then
+    redis.call("SET", KEYS[2], ARGV[5], "PX", ARGV[6])
+    written = 1
+  end
+  redis.call("DEL", KEYS[1])
+end
+redis.call("PUBLISH", ARGV[2], ARGV[3])
+return written`
+
+interface Scripts {
+  cachekitLockExtend(lock: string, token: string, millis: number): Promise<number>
+  cachekitLockRelease(
+    lock: string,
+    entry: string,
+    token: string,
+    channel: string,
+    message: string,
+    mode: string,
+    value: Buffer | string,
+    px: string
+  ): Promise<number>
+}
+
+const channelSuffix = ":lock-released"
+
+const namespaceOf = (key: string) => {
+  const colon = key.indexOf(":")
+  return colon < 0 ? key : key.slice(0, colon)
+}
+
+/** @internal */
+export const lockKeyOf = (key: string): string => `${namespaceOf(key)}:lock:{${tagForSlot(slotOf(key))}}:${key}`
+
+const defineScripts = (client: Redis.Client): Scripts => {
+  client.defineCommand("cachekitLockExtend", { numberOfKeys: 1, lua: extendScript })
+  client.defineCommand("cachekitLockRelease", { numberOfKeys: 2, lua: releaseScript })
+  return client as unknown as Scripts
+}
+
+/**
+ * Builds the Redis lock over the client in context, with a subscriber connection of its own for
+ * wake-ups, closed with the scope.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RedisLock } from "effect-cachekit"
+ *
+ * const lock = RedisLock.make()
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: Options = {}): Effect.Effect<CacheLock.CacheLock, never, Redis.Redis | Scope.Scope> =>
+  Effect.gen(function*() {
+    const { client, isCluster } = yield* Redis.Redis
+    const scripts = defineScripts(client)
+    const maxValueBytes = options.maxValueBytes ?? RedisCommon.defaultMaxValueBytes
+    const waiters = Waiters.make()
+
+    const subscriber = yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        const connection: IORedis | Cluster = isCluster
+          ? (client as Cluster).duplicate()
+          : (client as IORedis).duplicate({ enableOfflineQueue: true })
+        connection.on("error", () => {})
+        connection.on("pmessage", (_pattern: string, _channel: string, key: string) => waiters.wake(key))
+        return connection
+      }),
+      (connection) => Effect.sync(() => connection.disconnect())
+    )
+    // Wait (bounded) for the subscription, so early releases are heard; if it fails, waiters poll.
+    yield* Effect.tryPromise(() => subscriber.psubscribe(`*${channelSuffix}`)).pipe(
+      Effect.timeout("2 seconds"),
+      Effect.catchAll(() =>
+        Effect.logWarning("effect-cachekit: the Redis lock could not subscribe to wake-ups yet; waiters will poll")
+      )
+    )
+
+    const call = <A>(operation: LockError["operation"], key: string, run: () => Promise<A>) =>
+      Effect.tryPromise({
+        try: run,
+        catch: (cause) =>
+          new LockError({ reason: RedisCommon.classify(cause) === "Timeout" ? "Timeout" : "Unavailable", operation, key, cause })
+      })
+
+    const lock: CacheLock.CacheLock = {
+      name: "redis",
+      tryAcquire: (key, lease) =>
+        Effect.suspend(() => {
+          const token = CacheLock.randomToken()
+          const millis = Math.max(1, Math.ceil(Duration.toMillis(Duration.decode(lease))))
+          return Effect.map(
+            call("lock", key, () => client.set(lockKeyOf(key), token, "PX", millis, "NX")),
+            (reply) => reply === "OK" ? Option.some({ key, token }) : Option.none()
+          )
+        }),
+      extend: (lease, duration) =>
+        Effect.map(
+          call("lock", lease.key, () =>
+            scripts.cachekitLockExtend(
+              lockKeyOf(lease.key),
+              lease.token,
+              Math.max(1, Math.ceil(Duration.toMillis(Duration.decode(duration))))
+            )),
+          (n) => n === 1
+        ),
+      release: (lease, write) => {
+        const channel = `${namespaceOf(lease.key)}${channelSuffix}`
+        const send = (mode: string, value: Buffer | string, px: string) =>
+          Effect.map(
+            call("unlock", lease.key, () =>
+              scripts.cachekitLockRelease(lockKeyOf(lease.key), lease.key, lease.token, channel, lease.key, mode, value, px)),
+            (n) => n === 1
+          )
+        if (Option.isNone(write)) return send("0", "", "")
+        const ttl = write.value.ttl
+        const px = ttl === undefined || !Duration.isFinite(ttl) ? undefined : Math.ceil(Duration.toMillis(ttl))
+        if (px !== undefined && px <= 0) return Effect.as(send("0", "", ""), false)
+        return Effect.flatMap(
+          RedisCommon.argument("set", lease.key, write.value.value, maxValueBytes),
+          (value) => send(px === undefined ? "1" : "2", value, px === undefined ? "" : String(px))
+        ).pipe(
+          // A value too large to store still releases the lock, so waiters are not held up.
+          Effect.catchIf(
+            (error): error is StoreError => error instanceof StoreError,
+            (error) => Effect.zipRight(send("0", "", ""), Effect.fail(error))
+          )
+        )
+      },
+      awaitRelease: waiters.wait
+    }
+    return lock
+  })
+
+/**
+ * The Redis lock as a layer. Provide it with the store: `Cache.layerRedis` does.
+ *
+ * @example
+ * ```ts
+ * import { Layer } from "effect"
+ * import { Cache, Redis, RedisLock, RedisStore } from "effect-cachekit"
+ *
+ * const CacheLive = Cache.layer({ namespace: "app" }).pipe(
+ *   Layer.provide(Layer.merge(RedisStore.layer(), RedisLock.layer())),
+ *   Layer.provide(Redis.layer({ url: "redis://127.0.0.1:6379" }))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options = {}): Layer.Layer<CacheLock.CacheLock, never, Redis.Redis> =>
+  Layer.scoped(CacheLock.CacheLock, make(options))

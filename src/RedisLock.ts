@@ -114,8 +114,9 @@ export const make = (options: Options = {}): Effect.Effect<CacheLock.CacheLock, 
 
     const subscriber = yield* Effect.acquireRelease(
       Effect.sync(() => {
+        // The subscriber may queue its SUBSCRIBE until connected: it is not a request anyone waits on.
         const connection: IORedis | Cluster = isCluster
-          ? (client as Cluster).duplicate()
+          ? (client as Cluster).duplicate(undefined, { enableOfflineQueue: true })
           : (client as IORedis).duplicate({ enableOfflineQueue: true })
         connection.on("error", () => {})
         connection.on("pmessage", (_pattern: string, _channel: string, key: string) => waiters.wake(key))

@@ -78,3 +78,78 @@ export default async function setup(project: TestProject) {
   project.provide("redisPort", port)
   return () => stopRedis(process)
 }
+
+const isFree = (port: number): Promise<boolean> =>
+  new Promise((resolve) => {
+    const server = createServer()
+    server.unref()
+    server.once("error", () => resolve(false))
+    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)))
+  })
+
+/** A port that is free, and whose cluster bus port (port + 10000) is free too. */
+const freeClusterPort = async (taken: ReadonlySet<number>): Promise<number> => {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 20_000)
+    if (taken.has(port) || taken.has(port + 10_000)) continue
+    if (await isFree(port) && await isFree(port + 10_000)) return port
+  }
+  throw new Error("no free port pair for a cluster node")
+}
+
+export interface TestCluster {
+  readonly ports: ReadonlyArray<number>
+  readonly processes: ReadonlyArray<ChildProcess>
+  readonly dir: string
+}
+
+/** Starts a 3-master Redis Cluster on loopback ports, without replicas or persistence. */
+export const startCluster = async (): Promise<TestCluster> => {
+  const { mkdtempSync } = await import("node:fs")
+  const { tmpdir } = await import("node:os")
+  const { join } = await import("node:path")
+  const { execFile } = await import("node:child_process")
+  const dir = mkdtempSync(join(tmpdir(), "cachekit-cluster-"))
+  const taken = new Set<number>()
+  const ports: Array<number> = []
+  for (let i = 0; i < 3; i++) {
+    const port = await freeClusterPort(taken)
+    taken.add(port)
+    taken.add(port + 10_000)
+    ports.push(port)
+  }
+  const processes = ports.map((port) =>
+    spawn("redis-server", [
+      "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+      "--cluster-enabled", "yes", "--cluster-config-file", join(dir, `nodes-${port}.conf`),
+      "--cluster-node-timeout", "5000", "--dir", dir
+    ], { stdio: "ignore" })
+  )
+  await Promise.all(ports.map((port) => waitForRedis(port)))
+  await new Promise<void>((resolve, reject) =>
+    execFile(
+      "redis-cli",
+      ["--cluster", "create", ...ports.map((p) => `127.0.0.1:${p}`), "--cluster-replicas", "0", "--cluster-yes"],
+      { timeout: 30_000 },
+      (error, _stdout, stderr) => error ? reject(new Error(`cluster create failed: ${stderr || error.message}`)) : resolve()
+    )
+  )
+  // Wait until every node agrees the cluster is up.
+  const deadline = Date.now() + 30_000
+  for (;;) {
+    const states = await Promise.all(ports.map((port) =>
+      new Promise<string>((resolve) =>
+        execFile("redis-cli", ["-p", String(port), "cluster", "info"], (_e, stdout) => resolve(String(stdout))))
+    ))
+    if (states.every((s) => s.includes("cluster_state:ok"))) break
+    if (Date.now() > deadline) throw new Error("the test cluster did not come up")
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  return { ports, processes, dir }
+}
+
+export const stopCluster = async (cluster: TestCluster): Promise<void> => {
+  const { rmSync } = await import("node:fs")
+  await Promise.all(cluster.processes.map(stopRedis))
+  rmSync(cluster.dir, { recursive: true, force: true })
+}

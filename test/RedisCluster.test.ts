@@ -1,0 +1,90 @@
+/**
+ * The Redis store and lock on a real 3-master Redis Cluster: every batch and script must be free of
+ * CROSSSLOT errors however the keys spread over the slots.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Duration, Effect, Layer, Option, Ref, Schema } from "effect"
+import type { Cluster } from "ioredis"
+import { afterAll, beforeAll } from "vitest"
+import { Cache, CacheKey, CacheStore, Keyspace, Redis, RedisLock, RedisStore } from "../src/index.js"
+import { startCluster, stopCluster, type TestCluster } from "./setup/redis.js"
+import { lockSuite } from "./suites/CacheLockSuite.js"
+import { storeSuite } from "./suites/CacheStoreSuite.js"
+
+let cluster: TestCluster
+beforeAll(async () => {
+  cluster = await startCluster()
+}, 60_000)
+afterAll(async () => {
+  if (cluster !== undefined) await stopCluster(cluster)
+})
+
+const sleep = (duration: Duration.Duration) =>
+  Effect.promise(() => new Promise((resolve) => setTimeout(resolve, Duration.toMillis(duration))))
+
+/** A cluster client, with every master emptied when the layer is built. The ports are read lazily. */
+const clusterClient = Layer.unwrapEffect(Effect.sync(() =>
+  Layer.tap(
+    Redis.layer({ cluster: cluster.ports.map((port) => ({ host: "127.0.0.1", port })), connectTimeout: "5 seconds" }),
+    (context) =>
+      Effect.promise(async () => {
+        const client = context.unsafeMap.get(Redis.Redis.key) as Redis.Redis
+        await Promise.all((client.client as Cluster).nodes("master").map((node) => node.flushall()))
+      })
+  )
+))
+
+storeSuite("RedisStore on a 3-master Cluster", RedisStore.layer().pipe(Layer.provide(clusterClient)), {
+  unit: "100 millis",
+  advance: sleep
+})
+
+lockSuite(
+  "RedisLock on a 3-master Cluster",
+  RedisLock.layer().pipe(Layer.provideMerge(RedisStore.layer()), Layer.provideMerge(clusterClient)),
+  { unit: "100 millis", advance: sleep, live: true }
+)
+
+class User extends Schema.Class<User>("User")({ id: Schema.Number, name: Schema.String }) {}
+const Users = Keyspace.make({ name: "users", key: CacheKey.number, value: User, ttl: "10 minutes" })
+
+describe("Cache on a Redis Cluster", () => {
+  it.live("batches of keys spread over every master: getMany, setMany, invalidateMany and clear", () =>
+    Effect.gen(function*() {
+      const redis = yield* Redis.Redis
+      assert.isTrue(redis.isCluster)
+      const ids = Array.from({ length: 200 }, (_, i) => i)
+      yield* Users.setMany(ids.map((i) => [i, new User({ id: i, name: `u${i}` })] as const))
+      const got = yield* Users.getMany(ids)
+      assert.isTrue(got.every((user, i) => Option.isSome(user) && user.value.id === i))
+      // The keys really are spread over the three masters.
+      const perNode = yield* Effect.promise(() =>
+        Promise.all((redis.client as Cluster).nodes("master").map((node) => node.dbsize()))
+      )
+      assert.strictEqual(perNode.length, 3)
+      assert.isTrue(perNode.every((n) => n > 0), `keys per master: ${perNode.join(", ")}`)
+      yield* Users.invalidateMany(ids.slice(0, 100))
+      assert.strictEqual((yield* Users.getMany(ids)).filter(Option.isSome).length, 100)
+      const store = yield* CacheStore.CacheStore
+      yield* store.set("other:users:1", "kept", undefined)
+      assert.strictEqual(yield* Cache.clear, 100)
+      assert.isTrue(yield* store.has("other:users:1"))
+    }).pipe(Effect.provide(
+      Cache.layer({ namespace: "cl" }).pipe(Layer.provideMerge(RedisStore.layer()), Layer.provideMerge(clusterClient))
+    )))
+
+  it.live("getOrSet with the Redis lock on a Cluster: 4 instances × 100 callers, one producer run", () =>
+    Effect.gen(function*() {
+      const calls = yield* Ref.make(0)
+      const produce = Ref.update(calls, (n) => n + 1).pipe(Effect.zipRight(Effect.sleep("50 millis")), Effect.as(new User({ id: 1, name: "Ada" })))
+      const layer = Layer.unwrapEffect(Effect.sync(() =>
+        Cache.layerRedis({ namespace: "cl-lock", cluster: cluster.ports.map((port) => ({ host: "127.0.0.1", port })) })
+      ))
+      const instance = Effect.all(Array.from({ length: 100 }, (_, i) => Users.getOrSet(1 + (i % 3) * 1_000, produce)), {
+        concurrency: "unbounded"
+      }).pipe(Effect.provide(layer))
+      const users = (yield* Effect.all([instance, instance, instance, instance], { concurrency: "unbounded" })).flat()
+      assert.strictEqual(yield* Ref.get(calls), 3, "one run per key, three keys on different slots")
+      assert.isTrue(users.every((u) => u.name === "Ada"))
+    }))
+})

@@ -146,6 +146,72 @@ describe("RedisStore on a server of its own", () => {
     }).pipe(Effect.provide(layer())))
 })
 
+describe("Redis faults", () => {
+  const unhandled: Array<unknown> = []
+  const onUnhandled = (reason: unknown) => unhandled.push(reason)
+  beforeAll(() => void process.on("unhandledRejection", onUnhandled))
+  afterAll(() => void process.off("unhandledRejection", onUnhandled))
+
+  it.live("Redis killed, then restarted on the same port: typed errors meanwhile, recovery without rebuilding the layer", () =>
+    Effect.gen(function*() {
+      const server = yield* Effect.promise(() => startRedis())
+      const port = server.port
+      let current = server.process
+      yield* Effect.addFinalizer(() => Effect.promise(() => stopRedis(current)))
+      const run = Effect.gen(function*() {
+        yield* Users.set(1, new User({ id: 1, name: "before" }))
+        yield* Effect.promise(() => stopRedis(current))
+        const started = Date.now()
+        const error = yield* Effect.flip(Users.get(1))
+        assert.isTrue(error._tag === "StoreError" && (error.reason === "Unavailable" || error.reason === "Timeout"))
+        const calls = yield* Ref.make(0)
+        const fallback = yield* Users.getOrSet(2, Effect.as(Ref.update(calls, (n) => n + 1), new User({ id: 2, name: "fallback" })))
+        assert.strictEqual(fallback.name, "fallback")
+        assert.isBelow(Date.now() - started, 3_000, "both calls settled within their bounds")
+        // The server comes back (empty, as after a restart without persistence).
+        current = (yield* Effect.promise(() => startRedis([], port))).process
+        const recovered = yield* Users.set(3, new User({ id: 3, name: "after" })).pipe(
+          Effect.retry({ times: 100, schedule: Schedule.spaced("100 millis") }),
+          Effect.zipRight(Users.get(3)),
+          Effect.either
+        )
+        assert.isTrue(recovered._tag === "Right" && Option.isSome(recovered.right), "the same layer works again")
+      })
+      yield* run.pipe(Effect.provide(
+        Cache.layer({ namespace: "killed", timeout: "500 millis" }).pipe(
+          Layer.provide(RedisStore.layer()),
+          Layer.provide(Redis.layer({ url: `redis://127.0.0.1:${port}`, commandTimeout: "300 millis" }))
+        )
+      ))
+      assert.deepStrictEqual(unhandled, [], "no unhandled rejection escaped")
+    }).pipe(Effect.scoped))
+
+  it.live("CLIENT PAUSE: calls time out with a typed error and getOrSet answers while the server holds its clients", () =>
+    Effect.gen(function*() {
+      // A server of its own: a pause holds every client of a server.
+      const server = yield* Effect.acquireRelease(Effect.promise(() => startRedis()), (s) => Effect.promise(() => stopRedis(s.process)))
+      const url = `redis://127.0.0.1:${server.port}`
+      const admin = new IORedis(url)
+      yield* Effect.addFinalizer(() => Effect.sync(() => admin.disconnect()))
+      yield* Effect.gen(function*() {
+        yield* Effect.promise(() => admin.client("PAUSE", 1_500, "ALL"))
+        const started = Date.now()
+        const error = yield* Effect.flip(Users.get(1))
+        assert.isTrue(error._tag === "StoreError" && error.reason === "Timeout")
+        const user = yield* Users.getOrSet(1, Effect.succeed(new User({ id: 1, name: "fallback" })))
+        assert.strictEqual(user.name, "fallback")
+        assert.isBelow(Date.now() - started, 1_400, "answered before the pause ended")
+        yield* Effect.promise(() => admin.client("UNPAUSE"))
+      }).pipe(Effect.provide(
+        Cache.layer({ namespace: "paused", timeout: "400 millis" }).pipe(
+          Layer.provide(RedisStore.layer()),
+          Layer.provide(Redis.layer({ url, commandTimeout: "250 millis" }))
+        )
+      ))
+      assert.deepStrictEqual(unhandled, [])
+    }).pipe(Effect.scoped))
+})
+
 describe("Redis client service", () => {
   it.live("a server that is down: the layer still starts, calls fail fast with Unavailable, getOrSet answers", () =>
     Effect.gen(function*() {

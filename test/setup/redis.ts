@@ -50,8 +50,11 @@ export const waitForRedis = async (port: number, timeoutMs = 10_000): Promise<vo
 }
 
 /** Starts redis-server on a free loopback port, without persistence. */
-export const startRedis = async (extra: ReadonlyArray<string> = []): Promise<{ port: number; process: ChildProcess }> => {
-  const port = await freePort()
+export const startRedis = async (
+  extra: ReadonlyArray<string> = [],
+  fixedPort?: number
+): Promise<{ port: number; process: ChildProcess }> => {
+  const port = fixedPort ?? await freePort()
   const child = spawn(
     "redis-server",
     ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--databases", "32", ...extra],

@@ -2,10 +2,12 @@
  * A tour of effect-cachekit on the embedded in-memory default: `npm start`.
  *
  * It uses `Cache.layerConfig`, so the environment picks the backend (`CACHE_ENABLED`, `CACHE_NAMESPACE`,
- * `CACHE_MEMORY_CAPACITY`, ...).
+ * `CACHE_MEMORY_CAPACITY`, ...). With `CACHE_REDIS_URL` set it runs on Redis and adds a stampede across
+ * 4 processes: `CACHE_REDIS_URL=redis://127.0.0.1:6379 npm start`.
  */
 import { Console, Duration, Effect, Option, Ref, Schema } from "effect"
 import { Cache, CacheKey, Keyspace } from "../src/index.js"
+import { runFleet } from "./fleet.js"
 
 class User extends Schema.Class<User>("User")({ id: Schema.Number, name: Schema.String }) {}
 
@@ -24,6 +26,9 @@ const ms = (millis: number) => millis < 1 ? `${(millis * 1000).toFixed(0)} µs` 
 const tour = Effect.gen(function*() {
   const cache = yield* Cache.Cache
   const rows: Array<[string, string]> = []
+  // A shared store may hold a previous run's entries: start cold.
+  yield* Users.clear
+  yield* Sessions.clear
 
   // 1. A memoized slow function: the cold call pays the producer, the warm one reads the cache.
   const lookups = yield* Ref.make(0)
@@ -82,12 +87,36 @@ const tour = Effect.gen(function*() {
     })`
   ])
 
+  // 5. On Redis: 4 processes × 250 callers on one cold key, coordinated by the distributed lock.
+  const redisUrl = process.env.CACHE_REDIS_URL
+  if (cache.store.name === "redis" && redisUrl !== undefined) {
+    const fleet = yield* Effect.promise(() =>
+      runFleet(4, {
+        url: redisUrl,
+        namespace: `${cache.namespace}-tour`,
+        key: `stampede-${Date.now()}`,
+        callers: 250,
+        producerMillis: 50,
+        leaseMillis: 10_000
+      })
+    )
+    rows.push([
+      "4 processes × 250 callers on one cold key",
+      `producer ran ${fleet.runs}× in total, ${
+        fleet.distinctValues === 1 ? `all ${fleet.callers.toLocaleString("en")} got the same value` : "VALUES DIFFER"
+      }, last caller ${fleet.lastWaiterMillis} ms after the producer finished`
+    ])
+  }
+
   const width = Math.max(...rows.map(([label]) => label.length))
   yield* Console.log(`effect-cachekit tour — store: ${cache.store.name}, namespace: ${cache.namespace}\n`)
   for (const [label, result] of rows) yield* Console.log(`  ${label.padEnd(width)}  ${result}`)
 })
 
-Effect.runPromise(tour.pipe(Effect.provide(Cache.layerConfig))).catch((error) => {
-  console.error(error)
-  process.exitCode = 1
-})
+Effect.runPromise(tour.pipe(Effect.provide(Cache.layerConfig))).then(
+  () => process.exit(0),
+  (error) => {
+    console.error(error)
+    process.exit(1)
+  }
+)

@@ -149,8 +149,9 @@ export class InvalidKeyError extends Data.TaggedError("InvalidKeyError")<{
 }
 
 /**
- * A lock could not be acquired within its timeout (`"Timeout"`), was lost while held (`"Lost"`), or
- * the lock backend failed (`"Unavailable"`).
+ * A lock could not be acquired within its timeout (`"Timeout"`), or the lock backend failed
+ * (`"Unavailable"`). `getOrSet` raises it only in `"at-most-once"` mode; a lease lost while producing is
+ * logged and its write refused, and the caller still gets the value.
  *
  * @example
  * ```ts
@@ -165,7 +166,7 @@ export class InvalidKeyError extends Data.TaggedError("InvalidKeyError")<{
  * @category errors
  */
 export class LockError extends Data.TaggedError("LockError")<{
-  readonly reason: "Timeout" | "Lost" | "Unavailable"
+  readonly reason: "Timeout" | "Unavailable"
   readonly operation: Operation
   readonly key?: string | undefined
   readonly cause?: unknown

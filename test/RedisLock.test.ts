@@ -1,11 +1,11 @@
 import { assert, describe, it } from "@effect/vitest"
-import { type ChildProcess, spawn } from "node:child_process"
-import { fileURLToPath } from "node:url"
+import type { ChildProcess } from "node:child_process"
 import { Context, Duration, Effect, Layer, Ref, Schema } from "effect"
 import { Redis as IORedis } from "ioredis"
 import { afterAll, beforeAll, inject } from "vitest"
 import { Cache, CacheKey, Keyspace, Redis, RedisLock, RedisStore } from "../src/index.js"
 import { lockKeyOf } from "../src/RedisLock.js"
+import { report, runFleet, spawnWorker, startTogether, type WorkerOutput } from "../examples/fleet.js"
 import { startRedis, stopRedis } from "./setup/redis.js"
 import { lockSuite } from "./suites/CacheLockSuite.js"
 
@@ -61,52 +61,16 @@ const RedisSlot = (key: string) => calculateSlot(key)
 describe("getOrSet across 4 real processes", () => {
   let server: { port: number; process: ChildProcess }
   let admin: IORedis
+  let worker: { url: string; namespace: string }
   beforeAll(async () => {
     server = await startRedis()
     admin = new IORedis(server.port, "127.0.0.1")
+    worker = { url: `redis://127.0.0.1:${server.port}`, namespace: "fleet" }
   })
   afterAll(async () => {
     admin.disconnect()
     await stopRedis(server.process)
   })
-
-  const worker = fileURLToPath(new URL("./fixtures/stampede-worker.ts", import.meta.url))
-  interface Output {
-    readonly pid: number
-    readonly startedAt: number
-    readonly results: ReadonlyArray<{ readonly value: { readonly by: number; readonly finishedAt: number }; readonly returnedAt: number }>
-  }
-  const run = (args: { key: string; callers: number; producerMillis: number; leaseMillis: number }) => {
-    const child = spawn(
-      process.execPath,
-      ["--import", "tsx", worker, `redis://127.0.0.1:${server.port}`, args.key, String(args.callers), String(args.producerMillis), String(args.leaseMillis)],
-      { stdio: ["pipe", "pipe", "pipe"] }
-    )
-    let stdout = ""
-    let stderr = ""
-    let markReady: () => void
-    const ready = new Promise<void>((resolve) => markReady = resolve)
-    child.stdout.on("data", (chunk) => {
-      stdout += chunk
-      if (stdout.startsWith("ready\n")) markReady()
-    })
-    child.stderr.on("data", (chunk) => stderr += chunk)
-    const done = new Promise<Output | undefined>((resolve, reject) => {
-      child.once("exit", (code, signal) => {
-        if (signal !== null) return resolve(undefined)
-        if (code !== 0) return reject(new Error(`worker exited with ${code}: ${stderr}`))
-        resolve(JSON.parse(stdout.trim().split("\n").pop()!) as Output)
-      })
-    })
-    const start = () => child.stdin.write("go\n")
-    return { child, done, ready, start }
-  }
-
-  /** Starts workers together once every one of them is connected. */
-  const together = async (workers: ReadonlyArray<ReturnType<typeof run>>) => {
-    await Promise.all(workers.map((w) => w.ready))
-    for (const w of workers) w.start()
-  }
 
   const commandStats = async () => {
     const info = await admin.info("commandstats")
@@ -117,51 +81,43 @@ describe("getOrSet across 4 real processes", () => {
 
   it("4 processes × 250 callers, producer 50 ms: exactly one producer call, one value for all 1,000", { timeout: 60_000 }, async () => {
     const before = await commandStats()
-    const workers = [0, 1, 2, 3].map(() => run({ key: "cold", callers: 250, producerMillis: 50, leaseMillis: 10_000 }))
-    await together(workers)
-    const outputs = (await Promise.all(workers.map((w) => w.done))) as ReadonlyArray<Output>
+    const fleet = await runFleet(4, { ...worker, key: "cold", callers: 250, producerMillis: 50, leaseMillis: 10_000 })
     const after = await commandStats()
     const runs = Number(await admin.get("runs:cold"))
-    const values = outputs.flatMap((o) => o.results.map((r) => `${r.value.by}@${r.value.finishedAt}`))
-    const produced = outputs[0]!.results[0]!.value
-    const lastReturn = Math.max(...outputs.flatMap((o) => o.results.map((r) => r.returnedAt)))
     const commands = Object.fromEntries(
       Object.entries(after).map(([name, n]) => [name, n - (before[name] ?? 0)]).filter(([name, n]) =>
         (n as number) > 0 && !["info", "client|setinfo", "select", "psubscribe", "client|setname", "incr"].includes(name as string))
     )
-    const perProcess = outputs.map((o) => Math.max(...o.results.map((r) => r.returnedAt)) - produced.finishedAt)
-    console.log(`per process, last return after the producer finished (ms): ${perProcess.join(", ")}; producer pid ${produced.by}, pids ${outputs.map((o) => o.pid).join(", ")}`)
-    const spread = Math.max(...outputs.map((o) => o.startedAt)) - Math.min(...outputs.map((o) => o.startedAt))
     console.log(
-      `cross-process stampede: processes started within ${spread} ms; producer runs ${runs}; 1,000 callers got ${new Set(values).size} distinct value(s); ` +
-        `last caller returned ${lastReturn - produced.finishedAt} ms after the producer finished; commands ${JSON.stringify(commands)}`
+      `cross-process stampede: processes started within ${fleet.startSpread} ms; producer runs ${runs}; ` +
+        `${fleet.callers} callers got ${fleet.distinctValues} distinct value(s); ` +
+        `last caller returned ${fleet.lastWaiterMillis} ms after the producer finished; commands ${JSON.stringify(commands)}`
     )
-    assert.isTrue(outputs.every((o) => o.startedAt < produced.finishedAt), "every process started before the value existed")
+    assert.isTrue(fleet.outputs.every((o) => o.startedAt < fleet.producedAt), "every process started before the value existed")
     assert.strictEqual(runs, 1)
-    assert.strictEqual(values.length, 1_000)
-    assert.strictEqual(new Set(values).size, 1)
+    assert.strictEqual(fleet.callers, 1_000)
+    assert.strictEqual(fleet.distinctValues, 1)
     // Not one GET per waiter: each process reads the key a handful of times, not 250.
     assert.isBelow(commands.get ?? 0, 40)
   })
 
   it("the lock holder is SIGKILLed mid-producer: another process takes over after the lease, every caller gets a value", { timeout: 60_000 }, async () => {
-    const holder = run({ key: "killed", callers: 10, producerMillis: 60_000, leaseMillis: 1_000 })
-    await together([holder])
+    const holder = spawnWorker({ ...worker, key: "killed", callers: 10, producerMillis: 60_000, leaseMillis: 1_000 })
+    await startTogether([holder])
     // Wait until the holder has taken the lock and its producer runs.
     const lock = lockKeyOf("fleet:stampede:killed")
     for (let i = 0; i < 200 && (await admin.get("runs:killed")) === null; i++) await new Promise((r) => setTimeout(r, 50))
     assert.strictEqual(await admin.exists(lock), 1, "the holder holds the lock")
-    const waiters = [0, 1].map(() => run({ key: "killed", callers: 100, producerMillis: 50, leaseMillis: 1_000 }))
-    await together(waiters)
+    const waiters = [0, 1].map(() => spawnWorker({ ...worker, key: "killed", callers: 100, producerMillis: 50, leaseMillis: 1_000 }))
+    await startTogether(waiters)
     // The waiters wait on the lock; the holder's watchdog keeps extending it.
     await new Promise((r) => setTimeout(r, 1_500))
     assert.strictEqual(Number(await admin.get("runs:killed")), 1, "nobody took over a live holder")
-    holder.child.kill("SIGKILL")
-    const outputs = (await Promise.all(waiters.map((w) => w.done))) as ReadonlyArray<Output>
+    holder.kill("SIGKILL")
+    const taken = report((await Promise.all(waiters.map((w) => w.done))) as ReadonlyArray<WorkerOutput>)
     assert.isUndefined(await holder.done)
-    const values = outputs.flatMap((o) => o.results.map((r) => `${r.value.by}@${r.value.finishedAt}`))
-    assert.strictEqual(values.length, 200)
-    assert.strictEqual(new Set(values).size, 1, "the process that took over produced one value for everyone")
+    assert.strictEqual(taken.callers, 200)
+    assert.strictEqual(taken.distinctValues, 1, "the process that took over produced one value for everyone")
     assert.strictEqual(Number(await admin.get("runs:killed")), 2, "the killed holder's run, then one take-over")
   })
 })

@@ -1,0 +1,48 @@
+/**
+ * One process of a fleet: `callers` concurrent getOrSet on one cold key through Cache.layerRedis. The
+ * producer counts its runs in Redis (INCR `runs:<key>`), waits `producerMillis`, and returns who
+ * produced the value and when it finished.
+ *
+ * argv: redisUrl namespace key callers producerMillis leaseMillis. Prints "ready" once connected, starts
+ * when a line arrives on standard input (so a fleet starts together), then prints one JSON line with
+ * the producer runs counted so far in the whole fleet.
+ */
+import { Effect, Schema } from "effect"
+import { Cache, CacheKey, Keyspace, Redis } from "../src/index.js"
+
+const [url, namespace, key, callers, producerMillis, leaseMillis] = process.argv.slice(2)
+
+const Produced = Schema.Struct({ by: Schema.Number, finishedAt: Schema.Number })
+const Values = Keyspace.make({ name: "stampede", key: CacheKey.string, value: Produced, ttl: "1 minute" })
+
+const go = Effect.async<void>((resume) => {
+  process.stdin.once("data", () => resume(Effect.void))
+  process.stdout.write("ready\n")
+})
+
+const program = Effect.gen(function*() {
+  const redis = yield* Redis.Redis
+  const produce = Effect.promise(() => redis.client.incr(`runs:${key}`)).pipe(
+    Effect.zipRight(Effect.sleep(Number(producerMillis))),
+    Effect.map(() => ({ by: process.pid, finishedAt: Date.now() }))
+  )
+  yield* go
+  const startedAt = Date.now()
+  const results = yield* Effect.all(
+    Array.from({ length: Number(callers) }, () =>
+      Effect.map(Values.getOrSet(key!, produce, { lockTimeout: "30 seconds" }), (value) => ({ value, returnedAt: Date.now() }))),
+    { concurrency: "unbounded" }
+  )
+  const runs = Number(yield* Effect.promise(() => redis.client.get(`runs:${key}`)))
+  process.stdout.write(`${JSON.stringify({ pid: process.pid, startedAt, runs, results })}\n`)
+}).pipe(
+  Effect.provide(Cache.layerRedis({ url: url!, namespace: namespace!, lock: { lease: `${Number(leaseMillis)} millis` } }))
+)
+
+Effect.runPromise(program).then(
+  () => process.exit(0),
+  (error) => {
+    console.error(error)
+    process.exit(1)
+  }
+)

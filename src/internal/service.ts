@@ -1,0 +1,448 @@
+/**
+ * @internal
+ * The cache engine behind `Cache.make`: key validation, encoding and decoding, healing, timeouts, the
+ * in-process guard, read coalescing and the coordinated (locked) producer path.
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Fiber from "effect/Fiber"
+import * as Metric from "effect/Metric"
+import * as MetricLabel from "effect/MetricLabel"
+import * as Option from "effect/Option"
+import type { GetOrSetOptions, LockErrorOf, Service, WriteOptions } from "../Cache.js"
+import { type CacheError, CodecError, InvalidKeyError, LockError, type Operation, StoreError } from "../CacheError.js"
+import type * as CacheLock from "../CacheLock.js"
+import * as CacheSerializer from "../CacheSerializer.js"
+import * as CacheStore from "../CacheStore.js"
+import * as Coalesce from "./coalesce.js"
+import type * as Definition from "./definition.js"
+import * as Metrics from "./metrics.js"
+import type * as SingleFlight from "./singleFlight.js"
+
+const controlCharacter = /[\u0000-\u001f\u007f]/
+
+const isInvalidKey = (u: unknown): u is InvalidKeyError => u instanceof InvalidKeyError
+
+interface Counters {
+  readonly hits: Metric.Metric.Counter<number>
+  readonly misses: Metric.Metric.Counter<number>
+  readonly decodeFailures: Metric.Metric.Counter<number>
+  readonly errors: Metric.Metric.Counter<number>
+}
+
+/** @internal */
+export const makeService = (config: {
+  readonly store: CacheStore.CacheStore
+  readonly namespace: string
+  readonly timeout: Duration.Duration
+  readonly defaultTtl: Duration.Duration | undefined
+  readonly maxKeyLength: number
+  readonly flights: SingleFlight.SingleFlight
+  readonly lock: CacheLock.CacheLock | undefined
+  readonly lockSettings: {
+    readonly lease: Duration.Duration
+    readonly timeout: Duration.Duration
+    readonly pollInterval: Duration.Duration
+  }
+}): Service => {
+  const { defaultTtl, flights, lock, lockSettings, maxKeyLength, namespace, store, timeout } = config
+  const reads = Coalesce.make()
+  const storeLabel = MetricLabel.make("store", store.name)
+
+  const countersByKeyspace = new Map<string, Counters>()
+  const counters = (keyspace: string): Counters => {
+    let found = countersByKeyspace.get(keyspace)
+    if (found === undefined) {
+      const labels = [MetricLabel.make("cache", namespace), MetricLabel.make("keyspace", keyspace), storeLabel]
+      found = {
+        hits: Metric.taggedWithLabels(Metrics.counters.hits, labels),
+        misses: Metric.taggedWithLabels(Metrics.counters.misses, labels),
+        decodeFailures: Metric.taggedWithLabels(Metrics.counters.decodeFailures, labels),
+        errors: Metric.taggedWithLabels(Metrics.counters.errors, labels)
+      }
+      countersByKeyspace.set(keyspace, found)
+    }
+    return found
+  }
+
+  /** Bounds a store operation by the cache's timeout, unless the store never waits on I/O. */
+  const bound = <A>(
+    operation: Operation,
+    key: string | undefined,
+    effect: Effect.Effect<A, StoreError>
+  ): Effect.Effect<A, StoreError> =>
+    store.isInProcess ? effect : Effect.timeoutFail(effect, {
+      duration: timeout,
+      onTimeout: () =>
+        new StoreError({
+          reason: "Timeout",
+          operation,
+          key,
+          store: store.name,
+          cause: `no answer within ${Duration.format(timeout)}`
+        })
+    })
+
+  const prefixOf = <K, A, Id>(keyspace: Definition.Definition<K, A, Id>) => `${namespace}:${keyspace.name}:`
+
+  /** The validated store key of `key`, or the reason it cannot be one. */
+  const storeKey = <K, A, Id>(
+    operation: Operation,
+    keyspace: Definition.Definition<K, A, Id>,
+    key: K
+  ): string | InvalidKeyError => {
+    const segment = keyspace.encodeKey(key)
+    if (Either.isLeft(segment)) return new InvalidKeyError({ reason: "Encode", operation, cause: segment.left })
+    const full = prefixOf(keyspace) + segment.right
+    if (full.length > maxKeyLength) {
+      return new InvalidKeyError({
+        reason: "TooLong",
+        operation,
+        key: full,
+        cause: `${full.length} characters, the limit is ${maxKeyLength}`
+      })
+    }
+    if (controlCharacter.test(full)) return new InvalidKeyError({ reason: "ControlCharacter", operation, key: full })
+    return full
+  }
+
+  const storeKeys = <K, A, Id>(
+    operation: Operation,
+    keyspace: Definition.Definition<K, A, Id>,
+    keys: Iterable<K>
+  ): Array<string> | InvalidKeyError => {
+    const out: Array<string> = []
+    for (const key of keys) {
+      const full = storeKey(operation, keyspace, key)
+      if (typeof full !== "string") return full
+      out.push(full)
+    }
+    return out
+  }
+
+  const ttlOf = <A>(
+    value: A,
+    fixed: ((value: A) => Duration.DurationInput) | undefined,
+    override: WriteOptions<A>["ttl"]
+  ): Duration.Duration | undefined => {
+    const input = override === undefined
+      ? fixed?.(value)
+      : typeof override === "function"
+      ? override(value)
+      : override
+    const ttl = input === undefined ? defaultTtl : Duration.decode(input)
+    return ttl === undefined || !Duration.isFinite(ttl) ? undefined : ttl
+  }
+
+  /** Encodes a value into what this store keeps: the value itself in process, framed bytes elsewhere. */
+  const encode = <K, A, Id>(
+    operation: Operation,
+    keyspace: Definition.Definition<K, A, Id>,
+    key: string,
+    value: A
+  ): Effect.Effect<CacheStore.StoredValue, CodecError> =>
+    keyspace.encodeValue(value).pipe(
+      Effect.mapError((cause) => new CodecError({ reason: "Encode", operation, key, cause })),
+      Effect.map((body) =>
+        store.acceptsLiveValues
+          ? new CacheStore.LiveValue(value, keyspace.fingerprint, body.length)
+          : CacheSerializer.frame(keyspace.fingerprint, body)
+      )
+    )
+
+  /** Drops an entry that cannot be decoded; the read becomes a miss. */
+  const heal = <K, A, Id>(
+    operation: Operation,
+    keyspace: Definition.Definition<K, A, Id>,
+    key: string,
+    cause: unknown
+  ): Effect.Effect<Option.Option<A>> => {
+    const error = new CodecError({ reason: "Decode", operation, key, cause })
+    counters(keyspace.name).decodeFailures.unsafeUpdate(1, [])
+    return Effect.logWarning(`effect-cachekit: ${error.message}; dropping the entry`).pipe(
+      Effect.zipRight(bound("delete", key, store.delete(key)).pipe(Effect.ignore)),
+      Effect.as(Option.none())
+    )
+  }
+
+  /** Turns what the store returned into a value, healing what cannot be decoded. */
+  const decode = <K, A, Id>(
+    operation: Operation,
+    keyspace: Definition.Definition<K, A, Id>,
+    key: string,
+    stored: CacheStore.StoredValue
+  ): Effect.Effect<Option.Option<A>> => {
+    if (stored instanceof CacheStore.LiveValue) {
+      return stored.fingerprint === keyspace.fingerprint
+        ? Effect.succeed(Option.some(stored.value as A))
+        : heal(operation, keyspace, key, `the entry was written under fingerprint ${stored.fingerprint}`)
+    }
+    let body: CacheStore.Encoded | undefined
+    try {
+      body = CacheSerializer.unframe(keyspace.fingerprint, stored, keyspace.format)
+    } catch (cause) {
+      return heal(operation, keyspace, key, cause)
+    }
+    if (body === undefined) {
+      return heal(operation, keyspace, key, "the entry has no header, or one naming another schema")
+    }
+    return Effect.matchEffect(keyspace.decodeValue(body), {
+      onFailure: (cause) => heal(operation, keyspace, key, cause),
+      onSuccess: (value) => Effect.succeed(Option.some(value))
+    })
+  }
+
+  /** Reads and decodes one entry. */
+  const read = <K, A, Id>(
+    operation: Operation,
+    keyspace: Definition.Definition<K, A, Id>,
+    key: string
+  ): Effect.Effect<Option.Option<A>, StoreError> =>
+    Effect.flatMap(
+      bound(operation, key, store.get(key)),
+      (stored) => Option.isNone(stored) ? Effect.succeedNone : decode(operation, keyspace, key, stored.value)
+    )
+
+  const count = <K, A, Id>(keyspace: Definition.Definition<K, A, Id>, found: Option.Option<A>) => {
+    const c = counters(keyspace.name)
+    ;(Option.isSome(found) ? c.hits : c.misses).unsafeUpdate(1, [])
+  }
+
+  /**
+   * A caller's read, counted as a hit or a miss. Concurrent readers of one key on a store that does
+   * I/O share one request.
+   */
+  const lookup = <K, A, Id>(
+    operation: Operation,
+    keyspace: Definition.Definition<K, A, Id>,
+    key: string
+  ): Effect.Effect<Option.Option<A>, StoreError> =>
+    Effect.tap(
+      store.isInProcess ? read(operation, keyspace, key) : reads.share(key, read(operation, keyspace, key)),
+      (found) => count(keyspace, found)
+    )
+
+  /** What getOrSet does with a store failure: log it, count it, carry on without the cache. */
+  const absorb = <K, A, Id, X>(keyspace: Definition.Definition<K, A, Id>, fallback: X) => (error: CacheError) => {
+    counters(keyspace.name).errors.unsafeUpdate(1, [])
+    return Effect.as(Effect.logWarning(`effect-cachekit: ${error.message}; carrying on without the cache`), fallback)
+  }
+
+  const write = <K, A, Id>(
+    operation: Operation,
+    keyspace: Definition.Definition<K, A, Id>,
+    key: string,
+    value: A,
+    options: WriteOptions<A> | undefined
+  ): Effect.Effect<void, StoreError | CodecError> =>
+    Effect.flatMap(
+      encode(operation, keyspace, key, value),
+      (stored) => bound(operation, key, store.set(key, stored, ttlOf(value, keyspace.ttl, options?.ttl)))
+    )
+
+  const withKey = <K, A, Id, X, E>(
+    operation: Operation,
+    keyspace: Definition.Definition<K, A, Id>,
+    key: K,
+    f: (key: string) => Effect.Effect<X, E>
+  ): Effect.Effect<X, E | InvalidKeyError> =>
+    Effect.suspend((): Effect.Effect<X, E | InvalidKeyError> => {
+      const full = storeKey(operation, keyspace, key)
+      return isInvalidKey(full) ? Effect.fail(full) : f(full)
+    })
+
+  const withKeys = <K, A, Id, X, E>(
+    operation: Operation,
+    keyspace: Definition.Definition<K, A, Id>,
+    keys: Iterable<K>,
+    f: (keys: Array<string>) => Effect.Effect<X, E>
+  ): Effect.Effect<X, E | InvalidKeyError> =>
+    Effect.suspend((): Effect.Effect<X, E | InvalidKeyError> => {
+      const full = storeKeys(operation, keyspace, keys)
+      return isInvalidKey(full) ? Effect.fail(full) : f(full)
+    })
+
+  /**
+   * Produces a value while holding the key's lock, so that one instance in the fleet produces at a
+   * time: lock, read again, produce (a watchdog extends the lease meanwhile), store through the lock
+   * (refused if the lease was lost), release. A caller that finds the lock taken waits for its release
+   * and reads again, until `lockTimeout`; then `lockMode` decides. A failing lock backend is absorbed
+   * like a failing store: the producer runs without it (or, at most once, fails with a `LockError`).
+   */
+  const coordinated = <K, A, Id, E, R>(
+    lock: CacheLock.CacheLock,
+    keyspace: Definition.Definition<K, A, Id>,
+    key: string,
+    reread: Effect.Effect<Option.Option<A>>,
+    produce: Effect.Effect<A, E, R>,
+    shouldStore: (value: A) => boolean,
+    storeUnlocked: (value: A) => Effect.Effect<void>,
+    options: GetOrSetOptions<A> | undefined
+  ): Effect.Effect<A, E | LockError, R> => {
+    const atMostOnce = options?.lockMode === "at-most-once"
+    const waitLimit = Duration.toMillis(Duration.decode(options?.lockTimeout ?? lockSettings.timeout))
+    const pollMillis = Duration.toMillis(lockSettings.pollInterval)
+    const extendEvery = Duration.divide(lockSettings.lease, 3).pipe(Option.getOrElse(() => lockSettings.lease))
+
+    const unlocked = (error: LockError) =>
+      atMostOnce ? Effect.fail(error) : Effect.zipRight(absorb(keyspace, undefined)(error), Effect.tap(produce, storeUnlocked))
+
+    const holding = (lease: CacheLock.Lease): Effect.Effect<A, E, R> =>
+      Effect.flatMap(reread, (found) => {
+        if (Option.isSome(found)) {
+          return Effect.as(lock.release(lease, Option.none()).pipe(Effect.catchAll(absorb(keyspace, false))), found.value)
+        }
+        const watchdog = lock.extend(lease, lockSettings.lease).pipe(
+          Effect.delay(extendEvery),
+          Effect.repeat({ while: (held) => held }),
+          Effect.ignore
+        )
+        return Effect.flatMap(Effect.fork(watchdog), (fiber) =>
+          produce.pipe(
+            Effect.ensuring(Fiber.interrupt(fiber)),
+            Effect.onError(() => lock.release(lease, Option.none()).pipe(Effect.ignore)),
+            Effect.tap((value) => {
+              const encoded = shouldStore(value)
+                ? Effect.map(encode("getOrSet", keyspace, key, value), (stored) =>
+                  Option.some<CacheLock.Write>({ value: stored, ttl: ttlOf(value, keyspace.ttl, options?.ttl) }))
+                : Effect.succeed(Option.none<CacheLock.Write>())
+              return encoded.pipe(
+                Effect.flatMap((write) =>
+                  Effect.flatMap(lock.release(lease, write), (written) =>
+                    written || Option.isNone(write)
+                      ? Effect.void
+                      : Effect.logWarning(
+                        `effect-cachekit: the lock on "${key}" lapsed while its producer ran; its value was not stored`
+                      ))
+                ),
+                Effect.catchAll(absorb(keyspace, undefined))
+              )
+            })
+          ))
+      })
+
+    const attempt = (deadline: number): Effect.Effect<A, E | LockError, R> =>
+      Effect.flatMap(Effect.either(lock.tryAcquire(key, lockSettings.lease)), (acquired) => {
+        if (acquired._tag === "Left") return unlocked(acquired.left)
+        if (Option.isSome(acquired.right)) return holding(acquired.right.value)
+        return Effect.flatMap(Effect.clockWith((clock) => clock.currentTimeMillis), (now) => {
+          const remaining = deadline - now
+          if (remaining <= 0) {
+            return unlocked(new LockError({
+              reason: "Timeout",
+              operation: "lock",
+              key,
+              cause: `another instance held the lock for over ${waitLimit} ms`
+            }))
+          }
+          return lock.awaitRelease(key, Duration.millis(Math.min(remaining, pollMillis))).pipe(
+            Effect.zipRight(reread),
+            Effect.flatMap((found) => Option.isSome(found) ? Effect.succeed(found.value) : attempt(deadline))
+          )
+        })
+      })
+
+    return Effect.flatMap(Effect.clockWith((clock) => clock.currentTimeMillis), (now) => attempt(now + waitLimit))
+  }
+
+  const getOrSet = <K, A, Id, E, R, const O extends GetOrSetOptions<A> = {}>(
+    keyspace: Definition.Definition<K, A, Id>,
+    key: K,
+    produce: Effect.Effect<A, E, R>,
+    options?: O
+  ): Effect.Effect<A, E | LockErrorOf<O>, R> =>
+    Effect.suspend((): Effect.Effect<A, E | LockError, R> => {
+      const full = storeKey("getOrSet", keyspace, key)
+      if (isInvalidKey(full)) return Effect.zipRight(absorb(keyspace, undefined)(full), produce)
+      const cacheRead = options?.cacheRead !== false
+      const cacheWrite = options?.cacheWrite !== false
+      if (!cacheRead && !cacheWrite) return produce
+      const skip = options?.skip ?? keyspace.skip
+      const shouldStore = (value: A) => cacheWrite && skip?.(value) !== true
+      const storeUnlocked = (value: A): Effect.Effect<void> =>
+        shouldStore(value)
+          ? write("getOrSet", keyspace, full, value, options).pipe(Effect.catchAll(absorb(keyspace, undefined)))
+          : Effect.void
+      const reread = cacheRead
+        ? read("getOrSet", keyspace, full).pipe(Effect.catchAll(absorb(keyspace, Option.none<A>())))
+        : Effect.succeedNone
+      // With a lock, the value is stored through it before it is released; without one, callers get the
+      // value first and the key stays in flight until the write lands.
+      const run = (readFirst: boolean): Effect.Effect<A, E | LockError, R> =>
+        lock !== undefined
+          ? coordinated(lock, keyspace, full, readFirst ? reread : Effect.succeedNone, produce, shouldStore, storeUnlocked, options)
+          : readFirst
+          ? Effect.flatMap(reread, (found) => Option.isSome(found) ? Effect.succeed(found.value) : produce)
+          : produce
+      const after = lock === undefined && cacheWrite ? storeUnlocked : undefined
+      if (!cacheRead) {
+        // A forced refresh must not join a run that may answer from the cache; control characters
+        // never occur in store keys, so this flight key cannot collide with another.
+        return flights.run(`${full}\u0000refresh`, run(false), after)
+      }
+      // Under the guard, read again: a run that finished meanwhile may have stored the value. When the
+      // store has just failed, don't wait on it a second time.
+      if (flights.has(full)) return flights.run(full, run(true), after)
+      return Effect.flatMap(
+        Effect.either(lookup("getOrSet", keyspace, full)),
+        (found) =>
+          Either.isRight(found)
+            ? Option.isSome(found.right) ? Effect.succeed(found.right.value) : flights.run(full, run(true), after)
+            : Effect.zipRight(absorb(keyspace, undefined)(found.left), flights.run(full, run(false), after))
+      )
+    }) as Effect.Effect<A, E | LockErrorOf<O>, R>
+
+  return {
+    namespace,
+    store,
+    defaultTtl,
+    timeout,
+    maxKeyLength,
+    inFlight: Effect.sync(() => flights.size()),
+    get: (keyspace, key) => withKey("get", keyspace, key, (full) => lookup("get", keyspace, full)),
+    getMany: (keyspace, keys) =>
+      withKeys("getMany", keyspace, keys, (full) =>
+        Effect.flatMap(
+          bound("getMany", undefined, store.getMany(full)),
+          (stored) =>
+            Effect.forEach(stored, (entry, i) => {
+              const decoded = Option.isNone(entry)
+                ? Effect.succeedNone
+                : decode("getMany", keyspace, full[i]!, entry.value)
+              return Effect.tap(decoded, (found) => count(keyspace, found))
+            })
+        )),
+    set: (keyspace, key, value, options) =>
+      withKey("set", keyspace, key, (full) => write("set", keyspace, full, value, options)),
+    setMany: (keyspace, entries, options) =>
+      Effect.suspend(() => {
+        const list = Array.from(entries)
+        return withKeys("setMany", keyspace, list.map(([key]) => key), (full) =>
+          Effect.flatMap(
+            Effect.forEach(list, ([, value], i) =>
+              Effect.map(encode("setMany", keyspace, full[i]!, value), (stored): CacheStore.Entry => ({
+                key: full[i]!,
+                value: stored,
+                ttl: ttlOf(value, keyspace.ttl, options?.ttl)
+              }))),
+            (encoded) => bound("setMany", undefined, store.setMany(encoded))
+          ))
+      }),
+    add: (keyspace, key, value, options) =>
+      withKey("add", keyspace, key, (full) =>
+        Effect.flatMap(
+          encode("add", keyspace, full, value),
+          (stored) => bound("add", full, store.add(full, stored, ttlOf(value, keyspace.ttl, options?.ttl)))
+        )),
+    has: (keyspace, key) => withKey("has", keyspace, key, (full) => bound("has", full, store.has(full))),
+    invalidate: (keyspace, key) =>
+      withKey("delete", keyspace, key, (full) => Effect.asVoid(bound("delete", full, store.delete(full)))),
+    invalidateMany: (keyspace, keys) =>
+      withKeys("deleteMany", keyspace, keys, (full) =>
+        Effect.asVoid(bound("deleteMany", undefined, store.deleteMany(full)))),
+    clearKeyspace: (keyspace) => bound("clear", prefixOf(keyspace), store.clear(prefixOf(keyspace))),
+    clear: bound("clear", `${namespace}:`, store.clear(`${namespace}:`)),
+    getOrSet
+  }
+}

@@ -95,6 +95,8 @@ export interface FleetReport {
   readonly startSpread: number
   /** The last caller's return, in ms after the producer finished. */
   readonly lastWaiterMillis: number
+  /** For each process that did not produce, its first caller's return, in ms after the producer finished. */
+  readonly firstReturnPerWaitingProcess: ReadonlyArray<number>
   readonly producedAt: number
 }
 
@@ -108,6 +110,9 @@ export const report = (outputs: ReadonlyArray<WorkerOutput>): FleetReport => {
     callers: results.length,
     startSpread: Math.max(...outputs.map((o) => o.startedAt)) - Math.min(...outputs.map((o) => o.startedAt)),
     lastWaiterMillis: Math.max(...results.map((r) => r.returnedAt)) - producedAt,
+    firstReturnPerWaitingProcess: outputs
+      .filter((o) => o.pid !== results[0]!.value.by)
+      .map((o) => Math.min(...o.results.map((r) => r.returnedAt)) - producedAt),
     producedAt
   }
 }

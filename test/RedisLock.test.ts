@@ -91,7 +91,8 @@ describe("getOrSet across 4 real processes", () => {
     console.log(
       `cross-process stampede: processes started within ${fleet.startSpread} ms; producer runs ${runs}; ` +
         `${fleet.callers} callers got ${fleet.distinctValues} distinct value(s); ` +
-        `last caller returned ${fleet.lastWaiterMillis} ms after the producer finished; commands ${JSON.stringify(commands)}`
+        `last caller returned ${fleet.lastWaiterMillis} ms after the producer finished ` +
+        `(first return in each waiting process: ${fleet.firstReturnPerWaitingProcess.join(", ")} ms); commands ${JSON.stringify(commands)}`
     )
     assert.isTrue(fleet.outputs.every((o) => o.startedAt < fleet.producedAt), "every process started before the value existed")
     assert.strictEqual(runs, 1)

@@ -4,7 +4,7 @@ import { Context, Duration, Effect, Layer, Option, Ref, Schedule, Schema } from 
 import { Redis as IORedis } from "ioredis"
 import { afterAll, beforeAll, inject } from "vitest"
 import { Cache, CacheKey, CacheStore, Keyspace, Redis, RedisStore } from "../src/index.js"
-import { startRedis, stopRedis } from "./setup/redis.js"
+import { startRedis, startSentinel, stopRedis, stopSentinel } from "./setup/redis.js"
 import { storeSuite } from "./suites/CacheStoreSuite.js"
 
 const sleep = (duration: Duration.Duration) =>
@@ -238,4 +238,31 @@ describe("Redis client service", () => {
       assert.strictEqual(client.status, "ready")
       assert.strictEqual(yield* Effect.promise(() => client.exists("own-client:users:1")), 1)
     }).pipe(Effect.scoped))
+})
+
+describe("Redis through Sentinel", () => {
+  it.live("the client finds the master through a Sentinel; the cache and its lock work on it", () =>
+    Effect.gen(function*() {
+      const setup = yield* Effect.acquireRelease(
+        Effect.promise(() => startSentinel()),
+        (s) => Effect.promise(() => stopSentinel(s))
+      )
+      const calls = yield* Ref.make(0)
+      const produce = Effect.as(Ref.update(calls, (n) => n + 1), new User({ id: 1, name: "Ada" }))
+      const layer = Cache.layerRedis({
+        namespace: "sentinel",
+        sentinels: [{ host: "127.0.0.1", port: setup.sentinelPort }],
+        name: "mymaster"
+      })
+      yield* Effect.gen(function*() {
+        const users = yield* Effect.all(Array.from({ length: 50 }, () => Users.getOrSet(1, produce)), { concurrency: "unbounded" })
+        assert.isTrue(users.every((u) => u.name === "Ada"))
+        assert.strictEqual(yield* Ref.get(calls), 1)
+        const redis = yield* Redis.Redis
+        assert.strictEqual(yield* Effect.promise(() => redis.client.exists("sentinel:users:1")), 1)
+      }).pipe(Effect.provide(layer))
+      const direct = new IORedis(setup.master.port, "127.0.0.1")
+      yield* Effect.addFinalizer(() => Effect.sync(() => direct.disconnect()))
+      assert.strictEqual(yield* Effect.promise(() => direct.exists("sentinel:users:1")), 1, "the value is on the master")
+    }).pipe(Effect.scoped), { timeout: 30_000 })
 })

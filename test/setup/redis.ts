@@ -156,3 +156,41 @@ export const stopCluster = async (cluster: TestCluster): Promise<void> => {
   await Promise.all(cluster.processes.map(stopRedis))
   rmSync(cluster.dir, { recursive: true, force: true })
 }
+
+export interface TestSentinel {
+  readonly master: { port: number; process: ChildProcess }
+  readonly sentinelPort: number
+  readonly sentinel: ChildProcess
+  readonly dir: string
+}
+
+/** Starts a master and one Sentinel watching it as "mymaster". */
+export const startSentinel = async (): Promise<TestSentinel> => {
+  const { mkdtempSync, writeFileSync } = await import("node:fs")
+  const { tmpdir } = await import("node:os")
+  const { join } = await import("node:path")
+  const dir = mkdtempSync(join(tmpdir(), "cachekit-sentinel-"))
+  const master = await startRedis()
+  const sentinelPort = await freePort()
+  const config = join(dir, "sentinel.conf")
+  writeFileSync(
+    config,
+    [
+      `port ${sentinelPort}`,
+      "bind 127.0.0.1",
+      `dir ${dir}`,
+      `sentinel monitor mymaster 127.0.0.1 ${master.port} 1`,
+      "sentinel down-after-milliseconds mymaster 5000"
+    ].join("\n") + "\n"
+  )
+  const sentinel = spawn("redis-server", [config, "--sentinel"], { stdio: "ignore" })
+  await waitForRedis(sentinelPort)
+  return { master, sentinelPort, sentinel, dir }
+}
+
+export const stopSentinel = async (setup: TestSentinel): Promise<void> => {
+  const { rmSync } = await import("node:fs")
+  await stopRedis(setup.sentinel)
+  await stopRedis(setup.master.process)
+  rmSync(setup.dir, { recursive: true, force: true })
+}

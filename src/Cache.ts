@@ -112,8 +112,8 @@ export type LockErrorOf<O> = O extends { readonly lockMode?: "at-least-once" | u
  * The cache service. Every operation takes the keyspace it works in.
  *
  * Direct operations (`get`, `set`, ...) fail with typed errors. `getOrSet` never fails because of the
- * cache: when the store fails it logs, counts and falls back to the producer, so its error channel is
- * the producer's.
+ * store: when the store fails it logs, counts and falls back to the producer, so its error channel is
+ * the producer's, plus `LockError` only when the call asks for `lockMode: "at-most-once"`.
  *
  * @since 0.1.0
  * @category models

@@ -74,8 +74,10 @@ export interface Keyspace<K, A, Id = Cache.Cache> extends Internal.Definition<K,
   readonly clear: Effect.Effect<number, StoreError, Id>
   /**
    * The cached value, or the producer's, stored on the way. At most one producer per key runs at a
-   * time in the process; concurrent callers share its outcome. Store failures fall back to the
-   * producer, so the error channel is the producer's.
+   * time in the process, and across processes when a lock is in context; concurrent callers share its
+   * outcome. Store failures fall back to the
+   * producer, so the error channel is the producer's (plus `LockError` when the call asks for
+   * `lockMode: "at-most-once"`).
    */
   readonly getOrSet: <E, R, const O extends Cache.GetOrSetOptions<A> = {}>(
     key: K,

@@ -94,3 +94,18 @@ for (const [backend, store] of [["memory", MemoryStore.layer()], ["serializing",
       }).pipe(Effect.provide(fleet(store))))
   })
 }
+
+describe("the error channel of getOrSet follows its lock mode (checked by tsc)", () => {
+  it("LockError appears only when the options may ask for at-most-once", () => {
+    const fetch = Effect.fail(new FetchError()) as Effect.Effect<User, FetchError>
+    const plain: Effect.Effect<User, FetchError, Cache.Cache> = Users.getOrSet(1, fetch)
+    const atLeast: Effect.Effect<User, FetchError, Cache.Cache> = Users.getOrSet(1, fetch, { lockMode: "at-least-once", ttl: "1 minute" })
+    // @ts-expect-error at-most-once may fail with a LockError
+    const atMost: Effect.Effect<User, FetchError, Cache.Cache> = Users.getOrSet(1, fetch, { lockMode: "at-most-once" })
+    const unknownMode = { lockMode: "at-least-once" } as Cache.GetOrSetOptions<User>
+    // @ts-expect-error options whose mode is not known statically keep LockError in the type
+    const dynamic: Effect.Effect<User, FetchError, Cache.Cache> = Users.getOrSet(1, fetch, unknownMode)
+    const memoized: (id: number) => Effect.Effect<User, FetchError, Cache.Cache> = Users.memoize(() => fetch)
+    assert.isDefined([plain, atLeast, atMost, dynamic, memoized])
+  })
+})

@@ -35,6 +35,13 @@ import * as RedisStore from "./RedisStore.js"
 /**
  * Options of a cache.
  *
+ * @example
+ * ```ts
+ * import { Cache } from "effect-cachekit"
+ *
+ * const options: Cache.Options = { namespace: "app", defaultTtl: "5 minutes", timeout: "250 millis", maxKeyLength: 512 }
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -54,6 +61,13 @@ export interface Options {
 /**
  * How `getOrSet` coordinates with other cache instances through a lock.
  *
+ * @example
+ * ```ts
+ * import { Cache } from "effect-cachekit"
+ *
+ * const CacheLive = Cache.layerRedis({ url: "redis://127.0.0.1:6379", lock: { lease: "30 seconds", timeout: "1 minute" } })
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -69,6 +83,15 @@ export interface LockOptions {
 /**
  * Per-write options.
  *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import { CacheKey, Keyspace } from "effect-cachekit"
+ *
+ * const Tokens = Keyspace.make({ name: "tokens", key: CacheKey.string, value: Schema.String, ttl: "1 hour" })
+ * const write = Tokens.set("t1", "secret", { ttl: "5 minutes" })
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -79,6 +102,16 @@ export interface WriteOptions<A> {
 
 /**
  * Per-call options of `getOrSet` and `memoize`.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Option, Schema } from "effect"
+ * import { CacheKey, Keyspace } from "effect-cachekit"
+ *
+ * const Lookups = Keyspace.make({ name: "lookups", key: CacheKey.string, value: Schema.Option(Schema.String) })
+ * declare const lookup: (q: string) => Effect.Effect<Option.Option<string>>
+ * const found = Lookups.getOrSet("q", lookup("q"), { skip: Option.isNone, ttl: "30 seconds" })
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -103,6 +136,15 @@ export interface GetOrSetOptions<A> extends WriteOptions<A> {
 /**
  * The lock error a `getOrSet` call may fail with: none unless its options may ask for `"at-most-once"`.
  *
+ * @example
+ * ```ts
+ * import type { Cache, CacheError } from "effect-cachekit"
+ *
+ * type Strict = Cache.LockErrorOf<{ lockMode: "at-most-once" }> // CacheError.LockError
+ * type Lenient = Cache.LockErrorOf<{ ttl: "1 minute" }>         // never
+ * const check: [Strict] extends [CacheError.LockError] ? true : false = true
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -114,6 +156,14 @@ export type LockErrorOf<O> = O extends { readonly lockMode?: "at-least-once" | u
  * Direct operations (`get`, `set`, ...) fail with typed errors. `getOrSet` never fails because of the
  * store: when the store fails it logs, counts and falls back to the producer, so its error channel is
  * the producer's, plus `LockError` only when the call asks for `lockMode: "at-most-once"`.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Cache } from "effect-cachekit"
+ *
+ * const busy = Effect.flatMap(Cache.Cache, (cache) => cache.inFlight) // keys whose producer runs now
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -289,6 +339,13 @@ export const layerMemory = (options: Options & MemoryStore.Options = {}): Layer.
 /**
  * Options of {@link layerRedis}: the cache's, the client's (`url`, `sentinels`, `cluster`, timeouts) and
  * the store's (`maxValueBytes`).
+ *
+ * @example
+ * ```ts
+ * import { Cache } from "effect-cachekit"
+ *
+ * const options: Cache.RedisOptions = { url: "redis://127.0.0.1:6379", namespace: "app", commandTimeout: "200 millis", maxValueBytes: 1_000_000 }
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -651,6 +708,14 @@ export const clear: Effect.Effect<number, StoreError, Cache> = Effect.flatMap(Ca
 
 /**
  * Options of {@link memoize}.
+ *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import { Cache } from "effect-cachekit"
+ *
+ * const options: Cache.MemoizeOptions<number, number, Cache.Cache> = { key: "answer", value: Schema.Number, ttl: "1 hour" }
+ * ```
  *
  * @since 0.1.0
  * @category models

@@ -17,6 +17,13 @@ import * as Predicate from "effect/Predicate"
 /**
  * The operations that can fail, as they appear in errors, logs and metrics.
  *
+ * @example
+ * ```ts
+ * import type { CacheError } from "effect-cachekit"
+ *
+ * const isRead = (operation: CacheError.Operation) => operation === "get" || operation === "getMany"
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */

@@ -33,6 +33,13 @@ export interface CacheKey<K> extends Schema.Schema<K, string> {}
 /**
  * Any key codec, whatever its key type (the bound of `struct` and `template` parts).
  *
+ * @example
+ * ```ts
+ * import { CacheKey } from "effect-cachekit"
+ *
+ * const parts: ReadonlyArray<CacheKey.Any> = [CacheKey.string, CacheKey.number]
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -140,6 +147,13 @@ export const struct = <const Fields extends { readonly [name: string]: Any }>(
 
 /**
  * The key type of a template: the types of its codec parts, in order.
+ *
+ * @example
+ * ```ts
+ * import { CacheKey } from "effect-cachekit"
+ *
+ * type K = CacheKey.TemplateKey<readonly ["org", typeof CacheKey.string, "user", typeof CacheKey.number]> // readonly [string, number]
+ * ```
  *
  * @since 0.1.0
  * @category models

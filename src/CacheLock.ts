@@ -24,6 +24,14 @@ import * as Waiters from "./internal/waiters.js"
 /**
  * A held lock on the entry `key`.
  *
+ * @example
+ * ```ts
+ * import { Effect, Option } from "effect"
+ * import { CacheLock } from "effect-cachekit"
+ *
+ * const held = Effect.flatMap(CacheLock.CacheLock, (lock) => lock.tryAcquire("app:jobs:1", "5 seconds")) // Option<Lease>
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -34,6 +42,14 @@ export interface Lease {
 
 /**
  * A value to store when releasing a lease.
+ *
+ * @example
+ * ```ts
+ * import { Duration } from "effect"
+ * import type { CacheLock } from "effect-cachekit"
+ *
+ * const write: CacheLock.Write = { value: "ck1:...", ttl: Duration.minutes(5) }
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -95,6 +111,16 @@ export const CacheLock: Context.Tag<CacheLock, CacheLock> = Context.GenericTag<C
 /**
  * Whether a key's producer may run more than once when the lock cannot be had in time:
  * `"at-least-once"` (the default) runs the producer anyway; `"at-most-once"` fails with a `LockError`.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { CacheKey, Keyspace, type CacheLock } from "effect-cachekit"
+ *
+ * const Reports = Keyspace.make({ name: "reports", key: CacheKey.string, value: Schema.String })
+ * const mode: CacheLock.Mode = "at-most-once"
+ * const report = Reports.getOrSet("today", Effect.succeed("..."), { lockMode: mode })
+ * ```
  *
  * @since 0.1.0
  * @category models

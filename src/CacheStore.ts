@@ -18,6 +18,14 @@ import type { StoreError } from "./CacheError.js"
 /**
  * A serialized value: text (JSON, plain strings) or bytes (MessagePack, raw bytes).
  *
+ * @example
+ * ```ts
+ * import type { CacheStore } from "effect-cachekit"
+ *
+ * const text: CacheStore.Encoded = "ck1:0123456789ab:{}"
+ * const bytes: CacheStore.Encoded = new Uint8Array([1, 2, 3])
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -53,6 +61,13 @@ export class LiveValue {
 /**
  * What a store holds under one key.
  *
+ * @example
+ * ```ts
+ * import { CacheStore } from "effect-cachekit"
+ *
+ * const stored: CacheStore.StoredValue = new CacheStore.LiveValue({ id: 1 }, "0123456789ab", 8)
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -60,6 +75,14 @@ export type StoredValue = Encoded | LiveValue
 
 /**
  * One entry of a batch write.
+ *
+ * @example
+ * ```ts
+ * import { Duration } from "effect"
+ * import type { CacheStore } from "effect-cachekit"
+ *
+ * const entries: ReadonlyArray<CacheStore.Entry> = [{ key: "app:n:1", value: "1", ttl: Duration.seconds(30) }]
+ * ```
  *
  * @since 0.1.0
  * @category models

@@ -14,6 +14,14 @@ import * as Internal from "./internal/definition.js"
 /**
  * The options of {@link make}.
  *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import { CacheKey, type Keyspace, type Cache } from "effect-cachekit"
+ *
+ * const options: Keyspace.Options<string, string, string, Cache.Cache> = { name: "greetings", key: CacheKey.string, value: Schema.String, ttl: "1 hour" }
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -21,6 +29,15 @@ export type Options<K, A, I, Id> = Internal.Options<K, A, I, Id>
 
 /**
  * The compiled part of a keyspace that the cache service runs on.
+ *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import { CacheKey, Keyspace, type Cache } from "effect-cachekit"
+ *
+ * const Names = Keyspace.make({ name: "names", key: CacheKey.number, value: Schema.String })
+ * const definition: Keyspace.Definition<number, string, Cache.Cache> = Names
+ * ```
  *
  * @since 0.1.0
  * @category models

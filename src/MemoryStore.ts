@@ -19,6 +19,13 @@ import * as CacheStore from "./CacheStore.js"
 /**
  * Options of a memory store.
  *
+ * @example
+ * ```ts
+ * import { MemoryStore } from "effect-cachekit"
+ *
+ * const options: MemoryStore.Options = { capacity: 50_000, maxBytes: 64 * 1024 * 1024, maxEntryBytes: 1024 * 1024 }
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -36,6 +43,14 @@ export interface Options {
 
 /**
  * What a memory store reports about itself.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { MemoryStore } from "effect-cachekit"
+ *
+ * const evictions = Effect.map(Effect.flatMap(MemoryStore.MemoryStore, (store) => store.stats), (stats: MemoryStore.Stats) => stats.evictions)
+ * ```
  *
  * @since 0.1.0
  * @category models

@@ -22,6 +22,14 @@ import { Cluster, Redis as IORedis, type ClusterOptions, type RedisOptions } fro
 /**
  * A Redis client: a standalone or Sentinel-managed connection, or a Cluster.
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Redis } from "effect-cachekit"
+ *
+ * const client: Effect.Effect<Redis.Client, never, Redis.Redis> = Effect.map(Redis.Redis, (redis) => redis.client)
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -65,6 +73,14 @@ export const Redis: Context.Tag<Redis, Redis> = Context.GenericTag<Redis>("effec
 
 /**
  * How to reach Redis. Give a `url`, or `sentinels` with the master `name`, or `cluster` nodes.
+ *
+ * @example
+ * ```ts
+ * import { Redis } from "effect-cachekit"
+ *
+ * const cluster: Redis.Options = { cluster: [{ host: "127.0.0.1", port: 7000 }], commandTimeout: "300 millis" }
+ * const sentinel: Redis.Options = { sentinels: [{ host: "127.0.0.1", port: 26379 }], name: "mymaster" }
+ * ```
  *
  * @since 0.1.0
  * @category models

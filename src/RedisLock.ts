@@ -30,6 +30,13 @@ import * as Redis from "./Redis.js"
 /**
  * Options of the Redis lock.
  *
+ * @example
+ * ```ts
+ * import { RedisLock } from "effect-cachekit"
+ *
+ * const LockLive = RedisLock.layer({ maxValueBytes: 1024 * 1024 } satisfies RedisLock.Options)
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */

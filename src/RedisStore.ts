@@ -21,6 +21,13 @@ import * as Redis from "./Redis.js"
 /**
  * Options of the Redis store.
  *
+ * @example
+ * ```ts
+ * import { RedisStore } from "effect-cachekit"
+ *
+ * const StoreLive = RedisStore.layer({ maxValueBytes: 1024 * 1024, scanCount: 500 } satisfies RedisStore.Options)
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */

@@ -24,12 +24,19 @@ const controlCharacter = /[\u0000-\u001f\u007f]/
 
 const isInvalidKey = (u: unknown): u is InvalidKeyError => u instanceof InvalidKeyError
 
+/**
+ * One counter per metric, bound to a keyspace's labels. Effect caches a metric's registry hook by the
+ * identity of the labels array, so each update passes the same array: no registry lookup per hit.
+ */
 interface Counters {
-  readonly hits: Metric.Metric.Counter<number>
-  readonly misses: Metric.Metric.Counter<number>
-  readonly decodeFailures: Metric.Metric.Counter<number>
-  readonly errors: Metric.Metric.Counter<number>
+  readonly hits: () => void
+  readonly misses: () => void
+  readonly decodeFailures: () => void
+  readonly errors: () => void
 }
+
+const bind = (metric: Metric.Metric.Counter<number>, labels: ReadonlyArray<MetricLabel.MetricLabel>) => () =>
+  metric.unsafeUpdate(1, labels)
 
 /** @internal */
 export const makeService = (config: {
@@ -56,10 +63,10 @@ export const makeService = (config: {
     if (found === undefined) {
       const labels = [MetricLabel.make("cache", namespace), MetricLabel.make("keyspace", keyspace), storeLabel]
       found = {
-        hits: Metric.taggedWithLabels(Metrics.counters.hits, labels),
-        misses: Metric.taggedWithLabels(Metrics.counters.misses, labels),
-        decodeFailures: Metric.taggedWithLabels(Metrics.counters.decodeFailures, labels),
-        errors: Metric.taggedWithLabels(Metrics.counters.errors, labels)
+        hits: bind(Metrics.counters.hits, labels),
+        misses: bind(Metrics.counters.misses, labels),
+        decodeFailures: bind(Metrics.counters.decodeFailures, labels),
+        errors: bind(Metrics.counters.errors, labels)
       }
       countersByKeyspace.set(keyspace, found)
     }
@@ -159,7 +166,7 @@ export const makeService = (config: {
     cause: unknown
   ): Effect.Effect<Option.Option<A>> => {
     const error = new CodecError({ reason: "Decode", operation, key, cause })
-    counters(keyspace.name).decodeFailures.unsafeUpdate(1, [])
+    counters(keyspace.name).decodeFailures()
     return Effect.logWarning(`effect-cachekit: ${error.message}; dropping the entry`).pipe(
       Effect.zipRight(bound("delete", key, store.delete(key)).pipe(Effect.ignore)),
       Effect.as(Option.none())
@@ -206,7 +213,7 @@ export const makeService = (config: {
 
   const count = <K, A, Id>(keyspace: Definition.Definition<K, A, Id>, found: Option.Option<A>) => {
     const c = counters(keyspace.name)
-    ;(Option.isSome(found) ? c.hits : c.misses).unsafeUpdate(1, [])
+    ;(Option.isSome(found) ? c.hits : c.misses)()
   }
 
   /**
@@ -225,7 +232,7 @@ export const makeService = (config: {
 
   /** What getOrSet does with a store failure: log it, count it, carry on without the cache. */
   const absorb = <K, A, Id, X>(keyspace: Definition.Definition<K, A, Id>, fallback: X) => (error: CacheError) => {
-    counters(keyspace.name).errors.unsafeUpdate(1, [])
+    counters(keyspace.name).errors()
     return Effect.as(Effect.logWarning(`effect-cachekit: ${error.message}; carrying on without the cache`), fallback)
   }
 
@@ -346,6 +353,41 @@ export const makeService = (config: {
     return Effect.flatMap(Effect.clockWith((clock) => clock.currentTimeMillis), (now) => attempt(now + waitLimit))
   }
 
+  /**
+   * The miss path of getOrSet: run the producer under the in-process guard (and the lock, when there
+   * is one). Built only on a miss, so a hit allocates none of it.
+   */
+  const produceUnderGuard = <K, A, Id, E, R>(
+    keyspace: Definition.Definition<K, A, Id>,
+    full: string,
+    produce: Effect.Effect<A, E, R>,
+    options: GetOrSetOptions<A> | undefined,
+    readFirst: boolean
+  ): Effect.Effect<A, E | LockError, R> => {
+    const cacheWrite = options?.cacheWrite !== false
+    const skip = options?.skip ?? keyspace.skip
+    const shouldStore = (value: A) => cacheWrite && skip?.(value) !== true
+    const storeUnlocked = (value: A): Effect.Effect<void> =>
+      shouldStore(value)
+        ? write("getOrSet", keyspace, full, value, options).pipe(Effect.catchAll(absorb(keyspace, undefined)))
+        : Effect.void
+    const reread = readFirst
+      ? read("getOrSet", keyspace, full).pipe(Effect.catchAll(absorb(keyspace, Option.none<A>())))
+      : Effect.succeedNone
+    // With a lock, the value is stored through it before it is released; without one, callers get the
+    // value first and the key stays in flight until the write lands.
+    const run: Effect.Effect<A, E | LockError, R> = lock !== undefined
+      ? coordinated(lock, keyspace, full, reread, produce, shouldStore, storeUnlocked, options)
+      : readFirst
+      ? Effect.flatMap(reread, (found) => Option.isSome(found) ? Effect.succeed(found.value) : produce)
+      : produce
+    const after = lock === undefined && cacheWrite ? storeUnlocked : undefined
+    // A forced refresh must not join a run that may answer from the cache; control characters never
+    // occur in store keys, so this flight key cannot collide with another.
+    const flightKey = options?.cacheRead === false ? `${full}\u0000refresh` : full
+    return flights.run(flightKey, run, after)
+  }
+
   const getOrSet = <K, A, Id, E, R, const O extends GetOrSetOptions<A> = {}>(
     keyspace: Definition.Definition<K, A, Id>,
     key: K,
@@ -355,42 +397,18 @@ export const makeService = (config: {
     Effect.suspend((): Effect.Effect<A, E | LockError, R> => {
       const full = storeKey("getOrSet", keyspace, key)
       if (isInvalidKey(full)) return Effect.zipRight(absorb(keyspace, undefined)(full), produce)
-      const cacheRead = options?.cacheRead !== false
-      const cacheWrite = options?.cacheWrite !== false
-      if (!cacheRead && !cacheWrite) return produce
-      const skip = options?.skip ?? keyspace.skip
-      const shouldStore = (value: A) => cacheWrite && skip?.(value) !== true
-      const storeUnlocked = (value: A): Effect.Effect<void> =>
-        shouldStore(value)
-          ? write("getOrSet", keyspace, full, value, options).pipe(Effect.catchAll(absorb(keyspace, undefined)))
-          : Effect.void
-      const reread = cacheRead
-        ? read("getOrSet", keyspace, full).pipe(Effect.catchAll(absorb(keyspace, Option.none<A>())))
-        : Effect.succeedNone
-      // With a lock, the value is stored through it before it is released; without one, callers get the
-      // value first and the key stays in flight until the write lands.
-      const run = (readFirst: boolean): Effect.Effect<A, E | LockError, R> =>
-        lock !== undefined
-          ? coordinated(lock, keyspace, full, readFirst ? reread : Effect.succeedNone, produce, shouldStore, storeUnlocked, options)
-          : readFirst
-          ? Effect.flatMap(reread, (found) => Option.isSome(found) ? Effect.succeed(found.value) : produce)
-          : produce
-      const after = lock === undefined && cacheWrite ? storeUnlocked : undefined
-      if (!cacheRead) {
-        // A forced refresh must not join a run that may answer from the cache; control characters
-        // never occur in store keys, so this flight key cannot collide with another.
-        return flights.run(`${full}\u0000refresh`, run(false), after)
+      if (options?.cacheRead === false) {
+        return options.cacheWrite === false ? produce : produceUnderGuard(keyspace, full, produce, options, false)
       }
       // Under the guard, read again: a run that finished meanwhile may have stored the value. When the
       // store has just failed, don't wait on it a second time.
-      if (flights.has(full)) return flights.run(full, run(true), after)
-      return Effect.flatMap(
-        Effect.either(lookup("getOrSet", keyspace, full)),
-        (found) =>
-          Either.isRight(found)
-            ? Option.isSome(found.right) ? Effect.succeed(found.right.value) : flights.run(full, run(true), after)
-            : Effect.zipRight(absorb(keyspace, undefined)(found.left), flights.run(full, run(false), after))
-      )
+      if (flights.has(full)) return produceUnderGuard(keyspace, full, produce, options, true)
+      return Effect.matchEffect(lookup("getOrSet", keyspace, full), {
+        onSuccess: (found) =>
+          Option.isSome(found) ? Effect.succeed(found.value) : produceUnderGuard(keyspace, full, produce, options, true),
+        onFailure: (error) =>
+          Effect.zipRight(absorb(keyspace, undefined)(error), produceUnderGuard(keyspace, full, produce, options, false))
+      })
     }) as Effect.Effect<A, E | LockErrorOf<O>, R>
 
   return {

@@ -1,0 +1,267 @@
+/**
+ * effect-cachekit side by side with its peers: `npm run bench` (or `npm run bench -- --quick`).
+ *
+ * Each case runs every contender in several interleaved rounds (mitata measures one round of one
+ * contender); a table gives the median ops/s and the ratio to the case's reference row. The same
+ * tables go to benchmarks/RESULTS.md with the date, the Node version and the machine.
+ *
+ * In-process cases so far: L1 hit get, getOrSet hit, heap per entry. The Redis cases (stampedes,
+ * Redis get, getMany) and the tiered case are still to come.
+ */
+import { writeFileSync } from "node:fs"
+import { cpus } from "node:os"
+import { fileURLToPath } from "node:url"
+import { cachified, type Cache as CachifiedCache, type CacheEntry, totalTtl } from "@epic-web/cachified"
+import { BentoCache, bentostore } from "bentocache"
+import { memoryDriver } from "bentocache/drivers/memory"
+import { createCache } from "cache-manager"
+import { Cache as EffectCache, Context, Duration, Effect, ManagedRuntime, Schema } from "effect"
+import { LRUCache } from "lru-cache"
+import { do_not_optimize, measure } from "mitata"
+import { Cache, CacheKey, Keyspace } from "../src/index.js"
+
+const quick = process.argv.includes("--quick")
+const rounds = quick ? 3 : 7
+const budget = quick ? 40e6 : 250e6 // mitata's min_cpu_time per measurement, in ns
+
+const KEYS = 1_000
+const BATCH = 1_000
+const value = (i: number) => ({ id: i, name: `user-${i}-${"x".repeat(80)}` }) // ~100 bytes as JSON
+
+interface Contender {
+  readonly name: string
+  /** Runs BATCH operations. */
+  readonly batch: () => unknown
+}
+
+interface Row {
+  readonly name: string
+  readonly opsPerSecond: number
+}
+
+const median = (xs: ReadonlyArray<number>) => {
+  const sorted = [...xs].sort((a, b) => a - b)
+  return sorted[Math.floor(sorted.length / 2)]!
+}
+
+const runCase = async (title: string, reference: string, contenders: ReadonlyArray<Contender>) => {
+  const samples = new Map<string, Array<number>>(contenders.map((c) => [c.name, []]))
+  for (let round = 0; round < rounds; round++) {
+    // Rotate the order each round, so no contender always runs first or last.
+    const order = contenders.map((_, i) => contenders[(i + round) % contenders.length]!)
+    for (const contender of order) {
+      const stats = await measure(contender.batch, { min_cpu_time: budget })
+      samples.get(contender.name)!.push(BATCH / (stats.avg / 1e9))
+    }
+  }
+  const rows: Array<Row> = contenders.map((c) => ({ name: c.name, opsPerSecond: median(samples.get(c.name)!) }))
+  printTable(title, reference, rows)
+  return { title, reference, rows }
+}
+
+const format = (n: number) =>
+  n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}k` : n.toFixed(0)
+
+const tableLines = (title: string, reference: string, rows: ReadonlyArray<Row>, unit = "ops/s") => {
+  const ref = rows.find((r) => r.name === reference)?.opsPerSecond ?? 1
+  const width = Math.max(...rows.map((r) => r.name.length))
+  return [
+    `### ${title}`,
+    "",
+    `| contender${" ".repeat(Math.max(0, width - 9))} | ${unit} | vs ${reference} |`,
+    `| ${"-".repeat(width)} | ---: | ---: |`,
+    ...rows.map((r) => `| ${r.name.padEnd(width)} | ${format(r.opsPerSecond)} | ${(r.opsPerSecond / ref).toFixed(2)}× |`),
+    ""
+  ]
+}
+
+const printTable = (title: string, reference: string, rows: ReadonlyArray<Row>, unit = "ops/s") =>
+  console.log(tableLines(title, reference, rows, unit).join("\n"))
+
+// ---------------------------------------------------------------------------------------------------
+// Contenders
+
+const User = Schema.Struct({ id: Schema.Number, name: Schema.String })
+type User = typeof User.Type
+const Users = Keyspace.make({ name: "users", key: CacheKey.number, value: User, ttl: "1 hour" })
+
+/** A runtime holding our cache, so per-call runs do not rebuild the layer. */
+const makeOurs = async () => {
+  const runtime = ManagedRuntime.make(Cache.layerMemory({ capacity: 10_000 }))
+  await runtime.runPromise(Effect.forEach(Array.from({ length: KEYS }, (_, i) => i), (i) => Users.set(i, value(i))))
+  return runtime
+}
+
+class Lru extends Context.Tag("bench/Lru")<Lru, LRUCache<number, User>>() {}
+
+const main = async () => {
+  const map = new Map<number, User>()
+  const lru = new LRUCache<number, User>({ max: 10_000, ttl: 3_600_000 })
+  for (let i = 0; i < KEYS; i++) {
+    map.set(i, value(i))
+    lru.set(i, value(i))
+  }
+  const ours = await makeOurs()
+  const runOurs = <A, E>(effect: Effect.Effect<A, E, Cache.Cache>) => ours.runPromise(effect)
+
+  const effectCache = await Effect.runPromise(
+    EffectCache.make({ capacity: 10_000, timeToLive: Duration.hours(1), lookup: (i: number) => Effect.succeed(value(i)) })
+  )
+  await Effect.runPromise(Effect.forEach(Array.from({ length: KEYS }, (_, i) => i), (i) => effectCache.get(i)))
+
+  const bento = new BentoCache({
+    default: "memory",
+    stores: { memory: bentostore().useL1Layer(memoryDriver({ maxItems: 10_000 })) }
+  })
+  for (let i = 0; i < KEYS; i++) await bento.set({ key: String(i), value: value(i), ttl: "1h" })
+
+  const manager = createCache({ ttl: 3_600_000 })
+  for (let i = 0; i < KEYS; i++) await manager.set(String(i), value(i))
+
+  const cachifiedStore = new LRUCache<string, CacheEntry>({ max: 10_000 })
+  const cachifiedCache: CachifiedCache = {
+    get: (key) => cachifiedStore.get(key),
+    set: (key, entry) => void cachifiedStore.set(key, entry, { ttl: totalTtl(entry.metadata) }),
+    delete: (key) => void cachifiedStore.delete(key)
+  }
+  for (let i = 0; i < KEYS; i++) {
+    await cachified({ key: String(i), cache: cachifiedCache, ttl: 3_600_000, getFreshValue: () => value(i) })
+  }
+
+  const keys = Array.from({ length: BATCH }, (_, i) => (i * 7919) % KEYS)
+  const lruTag = Context.make(Lru, lru)
+
+  const results = []
+  results.push(await runCase("L1 hit get (1,000-key working set, ~100-byte values)", "effect-cachekit get, in one Effect program", [
+    { name: "Map.get", batch: () => { for (const k of keys) do_not_optimize(map.get(k)) } },
+    { name: "lru-cache get", batch: () => { for (const k of keys) do_not_optimize(lru.get(k)) } },
+    {
+      name: "floor: service lookup + lru.get, in one Effect program",
+      batch: () => Effect.runPromise(Effect.provide(Effect.forEach(keys, (k) => Effect.map(Lru, (c) => c.get(k)), { discard: true }), lruTag))
+    },
+    { name: "effect-cachekit get, in one Effect program", batch: () => runOurs(Effect.forEach(keys, (k) => Users.get(k), { discard: true })) },
+    {
+      name: "effect-cachekit get, one runPromise per get",
+      batch: async () => { for (const k of keys) do_not_optimize(await runOurs(Users.get(k))) }
+    },
+    { name: "Effect Cache.get, in one Effect program", batch: () => Effect.runPromise(Effect.forEach(keys, (k) => effectCache.get(k), { discard: true })) },
+    {
+      name: "Effect Cache.get, one runPromise per get",
+      batch: async () => { for (const k of keys) do_not_optimize(await Effect.runPromise(effectCache.get(k))) }
+    },
+    { name: "bentocache get (memory)", batch: async () => { for (const k of keys) do_not_optimize(await bento.get({ key: String(k) })) } },
+    { name: "cache-manager 7 get (memory)", batch: async () => { for (const k of keys) do_not_optimize(await manager.get(String(k))) } }
+  ]))
+
+  const never = Effect.die("a hit never produces")
+  results.push(await runCase("getOrSet hit (the memoize shape)", "effect-cachekit getOrSet, in one Effect program", [
+    { name: "effect-cachekit get, in one Effect program", batch: () => runOurs(Effect.forEach(keys, (k) => Users.get(k), { discard: true })) },
+    {
+      name: "effect-cachekit getOrSet, in one Effect program",
+      batch: () => runOurs(Effect.forEach(keys, (k) => Users.getOrSet(k, never), { discard: true }))
+    },
+    { name: "Effect Cache.get (lookup cache), in one Effect program", batch: () => Effect.runPromise(Effect.forEach(keys, (k) => effectCache.get(k), { discard: true })) },
+    {
+      name: "bentocache getOrSet (memory)",
+      batch: async () => { for (const k of keys) do_not_optimize(await bento.getOrSet({ key: String(k), factory: () => value(k), ttl: "1h" })) }
+    },
+    {
+      name: "cache-manager 7 wrap (memory)",
+      batch: async () => { for (const k of keys) do_not_optimize(await manager.wrap(String(k), async () => value(k), 3_600_000)) }
+    },
+    {
+      name: "@epic-web/cachified (lru-cache)",
+      batch: async () => {
+        for (const k of keys) {
+          do_not_optimize(await cachified({ key: String(k), cache: cachifiedCache, ttl: 3_600_000, getFreshValue: () => value(k) }))
+        }
+      }
+    }
+  ]))
+
+  const memory = await heapPerEntry()
+  printTable(memory.title, memory.reference, memory.rows, memory.unit)
+
+  writeResults([...results, memory])
+  await bento.disconnect()
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Heap per entry: fill a fresh structure, force GC, measure the heap growth.
+
+const heapPerEntry = async () => {
+  const gc = (globalThis as { gc?: () => void }).gc
+  if (gc === undefined) throw new Error("run with node --expose-gc (npm run bench does)")
+  const N = 100_000
+  const measureHeap = async (fill: () => Promise<unknown> | unknown) => {
+    gc()
+    gc()
+    const before = process.memoryUsage().heapUsed
+    const held = await fill()
+    gc()
+    gc()
+    const after = process.memoryUsage().heapUsed
+    do_not_optimize(held)
+    // The values themselves are the same for every contender: report the structure's own share.
+    return (after - before) / N
+  }
+  const values = Array.from({ length: N }, (_, i) => value(i))
+  const rows: Array<Row> = []
+  rows.push({ name: "Map", opsPerSecond: await measureHeap(() => new Map(values.map((v, i) => [i, v]))) })
+  rows.push({
+    name: "lru-cache (with ttl)",
+    opsPerSecond: await measureHeap(() => {
+      const c = new LRUCache<number, User>({ max: N, ttl: 3_600_000 })
+      values.forEach((v, i) => c.set(i, v))
+      return c
+    })
+  })
+  rows.push({
+    name: "effect-cachekit memory store",
+    opsPerSecond: await measureHeap(async () => {
+      const runtime = ManagedRuntime.make(Cache.layerMemory({ capacity: N }))
+      await runtime.runPromise(Effect.forEach(values, (v, i) => Users.set(i, v), { discard: true }))
+      return runtime
+    })
+  })
+  rows.push({
+    name: "Effect Cache",
+    opsPerSecond: await measureHeap(async () => {
+      const c = await Effect.runPromise(
+        EffectCache.make({ capacity: N, timeToLive: Duration.hours(1), lookup: (i: number) => Effect.succeed(values[i]!) })
+      )
+      await Effect.runPromise(Effect.forEach(values, (_, i) => c.get(i), { discard: true }))
+      return c
+    })
+  })
+  rows.push({
+    name: "bentocache (memory)",
+    opsPerSecond: await measureHeap(async () => {
+      const b = new BentoCache({ default: "m", stores: { m: bentostore().useL1Layer(memoryDriver({ maxItems: N })) } })
+      for (let i = 0; i < N; i++) await b.set({ key: String(i), value: values[i], ttl: "1h" })
+      return b
+    })
+  })
+  return { title: "Heap per entry, 100,000 entries (bytes; lower is better)", reference: "Map", rows, unit: "bytes/entry" }
+}
+
+const writeResults = (cases: ReadonlyArray<{ title: string; reference: string; rows: ReadonlyArray<Row>; unit?: string }>) => {
+  const lines = [
+    "# Benchmark results",
+    "",
+    `Run ${new Date().toISOString().slice(0, 10)} with \`npm run bench${quick ? " -- --quick" : ""}\`; Node ${process.version}, ` +
+    `${cpus().length} cores (${cpus()[0]?.model ?? "unknown CPU"}). Ratios are within one run; absolute numbers drift on shared machines.`,
+    "",
+    ...cases.flatMap((c) => tableLines(c.title, c.reference, c.rows, c.unit ?? "ops/s"))
+  ]
+  writeFileSync(fileURLToPath(new URL("./RESULTS.md", import.meta.url)), lines.join("\n"))
+  console.log("Wrote benchmarks/RESULTS.md")
+}
+
+main().then(
+  () => process.exit(0),
+  (error) => {
+    console.error(error)
+    process.exit(1)
+  }
+)

@@ -8,75 +8,16 @@
  * In-process cases so far: L1 hit get, getOrSet hit, heap per entry. The Redis cases (stampedes,
  * Redis get, getMany) and the tiered case are still to come.
  */
-import { writeFileSync } from "node:fs"
-import { cpus } from "node:os"
-import { fileURLToPath } from "node:url"
 import { cachified, type Cache as CachifiedCache, type CacheEntry, totalTtl } from "@epic-web/cachified"
 import { BentoCache, bentostore } from "bentocache"
 import { memoryDriver } from "bentocache/drivers/memory"
 import { createCache } from "cache-manager"
 import { Cache as EffectCache, Context, Duration, Effect, ManagedRuntime, Schema } from "effect"
 import { LRUCache } from "lru-cache"
-import { do_not_optimize, measure } from "mitata"
+import { do_not_optimize } from "mitata"
 import { Cache, CacheKey, Keyspace } from "../src/index.js"
-
-const quick = process.argv.includes("--quick")
-const rounds = quick ? 3 : 7
-const budget = quick ? 40e6 : 250e6 // mitata's min_cpu_time per measurement, in ns
-
-const KEYS = 1_000
-const BATCH = 1_000
-const value = (i: number) => ({ id: i, name: `user-${i}-${"x".repeat(80)}` }) // ~100 bytes as JSON
-
-interface Contender {
-  readonly name: string
-  /** Runs BATCH operations. */
-  readonly batch: () => unknown
-}
-
-interface Row {
-  readonly name: string
-  readonly opsPerSecond: number
-}
-
-const median = (xs: ReadonlyArray<number>) => {
-  const sorted = [...xs].sort((a, b) => a - b)
-  return sorted[Math.floor(sorted.length / 2)]!
-}
-
-const runCase = async (title: string, reference: string, contenders: ReadonlyArray<Contender>) => {
-  const samples = new Map<string, Array<number>>(contenders.map((c) => [c.name, []]))
-  for (let round = 0; round < rounds; round++) {
-    // Rotate the order each round, so no contender always runs first or last.
-    const order = contenders.map((_, i) => contenders[(i + round) % contenders.length]!)
-    for (const contender of order) {
-      const stats = await measure(contender.batch, { min_cpu_time: budget })
-      samples.get(contender.name)!.push(BATCH / (stats.avg / 1e9))
-    }
-  }
-  const rows: Array<Row> = contenders.map((c) => ({ name: c.name, opsPerSecond: median(samples.get(c.name)!) }))
-  printTable(title, reference, rows)
-  return { title, reference, rows }
-}
-
-const format = (n: number) =>
-  n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}k` : n.toFixed(0)
-
-const tableLines = (title: string, reference: string, rows: ReadonlyArray<Row>, unit = "ops/s") => {
-  const ref = rows.find((r) => r.name === reference)?.opsPerSecond ?? 1
-  const width = Math.max(...rows.map((r) => r.name.length))
-  return [
-    `### ${title}`,
-    "",
-    `| contender${" ".repeat(Math.max(0, width - 9))} | ${unit} | vs ${reference} |`,
-    `| ${"-".repeat(width)} | ---: | ---: |`,
-    ...rows.map((r) => `| ${r.name.padEnd(width)} | ${format(r.opsPerSecond)} | ${(r.opsPerSecond / ref).toFixed(2)}× |`),
-    ""
-  ]
-}
-
-const printTable = (title: string, reference: string, rows: ReadonlyArray<Row>, unit = "ops/s") =>
-  console.log(tableLines(title, reference, rows, unit).join("\n"))
+import { BATCH, KEYS, printTable, type Result, type Row, runCase, value, writeResults } from "./harness.js"
+import { redisCases } from "./redis.js"
 
 // ---------------------------------------------------------------------------------------------------
 // Contenders
@@ -131,7 +72,7 @@ const main = async () => {
   const keys = Array.from({ length: BATCH }, (_, i) => (i * 7919) % KEYS)
   const lruTag = Context.make(Lru, lru)
 
-  const results = []
+  const results: Array<Result> = []
   results.push(await runCase("L1 hit get (1,000-key working set, ~100-byte values)", "effect-cachekit get, in one Effect program", [
     { name: "Map.get", batch: () => { for (const k of keys) do_not_optimize(map.get(k)) } },
     { name: "lru-cache get", batch: () => { for (const k of keys) do_not_optimize(lru.get(k)) } },
@@ -182,7 +123,9 @@ const main = async () => {
   const memory = await heapPerEntry()
   printTable(memory.title, memory.reference, memory.rows, memory.unit)
 
-  writeResults([...results, memory])
+  results.push(memory)
+  results.push(...(await redisCases()))
+  writeResults(results)
   await bento.disconnect()
 }
 
@@ -243,19 +186,6 @@ const heapPerEntry = async () => {
     })
   })
   return { title: "Heap per entry, 100,000 entries (bytes; lower is better)", reference: "Map", rows, unit: "bytes/entry" }
-}
-
-const writeResults = (cases: ReadonlyArray<{ title: string; reference: string; rows: ReadonlyArray<Row>; unit?: string }>) => {
-  const lines = [
-    "# Benchmark results",
-    "",
-    `Run ${new Date().toISOString().slice(0, 10)} with \`npm run bench${quick ? " -- --quick" : ""}\`; Node ${process.version}, ` +
-    `${cpus().length} cores (${cpus()[0]?.model ?? "unknown CPU"}). Ratios are within one run; absolute numbers drift on shared machines.`,
-    "",
-    ...cases.flatMap((c) => tableLines(c.title, c.reference, c.rows, c.unit ?? "ops/s"))
-  ]
-  writeFileSync(fileURLToPath(new URL("./RESULTS.md", import.meta.url)), lines.join("\n"))
-  console.log("Wrote benchmarks/RESULTS.md")
 }
 
 main().then(

@@ -38,22 +38,22 @@ export interface Worker {
 
 const workerPath = fileURLToPath(new URL("./fleet-worker.ts", import.meta.url))
 
-export const spawnWorker = (options: WorkerOptions): Worker => {
-  const child = spawn(
-    process.execPath,
-    [
-      "--import",
-      "tsx",
-      workerPath,
-      options.url,
-      options.namespace,
-      options.key,
-      String(options.callers),
-      String(options.producerMillis),
-      String(options.leaseMillis)
-    ],
-    { stdio: ["pipe", "pipe", "pipe"] }
-  )
+export const spawnWorker = (options: WorkerOptions): Worker =>
+  spawnScript(workerPath, [
+    options.url,
+    options.namespace,
+    options.key,
+    String(options.callers),
+    String(options.producerMillis),
+    String(options.leaseMillis)
+  ])
+
+/**
+ * Spawns a worker script (run by tsx) that prints "ready", waits for a line on standard input, and
+ * ends by printing a {@link WorkerOutput} as one JSON line.
+ */
+export const spawnScript = (script: string, args: ReadonlyArray<string>): Worker => {
+  const child = spawn(process.execPath, ["--import", "tsx", script, ...args], { stdio: ["pipe", "pipe", "pipe"] })
   let stdout = ""
   let stderr = ""
   let markReady: () => void = () => {}
@@ -117,10 +117,13 @@ export const report = (outputs: ReadonlyArray<WorkerOutput>): FleetReport => {
   }
 }
 
-/** Runs `processes` workers together on one cold key and reports. */
-export const runFleet = async (processes: number, options: WorkerOptions): Promise<FleetReport> => {
-  const workers = Array.from({ length: processes }, () => spawnWorker(options))
+/** Runs workers together and reports. */
+export const runWorkers = async (workers: ReadonlyArray<Worker>): Promise<FleetReport> => {
   await startTogether(workers)
   const outputs = await Promise.all(workers.map((worker) => worker.done))
   return report(outputs as ReadonlyArray<WorkerOutput>)
 }
+
+/** Runs `processes` workers together on one cold key and reports. */
+export const runFleet = (processes: number, options: WorkerOptions): Promise<FleetReport> =>
+  runWorkers(Array.from({ length: processes }, () => spawnWorker(options)))

@@ -123,6 +123,13 @@ export interface CacheStore {
   readonly isInProcess: boolean
   /** Whether the store may be handed {@link LiveValue}s (and returns them as given). */
   readonly acceptsLiveValues: boolean
+  /**
+   * A bound every command the store sends settles within (succeeding or failing with a `"Timeout"`),
+   * if the store enforces one itself (the Redis store: the client's `commandTimeout`). When it is no
+   * longer than the cache's timeout, the cache does not race its single-command operations against a
+   * timer of its own (`clear` and `expire` are always raced).
+   */
+  readonly operationBound?: Duration.Duration | undefined
   readonly get: (key: string) => Effect.Effect<Option.Option<StoredValue>, StoreError>
   /** One result per key, in the order of `keys`. */
   readonly getMany: (keys: ReadonlyArray<string>) => Effect.Effect<Array<Option.Option<StoredValue>>, StoreError>

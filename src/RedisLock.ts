@@ -51,7 +51,7 @@ if redis.call("GET", KEYS[1]) == ARGV[1] then
 end
 return 0`
 
-// ARGV: token, channel, message, mode ("0" no write, "1" write, "2" write with PX), value, px
+// ARGV: token, channel, message, mode ("0" no write, "1" write, "2" write with PX, "3" delete), value, px
 const releaseScript = `
 local written = 0
 if redis.call("GET", KEYS[1]) == ARGV[1] then
@@ -60,6 +60,9 @@ if redis.call("GET", KEYS[1]) == ARGV[1] then
     written = 1
   elseif ARGV[4] == "2" then
     redis.call("SET", KEYS[2], ARGV[5], "PX", ARGV[6])
+    written = 1
+  elseif ARGV[4] == "3" then
+    redis.call("UNLINK", KEYS[2])
     written = 1
   end
   redis.call("DEL", KEYS[1])
@@ -178,15 +181,17 @@ export const make = (options: Options = {}): Effect.Effect<CacheLock.CacheLock, 
         if (Option.isNone(write)) return send("0", "", "")
         const ttl = write.value.ttl
         const px = ttl === undefined || !Duration.isFinite(ttl) ? undefined : Math.ceil(Duration.toMillis(ttl))
-        if (px !== undefined && px <= 0) return Effect.as(send("0", "", ""), false)
+        // A ttl of zero or less stores nothing and removes what was there, as in the store.
+        if (px !== undefined && px <= 0) return send("3", "", "")
         return Effect.flatMap(
           RedisCommon.argument("set", lease.key, write.value.value, maxValueBytes),
           (value) => send(px === undefined ? "1" : "2", value, px === undefined ? "" : String(px))
         ).pipe(
-          // A value too large to store still releases the lock, so waiters are not held up.
+          // A value too large to store still releases the lock (so waiters are not held up) and, as in the
+          // store, drops the old value so that no stale value outlives the refused write.
           Effect.catchIf(
             (error): error is StoreError => error instanceof StoreError,
-            (error) => Effect.zipRight(send("0", "", ""), Effect.fail(error))
+            (error) => Effect.zipRight(send("3", "", ""), Effect.fail(error))
           )
         )
       },

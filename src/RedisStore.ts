@@ -128,10 +128,15 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore
         ? client.set(key, value, "PX", px, "NX")
         : client.set(key, value, "PX", px)
 
+    // Every command carries the client's commandTimeout, so each command settles within it.
+    const commandTimeout = isCluster
+      ? (client as Cluster).options.redisOptions?.commandTimeout
+      : (client as IORedis).options.commandTimeout
     const result: CacheStore.CacheStore = {
       name: store,
       isInProcess: false,
       acceptsLiveValues: false,
+      operationBound: commandTimeout === undefined ? undefined : Duration.millis(commandTimeout),
       get: (key) => Effect.flatMap(call("get", key, () => client.getBuffer(key)), (value) => received("get", key, value)),
       getMany: (keys) =>
         keys.length === 0 ? Effect.succeed([]) : Effect.flatMap(

@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Data, Effect, Fiber, Layer, Option, Ref, Schema, TestClock } from "effect"
-import { Cache, CacheKey, CacheLock, CacheStore, Keyspace, MemoryStore } from "../src/index.js"
+import { Cache, CacheError, CacheKey, CacheLock, CacheStore, Keyspace, MemoryStore } from "../src/index.js"
 import { lockSuite } from "./suites/CacheLockSuite.js"
 import { layerSerializing } from "./utils.js"
 
@@ -94,6 +94,68 @@ for (const [backend, store] of [["memory", MemoryStore.layer()], ["serializing",
       }).pipe(Effect.provide(fleet(store))))
   })
 }
+
+describe("the lock path under failure", () => {
+  const NonEmpty = Keyspace.make({ name: "nonempty", key: CacheKey.string, value: Schema.NonEmptyString })
+  const oneInstance = (lock: Layer.Layer<CacheLock.CacheLock, never, CacheStore.CacheStore> = CacheLock.layerMemory) =>
+    Cache.layer({ namespace: "app", lock: { lease: "3 seconds" } }).pipe(
+      Layer.provideMerge(lock),
+      Layer.provideMerge(MemoryStore.layer())
+    )
+
+  it.effect("a value the schema cannot encode is returned, not cached, and the lock is released at once", () =>
+    Effect.gen(function*() {
+      assert.strictEqual(yield* NonEmpty.getOrSet("a", Effect.succeed("")), "")
+      const lock = yield* CacheLock.CacheLock
+      assert.isTrue(Option.isSome(yield* lock.tryAcquire("app:nonempty:a", "1 second")), "the lease was released")
+    }).pipe(Effect.provide(oneInstance())))
+
+  it.effect("one failed extend does not stop the watchdog: the lease is kept for the whole producer", () =>
+    Effect.gen(function*() {
+      let extends_ = 0
+      const flaky = Layer.effect(
+        CacheLock.CacheLock,
+        Effect.map(CacheLock.makeMemory, (memory): CacheLock.CacheLock => ({
+          ...memory,
+          extend: (lease, duration) =>
+            Effect.suspend(() =>
+              ++extends_ === 1
+                ? Effect.fail(new CacheError.LockError({ reason: "Timeout", operation: "lock", key: lease.key }))
+                : memory.extend(lease, duration)
+            )
+        }))
+      )
+      yield* Effect.gen(function*() {
+        const lock = yield* CacheLock.CacheLock
+        const run = yield* Effect.fork(NonEmpty.getOrSet("b", Effect.as(Effect.sleep("10 seconds"), "v")))
+        for (let i = 0; i < 9; i++) yield* TestClock.adjust("1 second")
+        assert.isTrue(Option.isNone(yield* lock.tryAcquire("app:nonempty:b", "1 second")), "still held after 9 s of a 3 s lease")
+        yield* TestClock.adjust("1 second")
+        assert.strictEqual(yield* Fiber.join(run), "v")
+        assert.isAbove(extends_, 3)
+      }).pipe(Effect.provide(oneInstance(flaky)))
+    }))
+
+  it.effect("a default caller never joins an at-most-once caller's run (whose LockError it could not expect)", () =>
+    Effect.gen(function*() {
+      const lock = yield* CacheLock.CacheLock
+      yield* lock.tryAcquire("app:nonempty:c", "1 hour") // another instance holds the key
+      const strict = yield* Effect.fork(
+        Effect.either(NonEmpty.getOrSet("c", Effect.succeed("strict"), { lockMode: "at-most-once", lockTimeout: "1 second" }))
+      )
+      const lenient = yield* Effect.fork(NonEmpty.getOrSet("c", Effect.succeed("lenient"), { lockTimeout: "1 second" }))
+      for (let i = 0; i < 3; i++) yield* TestClock.adjust("1 second")
+      // The lenient caller ran its producer itself: before the fix, it could have joined the strict run
+      // and failed with the strict caller's LockError.
+      assert.strictEqual(yield* Fiber.join(lenient), "lenient")
+      // The strict caller never ran its own producer: it failed, or found the lenient caller's value.
+      const strictOutcome = yield* Fiber.join(strict)
+      assert.isTrue(
+        strictOutcome._tag === "Left" ? strictOutcome.left._tag === "LockError" : strictOutcome.right === "lenient",
+        JSON.stringify(strictOutcome)
+      )
+    }).pipe(Effect.provide(oneInstance())))
+})
 
 describe("the error channel of getOrSet follows its lock mode (checked by tsc)", () => {
   it("LockError appears only when the options may ask for at-most-once", () => {

@@ -62,6 +62,21 @@ describe("serializers", () => {
   roundTrip("string", Schema.String, CacheSerializer.string, "plain text: é😀")
   roundTrip("bytes", Schema.Uint8ArrayFromSelf, CacheSerializer.bytes, new Uint8Array(300).map((_, i) => i % 256))
 
+  it.effect("a value schema with an async transformation still round-trips (decoded through Effect)", () =>
+    Effect.gen(function*() {
+      const Slow = Schema.transformOrFail(Schema.String, Schema.String, {
+        strict: true,
+        decode: (s) => Effect.promise(() => Promise.resolve(s.toUpperCase())),
+        encode: (s) => Effect.promise(() => Promise.resolve(s.toLowerCase()))
+      })
+      const Space = Keyspace.make({ name: "async", key: CacheKey.string, value: Slow })
+      yield* Space.set("k", "HELLO")
+      assert.deepStrictEqual(yield* Space.get("k"), Option.some("HELLO"))
+      const store = yield* CacheStore.CacheStore
+      const raw = Option.getOrThrow(yield* store.get("ser:async:k"))
+      assert.isTrue(typeof raw === "string" && raw.endsWith(":\"hello\""))
+    }).pipe(Effect.provide(Cache.layer({ namespace: "ser" }).pipe(Layer.provideMerge(layerSerializing())))))
+
   it.effect("corrupt MessagePack bytes are a miss, not a defect", () =>
     Effect.gen(function*() {
       const Space = Keyspace.make({ name: "mp", key: CacheKey.string, value: Schema.Struct({ n: Schema.Number }), serializer: CacheSerializer.msgpack })

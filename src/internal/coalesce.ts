@@ -22,18 +22,29 @@ export const make = (): Coalesce => {
   const share = <A, E>(key: string, read: Effect.Effect<A, E>): Effect.Effect<A, E> =>
     Effect.suspend(() => {
       const existing = pending.get(key) as Deferred.Deferred<A, E> | undefined
-      if (existing !== undefined) {
-        return Effect.catchAllCause(Deferred.await(existing), (cause) =>
-          Cause.isInterruptedOnly(cause) ? share(key, read) : Effect.failCause(cause))
-      }
-      const deferred = Deferred.unsafeMake<A, E>(FiberId.none)
-      pending.set(key, deferred as Deferred.Deferred<unknown, unknown>)
-      return Effect.onExit(read, (exit) =>
-        Effect.suspend(() => {
-          if (pending.get(key) === deferred) pending.delete(key)
-          return Deferred.done(deferred, exit)
-        }))
+      if (existing === undefined) return lead(key, read)
+      // A reader whose leader was interrupted reads again itself. (A reader interrupted itself never
+      // gets here: this runs in an interruptible region, so its interruption ends it first.)
+      return Effect.catchAllCause(Deferred.await(existing), (cause) =>
+        Cause.isInterruptedOnly(cause) ? share(key, read) : Effect.failCause(cause))
     })
+
+  // The entry is published and its completion installed in one uninterruptible step: an interruption in
+  // between would leave the key's readers waiting on a Deferred nobody completes.
+  const lead = <A, E>(key: string, read: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+    Effect.uninterruptibleMask((restore) =>
+      Effect.suspend(() => {
+        const existing = pending.get(key)
+        if (existing !== undefined) return restore(share(key, read))
+        const deferred = Deferred.unsafeMake<A, E>(FiberId.none)
+        pending.set(key, deferred as Deferred.Deferred<unknown, unknown>)
+        return Effect.onExit(restore(read), (exit) =>
+          Effect.suspend(() => {
+            if (pending.get(key) === deferred) pending.delete(key)
+            return Deferred.done(deferred, exit)
+          }))
+      })
+    )
 
   return { share, size: () => pending.size }
 }

@@ -6,7 +6,7 @@
  */
 import type * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import type * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
@@ -77,6 +77,38 @@ export const validateName = (what: string, name: string): string => {
   return name
 }
 
+/** Whether a parse failure only says the schema needs async work (a `Forbidden` issue somewhere). */
+const needsAsync = (issue: ParseResult.ParseIssue): boolean => {
+  switch (issue._tag) {
+    case "Forbidden":
+      return true
+    case "Composite":
+      return Array.isArray(issue.issues)
+        ? issue.issues.some(needsAsync)
+        : needsAsync(issue.issues as ParseResult.ParseIssue)
+    case "Pointer":
+    case "Refinement":
+    case "Transformation":
+      return needsAsync(issue.issue)
+    default:
+      return false
+  }
+}
+
+/**
+ * Runs a codec synchronously (no fiber, no Effect machinery: the hot read path), and only when the
+ * schema needs async work through its Effect form.
+ */
+const syncFirst = <I, O>(
+  sync: (input: I) => Either.Either<O, ParseResult.ParseError>,
+  effectful: (input: I) => Effect.Effect<O, ParseResult.ParseError>
+) =>
+(input: I): Effect.Effect<O, ParseResult.ParseError> => {
+  const result = sync(input)
+  if (Either.isRight(result)) return Effect.succeed(result.right)
+  return needsAsync(result.left.issue) ? effectful(input) : Effect.fail(result.left)
+}
+
 /** @internal */
 export const make = <K, A, I, Id>(options: Options<K, A, I, Id>, defaultCache: Context.Tag<Id, Service>): Definition<K, A, Id> => {
   const serializer = (options.serializer ?? CacheSerializer.json) as CacheSerializer.CacheSerializer<I>
@@ -93,8 +125,8 @@ export const make = <K, A, I, Id>(options: Options<K, A, I, Id>, defaultCache: C
       const segment = fastKey(key)
       return segment === undefined ? slowKey(key) : Either.right(segment)
     },
-    encodeValue: Schema.encode(valueCodec),
-    decodeValue: Schema.decodeUnknown(valueCodec),
+    encodeValue: syncFirst(Schema.encodeEither(valueCodec), Schema.encode(valueCodec)),
+    decodeValue: syncFirst(Schema.decodeUnknownEither(valueCodec), Schema.decodeUnknown(valueCodec)),
     ttl: ttl === undefined ? undefined : typeof ttl === "function" ? ttl : (() => {
       const fixed = Duration.decode(ttl)
       return () => fixed

@@ -6,6 +6,7 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
 import * as MetricLabel from "effect/MetricLabel"
@@ -73,13 +74,20 @@ export const makeService = (config: {
     return found
   }
 
-  /** Bounds a store operation by the cache's timeout, unless the store never waits on I/O. */
+  /**
+   * Bounds a store operation by the cache's timeout, unless the store never waits on I/O or bounds its
+   * operations itself within that timeout (a race costs two fibers and a timer per operation).
+   */
+  const boundsItself = store.isInProcess ||
+    (store.operationBound !== undefined && Duration.lessThanOrEqualTo(store.operationBound, timeout))
   const bound = <A>(
     operation: Operation,
     key: string | undefined,
     effect: Effect.Effect<A, StoreError>
   ): Effect.Effect<A, StoreError> =>
-    store.isInProcess ? effect : Effect.timeoutFail(effect, {
+    // `clear` walks the keyspace and `expire` may take two commands: the store's own bound covers each
+    // command, not the whole operation, so those keep the cache's timeout.
+    boundsItself && (store.isInProcess || (operation !== "clear" && operation !== "expire")) ? effect : Effect.timeoutFail(effect, {
       duration: timeout,
       onTimeout: () =>
         new StoreError({
@@ -89,6 +97,13 @@ export const makeService = (config: {
           store: store.name,
           cause: `no answer within ${Duration.format(timeout)}`
         })
+    })
+
+  /** Bounds a lock operation by the cache's timeout: a lock over a client without its own bound cannot hang a caller. */
+  const boundLock = <A, E>(operation: Operation, key: string, effect: Effect.Effect<A, E>): Effect.Effect<A, E | LockError> =>
+    Effect.timeoutFail(effect, {
+      duration: timeout,
+      onTimeout: () => new LockError({ reason: "Timeout", operation, key, cause: `no answer within ${Duration.format(timeout)}` })
     })
 
   const prefixOf = <K, A, Id>(keyspace: Definition.Definition<K, A, Id>) => `${namespace}:${keyspace.name}:`
@@ -292,63 +307,91 @@ export const makeService = (config: {
     const pollMillis = Duration.toMillis(lockSettings.pollInterval)
     const extendEvery = Duration.divide(lockSettings.lease, 3).pipe(Option.getOrElse(() => lockSettings.lease))
 
-    const unlocked = (error: LockError) =>
+    const unlocked = (error: LockError): Effect.Effect<A, E | LockError, R> =>
       atMostOnce ? Effect.fail(error) : Effect.zipRight(absorb(keyspace, undefined)(error), Effect.tap(produce, storeUnlocked))
 
-    const holding = (lease: CacheLock.Lease): Effect.Effect<A, E, R> =>
-      Effect.flatMap(reread, (found) => {
-        if (Option.isSome(found)) {
-          return Effect.as(lock.release(lease, Option.none()).pipe(Effect.catchAll(absorb(keyspace, false))), found.value)
-        }
-        const watchdog = lock.extend(lease, lockSettings.lease).pipe(
-          Effect.delay(extendEvery),
-          Effect.repeat({ while: (held) => held }),
-          Effect.ignore
+    /** Extends the lease every third of it while the producer runs; a failed extend is tried again soon. */
+    const watchdog = (lease: CacheLock.Lease): Effect.Effect<void> => {
+      const retryEvery = Duration.divide(extendEvery, 4).pipe(Option.getOrElse(() => extendEvery))
+      const tick = (wait: Duration.Duration): Effect.Effect<void> =>
+        Effect.sleep(wait).pipe(
+          Effect.zipRight(Effect.either(boundLock("lock", key, lock.extend(lease, lockSettings.lease)))),
+          Effect.flatMap((extended) =>
+            extended._tag === "Left" ? tick(retryEvery) : extended.right ? tick(extendEvery) : Effect.void
+          )
         )
-        return Effect.flatMap(Effect.fork(watchdog), (fiber) =>
+      return tick(extendEvery)
+    }
+
+    /** What to store when releasing: the encoded value, or nothing (skipped, or not encodable). */
+    const toWrite = (value: A): Effect.Effect<Option.Option<CacheLock.Write>> =>
+      Effect.suspend(() =>
+        shouldStore(value)
+          ? encode("getOrSet", keyspace, key, value).pipe(
+            Effect.map((stored) => Option.some({ value: stored, ttl: ttlOf(value, keyspace.ttl, options?.ttl) })),
+            Effect.catchAll((error) => Effect.as(absorb(keyspace, undefined)(error), Option.none<CacheLock.Write>()))
+          )
+          : Effect.succeedNone
+      ).pipe(Effect.catchAllDefect((defect) => Effect.as(Effect.logWarning("effect-cachekit: ttl or skip threw", defect), Option.none())))
+
+    /** Holding the lease: read again, produce, and release with the value (or without it). */
+    const holding = (lease: CacheLock.Lease): Effect.Effect<{ readonly value: A; readonly write: Option.Option<CacheLock.Write> }, E, R> =>
+      Effect.flatMap(reread, (found) => {
+        if (Option.isSome(found)) return Effect.succeed({ value: found.value, write: Option.none() })
+        return Effect.flatMap(Effect.fork(watchdog(lease)), (fiber) =>
           produce.pipe(
             Effect.ensuring(Fiber.interrupt(fiber)),
-            Effect.onError(() => lock.release(lease, Option.none()).pipe(Effect.ignore)),
-            Effect.tap((value) => {
-              const encoded = shouldStore(value)
-                ? Effect.map(encode("getOrSet", keyspace, key, value), (stored) =>
-                  Option.some<CacheLock.Write>({ value: stored, ttl: ttlOf(value, keyspace.ttl, options?.ttl) }))
-                : Effect.succeed(Option.none<CacheLock.Write>())
-              return encoded.pipe(
-                Effect.flatMap((write) =>
-                  Effect.flatMap(lock.release(lease, write), (written) =>
-                    written || Option.isNone(write)
-                      ? Effect.void
-                      : Effect.logWarning(
-                        `effect-cachekit: the lock on "${key}" lapsed while its producer ran; its value was not stored`
-                      ))
-                ),
-                Effect.catchAll(absorb(keyspace, undefined))
-              )
-            })
+            Effect.flatMap((value) => Effect.map(toWrite(value), (write) => ({ value, write })))
           ))
       })
 
-    const attempt = (deadline: number): Effect.Effect<A, E | LockError, R> =>
-      Effect.flatMap(Effect.either(lock.tryAcquire(key, lockSettings.lease)), (acquired) => {
-        if (acquired._tag === "Left") return unlocked(acquired.left)
-        if (Option.isSome(acquired.right)) return holding(acquired.right.value)
-        return Effect.flatMap(Effect.clockWith((clock) => clock.currentTimeMillis), (now) => {
-          const remaining = deadline - now
-          if (remaining <= 0) {
-            return unlocked(new LockError({
-              reason: "Timeout",
-              operation: "lock",
-              key,
-              cause: `another instance held the lock for over ${waitLimit} ms`
-            }))
-          }
-          return lock.awaitRelease(key, Duration.millis(Math.min(remaining, pollMillis))).pipe(
-            Effect.zipRight(reread),
-            Effect.flatMap((found) => Option.isSome(found) ? Effect.succeed(found.value) : attempt(deadline))
+    /**
+     * Takes the lock and, in the same uninterruptible step, makes sure it is released exactly once:
+     * with the value on success, without it on failure, defect or interruption.
+     */
+    const acquireAndHold = (onBusy: Effect.Effect<A, E | LockError, R>): Effect.Effect<A, E | LockError, R> =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(Effect.either(boundLock("lock", key, lock.tryAcquire(key, lockSettings.lease))), (acquired): Effect.Effect<A, E | LockError, R> => {
+          if (acquired._tag === "Left") return restore(unlocked(acquired.left))
+          if (Option.isNone(acquired.right)) return restore(onBusy)
+          const lease = acquired.right.value
+          return restore(holding(lease)).pipe(
+            Effect.onExit((exit) =>
+              Exit.isSuccess(exit)
+                ? Effect.flatMap(
+                  Effect.either(boundLock("unlock", key, lock.release(lease, exit.value.write))),
+                  (released) =>
+                    released._tag === "Left"
+                      ? absorb(keyspace, undefined)(released.left)
+                      : released.right || Option.isNone(exit.value.write)
+                      ? Effect.void
+                      : Effect.logWarning(
+                        `effect-cachekit: the lock on "${key}" lapsed while its producer ran; its value was not stored`
+                      )
+                )
+                : Effect.ignore(boundLock("unlock", key, lock.release(lease, Option.none())))
+            ),
+            Effect.map(({ value }) => value)
           )
         })
-      })
+      )
+
+    const attempt = (deadline: number): Effect.Effect<A, E | LockError, R> =>
+      acquireAndHold(Effect.flatMap(Effect.clockWith((clock) => clock.currentTimeMillis), (now) => {
+        const remaining = deadline - now
+        if (remaining <= 0) {
+          return unlocked(new LockError({
+            reason: "Timeout",
+            operation: "lock",
+            key,
+            cause: `another instance held the lock for over ${waitLimit} ms`
+          }))
+        }
+        return lock.awaitRelease(key, Duration.millis(Math.min(remaining, pollMillis))).pipe(
+          Effect.zipRight(reread),
+          Effect.flatMap((found) => Option.isSome(found) ? Effect.succeed(found.value) : attempt(deadline))
+        )
+      }))
 
     return Effect.flatMap(Effect.clockWith((clock) => clock.currentTimeMillis), (now) => attempt(now + waitLimit))
   }
@@ -382,9 +425,12 @@ export const makeService = (config: {
       ? Effect.flatMap(reread, (found) => Option.isSome(found) ? Effect.succeed(found.value) : produce)
       : produce
     const after = lock === undefined && cacheWrite ? storeUnlocked : undefined
-    // A forced refresh must not join a run that may answer from the cache; control characters never
-    // occur in store keys, so this flight key cannot collide with another.
-    const flightKey = options?.cacheRead === false ? `${full}\u0000refresh` : full
+    // A forced refresh must not join a run that may answer from the cache, and a caller must not join
+    // a run whose lock mode may fail it with an error its type does not have. Control characters never
+    // occur in store keys, so these flight keys cannot collide with another.
+    const flightKey = `${full}${options?.cacheRead === false ? "\u0000refresh" : ""}${
+      options?.lockMode === "at-most-once" ? "\u0000at-most-once" : ""
+    }`
     return flights.run(flightKey, run, after)
   }
 

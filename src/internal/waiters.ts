@@ -20,20 +20,26 @@ export const make = (): Waiters => {
   const byKey = new Map<string, Set<Deferred.Deferred<void>>>()
   return {
     wait: (key, timeout) =>
-      Effect.suspend(() => {
-        const deferred = Deferred.unsafeMake<void>(FiberId.none)
-        let set = byKey.get(key)
-        if (set === undefined) byKey.set(key, set = new Set())
-        set.add(deferred)
-        return Deferred.await(deferred).pipe(
-          Effect.timeoutTo({ duration: timeout, onSuccess: () => undefined, onTimeout: () => undefined }),
-          Effect.ensuring(Effect.sync(() => {
-            const current = byKey.get(key)
-            current?.delete(deferred)
-            if (current?.size === 0) byKey.delete(key)
-          }))
-        )
-      }),
+      // Registered and cleaned up in one uninterruptible step, so an interruption cannot leave a waiter behind.
+      Effect.uninterruptibleMask((restore) =>
+        Effect.suspend(() => {
+          const deferred = Deferred.unsafeMake<void>(FiberId.none)
+          let set = byKey.get(key)
+          if (set === undefined) byKey.set(key, set = new Set())
+          set.add(deferred)
+          return restore(
+            Deferred.await(deferred).pipe(
+              Effect.timeoutTo({ duration: timeout, onSuccess: () => undefined, onTimeout: () => undefined })
+            )
+          ).pipe(
+            Effect.ensuring(Effect.sync(() => {
+              const current = byKey.get(key)
+              current?.delete(deferred)
+              if (current?.size === 0) byKey.delete(key)
+            }))
+          )
+        })
+      ),
     wake: (key) => {
       const set = byKey.get(key)
       if (set === undefined) return

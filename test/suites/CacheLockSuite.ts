@@ -80,6 +80,15 @@ export const lockSuite = <E>(
         assert.isTrue(Option.isNone(yield* store.get("l:ttl")))
       }))
 
+    test("release with a ttl of zero stores nothing and removes the old value, as a store write does", (lock, store) =>
+      Effect.gen(function*() {
+        yield* store.set("l:zero", value("old"), undefined)
+        const lease = Option.getOrThrow(yield* lock.tryAcquire("l:zero", units(10)))
+        yield* lock.release(lease, Option.some({ value: value("new"), ttl: Duration.zero }))
+        assert.isTrue(Option.isNone(yield* store.get("l:zero")))
+        assert.isTrue(Option.isSome(yield* lock.tryAcquire("l:zero", units(10))), "and the lock is free")
+      }))
+
     test("awaitRelease returns when the holder releases, before its timeout", (lock) =>
       Effect.gen(function*() {
         const lease = Option.getOrThrow(yield* lock.tryAcquire("l:wake", units(10)))

@@ -1,0 +1,94 @@
+/**
+ * The benchmark harness: every contender of a case is measured by mitata in several interleaved rounds;
+ * a table gives the median and the ratio to the case's reference row.
+ */
+import { writeFileSync } from "node:fs"
+import { cpus } from "node:os"
+import { fileURLToPath } from "node:url"
+import { measure } from "mitata"
+
+export const quick = process.argv.includes("--quick")
+export const rounds = quick ? 3 : 7
+export const budget = quick ? 40e6 : 250e6 // mitata's min_cpu_time per measurement, in ns
+
+export const KEYS = 1_000
+export const BATCH = 1_000
+export const value = (i: number) => ({ id: i, name: `user-${i}-${"x".repeat(80)}` }) // ~100 bytes as JSON
+
+export interface Contender {
+  readonly name: string
+  /** Runs BATCH operations. */
+  readonly batch: () => unknown
+}
+
+export interface Row {
+  readonly name: string
+  readonly opsPerSecond: number
+}
+
+const median = (xs: ReadonlyArray<number>) => {
+  const sorted = [...xs].sort((a, b) => a - b)
+  return sorted[Math.floor(sorted.length / 2)]!
+}
+
+export const runCase = async (
+  title: string,
+  reference: string,
+  contenders: ReadonlyArray<Contender>,
+  batch: number = BATCH
+): Promise<Result> => {
+  const samples = new Map<string, Array<number>>(contenders.map((c) => [c.name, []]))
+  for (let round = 0; round < rounds; round++) {
+    // Rotate the order each round, so no contender always runs first or last.
+    const order = contenders.map((_, i) => contenders[(i + round) % contenders.length]!)
+    for (const contender of order) {
+      const stats = await measure(contender.batch, { min_cpu_time: budget })
+      samples.get(contender.name)!.push(batch / (stats.avg / 1e9))
+    }
+  }
+  const rows: Array<Row> = contenders.map((c) => ({ name: c.name, opsPerSecond: median(samples.get(c.name)!) }))
+  printTable(title, reference, rows)
+  return { title, reference, rows }
+}
+
+export const format = (n: number) =>
+  n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}k` : n.toFixed(0)
+
+export const tableLines = (title: string, reference: string, rows: ReadonlyArray<Row>, unit = "ops/s") => {
+  const ref = rows.find((r) => r.name === reference)?.opsPerSecond ?? 1
+  const width = Math.max(...rows.map((r) => r.name.length))
+  return [
+    `### ${title}`,
+    "",
+    `| contender${" ".repeat(Math.max(0, width - 9))} | ${unit} | vs ${reference} |`,
+    `| ${"-".repeat(width)} | ---: | ---: |`,
+    ...rows.map((r) => `| ${r.name.padEnd(width)} | ${format(r.opsPerSecond)} | ${(r.opsPerSecond / ref).toFixed(2)}× |`),
+    ""
+  ]
+}
+
+export const printTable = (title: string, reference: string, rows: ReadonlyArray<Row>, unit = "ops/s") =>
+  console.log(tableLines(title, reference, rows, unit).join("\n"))
+
+export interface Result {
+  readonly title: string
+  readonly reference: string
+  readonly rows: ReadonlyArray<Row>
+  readonly unit?: string
+  /** A table of its own shape (e.g. the stampede's), already formatted. */
+  readonly lines?: ReadonlyArray<string>
+}
+
+export const writeResults = (cases: ReadonlyArray<Result>) => {
+  const lines = [
+    "# Benchmark results",
+    "",
+    `Run ${new Date().toISOString().slice(0, 10)} with \`npm run bench${quick ? " -- --quick" : ""}\`; Node ${process.version}, ` +
+    `${cpus().length} cores (${cpus()[0]?.model ?? "unknown CPU"}). Ratios are within one run; absolute numbers drift on shared machines.`,
+    "",
+    ...cases.flatMap((c) => c.lines ?? tableLines(c.title, c.reference, c.rows, c.unit ?? "ops/s"))
+  ]
+  writeFileSync(fileURLToPath(new URL("./RESULTS.md", import.meta.url)), lines.join("\n"))
+  console.log("Wrote benchmarks/RESULTS.md")
+}
+

@@ -1,0 +1,79 @@
+/**
+ * One process of a peer's fleet for the cross-process stampede: `callers` concurrent getOrSet-shaped
+ * calls on one cold key through the peer, against one Redis. Same protocol and output as
+ * examples/fleet-worker.ts (prints "ready", starts on a line of standard input, prints one JSON line).
+ *
+ * argv: peer url key callers producerMillis
+ */
+import { cachified, type Cache as CachifiedCache, type CacheEntry } from "@epic-web/cachified"
+import { BentoCache, bentostore } from "bentocache"
+import { memoryDriver } from "bentocache/drivers/memory"
+import { redisBusDriver, redisDriver } from "bentocache/drivers/redis"
+import { createCache } from "cache-manager"
+import { Redis as IORedis } from "ioredis"
+import { Keyv } from "keyv"
+
+const [peer, url, key, callers, producerMillis] = process.argv.slice(2) as [string, string, string, string, string]
+const redis = new IORedis(url)
+
+const produce = async () => {
+  await redis.incr(`runs:${key}`)
+  await new Promise((resolve) => setTimeout(resolve, Number(producerMillis)))
+  return { by: process.pid, finishedAt: Date.now() }
+}
+type Produced = Awaited<ReturnType<typeof produce>>
+
+const getOrSet = (): (() => Promise<Produced>) => {
+  switch (peer) {
+    case "bentocache": {
+      const { hostname, port } = new URL(url)
+      const connection = { host: hostname, port: Number(port) }
+      const bento = new BentoCache({
+        default: "tiered",
+        stores: {
+          tiered: bentostore()
+            .useL1Layer(memoryDriver({ maxItems: 1_000 }))
+            .useL2Layer(redisDriver({ connection }))
+            .useBus(redisBusDriver({ connection }))
+        }
+      })
+      return () => bento.getOrSet({ key, factory: produce, ttl: "1m" })
+    }
+    case "cache-manager": {
+      // Keyv over the same ioredis: a Map-like store.
+      const store = {
+        get: async (k: string) => (await redis.get(k)) ?? undefined,
+        set: async (k: string, v: string, ttl?: number) => void (ttl ? await redis.set(k, v, "PX", ttl) : await redis.set(k, v)),
+        delete: async (k: string) => (await redis.del(k)) > 0,
+        clear: async () => undefined
+      }
+      const manager = createCache({ stores: [new Keyv({ store: store as never })], ttl: 60_000 })
+      return () => manager.wrap(key, produce, 60_000)
+    }
+    case "cachified": {
+      const cache: CachifiedCache = {
+        get: async (k) => {
+          const raw = await redis.get(k)
+          return raw === null ? null : (JSON.parse(raw) as CacheEntry)
+        },
+        set: async (k, entry) => void (await redis.set(k, JSON.stringify(entry), "PX", 60_000)),
+        delete: async (k) => void (await redis.del(k))
+      }
+      return () => cachified({ key, cache, ttl: 60_000, getFreshValue: produce })
+    }
+    default:
+      throw new Error(`unknown peer ${peer}`)
+  }
+}
+
+const call = getOrSet()
+process.stdin.once("data", async () => {
+  const startedAt = Date.now()
+  const results = await Promise.all(
+    Array.from({ length: Number(callers) }, async () => ({ value: await call(), returnedAt: Date.now() }))
+  )
+  const runs = Number(await redis.get(`runs:${key}`))
+  process.stdout.write(`${JSON.stringify({ pid: process.pid, startedAt, runs, results })}\n`)
+  process.exit(0)
+})
+redis.once("ready", () => process.stdout.write("ready\n"))

@@ -1,0 +1,19 @@
+/**
+ * The peers' cross-process stampede: `processes` workers of benchmarks/peer-worker.ts started together
+ * on one cold key.
+ */
+import { fileURLToPath } from "node:url"
+import { type FleetReport, runWorkers, spawnScript } from "../examples/fleet.js"
+
+const script = fileURLToPath(new URL("./peer-worker.ts", import.meta.url))
+
+export const peerStampede = (
+  peer: "bentocache" | "cache-manager" | "cachified",
+  options: { readonly url: string; readonly processes: number; readonly callers: number; readonly producerMillis: number }
+): Promise<FleetReport> => {
+  const key = `peer-${peer}-${Date.now()}`
+  return runWorkers(
+    Array.from({ length: options.processes }, () =>
+      spawnScript(script, [peer, options.url, key, String(options.callers), String(options.producerMillis)]))
+  )
+}

@@ -1,0 +1,237 @@
+/**
+ * The Redis cases: a redis-server of the benchmark's own on a free loopback port; Redis get hits
+ * (sequential, 100 in flight), getMany(100) against one MGET, and stampedes with their Redis command
+ * counts from INFO commandstats.
+ */
+import { cachified, type Cache as CachifiedCache, type CacheEntry } from "@epic-web/cachified"
+import { BentoCache, bentostore } from "bentocache"
+import { memoryDriver } from "bentocache/drivers/memory"
+import { redisDriver } from "bentocache/drivers/redis"
+import { createCache } from "cache-manager"
+import { Effect, ManagedRuntime, Schema } from "effect"
+import { Redis as IORedis } from "ioredis"
+import { LRUCache } from "lru-cache"
+import { do_not_optimize } from "mitata"
+import { runFleet } from "../examples/fleet.js"
+import { Cache, CacheKey, Keyspace } from "../src/index.js"
+import { startRedis, stopRedis } from "../test/setup/redis.js"
+import { type Result, runCase, value } from "./harness.js"
+import { peerStampede } from "./peers.js"
+
+const User = Schema.Struct({ id: Schema.Number, name: Schema.String })
+const Users = Keyspace.make({ name: "users", key: CacheKey.number, value: User, ttl: "1 hour" })
+
+const commandStats = async (admin: IORedis) => {
+  const info = await admin.info("commandstats")
+  const calls: Record<string, number> = {}
+  for (const match of info.matchAll(/^cmdstat_([a-z|]+):calls=(\d+)/gm)) calls[match[1]!] = Number(match[2])
+  return calls
+}
+
+const delta = (before: Record<string, number>, after: Record<string, number>) => {
+  const out: Record<string, number> = {}
+  for (const [name, n] of Object.entries(after)) {
+    const d = n - (before[name] ?? 0)
+    if (d > 0 && !["info", "select", "client|setinfo", "client|setname", "quit", "psubscribe", "incr"].includes(name)) out[name] = d
+  }
+  return out
+}
+
+const describeCommands = (commands: Record<string, number>) => {
+  const total = Object.values(commands).reduce((a, b) => a + b, 0)
+  const detail = Object.entries(commands).sort((a, b) => b[1] - a[1]).map(([n, c]) => `${c} ${n.toUpperCase()}`).join(", ")
+  return total === 0 ? "0" : `${total} (${detail})`
+}
+
+export const redisCases = async (): Promise<Array<Result>> => {
+  const server = await startRedis()
+  const url = `redis://127.0.0.1:${server.port}`
+  const admin = new IORedis(server.port, "127.0.0.1")
+  const results: Array<Result> = []
+  try {
+    const plain = new IORedis(server.port, "127.0.0.1")
+    const piped = new IORedis(server.port, "127.0.0.1", { enableAutoPipelining: true })
+    const ours = ManagedRuntime.make(Cache.layerRedis({ url, namespace: "bench" }))
+    const bento = new BentoCache({
+      default: "redis",
+      stores: { redis: bentostore().useL2Layer(redisDriver({ connection: { host: "127.0.0.1", port: server.port } })) }
+    })
+    const ids = Array.from({ length: 1_000 }, (_, i) => i)
+    await ours.runPromise(Users.setMany(ids.map((i) => [i, value(i)] as const)))
+    for (const i of ids) {
+      await plain.set(`raw:${i}`, JSON.stringify(value(i)))
+      await bento.set({ key: `b${i}`, value: value(i), ttl: "1h" })
+    }
+
+    const SEQ = 200
+    const seqKeys = Array.from({ length: SEQ }, (_, i) => (i * 7919) % 1_000)
+    results.push(await runCase("Redis get hit, sequential", "raw ioredis GET", [
+      { name: "raw ioredis GET", batch: async () => { for (const k of seqKeys) do_not_optimize(await plain.getBuffer(`raw:${k}`)) } },
+      { name: "raw ioredis GET (auto-pipelining)", batch: async () => { for (const k of seqKeys) do_not_optimize(await piped.getBuffer(`raw:${k}`)) } },
+      { name: "effect-cachekit get", batch: () => ours.runPromise(Effect.forEach(seqKeys, (k) => Users.get(k), { discard: true })) },
+      { name: "bentocache get (redis)", batch: async () => { for (const k of seqKeys) do_not_optimize(await bento.get({ key: `b${k}` })) } }
+    ], SEQ))
+
+    const FLIGHT = 100
+    const flights = 10
+    const flightKeys = Array.from({ length: FLIGHT }, (_, i) => (i * 7919) % 1_000)
+    results.push(await runCase("Redis get hit, 100 in flight", "raw ioredis GET (auto-pipelining)", [
+      {
+        name: "raw ioredis GET",
+        batch: async () => { for (let f = 0; f < flights; f++) do_not_optimize(await Promise.all(flightKeys.map((k) => plain.getBuffer(`raw:${k}`)))) }
+      },
+      {
+        name: "raw ioredis GET (auto-pipelining)",
+        batch: async () => { for (let f = 0; f < flights; f++) do_not_optimize(await Promise.all(flightKeys.map((k) => piped.getBuffer(`raw:${k}`)))) }
+      },
+      {
+        name: "effect-cachekit get",
+        batch: () =>
+          ours.runPromise(Effect.forEach(Array.from({ length: flights }), () =>
+            Effect.forEach(flightKeys, (k) => Users.get(k), { concurrency: "unbounded", discard: true }), { discard: true }))
+      },
+      {
+        name: "bentocache get (redis)",
+        batch: async () => { for (let f = 0; f < flights; f++) do_not_optimize(await Promise.all(flightKeys.map((k) => bento.get({ key: `b${k}` })))) }
+      }
+    ], FLIGHT * flights))
+
+    const many = Array.from({ length: 100 }, (_, i) => i * 10)
+    results.push(await runCase("getMany of 100 keys (keys/s)", "raw ioredis MGET", [
+      { name: "raw ioredis MGET", batch: async () => { for (let f = 0; f < 10; f++) do_not_optimize(await plain.mgetBuffer(...many.map((k) => `raw:${k}`))) } },
+      { name: "effect-cachekit getMany", batch: () => ours.runPromise(Effect.forEach(Array.from({ length: 10 }), () => Users.getMany(many), { discard: true })) }
+    ], 1_000))
+
+    results.push(await stampedeInProcess(admin, url, server.port))
+    results.push(await stampedeAcrossProcesses(admin, url))
+
+    await ours.dispose()
+    await bento.disconnect()
+    plain.disconnect()
+    piped.disconnect()
+  } finally {
+    admin.disconnect()
+    await stopRedis(server.process)
+  }
+  return results
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Stampede in one process: 1,000 concurrent getOrSet on one cold key, 50 ms producer.
+
+interface StampedeRow {
+  readonly name: string
+  readonly calls: number
+  readonly millis: number
+  readonly commands: string
+  readonly lastWaiter?: string
+}
+
+const stampedeLines = (title: string, rows: ReadonlyArray<StampedeRow>, withWaiter = false) => {
+  const width = Math.max(...rows.map((r) => r.name.length))
+  return [
+    `### ${title}`,
+    "",
+    `| contender${" ".repeat(Math.max(0, width - 9))} | producer calls | wall time | Redis commands |${withWaiter ? " last waiter after the producer |" : ""}`,
+    `| ${"-".repeat(width)} | ---: | ---: | --- |${withWaiter ? " ---: |" : ""}`,
+    ...rows.map((r) =>
+      `| ${r.name.padEnd(width)} | ${r.calls} | ${r.millis.toFixed(0)} ms | ${r.commands} |${withWaiter ? ` ${r.lastWaiter ?? "n/a"} |` : ""}`
+    ),
+    ""
+  ]
+}
+
+const stampedeInProcess = async (admin: IORedis, url: string, port: number): Promise<Result> => {
+  const CALLERS = 1_000
+  const rows: Array<StampedeRow> = []
+  const measureOne = async (name: string, run: (key: string, produce: () => Promise<typeof value extends (i: number) => infer V ? V : never>) => Promise<unknown>) => {
+    let calls = 0
+    const produce = async () => {
+      calls++
+      await new Promise((r) => setTimeout(r, 50))
+      return value(7)
+    }
+    const key = `stampede-${name.replace(/\W+/g, "-")}-${Date.now()}`
+    const before = await commandStats(admin)
+    const started = performance.now()
+    await run(key, produce)
+    const millis = performance.now() - started
+    // Writes that land after the callers return are still part of the stampede's cost.
+    await new Promise((r) => setTimeout(r, 50))
+    rows.push({ name, calls, millis, commands: describeCommands(delta(before, await commandStats(admin))) })
+  }
+
+  const Stamped = Keyspace.make({ name: "stamped", key: CacheKey.string, value: User, ttl: "1 minute" })
+  const oursMemory = ManagedRuntime.make(Cache.layerMemory())
+  const oursRedis = ManagedRuntime.make(Cache.layerRedis({ url, namespace: "stampede" }))
+  await oursRedis.runPromise(Effect.void)
+  const bentoMemory = new BentoCache({ default: "m", stores: { m: bentostore().useL1Layer(memoryDriver({ maxItems: 1_000 })) } })
+  const bentoRedis = new BentoCache({
+    default: "r",
+    stores: { r: bentostore().useL2Layer(redisDriver({ connection: { host: "127.0.0.1", port } })) }
+  })
+  const manager = createCache({ ttl: 60_000 })
+  const lru = new LRUCache<string, CacheEntry>({ max: 1_000 })
+  const cachifiedCache: CachifiedCache = {
+    get: (k) => lru.get(k),
+    set: (k, v) => void lru.set(k, v),
+    delete: (k) => void lru.delete(k)
+  }
+
+  const many = <A>(f: () => Promise<A>) => Promise.all(Array.from({ length: CALLERS }, f))
+  await measureOne("effect-cachekit (memory)", (key, produce) =>
+    oursMemory.runPromise(Effect.all(Array.from({ length: CALLERS }, () => Stamped.getOrSet(key, Effect.promise(produce))), { concurrency: "unbounded" })))
+  await measureOne("effect-cachekit (Redis, with lock)", (key, produce) =>
+    oursRedis.runPromise(Effect.all(Array.from({ length: CALLERS }, () => Stamped.getOrSet(key, Effect.promise(produce))), { concurrency: "unbounded" })))
+  await measureOne("bentocache (memory)", (key, produce) => many(() => bentoMemory.getOrSet({ key, factory: produce, ttl: "1m" })))
+  await measureOne("bentocache (redis)", (key, produce) => many(() => bentoRedis.getOrSet({ key, factory: produce, ttl: "1m" })))
+  await measureOne("cache-manager 7 wrap (memory)", (key, produce) => many(() => manager.wrap(key, produce, 60_000)))
+  await measureOne("@epic-web/cachified (lru-cache)", (key, produce) =>
+    many(() => cachified({ key, cache: cachifiedCache, ttl: 60_000, getFreshValue: produce })))
+
+  await oursMemory.dispose()
+  await oursRedis.dispose()
+  await bentoMemory.disconnect()
+  await bentoRedis.disconnect()
+  const title = "Stampede in one process: 1,000 concurrent getOrSet on one cold key, 50 ms producer"
+  const lines = stampedeLines(title, rows)
+  console.log(lines.join("\n"))
+  return { title, reference: "", rows: [], lines }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Stampede across 4 processes × 250 callers on one Redis.
+
+const stampedeAcrossProcesses = async (admin: IORedis, url: string): Promise<Result> => {
+  const rows: Array<StampedeRow> = []
+  {
+    const before = await commandStats(admin)
+    const started = performance.now()
+    const fleet = await runFleet(4, { url, namespace: "fleet", key: `cold-${Date.now()}`, callers: 250, producerMillis: 50, leaseMillis: 10_000 })
+    const millis = performance.now() - started
+    rows.push({
+      name: "effect-cachekit (Redis lock)",
+      calls: fleet.runs,
+      millis,
+      commands: describeCommands(delta(before, await commandStats(admin))),
+      lastWaiter: `${fleet.lastWaiterMillis} ms`
+    })
+  }
+  for (const peer of ["bentocache", "cache-manager", "cachified"] as const) {
+    const before = await commandStats(admin)
+    const started = performance.now()
+    const fleet = await peerStampede(peer, { url, processes: 4, callers: 250, producerMillis: 50 })
+    const millis = performance.now() - started
+    rows.push({
+      name: `${peer} (redis)`,
+      calls: fleet.runs,
+      millis,
+      commands: describeCommands(delta(before, await commandStats(admin))),
+      lastWaiter: `${fleet.lastWaiterMillis} ms`
+    })
+  }
+  const title = "Stampede across 4 processes × 250 callers on one Redis, 50 ms producer (wall time includes process start-up)"
+  const lines = stampedeLines(title, rows, true)
+  console.log(lines.join("\n"))
+  return { title, reference: "", rows: [], lines }
+}

@@ -1,0 +1,52 @@
+/**
+ * The internal concurrency helpers: nothing they keep may outlive an interruption.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Fiber } from "effect"
+import * as Coalesce from "../src/internal/coalesce.js"
+import * as Waiters from "../src/internal/waiters.js"
+
+describe("coalesce", () => {
+  it.live("a leader interrupted while reading leaves nothing behind; the next reader is not stuck", () =>
+    Effect.gen(function*() {
+      const coalesce = Coalesce.make()
+      const leader = yield* Effect.fork(coalesce.share("k", Effect.never))
+      const follower = yield* Effect.fork(coalesce.share("k", Effect.succeed(1)))
+      while (coalesce.size() === 0) yield* Effect.yieldNow()
+      yield* Fiber.interrupt(leader)
+      // The follower was waiting on the leader: it reads again itself.
+      assert.strictEqual(yield* Fiber.join(follower), 1)
+      assert.strictEqual(coalesce.size(), 0)
+      assert.strictEqual(yield* coalesce.share("k", Effect.succeed(2)).pipe(Effect.timeout("1 second")), 2)
+    }))
+
+  it.live("an interruption that lands right after the entry is published leaves nothing behind", () =>
+    Effect.gen(function*() {
+      // A fiber that yields every few operations is interrupted between the map insert and the point
+      // where its completion was installed (the window the uninterruptible step closes).
+      for (const [ops, depth] of [[12, 3], [10, 2], [20, 5]] as const) {
+        const coalesce = Coalesce.make()
+        let child: Effect.Effect<number> = coalesce.share("k", Effect.sleep("20 millis").pipe(Effect.as(1)))
+        for (let i = 0; i < depth; i++) child = Effect.zipRight(Effect.void, child)
+        const fiber = yield* Effect.fork(Effect.withMaxOpsBeforeYield(child, ops))
+        for (let spins = 0; coalesce.size() === 0 && spins < 1_000; spins++) yield* Effect.yieldNow()
+        yield* Fiber.interrupt(fiber)
+        assert.strictEqual(coalesce.size(), 0, `ops ${ops}, depth ${depth}`)
+        assert.strictEqual(yield* coalesce.share("k", Effect.succeed(2)).pipe(Effect.timeout("1 second")), 2)
+      }
+    }))
+})
+
+describe("waiters", () => {
+  it.live("a wait ends at its timeout or at a wake-up, and leaves nothing registered", () =>
+    Effect.gen(function*() {
+      const waiters = Waiters.make()
+      const woken = yield* Effect.fork(waiters.wait("k", "10 seconds"))
+      const interrupted = yield* Effect.fork(waiters.wait("k", "10 seconds"))
+      yield* Effect.yieldNow()
+      yield* Fiber.interrupt(interrupted)
+      waiters.wake("k")
+      yield* Fiber.join(woken).pipe(Effect.timeout("1 second"))
+      yield* waiters.wait("other", "10 millis")
+    }))
+})

@@ -5,8 +5,9 @@
  * contender); a table gives the median ops/s and the ratio to the case's reference row. The same
  * tables go to benchmarks/RESULTS.md with the date, the Node version and the machine.
  *
- * In-process cases so far: L1 hit get, getOrSet hit, heap per entry. The Redis cases (stampedes,
- * Redis get, getMany) and the tiered case are still to come.
+ * `npm run bench` compiles the project with tsc and runs the compiled JavaScript with plain node, as a
+ * user's build would (a TypeScript loader would wrap every function of ours, and none of the peers').
+ * The tiered case joins with the tiered store.
  */
 import { cachified, type Cache as CachifiedCache, type CacheEntry, totalTtl } from "@epic-web/cachified"
 import { BentoCache, bentostore } from "bentocache"

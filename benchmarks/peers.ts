@@ -5,7 +5,9 @@
 import { fileURLToPath } from "node:url"
 import { type FleetReport, runWorkers, spawnScript } from "../examples/fleet.js"
 
-const script = fileURLToPath(new URL("./peer-worker.ts", import.meta.url))
+const script = fileURLToPath(
+  new URL(import.meta.url.endsWith(".js") ? "./peer-worker.js" : "./peer-worker.ts", import.meta.url)
+)
 
 export const peerStampede = (
   peer: "bentocache" | "cache-manager" | "cachified",

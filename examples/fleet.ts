@@ -36,7 +36,9 @@ export interface Worker {
   readonly done: Promise<WorkerOutput | undefined>
 }
 
-const workerPath = fileURLToPath(new URL("./fleet-worker.ts", import.meta.url))
+/** Compiled, this module spawns the compiled worker with plain node; from source, the source with tsx. */
+const compiled = import.meta.url.endsWith(".js")
+const workerPath = fileURLToPath(new URL(compiled ? "./fleet-worker.js" : "./fleet-worker.ts", import.meta.url))
 
 export const spawnWorker = (options: WorkerOptions): Worker =>
   spawnScript(workerPath, [
@@ -49,11 +51,12 @@ export const spawnWorker = (options: WorkerOptions): Worker =>
   ])
 
 /**
- * Spawns a worker script (run by tsx) that prints "ready", waits for a line on standard input, and
+ * Spawns a worker script (a .ts one through tsx) that prints "ready", waits for a line on standard input, and
  * ends by printing a {@link WorkerOutput} as one JSON line.
  */
 export const spawnScript = (script: string, args: ReadonlyArray<string>): Worker => {
-  const child = spawn(process.execPath, ["--import", "tsx", script, ...args], { stdio: ["pipe", "pipe", "pipe"] })
+  const loader = script.endsWith(".ts") ? ["--import", "tsx"] : []
+  const child = spawn(process.execPath, [...loader, script, ...args], { stdio: ["pipe", "pipe", "pipe"] })
   let stdout = ""
   let stderr = ""
   let markReady: () => void = () => {}
@@ -93,6 +96,8 @@ export interface FleetReport {
   readonly callers: number
   /** How far apart the processes started, in ms. */
   readonly startSpread: number
+  /** From the first process's start to the last caller's return, in ms. */
+  readonly wallMillis: number
   /** The last caller's return, in ms after the producer finished. */
   readonly lastWaiterMillis: number
   /** For each process that did not produce, its first caller's return, in ms after the producer finished. */
@@ -109,6 +114,7 @@ export const report = (outputs: ReadonlyArray<WorkerOutput>): FleetReport => {
     distinctValues: new Set(results.map((r) => `${r.value.by}@${r.value.finishedAt}`)).size,
     callers: results.length,
     startSpread: Math.max(...outputs.map((o) => o.startedAt)) - Math.min(...outputs.map((o) => o.startedAt)),
+    wallMillis: Math.max(...results.map((r) => r.returnedAt)) - Math.min(...outputs.map((o) => o.startedAt)),
     lastWaiterMillis: Math.max(...results.map((r) => r.returnedAt)) - producedAt,
     firstReturnPerWaitingProcess: outputs
       .filter((o) => o.pid !== results[0]!.value.by)

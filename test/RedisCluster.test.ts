@@ -7,7 +7,7 @@ import { Duration, Effect, Layer, Option, Ref, Schema } from "effect"
 import type { Cluster } from "ioredis"
 import { afterAll, beforeAll } from "vitest"
 import { Cache, CacheKey, CacheStore, Keyspace, Redis, RedisLock, RedisStore } from "../src/index.js"
-import { startCluster, stopCluster, type TestCluster } from "./setup/redis.js"
+import { startCluster, stopCluster, type TestCluster } from "./setup/servers.js"
 import { lockSuite } from "./suites/CacheLockSuite.js"
 import { storeSuite } from "./suites/CacheStoreSuite.js"
 

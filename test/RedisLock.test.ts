@@ -6,7 +6,7 @@ import { afterAll, beforeAll, inject } from "vitest"
 import { Cache, CacheKey, Keyspace, Redis, RedisLock, RedisStore } from "../src/index.js"
 import { lockKeyOf } from "../src/RedisLock.js"
 import { report, runFleet, spawnWorker, startTogether, type WorkerOutput } from "../examples/fleet.js"
-import { startRedis, stopRedis } from "./setup/redis.js"
+import { startRedis, stopRedis } from "./setup/servers.js"
 import { lockSuite } from "./suites/CacheLockSuite.js"
 
 const sleep = (duration: Duration.Duration) =>

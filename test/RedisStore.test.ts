@@ -4,7 +4,7 @@ import { Context, Duration, Effect, Layer, Option, Ref, Schedule, Schema } from 
 import { Redis as IORedis } from "ioredis"
 import { afterAll, beforeAll, inject } from "vitest"
 import { Cache, CacheKey, CacheStore, Keyspace, Redis, RedisStore } from "../src/index.js"
-import { startRedis, startSentinel, stopRedis, stopSentinel } from "./setup/redis.js"
+import { startRedis, startSentinel, stopRedis, stopSentinel } from "./setup/servers.js"
 import { storeSuite } from "./suites/CacheStoreSuite.js"
 
 const sleep = (duration: Duration.Duration) =>

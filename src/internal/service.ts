@@ -232,18 +232,31 @@ export const makeService = (config: {
   }
 
   /**
-   * A caller's read, counted as a hit or a miss. Concurrent readers of one key on a store that does
-   * I/O share one request.
+   * A caller's read, counted as a hit or a miss. In process, a hit of a live value under the right
+   * fingerprint is one step (no decoding, no extra effect); on a store that does I/O, concurrent readers
+   * of one key share one request.
    */
   const lookup = <K, A, Id>(
     operation: Operation,
     keyspace: Definition.Definition<K, A, Id>,
     key: string
-  ): Effect.Effect<Option.Option<A>, StoreError> =>
-    Effect.tap(
-      store.isInProcess ? read(operation, keyspace, key) : reads.share(key, read(operation, keyspace, key)),
-      (found) => count(keyspace, found)
-    )
+  ): Effect.Effect<Option.Option<A>, StoreError> => {
+    if (!store.isInProcess) {
+      return Effect.tap(reads.share(key, read(operation, keyspace, key)), (found) => count(keyspace, found))
+    }
+    return Effect.flatMap(store.get(key), (stored) => {
+      if (Option.isNone(stored)) {
+        counters(keyspace.name).misses()
+        return Effect.succeedNone
+      }
+      const value = stored.value
+      if (value instanceof CacheStore.LiveValue && value.fingerprint === keyspace.fingerprint) {
+        counters(keyspace.name).hits()
+        return Effect.succeed(Option.some(value.value as A))
+      }
+      return Effect.tap(decode(operation, keyspace, key, value), (found) => count(keyspace, found))
+    })
+  }
 
   /** What getOrSet does with a store failure: log it, count it, carry on without the cache. */
   const absorb = <K, A, Id, X>(keyspace: Definition.Definition<K, A, Id>, fallback: X) => (error: CacheError) => {
@@ -268,22 +281,21 @@ export const makeService = (config: {
     keyspace: Definition.Definition<K, A, Id>,
     key: K,
     f: (key: string) => Effect.Effect<X, E>
-  ): Effect.Effect<X, E | InvalidKeyError> =>
-    Effect.suspend((): Effect.Effect<X, E | InvalidKeyError> => {
-      const full = storeKey(operation, keyspace, key)
-      return isInvalidKey(full) ? Effect.fail(full) : f(full)
-    })
+  ): Effect.Effect<X, E | InvalidKeyError> => {
+    // Pure, so computed when the operation is built: accessors build it inside their own flatMap.
+    const full = storeKey(operation, keyspace, key)
+    return isInvalidKey(full) ? Effect.fail(full) : f(full)
+  }
 
   const withKeys = <K, A, Id, X, E>(
     operation: Operation,
     keyspace: Definition.Definition<K, A, Id>,
     keys: Iterable<K>,
     f: (keys: Array<string>) => Effect.Effect<X, E>
-  ): Effect.Effect<X, E | InvalidKeyError> =>
-    Effect.suspend((): Effect.Effect<X, E | InvalidKeyError> => {
-      const full = storeKeys(operation, keyspace, keys)
-      return isInvalidKey(full) ? Effect.fail(full) : f(full)
-    })
+  ): Effect.Effect<X, E | InvalidKeyError> => {
+    const full = storeKeys(operation, keyspace, keys)
+    return isInvalidKey(full) ? Effect.fail(full) : f(full)
+  }
 
   /**
    * Produces a value while holding the key's lock, so that one instance in the fleet produces at a
@@ -440,7 +452,9 @@ export const makeService = (config: {
     produce: Effect.Effect<A, E, R>,
     options?: O
   ): Effect.Effect<A, E | LockErrorOf<O>, R> =>
-    Effect.suspend((): Effect.Effect<A, E | LockError, R> => {
+    // Built when called (accessors call it inside their own flatMap); `flights.has` is only a shortcut:
+    // a stale answer costs a read or a join, never correctness.
+    ((): Effect.Effect<A, E | LockError, R> => {
       const full = storeKey("getOrSet", keyspace, key)
       if (isInvalidKey(full)) return Effect.zipRight(absorb(keyspace, undefined)(full), produce)
       if (options?.cacheRead === false) {
@@ -455,7 +469,7 @@ export const makeService = (config: {
         onFailure: (error) =>
           Effect.zipRight(absorb(keyspace, undefined)(error), produceUnderGuard(keyspace, full, produce, options, false))
       })
-    }) as Effect.Effect<A, E | LockErrorOf<O>, R>
+    })() as Effect.Effect<A, E | LockErrorOf<O>, R>
 
   return {
     namespace,

@@ -88,7 +88,9 @@ export const writeResults = (cases: ReadonlyArray<Result>) => {
     "",
     ...cases.flatMap((c) => c.lines ?? tableLines(c.title, c.reference, c.rows, c.unit ?? "ops/s"))
   ]
-  writeFileSync(fileURLToPath(new URL("./RESULTS.md", import.meta.url)), lines.join("\n"))
+  // Compiled, this module runs from dist-bench/benchmarks/: the results belong in benchmarks/.
+  const target = import.meta.url.includes("/dist-bench/") ? "../../benchmarks/RESULTS.md" : "./RESULTS.md"
+  writeFileSync(fileURLToPath(new URL(target, import.meta.url)), lines.join("\n"))
   console.log("Wrote benchmarks/RESULTS.md")
 }
 

@@ -14,28 +14,16 @@ import { LRUCache } from "lru-cache"
 import { do_not_optimize } from "mitata"
 import { runFleet } from "../examples/fleet.js"
 import { Cache, CacheKey, Keyspace } from "../src/index.js"
-import { startRedis, stopRedis } from "../test/setup/servers.js"
+import { commandDelta, commandStats, startRedis, stopRedis } from "../test/setup/servers.js"
 import { type Result, runCase, value } from "./harness.js"
 import { peerStampede } from "./peers.js"
 
 const User = Schema.Struct({ id: Schema.Number, name: Schema.String })
 const Users = Keyspace.make({ name: "users", key: CacheKey.number, value: User, ttl: "1 hour" })
 
-const commandStats = async (admin: IORedis) => {
-  const info = await admin.info("commandstats")
-  const calls: Record<string, number> = {}
-  for (const match of info.matchAll(/^cmdstat_([a-z|]+):calls=(\d+)/gm)) calls[match[1]!] = Number(match[2])
-  return calls
-}
-
-const delta = (before: Record<string, number>, after: Record<string, number>) => {
-  const out: Record<string, number> = {}
-  for (const [name, n] of Object.entries(after)) {
-    const d = n - (before[name] ?? 0)
-    if (d > 0 && !["info", "select", "client|setinfo", "client|setname", "quit", "psubscribe", "incr"].includes(name)) out[name] = d
-  }
-  return out
-}
+/** Connection chatter and the workers' own run counter are not the cache's commands. */
+const delta = (before: Record<string, number>, after: Record<string, number>) =>
+  commandDelta(before, after, ["info", "select", "client|setinfo", "client|setname", "quit", "psubscribe", "incr"])
 
 const describeCommands = (commands: Record<string, number>) => {
   const total = Object.values(commands).reduce((a, b) => a + b, 0)

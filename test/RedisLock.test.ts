@@ -6,7 +6,7 @@ import { afterAll, beforeAll, inject } from "vitest"
 import { Cache, CacheKey, Keyspace, Redis, RedisLock, RedisStore } from "../src/index.js"
 import { lockKeyOf } from "../src/RedisLock.js"
 import { report, runFleet, spawnWorker, startTogether, type WorkerOutput } from "../examples/fleet.js"
-import { startRedis, stopRedis } from "./setup/servers.js"
+import { commandDelta, commandStats, startRedis, stopRedis } from "./setup/servers.js"
 import { lockSuite } from "./suites/CacheLockSuite.js"
 
 const sleep = (duration: Duration.Duration) =>
@@ -72,22 +72,12 @@ describe("getOrSet across 4 real processes", () => {
     await stopRedis(server.process)
   })
 
-  const commandStats = async () => {
-    const info = await admin.info("commandstats")
-    const calls: Record<string, number> = {}
-    for (const match of info.matchAll(/^cmdstat_([a-z|]+):calls=(\d+)/gm)) calls[match[1]!] = Number(match[2])
-    return calls
-  }
-
   it("4 processes × 250 callers, producer 50 ms: exactly one producer call, one value for all 1,000", { timeout: 60_000 }, async () => {
-    const before = await commandStats()
+    const before = await commandStats(admin)
     const fleet = await runFleet(4, { ...worker, key: "cold", callers: 250, producerMillis: 50, leaseMillis: 10_000 })
-    const after = await commandStats()
+    const after = await commandStats(admin)
     const runs = Number(await admin.get("runs:cold"))
-    const commands = Object.fromEntries(
-      Object.entries(after).map(([name, n]) => [name, n - (before[name] ?? 0)]).filter(([name, n]) =>
-        (n as number) > 0 && !["info", "client|setinfo", "select", "psubscribe", "client|setname", "incr"].includes(name as string))
-    )
+    const commands = commandDelta(before, after, ["info", "client|setinfo", "select", "psubscribe", "client|setname", "incr"])
     console.log(
       `cross-process stampede: processes started within ${fleet.startSpread} ms; producer runs ${runs}; ` +
         `${fleet.callers} callers got ${fleet.distinctValues} distinct value(s); ` +

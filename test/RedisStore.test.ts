@@ -4,7 +4,7 @@ import { Context, Duration, Effect, Layer, Option, Ref, Schedule, Schema } from 
 import { Redis as IORedis } from "ioredis"
 import { afterAll, beforeAll, inject } from "vitest"
 import { Cache, CacheKey, CacheStore, Keyspace, Redis, RedisStore } from "../src/index.js"
-import { startRedis, startSentinel, stopRedis, stopSentinel } from "./setup/servers.js"
+import { commandDelta, commandStats, startRedis, startSentinel, stopRedis, stopSentinel } from "./setup/servers.js"
 import { storeSuite } from "./suites/CacheStoreSuite.js"
 
 const sleep = (duration: Duration.Duration) =>
@@ -78,16 +78,7 @@ describe("RedisStore on a server of its own", () => {
     await stopRedis(server.process)
   })
 
-  const commandStats = Effect.promise(async () => {
-    const info = await admin.info("commandstats")
-    const calls: Record<string, number> = {}
-    for (const match of info.matchAll(/^cmdstat_([a-z|]+):calls=(\d+)/gm)) calls[match[1]!] = Number(match[2])
-    return calls
-  })
-  const delta = (before: Record<string, number>, after: Record<string, number>) =>
-    Object.fromEntries(
-      Object.entries(after).map(([name, n]) => [name, n - (before[name] ?? 0)]).filter(([, n]) => (n as number) > 0)
-    ) as Record<string, number>
+  const stats = Effect.promise(() => commandStats(admin))
 
   const layer = () =>
     Cache.layer({ namespace: "own", timeout: "500 millis" }).pipe(
@@ -99,11 +90,11 @@ describe("RedisStore on a server of its own", () => {
     Effect.gen(function*() {
       const keys = Array.from({ length: 100 }, (_, i) => i)
       yield* Users.setMany(keys.map((i) => [i, new User({ id: i, name: `u${i}` })] as const))
-      const before = yield* commandStats
+      const before = yield* stats
       const got = yield* Users.getMany(keys)
       assert.isTrue(got.every(Option.isSome))
-      const afterBatch = yield* commandStats
-      assert.deepStrictEqual(delta(before, afterBatch), { mget: 1, info: 1 })
+      const afterBatch = yield* stats
+      assert.deepStrictEqual(commandDelta(before, afterBatch), { mget: 1, info: 1 })
 
       const calls = yield* Ref.make(0)
       const produce = Effect.as(Effect.zipRight(Ref.update(calls, (n) => n + 1), Effect.sleep("50 millis")), new User({ id: 1_000, name: "cold" }))
@@ -114,13 +105,13 @@ describe("RedisStore on a server of its own", () => {
       yield* Effect.flatMap(Cache.Cache, (cache) => cache.inFlight).pipe(
         Effect.repeat({ until: (n) => n === 0, schedule: Schedule.spaced("5 millis"), times: 400 })
       )
-      const stampede = delta(afterBatch, yield* commandStats)
+      const stampede = commandDelta(afterBatch, yield* stats)
       // 1,000 concurrent readers share one GET; the run re-reads once under the guard and writes once.
       assert.deepStrictEqual(stampede, { get: 2, set: 1, info: 1 })
 
       const removed = yield* Cache.clear
       assert.strictEqual(removed, 101)
-      const all = yield* commandStats
+      const all = yield* stats
       assert.isUndefined(all.keys, "KEYS is never used")
       assert.isAbove(all.scan ?? 0, 0)
     }).pipe(Effect.provide(layer())))

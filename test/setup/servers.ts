@@ -180,3 +180,25 @@ export const stopSentinel = async (setup: TestSentinel): Promise<void> => {
   await stopRedis(setup.master.process)
   rmSync(setup.dir, { recursive: true, force: true })
 }
+
+/** Calls per command since the server started, from `INFO commandstats`. */
+export const commandStats = async (client: { info(section: string): Promise<string> }): Promise<Record<string, number>> => {
+  const info = await client.info("commandstats")
+  const calls: Record<string, number> = {}
+  for (const match of info.matchAll(/^cmdstat_([a-z|]+):calls=(\d+)/gm)) calls[match[1]!] = Number(match[2])
+  return calls
+}
+
+/** The commands issued between two readings of {@link commandStats}, leaving out `ignore`. */
+export const commandDelta = (
+  before: Record<string, number>,
+  after: Record<string, number>,
+  ignore: ReadonlyArray<string> = []
+): Record<string, number> => {
+  const out: Record<string, number> = {}
+  for (const [name, n] of Object.entries(after)) {
+    const d = n - (before[name] ?? 0)
+    if (d > 0 && !ignore.includes(name)) out[name] = d
+  }
+  return out
+}

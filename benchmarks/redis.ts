@@ -87,6 +87,15 @@ export const redisCases = async (): Promise<Array<Result>> => {
     const many = Array.from({ length: 100 }, (_, i) => i * 10)
     results.push(await runCase("getMany of 100 keys (keys/s)", "raw ioredis MGET", [
       { name: "raw ioredis MGET", batch: async () => { for (let f = 0; f < 10; f++) do_not_optimize(await plain.mgetBuffer(...many.map((k) => `raw:${k}`))) } },
+      {
+        name: "raw ioredis MGET + JSON.parse (no validation)",
+        batch: async () => {
+          for (let f = 0; f < 10; f++) {
+            const values = await plain.mgetBuffer(...many.map((k) => `raw:${k}`))
+            do_not_optimize(values.map((v) => v === null ? undefined : JSON.parse(v.toString("utf8"))))
+          }
+        }
+      },
       { name: "effect-cachekit getMany", batch: () => ours.runPromise(Effect.forEach(Array.from({ length: 10 }), () => Users.getMany(many), { discard: true })) }
     ], 1_000))
 

@@ -12,6 +12,7 @@
  *
  * @since 0.1.0
  */
+import { isUtf8 } from "node:buffer"
 import { createHash } from "node:crypto"
 import * as MsgPack from "@effect/platform/MsgPack"
 import * as Schema from "effect/Schema"
@@ -253,14 +254,22 @@ export const unframe = (
   format: "text" | "binary"
 ): CacheStore.Encoded | undefined => {
   if (payload.length < headerLength) return undefined
-  const header = typeof payload === "string"
-    ? payload.slice(0, headerLength)
-    : String.fromCharCode(...payload.subarray(0, headerLength))
-  if (header !== `${headerPrefix}${fingerprint}:`) return undefined
+  const header = `${headerPrefix}${fingerprint}:`
   if (typeof payload === "string") {
+    if (!payload.startsWith(header)) return undefined
     const body = payload.slice(headerLength)
     return format === "text" ? body : textEncoder.encode(body)
   }
-  const body = payload.subarray(headerLength)
-  return format === "binary" ? body : textDecoder.decode(body)
+  // Compare the header in place: no string is built for a value of another schema or a foreign one.
+  for (let i = 0; i < headerLength; i++) {
+    if (payload[i] !== header.charCodeAt(i)) return undefined
+  }
+  if (format === "binary") return payload.subarray(headerLength)
+  if (Buffer.isBuffer(payload)) {
+    // Native validation, then native decoding: invalid UTF-8 must fail (a miss), not become U+FFFD.
+    const body = payload.subarray(headerLength)
+    if (!isUtf8(body)) throw new TypeError("the stored text is not valid UTF-8")
+    return body.toString("utf8")
+  }
+  return textDecoder.decode(payload.subarray(headerLength))
 }

@@ -1,9 +1,17 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, Option, Schema, TestClock } from "effect"
+import { Effect, Layer, Metric, MetricLabel, Option, Schema, TestClock } from "effect"
 import { Cache, CacheKey, CacheStore, Keyspace, MemoryStore } from "../src/index.js"
+import { layerSerializing } from "./utils.js"
 
 const Names = Keyspace.make({ name: "names", key: CacheKey.number, value: Schema.String, ttl: "1 minute" })
 const layer = Cache.layer({ namespace: "ks" }).pipe(Layer.provideMerge(MemoryStore.layer()))
+const failures = Metric.value(
+  Metric.taggedWithLabels(Cache.metrics.decodeFailures, [
+    MetricLabel.make("cache", "ks-bytes"),
+    MetricLabel.make("keyspace", "names"),
+    MetricLabel.make("store", "serializing")
+  ])
+).pipe(Effect.map((state) => state.count))
 
 describe("Keyspace", () => {
   it.effect("getMany and setMany work in one batch, in order", () =>
@@ -48,6 +56,26 @@ describe("Keyspace", () => {
       const error = yield* Effect.flip(Texts.getMany(["fine", "bad\u0007"]))
       assert.strictEqual(error._tag, "InvalidKeyError")
     }).pipe(Effect.provide(layer)))
+
+  it.effect("getMany over a store that keeps bytes: corrupt entries are misses, dropped in one batch and counted", () =>
+    Effect.gen(function*() {
+      const store = yield* CacheStore.CacheStore
+      yield* Names.setMany([[1, "one"], [4, "four"]])
+      yield* store.set("ks-bytes:names:2", "garbage", undefined)
+      yield* store.set("ks-bytes:names:3", `ck1:${Names.fingerprint}:12345`, undefined) // right header, wrong shape
+      const before = yield* failures
+      assert.deepStrictEqual(yield* Names.getMany([1, 2, 3, 4, 5]), [
+        Option.some("one"),
+        Option.none(),
+        Option.none(),
+        Option.some("four"),
+        Option.none()
+      ])
+      assert.isFalse(yield* store.has("ks-bytes:names:2"))
+      assert.isFalse(yield* store.has("ks-bytes:names:3"))
+      assert.isTrue(yield* store.has("ks-bytes:names:1"))
+      assert.strictEqual((yield* failures) - before, 2)
+    }).pipe(Effect.provide(Cache.layer({ namespace: "ks-bytes" }).pipe(Layer.provideMerge(layerSerializing())))))
 
   it("refuses a name with a colon or control characters at construction", () => {
     assert.throws(() => Keyspace.make({ name: "a:b", key: CacheKey.string, value: Schema.String }), /keyspace name/)

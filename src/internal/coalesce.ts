@@ -15,17 +15,24 @@ export interface Coalesce {
   readonly size: () => number
 }
 
+/** A read under way: its outcome, once known, is handed to the readers that joined it. */
+interface Pending {
+  /** Made when a second reader arrives: most reads are never shared and need none. */
+  deferred: Deferred.Deferred<unknown, unknown> | undefined
+}
+
 /** @internal */
 export const make = (): Coalesce => {
-  const pending = new Map<string, Deferred.Deferred<unknown, unknown>>()
+  const pending = new Map<string, Pending>()
 
   const share = <A, E>(key: string, read: Effect.Effect<A, E>): Effect.Effect<A, E> =>
     Effect.suspend(() => {
-      const existing = pending.get(key) as Deferred.Deferred<A, E> | undefined
+      const existing = pending.get(key)
       if (existing === undefined) return lead(key, read)
+      existing.deferred ??= Deferred.unsafeMake(FiberId.none)
       // A reader whose leader was interrupted reads again itself. (A reader interrupted itself never
       // gets here: this runs in an interruptible region, so its interruption ends it first.)
-      return Effect.catchAllCause(Deferred.await(existing), (cause) =>
+      return Effect.catchAllCause(Deferred.await(existing.deferred as Deferred.Deferred<A, E>), (cause) =>
         Cause.isInterruptedOnly(cause) ? share(key, read) : Effect.failCause(cause))
     })
 
@@ -34,14 +41,13 @@ export const make = (): Coalesce => {
   const lead = <A, E>(key: string, read: Effect.Effect<A, E>): Effect.Effect<A, E> =>
     Effect.uninterruptibleMask((restore) =>
       Effect.suspend(() => {
-        const existing = pending.get(key)
-        if (existing !== undefined) return restore(share(key, read))
-        const deferred = Deferred.unsafeMake<A, E>(FiberId.none)
-        pending.set(key, deferred as Deferred.Deferred<unknown, unknown>)
+        if (pending.has(key)) return restore(share(key, read))
+        const entry: Pending = { deferred: undefined }
+        pending.set(key, entry)
         return Effect.onExit(restore(read), (exit) =>
           Effect.suspend(() => {
-            if (pending.get(key) === deferred) pending.delete(key)
-            return Deferred.done(deferred, exit)
+            if (pending.get(key) === entry) pending.delete(key)
+            return entry.deferred === undefined ? Effect.void : Deferred.done(entry.deferred, exit)
           }))
       })
     )

@@ -36,6 +36,11 @@ export interface Definition<K, A, Id> {
   readonly encodeValue: (value: A) => Effect.Effect<CacheStore.Encoded, ParseResult.ParseError>
   /** Deserializes and decodes a stored body. */
   readonly decodeValue: (body: CacheStore.Encoded) => Effect.Effect<A, ParseResult.ParseError>
+  /**
+   * Deserializes and decodes a stored body synchronously; a schema that needs async work fails with an
+   * issue for which `needsAsync` holds, and is decoded with `decodeValue` instead.
+   */
+  readonly decodeValueNow: (body: CacheStore.Encoded) => Either.Either<A, ParseResult.ParseError>
   /** The time to live of a value; `undefined` defers to the cache's default. */
   readonly ttl: ((value: A) => Duration.DurationInput) | undefined
   /** Values for which this returns `true` are returned to the caller but not cached. */
@@ -77,8 +82,8 @@ export const validateName = (what: string, name: string): string => {
   return name
 }
 
-/** Whether a parse failure only says the schema needs async work (a `Forbidden` issue somewhere). */
-const needsAsync = (issue: ParseResult.ParseIssue): boolean => {
+/** @internal Whether a parse failure only says the schema needs async work (a `Forbidden` issue somewhere). */
+export const needsAsync = (issue: ParseResult.ParseIssue): boolean => {
   switch (issue._tag) {
     case "Forbidden":
       return true
@@ -127,6 +132,7 @@ export const make = <K, A, I, Id>(options: Options<K, A, I, Id>, defaultCache: C
     },
     encodeValue: syncFirst(Schema.encodeEither(valueCodec), Schema.encode(valueCodec)),
     decodeValue: syncFirst(Schema.decodeUnknownEither(valueCodec), Schema.decodeUnknown(valueCodec)),
+    decodeValueNow: Schema.decodeUnknownEither(valueCodec),
     ttl: ttl === undefined ? undefined : typeof ttl === "function" ? ttl : (() => {
       const fixed = Duration.decode(ttl)
       return () => fixed

@@ -17,13 +17,19 @@ import type * as CacheLock from "../CacheLock.js"
 import * as CacheSerializer from "../CacheSerializer.js"
 import * as CacheStore from "../CacheStore.js"
 import * as Coalesce from "./coalesce.js"
-import type * as Definition from "./definition.js"
+import * as Definition from "./definition.js"
 import * as Metrics from "./metrics.js"
 import type * as SingleFlight from "./singleFlight.js"
 
 const controlCharacter = /[\u0000-\u001f\u007f]/
 
 const isInvalidKey = (u: unknown): u is InvalidKeyError => u instanceof InvalidKeyError
+
+/** What a stored value decodes to, synchronously. */
+type Decoded<A> =
+  | { readonly _tag: "Value"; readonly value: A }
+  | { readonly _tag: "Invalid"; readonly cause: unknown }
+  | { readonly _tag: "Async"; readonly body: CacheStore.Encoded }
 
 /**
  * One counter per metric, bound to a keyspace's labels. Effect caches a metric's registry hook by the
@@ -188,6 +194,31 @@ export const makeService = (config: {
     )
   }
 
+  /**
+   * Decodes what the store returned, synchronously when it can: a value, an entry that cannot be
+   * decoded (with the reason), or a body whose schema needs async work.
+   */
+  const decodeNow = <K, A, Id>(
+    keyspace: Definition.Definition<K, A, Id>,
+    stored: CacheStore.StoredValue
+  ): Decoded<A> => {
+    if (stored instanceof CacheStore.LiveValue) {
+      return stored.fingerprint === keyspace.fingerprint
+        ? { _tag: "Value", value: stored.value as A }
+        : { _tag: "Invalid", cause: `the entry was written under fingerprint ${stored.fingerprint}` }
+    }
+    let body: CacheStore.Encoded | undefined
+    try {
+      body = CacheSerializer.unframe(keyspace.fingerprint, stored, keyspace.format)
+    } catch (cause) {
+      return { _tag: "Invalid", cause }
+    }
+    if (body === undefined) return { _tag: "Invalid", cause: "the entry has no header, or one naming another schema" }
+    const decoded = keyspace.decodeValueNow(body)
+    if (Either.isRight(decoded)) return { _tag: "Value", value: decoded.right }
+    return Definition.needsAsync(decoded.left.issue) ? { _tag: "Async", body } : { _tag: "Invalid", cause: decoded.left }
+  }
+
   /** Turns what the store returned into a value, healing what cannot be decoded. */
   const decode = <K, A, Id>(
     operation: Operation,
@@ -195,24 +226,59 @@ export const makeService = (config: {
     key: string,
     stored: CacheStore.StoredValue
   ): Effect.Effect<Option.Option<A>> => {
-    if (stored instanceof CacheStore.LiveValue) {
-      return stored.fingerprint === keyspace.fingerprint
-        ? Effect.succeed(Option.some(stored.value as A))
-        : heal(operation, keyspace, key, `the entry was written under fingerprint ${stored.fingerprint}`)
+    const decoded = decodeNow(keyspace, stored)
+    switch (decoded._tag) {
+      case "Value":
+        return Effect.succeed(Option.some(decoded.value))
+      case "Invalid":
+        return heal(operation, keyspace, key, decoded.cause)
+      case "Async":
+        return Effect.matchEffect(keyspace.decodeValue(decoded.body), {
+          onFailure: (cause) => heal(operation, keyspace, key, cause),
+          onSuccess: (value) => Effect.succeed(Option.some(value))
+        })
     }
-    let body: CacheStore.Encoded | undefined
-    try {
-      body = CacheSerializer.unframe(keyspace.fingerprint, stored, keyspace.format)
-    } catch (cause) {
-      return heal(operation, keyspace, key, cause)
+  }
+
+  /** Decodes a batch in one pass; what cannot be decoded is dropped with one batch delete. */
+  const decodeMany = <K, A, Id>(
+    keyspace: Definition.Definition<K, A, Id>,
+    keys: ReadonlyArray<string>,
+    stored: ReadonlyArray<Option.Option<CacheStore.StoredValue>>
+  ): Effect.Effect<Array<Option.Option<A>>> => {
+    const c = counters(keyspace.name)
+    const out = new Array<Option.Option<A>>(stored.length)
+    const invalid: Array<string> = []
+    const later: Array<number> = []
+    for (let i = 0; i < stored.length; i++) {
+      const entry = stored[i]!
+      if (Option.isNone(entry)) {
+        c.misses()
+        out[i] = Option.none()
+        continue
+      }
+      const decoded = decodeNow(keyspace, entry.value)
+      if (decoded._tag === "Value") {
+        c.hits()
+        out[i] = Option.some(decoded.value)
+      } else if (decoded._tag === "Invalid") {
+        c.misses()
+        c.decodeFailures()
+        invalid.push(keys[i]!)
+        out[i] = Option.none()
+      } else {
+        later.push(i)
+      }
     }
-    if (body === undefined) {
-      return heal(operation, keyspace, key, "the entry has no header, or one naming another schema")
-    }
-    return Effect.matchEffect(keyspace.decodeValue(body), {
-      onFailure: (cause) => heal(operation, keyspace, key, cause),
-      onSuccess: (value) => Effect.succeed(Option.some(value))
-    })
+    const healed = invalid.length === 0 ? Effect.void : Effect.logWarning(
+      `effect-cachekit: getMany could not decode ${invalid.length} value(s) (e.g. key "${invalid[0]}"); dropping them`
+    ).pipe(Effect.zipRight(bound("deleteMany", undefined, store.deleteMany(invalid)).pipe(Effect.ignore)))
+    const slow = later.length === 0 ? Effect.void : Effect.forEach(later, (i) =>
+      Effect.map(decode("getMany", keyspace, keys[i]!, Option.getOrThrow(stored[i]!)), (found) => {
+        count(keyspace, found)
+        out[i] = found
+      }), { discard: true })
+    return Effect.as(Effect.zipRight(healed, slow), out)
   }
 
   /** Reads and decodes one entry. */
@@ -481,16 +547,7 @@ export const makeService = (config: {
     get: (keyspace, key) => withKey("get", keyspace, key, (full) => lookup("get", keyspace, full)),
     getMany: (keyspace, keys) =>
       withKeys("getMany", keyspace, keys, (full) =>
-        Effect.flatMap(
-          bound("getMany", undefined, store.getMany(full)),
-          (stored) =>
-            Effect.forEach(stored, (entry, i) => {
-              const decoded = Option.isNone(entry)
-                ? Effect.succeedNone
-                : decode("getMany", keyspace, full[i]!, entry.value)
-              return Effect.tap(decoded, (found) => count(keyspace, found))
-            })
-        )),
+        Effect.flatMap(bound("getMany", undefined, store.getMany(full)), (stored) => decodeMany(keyspace, full, stored))),
     set: (keyspace, key, value, options) =>
       withKey("set", keyspace, key, (full) => write("set", keyspace, full, value, options)),
     setMany: (keyspace, entries, options) =>

@@ -56,6 +56,10 @@ export const redisCases = async (): Promise<Array<Result>> => {
     results.push(await runCase("Redis get hit, sequential", "raw ioredis GET", [
       { name: "raw ioredis GET", batch: async () => { for (const k of seqKeys) do_not_optimize(await plain.getBuffer(`raw:${k}`)) } },
       { name: "raw ioredis GET (auto-pipelining)", batch: async () => { for (const k of seqKeys) do_not_optimize(await piped.getBuffer(`raw:${k}`)) } },
+      {
+        name: "floor: Effect.tryPromise(ioredis GET), same loop",
+        batch: () => Effect.runPromise(Effect.forEach(seqKeys, (k) => Effect.tryPromise(() => piped.getBuffer(`raw:${k}`)), { discard: true }))
+      },
       { name: "effect-cachekit get", batch: () => ours.runPromise(Effect.forEach(seqKeys, (k) => Users.get(k), { discard: true })) },
       { name: "bentocache get (redis)", batch: async () => { for (const k of seqKeys) do_not_optimize(await bento.get({ key: `b${k}` })) } }
     ], SEQ))
@@ -71,6 +75,12 @@ export const redisCases = async (): Promise<Array<Result>> => {
       {
         name: "raw ioredis GET (auto-pipelining)",
         batch: async () => { for (let f = 0; f < flights; f++) do_not_optimize(await Promise.all(flightKeys.map((k) => piped.getBuffer(`raw:${k}`)))) }
+      },
+      {
+        name: "floor: Effect.tryPromise(ioredis GET), same forEach",
+        batch: () =>
+          Effect.runPromise(Effect.forEach(Array.from({ length: flights }), () =>
+            Effect.forEach(flightKeys, (k) => Effect.tryPromise(() => piped.getBuffer(`raw:${k}`)), { concurrency: "unbounded", discard: true }), { discard: true }))
       },
       {
         name: "effect-cachekit get",

@@ -131,6 +131,11 @@ export interface CacheStore {
    */
   readonly operationBound?: Duration.Duration | undefined
   readonly get: (key: string) => Effect.Effect<Option.Option<StoredValue>, StoreError>
+  /**
+   * For in-process stores: the live value under `key` at `now` (epoch milliseconds from the Clock), read
+   * synchronously, or `undefined`. The cache's hit path uses it to read without extra effects.
+   */
+  readonly readNow?: ((key: string, now: number) => StoredValue | undefined) | undefined
   /** One result per key, in the order of `keys`. */
   readonly getMany: (keys: ReadonlyArray<string>) => Effect.Effect<Array<Option.Option<StoredValue>>, StoreError>
   readonly set: (key: string, value: StoredValue, ttl: Duration.Duration | undefined) => Effect.Effect<void, StoreError>
@@ -193,6 +198,7 @@ export const noop: CacheStore = {
   isInProcess: true,
   acceptsLiveValues: true,
   get: () => Effect.succeedNone,
+  readNow: () => undefined,
   getMany: (keys) => Effect.succeed(keys.map(() => Option.none())),
   set: () => Effect.void,
   setMany: () => Effect.void,

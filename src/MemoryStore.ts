@@ -207,6 +207,7 @@ const unsafeMake = (options: Options): MemoryStore => {
         const slot = live(key, now, true)
         return slot === undefined ? Effect.succeedNone : Effect.succeedSome(slot.value)
       }),
+    readNow: (key, now) => live(key, now, true)?.value,
     getMany: (keys) =>
       withNow((now) =>
         Effect.succeed(keys.map((key) => {

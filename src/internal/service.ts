@@ -310,18 +310,30 @@ export const makeService = (config: {
     if (!store.isInProcess) {
       return Effect.tap(reads.share(key, read(operation, keyspace, key)), (found) => count(keyspace, found))
     }
-    return Effect.flatMap(store.get(key), (stored) => {
-      if (Option.isNone(stored)) {
-        counters(keyspace.name).misses()
-        return Effect.succeedNone
-      }
-      const value = stored.value
-      if (value instanceof CacheStore.LiveValue && value.fingerprint === keyspace.fingerprint) {
-        counters(keyspace.name).hits()
-        return Effect.succeed(Option.some(value.value as A))
-      }
-      return Effect.tap(decode(operation, keyspace, key, value), (found) => count(keyspace, found))
-    })
+    const readNow = store.readNow
+    if (readNow === undefined) {
+      return Effect.flatMap(store.get(key), (stored) =>
+        Option.isNone(stored) ? afterRead(operation, keyspace, key, undefined) : afterRead(operation, keyspace, key, stored.value))
+    }
+    return Effect.clockWith((clock) => afterRead(operation, keyspace, key, readNow(key, clock.unsafeCurrentTimeMillis())))
+  }
+
+  /** Counts and decodes what an in-process read found; a live value of this keyspace costs one step. */
+  const afterRead = <K, A, Id>(
+    operation: Operation,
+    keyspace: Definition.Definition<K, A, Id>,
+    key: string,
+    stored: CacheStore.StoredValue | undefined
+  ): Effect.Effect<Option.Option<A>> => {
+    if (stored === undefined) {
+      counters(keyspace.name).misses()
+      return Effect.succeedNone
+    }
+    if (stored instanceof CacheStore.LiveValue && stored.fingerprint === keyspace.fingerprint) {
+      counters(keyspace.name).hits()
+      return Effect.succeed(Option.some(stored.value as A))
+    }
+    return Effect.tap(decode(operation, keyspace, key, stored), (found) => count(keyspace, found))
   }
 
   /** What getOrSet does with a store failure: log it, count it, carry on without the cache. */
@@ -529,6 +541,21 @@ export const makeService = (config: {
       // Under the guard, read again: a run that finished meanwhile may have stored the value. When the
       // store has just failed, don't wait on it a second time.
       if (flights.has(full)) return produceUnderGuard(keyspace, full, produce, options, true)
+      const readNow = store.readNow
+      if (readNow !== undefined) {
+        // In process: a live hit of this keyspace answers in one step, without an Option in between.
+        return Effect.clockWith((clock) => {
+          const stored = readNow(full, clock.unsafeCurrentTimeMillis())
+          if (stored instanceof CacheStore.LiveValue && stored.fingerprint === keyspace.fingerprint) {
+            counters(keyspace.name).hits()
+            return Effect.succeed(stored.value as A)
+          }
+          return Effect.flatMap(
+            afterRead("getOrSet", keyspace, full, stored),
+            (found) => Option.isSome(found) ? Effect.succeed(found.value) : produceUnderGuard(keyspace, full, produce, options, true)
+          )
+        })
+      }
       return Effect.matchEffect(lookup("getOrSet", keyspace, full), {
         onSuccess: (found) =>
           Option.isSome(found) ? Effect.succeed(found.value) : produceUnderGuard(keyspace, full, produce, options, true),

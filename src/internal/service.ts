@@ -80,30 +80,33 @@ export const makeService = (config: {
     return found
   }
 
+  /** The store bounds each of its commands within the cache's timeout (Redis: its commandTimeout). */
+  const selfBounded = store.operationBound !== undefined && Duration.lessThanOrEqualTo(store.operationBound, timeout)
+
   /**
-   * Bounds a store operation by the cache's timeout, unless the store never waits on I/O or bounds its
-   * operations itself within that timeout (a race costs two fibers and a timer per operation).
+   * Bounds a store operation by the cache's timeout. A race costs two fibers and a timer, so it is left
+   * out where it cannot matter: stores that never wait on I/O, and single-command operations of a store
+   * that bounds its commands itself. (`clear` walks the keyspace and `expire` may take two commands:
+   * those keep the race.)
    */
-  const boundsItself = store.isInProcess ||
-    (store.operationBound !== undefined && Duration.lessThanOrEqualTo(store.operationBound, timeout))
   const bound = <A>(
     operation: Operation,
     key: string | undefined,
     effect: Effect.Effect<A, StoreError>
   ): Effect.Effect<A, StoreError> =>
-    // `clear` walks the keyspace and `expire` may take two commands: the store's own bound covers each
-    // command, not the whole operation, so those keep the cache's timeout.
-    boundsItself && (store.isInProcess || (operation !== "clear" && operation !== "expire")) ? effect : Effect.timeoutFail(effect, {
-      duration: timeout,
-      onTimeout: () =>
-        new StoreError({
-          reason: "Timeout",
-          operation,
-          key,
-          store: store.name,
-          cause: `no answer within ${Duration.format(timeout)}`
-        })
-    })
+    store.isInProcess || (selfBounded && operation !== "clear" && operation !== "expire")
+      ? effect
+      : Effect.timeoutFail(effect, {
+        duration: timeout,
+        onTimeout: () =>
+          new StoreError({
+            reason: "Timeout",
+            operation,
+            key,
+            store: store.name,
+            cause: `no answer within ${Duration.format(timeout)}`
+          })
+      })
 
   /** Bounds a lock operation by the cache's timeout: a lock over a client without its own bound cannot hang a caller. */
   const boundLock = <A, E>(operation: Operation, key: string, effect: Effect.Effect<A, E>): Effect.Effect<A, E | LockError> =>

@@ -136,7 +136,9 @@ export const randomToken = (): string => {
 
 /**
  * An in-process lock over the store in context: leases expire by Effect's `Clock` (so `TestClock`
- * drives take-overs in tests), and a release writes to the store in the same step as it checks the lease.
+ * drives take-overs in tests), and a release checks the lease and writes to the store in one step. That
+ * step is atomic only over an in-process store (the memory store): it is meant for caches sharing one
+ * process, not for a remote store, which needs a lock of its own (`RedisLock`).
  *
  * @example
  * ```ts

@@ -180,7 +180,7 @@ export const make = (options: Options = {}): Effect.Effect<CacheLock.CacheLock, 
           )
         if (Option.isNone(write)) return send("0", "", "")
         const ttl = write.value.ttl
-        const px = ttl === undefined || !Duration.isFinite(ttl) ? undefined : Math.ceil(Duration.toMillis(ttl))
+        const px = RedisCommon.ttlMillis(ttl)
         // A ttl of zero or less stores nothing and removes what was there, as in the store.
         if (px !== undefined && px <= 0) return send("3", "", "")
         return Effect.flatMap(

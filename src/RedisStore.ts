@@ -56,8 +56,7 @@ const groupBySlot = (keys: ReadonlyArray<string>, isCluster: boolean): Array<Arr
   return Array.from(groups.values())
 }
 
-const ttlMillis = (ttl: Duration.Duration | undefined): number | undefined =>
-  ttl === undefined || !Duration.isFinite(ttl) ? undefined : Math.ceil(Duration.toMillis(ttl))
+const { ttlMillis } = RedisCommon
 
 /**
  * Builds a Redis store over the client in context.
@@ -150,9 +149,17 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore
             { concurrency: "unbounded" }
           ),
           (groups) => {
-            const out = new Array<Buffer | null>(keys.length)
-            for (const group of groups) for (const [index, value] of group) out[index] = value
-            return Effect.forEach(out, (value, i) => received("getMany", keys[i]!, value ?? null))
+            // One pass, no effect per value: place each reply and check its size.
+            const out = new Array<Option.Option<CacheStore.StoredValue>>(keys.length)
+            for (const group of groups) {
+              for (const [index, value] of group) {
+                if (value !== null && value.length > maxValueBytes) {
+                  return Effect.fail(RedisCommon.tooLarge("getMany", keys[index]!, value.length, maxValueBytes))
+                }
+                out[index] = value === null ? Option.none() : Option.some(value)
+              }
+            }
+            return Effect.succeed(out)
           }
         ),
       set: (key, value, ttl) => {

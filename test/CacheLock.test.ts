@@ -157,6 +157,33 @@ describe("the lock path under failure", () => {
     }).pipe(Effect.provide(oneInstance())))
 })
 
+describe("a skip or ttl function that throws", () => {
+  const Throwing = Keyspace.make({
+    name: "throwing",
+    key: CacheKey.string,
+    value: Schema.String,
+    skip: (value) => {
+      if (value === "boom") throw new Error("skip threw")
+      return false
+    }
+  })
+  for (const [name, layer] of [
+    ["without a lock", Cache.layer({ namespace: "t" }).pipe(Layer.provideMerge(MemoryStore.layer()))],
+    ["with a lock", Cache.layer({ namespace: "t" }).pipe(Layer.provideMerge(CacheLock.layerMemory), Layer.provideMerge(MemoryStore.layer()))]
+  ] as const) {
+    it.effect(`${name}: the caller gets the value, nothing is stored, the key is free again`, () =>
+      Effect.gen(function*() {
+        assert.strictEqual(yield* Throwing.getOrSet("k", Effect.succeed("boom")), "boom")
+        const cache = yield* Cache.Cache
+        yield* cache.inFlight.pipe(Effect.tap(() => Effect.yieldNow()), Effect.repeat({ until: (n) => n === 0, times: 100 }))
+        assert.strictEqual(yield* cache.inFlight, 0)
+        assert.isTrue(Option.isNone(yield* Throwing.get("k")))
+        assert.strictEqual(yield* Throwing.getOrSet("k", Effect.succeed("fine")), "fine")
+        assert.deepStrictEqual(yield* Throwing.get("k"), Option.some("fine"))
+      }).pipe(Effect.provide(layer)))
+  }
+})
+
 describe("the error channel of getOrSet follows its lock mode (checked by tsc)", () => {
   it("LockError appears only when the options may ask for at-most-once", () => {
     const fetch = Effect.fail(new FetchError()) as Effect.Effect<User, FetchError>

@@ -35,6 +35,9 @@ describe("RedisStore", () => {
       yield* Effect.promise(() => redis.client.set("raw-big", "y".repeat(500)))
       const read = yield* Effect.flip(store.get("raw-big"))
       assert.strictEqual(read.reason, "TooLarge")
+      const batch = yield* Effect.flip(store.getMany(["missing", "raw-big"]))
+      assert.strictEqual(batch.reason, "TooLarge")
+      assert.strictEqual(batch.key, "raw-big")
     }).pipe(Effect.provide(RedisStore.layer({ maxValueBytes: 100 }).pipe(Layer.provideMerge(redisOn(2))))))
 
   it.effect("a key of another type is a WrongType error for get, and getOrSet falls back", () =>

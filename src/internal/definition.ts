@@ -34,7 +34,7 @@ export interface Definition<K, A, Id> {
   readonly encodeKey: (key: K) => Either.Either<string, ParseResult.ParseError>
   /** Encodes and serializes a value into the body of a stored value (without the header). */
   readonly encodeValue: (value: A) => Effect.Effect<CacheStore.Encoded, ParseResult.ParseError>
-  /** Deserializes and decodes a stored body. */
+  /** Deserializes and decodes a stored body through the Effect decoder (for schemas that need async work). */
   readonly decodeValue: (body: CacheStore.Encoded) => Effect.Effect<A, ParseResult.ParseError>
   /**
    * Deserializes and decodes a stored body synchronously; a schema that needs async work fails with an
@@ -131,7 +131,7 @@ export const make = <K, A, I, Id>(options: Options<K, A, I, Id>, defaultCache: C
       return segment === undefined ? slowKey(key) : Either.right(segment)
     },
     encodeValue: syncFirst(Schema.encodeEither(valueCodec), Schema.encode(valueCodec)),
-    decodeValue: syncFirst(Schema.decodeUnknownEither(valueCodec), Schema.decodeUnknown(valueCodec)),
+    decodeValue: Schema.decodeUnknown(valueCodec),
     decodeValueNow: Schema.decodeUnknownEither(valueCodec),
     ttl: ttl === undefined ? undefined : typeof ttl === "function" ? ttl : (() => {
       const fixed = Duration.decode(ttl)

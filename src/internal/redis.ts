@@ -3,9 +3,14 @@
  * What the Redis store and the Redis lock share: how ioredis failures are classified, and how a stored
  * value becomes a command argument within the size limit.
  */
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import { StoreError } from "../CacheError.js"
 import * as CacheStore from "../CacheStore.js"
+
+/** @internal A time to live as whole milliseconds for PX; `undefined` for none. */
+export const ttlMillis = (ttl: Duration.Duration | undefined): number | undefined =>
+  ttl === undefined || !Duration.isFinite(ttl) ? undefined : Math.ceil(Duration.toMillis(ttl))
 
 /** @internal */
 export const defaultMaxValueBytes = 16 * 1024 * 1024

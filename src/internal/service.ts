@@ -25,6 +25,12 @@ const controlCharacter = /[\u0000-\u001f\u007f]/
 
 const isInvalidKey = (u: unknown): u is InvalidKeyError => u instanceof InvalidKeyError
 
+/** Whether an in-process store handed back a value this keyspace wrote: usable as it is. */
+const isLiveOf = <K, A, Id>(
+  keyspace: Definition.Definition<K, A, Id>,
+  stored: CacheStore.StoredValue | undefined
+): stored is CacheStore.LiveValue => stored instanceof CacheStore.LiveValue && stored.fingerprint === keyspace.fingerprint
+
 /** What a stored value decodes to, synchronously. */
 type Decoded<A> =
   | { readonly _tag: "Value"; readonly value: A }
@@ -205,10 +211,9 @@ export const makeService = (config: {
     keyspace: Definition.Definition<K, A, Id>,
     stored: CacheStore.StoredValue
   ): Decoded<A> => {
+    if (isLiveOf(keyspace, stored)) return { _tag: "Value", value: stored.value as A }
     if (stored instanceof CacheStore.LiveValue) {
-      return stored.fingerprint === keyspace.fingerprint
-        ? { _tag: "Value", value: stored.value as A }
-        : { _tag: "Invalid", cause: `the entry was written under fingerprint ${stored.fingerprint}` }
+      return { _tag: "Invalid", cause: `the entry was written under fingerprint ${stored.fingerprint}` }
     }
     let body: CacheStore.Encoded | undefined
     try {
@@ -332,7 +337,7 @@ export const makeService = (config: {
       counters(keyspace.name).misses()
       return Effect.succeedNone
     }
-    if (stored instanceof CacheStore.LiveValue && stored.fingerprint === keyspace.fingerprint) {
+    if (isLiveOf(keyspace, stored)) {
       counters(keyspace.name).hits()
       return Effect.succeed(Option.some(stored.value as A))
     }
@@ -355,6 +360,33 @@ export const makeService = (config: {
     Effect.flatMap(
       encode(operation, keyspace, key, value),
       (stored) => bound(operation, key, store.set(key, stored, ttlOf(value, keyspace.ttl, options?.ttl)))
+    )
+
+  /**
+   * What getOrSet stores for a produced value: the encoded value with its ttl, or nothing when writes
+   * are off, `skip` says so, the value cannot be encoded (logged and counted), or a user `skip` or `ttl`
+   * function throws (logged). The caller gets the value in every case.
+   */
+  const planWrite = <K, A, Id>(
+    keyspace: Definition.Definition<K, A, Id>,
+    key: string,
+    value: A,
+    options: GetOrSetOptions<A> | undefined
+  ): Effect.Effect<Option.Option<CacheLock.Write>> =>
+    Effect.suspend(() =>
+      options?.cacheWrite === false || (options?.skip ?? keyspace.skip)?.(value) === true
+        ? Effect.succeedNone
+        : encode("getOrSet", keyspace, key, value).pipe(
+          Effect.map((stored) => Option.some({ value: stored, ttl: ttlOf(value, keyspace.ttl, options?.ttl) })),
+          Effect.catchAll((error) => Effect.as(absorb(keyspace, undefined)(error), Option.none<CacheLock.Write>()))
+        )
+    ).pipe(
+      Effect.catchAllDefect((defect) =>
+        Effect.as(
+          Effect.logWarning("effect-cachekit: a skip or ttl function threw; the value was not stored", defect),
+          Option.none()
+        )
+      )
     )
 
   const withKey = <K, A, Id, X, E>(
@@ -391,7 +423,6 @@ export const makeService = (config: {
     key: string,
     reread: Effect.Effect<Option.Option<A>>,
     produce: Effect.Effect<A, E, R>,
-    shouldStore: (value: A) => boolean,
     storeUnlocked: (value: A) => Effect.Effect<void>,
     options: GetOrSetOptions<A> | undefined
   ): Effect.Effect<A, E | LockError, R> => {
@@ -416,17 +447,6 @@ export const makeService = (config: {
       return tick(extendEvery)
     }
 
-    /** What to store when releasing: the encoded value, or nothing (skipped, or not encodable). */
-    const toWrite = (value: A): Effect.Effect<Option.Option<CacheLock.Write>> =>
-      Effect.suspend(() =>
-        shouldStore(value)
-          ? encode("getOrSet", keyspace, key, value).pipe(
-            Effect.map((stored) => Option.some({ value: stored, ttl: ttlOf(value, keyspace.ttl, options?.ttl) })),
-            Effect.catchAll((error) => Effect.as(absorb(keyspace, undefined)(error), Option.none<CacheLock.Write>()))
-          )
-          : Effect.succeedNone
-      ).pipe(Effect.catchAllDefect((defect) => Effect.as(Effect.logWarning("effect-cachekit: ttl or skip threw", defect), Option.none())))
-
     /** Holding the lease: read again, produce, and release with the value (or without it). */
     const holding = (lease: CacheLock.Lease): Effect.Effect<{ readonly value: A; readonly write: Option.Option<CacheLock.Write> }, E, R> =>
       Effect.flatMap(reread, (found) => {
@@ -434,7 +454,7 @@ export const makeService = (config: {
         return Effect.flatMap(Effect.fork(watchdog(lease)), (fiber) =>
           produce.pipe(
             Effect.ensuring(Fiber.interrupt(fiber)),
-            Effect.flatMap((value) => Effect.map(toWrite(value), (write) => ({ value, write })))
+            Effect.flatMap((value) => Effect.map(planWrite(keyspace, key, value, options), (write) => ({ value, write })))
           ))
       })
 
@@ -500,24 +520,24 @@ export const makeService = (config: {
     options: GetOrSetOptions<A> | undefined,
     readFirst: boolean
   ): Effect.Effect<A, E | LockError, R> => {
-    const cacheWrite = options?.cacheWrite !== false
-    const skip = options?.skip ?? keyspace.skip
-    const shouldStore = (value: A) => cacheWrite && skip?.(value) !== true
     const storeUnlocked = (value: A): Effect.Effect<void> =>
-      shouldStore(value)
-        ? write("getOrSet", keyspace, full, value, options).pipe(Effect.catchAll(absorb(keyspace, undefined)))
-        : Effect.void
+      Effect.flatMap(planWrite(keyspace, full, value, options), (write) =>
+        Option.isNone(write)
+          ? Effect.void
+          : bound("getOrSet", full, store.set(full, write.value.value, write.value.ttl)).pipe(
+            Effect.catchAll(absorb(keyspace, undefined))
+          ))
     const reread = readFirst
       ? read("getOrSet", keyspace, full).pipe(Effect.catchAll(absorb(keyspace, Option.none<A>())))
       : Effect.succeedNone
     // With a lock, the value is stored through it before it is released; without one, callers get the
     // value first and the key stays in flight until the write lands.
     const run: Effect.Effect<A, E | LockError, R> = lock !== undefined
-      ? coordinated(lock, keyspace, full, reread, produce, shouldStore, storeUnlocked, options)
+      ? coordinated(lock, keyspace, full, reread, produce, storeUnlocked, options)
       : readFirst
       ? Effect.flatMap(reread, (found) => Option.isSome(found) ? Effect.succeed(found.value) : produce)
       : produce
-    const after = lock === undefined && cacheWrite ? storeUnlocked : undefined
+    const after = lock === undefined && options?.cacheWrite !== false ? storeUnlocked : undefined
     // A forced refresh must not join a run that may answer from the cache, and a caller must not join
     // a run whose lock mode may fail it with an error its type does not have. Control characters never
     // occur in store keys, so these flight keys cannot collide with another.
@@ -549,7 +569,7 @@ export const makeService = (config: {
         // In process: a live hit of this keyspace answers in one step, without an Option in between.
         return Effect.clockWith((clock) => {
           const stored = readNow(full, clock.unsafeCurrentTimeMillis())
-          if (stored instanceof CacheStore.LiveValue && stored.fingerprint === keyspace.fingerprint) {
+          if (isLiveOf(keyspace, stored)) {
             counters(keyspace.name).hits()
             return Effect.succeed(stored.value as A)
           }

@@ -1,20 +1,17 @@
 import { assert, describe, it } from "@effect/vitest"
 import type { ChildProcess } from "node:child_process"
-import { Context, Duration, Effect, Layer, Ref, Schema } from "effect"
+import { Duration, Effect, Layer, Ref, Schema } from "effect"
 import { Redis as IORedis } from "ioredis"
 import { afterAll, beforeAll, inject } from "vitest"
-import { Cache, CacheKey, Keyspace, Redis, RedisLock, RedisStore } from "../src/index.js"
+import { Cache, CacheKey, Keyspace, RedisLock, RedisStore } from "../src/index.js"
 import { lockKeyOf } from "../src/RedisLock.js"
 import { report, runFleet, spawnWorker, startTogether, type WorkerOutput } from "../examples/fleet.js"
 import { commandDelta, commandStats, startRedis, stopRedis } from "./setup/servers.js"
 import { lockSuite } from "./suites/CacheLockSuite.js"
+import { redisOn } from "./utils.js"
 
 const sleep = (duration: Duration.Duration) =>
   Effect.promise(() => new Promise((resolve) => setTimeout(resolve, Duration.toMillis(duration))))
-
-const redisOn = (db: number) =>
-  Layer.tap(Redis.layer({ url: `${inject("redisUrl")}/${db}` }), (context) =>
-    Effect.promise(() => Context.get(context, Redis.Redis).client.flushdb()))
 
 lockSuite(
   "RedisLock",

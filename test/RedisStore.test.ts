@@ -1,20 +1,17 @@
 import { assert, describe, it } from "@effect/vitest"
 import type { ChildProcess } from "node:child_process"
-import { Context, Duration, Effect, Layer, Option, Ref, Schedule, Schema } from "effect"
+import { Duration, Effect, Layer, Option, Ref, Schedule, Schema } from "effect"
 import { Redis as IORedis } from "ioredis"
 import { afterAll, beforeAll, inject } from "vitest"
 import { Cache, CacheKey, CacheStore, Keyspace, Redis, RedisStore } from "../src/index.js"
 import { commandDelta, commandStats, startRedis, startSentinel, stopRedis, stopSentinel } from "./setup/servers.js"
 import { storeSuite } from "./suites/CacheStoreSuite.js"
+import { redisOn } from "./utils.js"
 
 const sleep = (duration: Duration.Duration) =>
   Effect.promise(() => new Promise((resolve) => setTimeout(resolve, Duration.toMillis(duration))))
 
 /** A Redis client on database `db` of the shared test server, emptied when the layer is built. */
-const redisOn = (db: number, options: Redis.Options = {}) =>
-  Layer.tap(Redis.layer({ url: `${inject("redisUrl")}/${db}`, ...options }), (context) =>
-    Effect.promise(() => Context.get(context, Redis.Redis).client.flushdb()))
-
 const storeOn = (db: number, options: RedisStore.Options = {}) => RedisStore.layer(options).pipe(Layer.provide(redisOn(db)))
 
 // Redis expires keys on its own clock: the suite waits for real, in units of 100 ms.

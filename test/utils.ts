@@ -3,7 +3,8 @@
  * does), one that never answers, one that always fails.
  */
 import { Context, Effect, Layer } from "effect"
-import { Cache, CacheError, CacheStore, MemoryStore } from "../src/index.js"
+import { inject } from "vitest"
+import { Cache, CacheError, CacheStore, MemoryStore, Redis } from "../src/index.js"
 
 /** A memory store that refuses live values and is raced against the cache timeout, like a remote store. */
 export const serializingStore = (store: CacheStore.CacheStore): CacheStore.CacheStore => ({
@@ -48,3 +49,8 @@ export const failingStore: CacheStore.CacheStore = everyOperation((operation) =>
 /** A cache over a given store value. */
 export const cacheOver = (store: CacheStore.CacheStore, options: Cache.Options = {}) =>
   Cache.layer(options).pipe(Layer.provide(Layer.succeed(CacheStore.CacheStore, store)))
+
+/** A client on database `db` of the shared test Redis, emptied when the layer is built. */
+export const redisOn = (db: number, options: Redis.Options = {}) =>
+  Layer.tap(Redis.layer({ url: `${inject("redisUrl")}/${db}`, ...options }), (context) =>
+    Effect.promise(() => Context.get(context, Redis.Redis).client.flushdb()))

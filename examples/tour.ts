@@ -1,7 +1,7 @@
 /**
  * A tour of effect-cachekit on the embedded in-memory default: `npm start`.
  *
- * It uses `Cache.layerConfig`, so the environment picks the backend (`CACHE_ENABLED`, `CACHE_NAMESPACE`,
+ * It uses `Cache.layerFromEnv`, so the environment picks the backend (`CACHE_ENABLED`, `CACHE_NAMESPACE`,
  * `CACHE_MEMORY_CAPACITY`, ...). With `CACHE_REDIS_URL` set it runs on Redis and adds a stampede across
  * 4 processes: `CACHE_REDIS_URL=redis://127.0.0.1:6379 npm start`.
  */
@@ -75,7 +75,7 @@ const tour = Effect.gen(function*() {
   ])
 
   // 4. Corruption: bytes no schema wrote are a miss, dropped, then healed by the next getOrSet.
-  yield* cache.store.set(`${cache.namespace}:users:3`, "{\"id\": \"not a number\"", undefined)
+  yield* cache.store.set(`${cache.namespace}:users:3`, new TextEncoder().encode("{\"id\": \"not a number\""), undefined)
   const corrupt = yield* Users.get(3)
   const stillThere = yield* cache.store.has(`${cache.namespace}:users:3`)
   const healed = yield* Users.getOrSet(3, Effect.succeed(new User({ id: 3, name: "Cyd" })))
@@ -113,7 +113,7 @@ const tour = Effect.gen(function*() {
   for (const [label, result] of rows) yield* Console.log(`  ${label.padEnd(width)}  ${result}`)
 })
 
-Effect.runPromise(tour.pipe(Effect.provide(Cache.layerConfig))).then(
+Effect.runPromise(tour.pipe(Effect.provide(Cache.layerFromEnv))).then(
   () => process.exit(0),
   (error) => {
     console.error(error)

@@ -30,7 +30,7 @@ writeFileSync(
       noUnusedLocals: false,
       noUnusedParameters: false,
       baseUrl: "..",
-      paths: { "effect-cachekit": ["./src/index.ts"] }
+      paths: { "effect-cachekit": ["./src/index.ts"], "effect-cachekit/*": ["./src/*.ts"] }
     },
     include: ["./*.ts"]
   })

@@ -1,10 +1,12 @@
 /**
  * The Cache service: a namespace over a store, with a default time to live, a timeout on every
- * store operation and an in-process guard that runs at most one producer per key at a time.
+ * store operation and an in-process guard that runs at most one producer per key at a time (and one
+ * per fleet when a lock is in context).
  *
  * Programs reach it through keyspaces (`Keyspace.make`) or the accessors here; they pick the backend
- * by providing a layer: `Cache.layerMemory`, `Cache.layer` over any store, or `Cache.layerConfig`
- * from the environment.
+ * by providing a layer: `Cache.layerMemory`, `Cache.layerRedis`, `Cache.layer` over any store,
+ * `Cache.layerConfig` (options as Effect `Config`s) or `Cache.layerFromEnv` (documented environment
+ * variables).
  *
  * @since 0.1.0
  */
@@ -18,19 +20,21 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
-import type { CodecError, InvalidKeyError, LockError, StoreError } from "./CacheError.js"
-import * as CacheLock from "./CacheLock.js"
+import type { StoreError } from "./CacheError.js"
 import * as CacheKey from "./CacheKey.js"
-import * as CacheSerializer from "./CacheSerializer.js"
+import * as CacheLock from "./CacheLock.js"
+import * as RedisLock from "./CacheLock/Redis.js"
+import type * as CacheSerializer from "./CacheSerializer.js"
 import * as CacheStore from "./CacheStore.js"
-import * as Definition from "./internal/definition.js"
+import * as MemoryStore from "./CacheStore/Memory.js"
+import * as RedisStore from "./CacheStore/Redis.js"
+import * as Engine from "./internal/engine.js"
+import * as Compile from "./internal/keyspace.js"
 import * as Metrics from "./internal/metrics.js"
-import * as Internal from "./internal/service.js"
+import type * as Model from "./internal/model.js"
+import * as Operations from "./internal/operations.js"
 import * as SingleFlight from "./internal/singleFlight.js"
-import * as MemoryStore from "./MemoryStore.js"
 import * as Redis from "./Redis.js"
-import * as RedisLock from "./RedisLock.js"
-import * as RedisStore from "./RedisStore.js"
 
 /**
  * Options of a cache.
@@ -50,7 +54,10 @@ export interface Options {
   readonly namespace?: string | undefined
   /** The time to live of entries whose keyspace sets none. Default: no expiry. */
   readonly defaultTtl?: Duration.DurationInput | undefined
-  /** The bound on each store operation; past it the operation fails with a `"Timeout"` StoreError. Default 1 second. */
+  /**
+   * The bound on each store operation, in real time; past it the operation fails with a `"Timeout"`
+   * StoreError. Default 1 second.
+   */
   readonly timeout?: Duration.DurationInput | undefined
   /** The longest store key accepted, in characters. Default 1,024. */
   readonly maxKeyLength?: number | undefined
@@ -89,19 +96,17 @@ export interface LockOptions {
  * import { CacheKey, Keyspace } from "effect-cachekit"
  *
  * const Tokens = Keyspace.make({ name: "tokens", key: CacheKey.string, value: Schema.String, ttl: "1 hour" })
- * const write = Tokens.set("t1", "secret", { ttl: "5 minutes" })
+ * const write = Tokens.set("t1", "secret", { ttl: (token) => token.length > 10 ? "5 minutes" : "1 minute" })
  * ```
  *
  * @since 0.1.0
  * @category models
  */
-export interface WriteOptions<A> {
-  /** Overrides the keyspace's time to live for this write. */
-  readonly ttl?: Duration.DurationInput | ((value: A) => Duration.DurationInput) | undefined
-}
+export interface WriteOptions<A> extends Model.WriteOptions<A> {}
 
 /**
- * Per-call options of `getOrSet` and `memoize`.
+ * Per-call options of `getOrSet` and `memoize`. `M` is the lock mode the call may ask for: it decides
+ * whether `LockError` is in the call's error type.
  *
  * @example
  * ```ts
@@ -110,45 +115,31 @@ export interface WriteOptions<A> {
  *
  * const Lookups = Keyspace.make({ name: "lookups", key: CacheKey.string, value: Schema.Option(Schema.String) })
  * declare const lookup: (q: string) => Effect.Effect<Option.Option<string>>
- * const found = Lookups.getOrSet("q", lookup("q"), { skip: Option.isNone, ttl: "30 seconds" })
+ * const found = Lookups.getOrSet("q", lookup("q"), { skip: Option.isNone, ttl: (found) => Option.isSome(found) ? "1 hour" : "30 seconds" })
  * ```
  *
  * @since 0.1.0
  * @category models
  */
-export interface GetOrSetOptions<A> extends WriteOptions<A> {
-  /** `false` skips the cache read and always runs the producer (aiocache's `cache_read`). Default `true`. */
-  readonly cacheRead?: boolean | undefined
-  /** `false` returns the produced value without storing it (aiocache's `cache_write`). Default `true`. */
-  readonly cacheWrite?: boolean | undefined
-  /** Values for which this returns `true` are returned but not cached; overrides the keyspace's `skip`. */
-  readonly skip?: ((value: A) => boolean) | undefined
-  /**
-   * What a caller does when another instance holds the key's lock past the wait limit:
-   * `"at-least-once"` (default) runs the producer itself; `"at-most-once"` fails with a `LockError`.
-   * Only matters when a {@link CacheLock.CacheLock} is in context.
-   */
-  readonly lockMode?: CacheLock.Mode | undefined
-  /** Overrides the cache's `lock.timeout` for this call. */
-  readonly lockTimeout?: Duration.DurationInput | undefined
-}
+export interface GetOrSetOptions<A, M extends CacheLock.Mode = CacheLock.Mode> extends Model.GetOrSetOptions<A, M> {}
 
 /**
- * The lock error a `getOrSet` call may fail with: none unless its options may ask for `"at-most-once"`.
+ * The lock error a `getOrSet` call may fail with, from the lock mode it may ask for: `LockError` when
+ * that may be `"at-most-once"`, none otherwise.
  *
  * @example
  * ```ts
  * import type { Cache, CacheError } from "effect-cachekit"
  *
- * type Strict = Cache.LockErrorOf<{ lockMode: "at-most-once" }> // CacheError.LockError
- * type Lenient = Cache.LockErrorOf<{ ttl: "1 minute" }>         // never
+ * type Strict = Cache.LockErrorOf<"at-most-once">  // CacheError.LockError
+ * type Lenient = Cache.LockErrorOf<"at-least-once"> // never
  * const check: [Strict] extends [CacheError.LockError] ? true : false = true
  * ```
  *
  * @since 0.1.0
  * @category models
  */
-export type LockErrorOf<O> = O extends { readonly lockMode?: "at-least-once" | undefined } ? never : LockError
+export type LockErrorOf<M extends CacheLock.Mode> = Model.LockErrorOf<M>
 
 /**
  * The cache service. Every operation takes the keyspace it works in.
@@ -168,64 +159,7 @@ export type LockErrorOf<O> = O extends { readonly lockMode?: "at-least-once" | u
  * @since 0.1.0
  * @category models
  */
-export interface Service {
-  readonly namespace: string
-  readonly store: CacheStore.CacheStore
-  readonly defaultTtl: Duration.Duration | undefined
-  readonly timeout: Duration.Duration
-  readonly maxKeyLength: number
-  /** Keys whose producer is running in this process right now. */
-  readonly inFlight: Effect.Effect<number>
-  readonly get: <K, A, Id>(
-    keyspace: Definition.Definition<K, A, Id>,
-    key: K
-  ) => Effect.Effect<Option.Option<A>, InvalidKeyError | StoreError>
-  /** One result per key, in order. */
-  readonly getMany: <K, A, Id>(
-    keyspace: Definition.Definition<K, A, Id>,
-    keys: Iterable<K>
-  ) => Effect.Effect<Array<Option.Option<A>>, InvalidKeyError | StoreError>
-  readonly set: <K, A, Id>(
-    keyspace: Definition.Definition<K, A, Id>,
-    key: K,
-    value: A,
-    options?: WriteOptions<A>
-  ) => Effect.Effect<void, InvalidKeyError | StoreError | CodecError>
-  readonly setMany: <K, A, Id>(
-    keyspace: Definition.Definition<K, A, Id>,
-    entries: Iterable<readonly [K, A]>,
-    options?: WriteOptions<A>
-  ) => Effect.Effect<void, InvalidKeyError | StoreError | CodecError>
-  /** Stores the value only if the key has no live entry; `true` when it stored. */
-  readonly add: <K, A, Id>(
-    keyspace: Definition.Definition<K, A, Id>,
-    key: K,
-    value: A,
-    options?: WriteOptions<A>
-  ) => Effect.Effect<boolean, InvalidKeyError | StoreError | CodecError>
-  readonly has: <K, A, Id>(
-    keyspace: Definition.Definition<K, A, Id>,
-    key: K
-  ) => Effect.Effect<boolean, InvalidKeyError | StoreError>
-  readonly invalidate: <K, A, Id>(
-    keyspace: Definition.Definition<K, A, Id>,
-    key: K
-  ) => Effect.Effect<void, InvalidKeyError | StoreError>
-  readonly invalidateMany: <K, A, Id>(
-    keyspace: Definition.Definition<K, A, Id>,
-    keys: Iterable<K>
-  ) => Effect.Effect<void, InvalidKeyError | StoreError>
-  /** Removes every entry of a keyspace; returns how many. */
-  readonly clearKeyspace: <K, A, Id>(keyspace: Definition.Definition<K, A, Id>) => Effect.Effect<number, StoreError>
-  /** Removes every entry of the namespace; returns how many. */
-  readonly clear: Effect.Effect<number, StoreError>
-  readonly getOrSet: <K, A, Id, E, R, const O extends GetOrSetOptions<A> = {}>(
-    keyspace: Definition.Definition<K, A, Id>,
-    key: K,
-    produce: Effect.Effect<A, E, R>,
-    options?: O
-  ) => Effect.Effect<A, E | LockErrorOf<O>, R>
-}
+export type Service = Model.Service
 
 /**
  * The default cache's tag. A program with several caches declares a tag of its own per extra cache
@@ -254,7 +188,9 @@ export class Cache extends Context.Tag("effect-cachekit/Cache")<Cache, Service>(
  * import { Effect, Metric } from "effect"
  * import { Cache } from "effect-cachekit"
  *
- * const hits = Metric.value(Cache.metrics.hits.pipe(Metric.tagged("cache", "app"), Metric.tagged("keyspace", "users")))
+ * const hits = Metric.value(
+ *   Cache.metrics.hits.pipe(Metric.tagged("cache", "app"), Metric.tagged("keyspace", "users"), Metric.tagged("store", "memory"))
+ * ) // every label a cache sets, or the counter read is another one
  * ```
  *
  * @since 0.1.0
@@ -263,8 +199,8 @@ export class Cache extends Context.Tag("effect-cachekit/Cache")<Cache, Service>(
 export const metrics = Metrics.counters
 
 /**
- * Builds a cache over the store in context. Producers started by `getOrSet` run in the scope, so
- * closing it stops them.
+ * Builds a cache over the store in context (and the lock, when one is in context). Producers started
+ * by `getOrSet` run in the scope, so closing it stops them.
  *
  * @example
  * ```ts
@@ -285,18 +221,22 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Cache
   Effect.gen(function*() {
     const store = yield* CacheStore.CacheStore
     const scope = yield* Effect.scope
-    const namespace = Definition.validateName("namespace", options.namespace ?? "cache")
-    const timeout = Duration.decode(options.timeout ?? "1 second")
-    const defaultTtl = options.defaultTtl === undefined ? undefined : Duration.decode(options.defaultTtl)
-    const maxKeyLength = options.maxKeyLength ?? 1024
-    const flights = SingleFlight.make(scope)
     const lock = Option.getOrUndefined(yield* Effect.serviceOption(CacheLock.CacheLock))
-    const lockSettings = {
-      lease: Duration.decode(options.lock?.lease ?? "10 seconds"),
-      timeout: Duration.decode(options.lock?.timeout ?? "10 seconds"),
-      pollInterval: Duration.decode(options.lock?.pollInterval ?? "200 millis")
-    }
-    return Internal.makeService({ store, namespace, timeout, defaultTtl, maxKeyLength, flights, lock, lockSettings })
+    const engine = Engine.make({
+      store,
+      namespace: Compile.validateName("namespace", options.namespace ?? "cache"),
+      timeout: Duration.decode(options.timeout ?? "1 second"),
+      defaultTtl: options.defaultTtl === undefined ? undefined : Duration.decode(options.defaultTtl),
+      maxKeyLength: options.maxKeyLength ?? 1024,
+      flights: SingleFlight.make(scope),
+      lock,
+      lockSettings: {
+        lease: Duration.decode(options.lock?.lease ?? "10 seconds"),
+        timeout: Duration.decode(options.lock?.timeout ?? "10 seconds"),
+        pollInterval: Duration.decode(options.lock?.pollInterval ?? "200 millis")
+      }
+    })
+    return Operations.makeService(engine)
   })
 
 /**
@@ -381,7 +321,61 @@ export const layerRedis = (options: RedisOptions = {}): Layer.Layer<Cache | Redi
   layer(options).pipe(Layer.provideMerge(redisBackend(options)))
 
 /**
- * The settings `layerConfig` reads, each with its default.
+ * What {@link layerConfig} and {@link layerFromEnv} choose from: the cache's options, the memory
+ * store's, and Redis's; with `redis` (and a `url`, `sentinels` or `cluster`) the cache runs on Redis,
+ * otherwise on a memory store; `enabled: false` gives the no-op store.
+ *
+ * @example
+ * ```ts
+ * import { Cache } from "effect-cachekit"
+ *
+ * const onRedis: Cache.ConfigOptions = { namespace: "app", redis: { url: "redis://127.0.0.1:6379" } }
+ * const inMemory: Cache.ConfigOptions = { namespace: "app", capacity: 50_000 }
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface ConfigOptions extends Options, MemoryStore.Options {
+  /** `false` gives the no-op store: every read misses and every `getOrSet` runs its producer. Default `true`. */
+  readonly enabled?: boolean | undefined
+  /** Run on Redis with these client and store options (and the distributed lock). */
+  readonly redis?: (Redis.Options & RedisStore.Options & { readonly distributedLock?: boolean | undefined }) | undefined
+}
+
+const fromOptions = (options: ConfigOptions): Layer.Layer<Cache> => {
+  if (options.enabled === false) return layer(options).pipe(Layer.provide(CacheStore.layerNoop))
+  const redis = options.redis
+  if (redis !== undefined && (redis.url !== undefined || redis.sentinels !== undefined || redis.cluster !== undefined)) {
+    return layer(options).pipe(Layer.provide(redisBackend({ ...options, ...redis })))
+  }
+  return layerMemory(options)
+}
+
+/**
+ * A cache configured with Effect's `Config`, following Effect's convention: every option may be
+ * given as a `Config` (`Config.Wrap<ConfigOptions>`), read when the layer is built. With a Redis
+ * `url` (or `sentinels`, `cluster`) the cache runs on Redis, otherwise in memory.
+ *
+ * @example
+ * ```ts
+ * import { Config } from "effect"
+ * import { Cache } from "effect-cachekit"
+ *
+ * const CacheLive = Cache.layerConfig({
+ *   namespace: Config.string("APP_CACHE_NAMESPACE"),
+ *   redis: { url: Config.redacted("APP_REDIS_URL") }
+ * })
+ * ```
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerConfig = (options: Config.Config.Wrap<ConfigOptions>): Layer.Layer<Cache, ConfigError.ConfigError> =>
+  Layer.unwrapEffect(Effect.map(Config.unwrap(options), fromOptions))
+
+/**
+ * The settings {@link layerFromEnv} reads, each with its default.
  *
  * - `CACHE_ENABLED` (default `true`): `false` gives the no-op store, so every `getOrSet` runs its producer.
  * - `CACHE_NAMESPACE` (default `"cache"`).
@@ -389,7 +383,8 @@ export const layerRedis = (options: RedisOptions = {}): Layer.Layer<Cache | Redi
  * - `CACHE_TIMEOUT` (default `"1 second"`).
  * - `CACHE_MAX_KEY_LENGTH` (default 1024).
  * - `CACHE_MEMORY_CAPACITY` (default 10000) and `CACHE_MEMORY_MAX_BYTES` (default: unbounded).
- * - `CACHE_REDIS_URL` (a secret; default none): when set, the cache runs on Redis with the distributed lock.
+ * - `CACHE_REDIS_URL` (a secret; default none; empty counts as unset): when set, the cache runs on Redis
+ *   with the distributed lock.
  * - `CACHE_REDIS_COMMAND_TIMEOUT` (default `"500 millis"`).
  *
  * @example
@@ -403,9 +398,7 @@ export const layerRedis = (options: RedisOptions = {}): Layer.Layer<Cache | Redi
  * @since 0.1.0
  * @category config
  */
-export const config: Config.Config<
-  Options & MemoryStore.Options & { readonly enabled: boolean; readonly redis: Option.Option<Redis.Options> }
-> = Config.all({
+export const config: Config.Config<ConfigOptions> = Config.all({
   enabled: Config.boolean("CACHE_ENABLED").pipe(
     Config.withDefault(true),
     Config.withDescription("false disables caching: every read misses and every write is dropped")
@@ -441,12 +434,12 @@ export const config: Config.Config<
     Config.map(Option.getOrUndefined),
     Config.withDescription("a byte budget for the memory store")
   ),
-  redis: Config.option(Redis.config)
+  redis: Config.map(Redis.optionalConfig, Option.getOrUndefined)
 })
 
 /**
- * A cache configured from the environment (see {@link config}): Redis when `CACHE_REDIS_URL` is set,
- * the memory store otherwise, or the no-op store when `CACHE_ENABLED=false`.
+ * A cache configured from the environment (see {@link config}): Redis when `CACHE_REDIS_URL` is set
+ * (and not empty), the memory store otherwise, or the no-op store when `CACHE_ENABLED=false`.
  *
  * @example
  * ```ts
@@ -454,20 +447,13 @@ export const config: Config.Config<
  * import { Cache } from "effect-cachekit"
  *
  * declare const program: Effect.Effect<void, never, Cache.Cache>
- * program.pipe(Effect.provide(Cache.layerConfig))
+ * program.pipe(Effect.provide(Cache.layerFromEnv))
  * ```
  *
- * @since 0.1.0
+ * @since 0.2.0
  * @category layers
  */
-export const layerConfig: Layer.Layer<Cache, ConfigError.ConfigError> = Layer.unwrapEffect(
-  Effect.map(config, (settings) =>
-    !settings.enabled
-      ? layer(settings).pipe(Layer.provide(CacheStore.layerNoop))
-      : Option.isSome(settings.redis)
-      ? layer(settings).pipe(Layer.provide(redisBackend({ ...settings, ...settings.redis.value })))
-      : layerMemory(settings))
-)
+export const layerFromEnv: Layer.Layer<Cache, ConfigError.ConfigError> = Layer.unwrapEffect(Effect.map(config, fromOptions))
 
 /**
  * Reads a key of a keyspace: `Some` on a hit; `None` on a miss, including a stored value that
@@ -485,11 +471,24 @@ export const layerConfig: Layer.Layer<Cache, ConfigError.ConfigError> = Layer.un
  * @since 0.1.0
  * @category accessors
  */
-export const get = <K, A, Id>(
-  keyspace: Definition.Definition<K, A, Id>,
-  key: K
-): Effect.Effect<Option.Option<A>, InvalidKeyError | StoreError, Id> =>
-  Effect.flatMap(keyspace.cache, (cache) => cache.get(keyspace, key))
+export const get: Model.AccessorOf<"get"> = Operations.accessors.get
+
+/**
+ * Reads many keys of a keyspace in one batch: one result per key, in order.
+ *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import { Cache, CacheKey, Keyspace } from "effect-cachekit"
+ *
+ * const Names = Keyspace.make({ name: "names", key: CacheKey.number, value: Schema.String })
+ * const names = Cache.getMany(Names, [1, 2, 3])
+ * ```
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const getMany: Model.AccessorOf<"getMany"> = Operations.accessors.getMany
 
 /**
  * Stores a value under a key of a keyspace, for the keyspace's time to live unless `options.ttl` says
@@ -507,55 +506,7 @@ export const get = <K, A, Id>(
  * @since 0.1.0
  * @category accessors
  */
-export const set = <K, A, Id>(
-  keyspace: Definition.Definition<K, A, Id>,
-  key: K,
-  value: A,
-  options?: WriteOptions<A>
-): Effect.Effect<void, InvalidKeyError | StoreError | CodecError, Id> =>
-  Effect.flatMap(keyspace.cache, (cache) => cache.set(keyspace, key, value, options))
-
-/**
- * Removes a key of a keyspace.
- *
- * @example
- * ```ts
- * import { Schema } from "effect"
- * import { Cache, CacheKey, Keyspace } from "effect-cachekit"
- *
- * const Names = Keyspace.make({ name: "names", key: CacheKey.number, value: Schema.String })
- * const forget = Cache.invalidate(Names, 1)
- * ```
- *
- * @since 0.1.0
- * @category accessors
- */
-export const invalidate = <K, A, Id>(
-  keyspace: Definition.Definition<K, A, Id>,
-  key: K
-): Effect.Effect<void, InvalidKeyError | StoreError, Id> =>
-  Effect.flatMap(keyspace.cache, (cache) => cache.invalidate(keyspace, key))
-
-/**
- * Reads many keys of a keyspace in one batch: one result per key, in order.
- *
- * @example
- * ```ts
- * import { Schema } from "effect"
- * import { Cache, CacheKey, Keyspace } from "effect-cachekit"
- *
- * const Names = Keyspace.make({ name: "names", key: CacheKey.number, value: Schema.String })
- * const names = Cache.getMany(Names, [1, 2, 3])
- * ```
- *
- * @since 0.1.0
- * @category accessors
- */
-export const getMany = <K, A, Id>(
-  keyspace: Definition.Definition<K, A, Id>,
-  keys: Iterable<K>
-): Effect.Effect<Array<Option.Option<A>>, InvalidKeyError | StoreError, Id> =>
-  Effect.flatMap(keyspace.cache, (cache) => cache.getMany(keyspace, keys))
+export const set: Model.AccessorOf<"set"> = Operations.accessors.set
 
 /**
  * Stores many entries of a keyspace in one batch.
@@ -572,15 +523,10 @@ export const getMany = <K, A, Id>(
  * @since 0.1.0
  * @category accessors
  */
-export const setMany = <K, A, Id>(
-  keyspace: Definition.Definition<K, A, Id>,
-  entries: Iterable<readonly [K, A]>,
-  options?: WriteOptions<A>
-): Effect.Effect<void, InvalidKeyError | StoreError | CodecError, Id> =>
-  Effect.flatMap(keyspace.cache, (cache) => cache.setMany(keyspace, entries, options))
+export const setMany: Model.AccessorOf<"setMany"> = Operations.accessors.setMany
 
 /**
- * Stores a value only if the key has no live entry; succeeds with `true` when it stored.
+ * Stores a value only if the key has no entry; succeeds with `true` when it stored.
  *
  * @example
  * ```ts
@@ -594,16 +540,10 @@ export const setMany = <K, A, Id>(
  * @since 0.1.0
  * @category accessors
  */
-export const add = <K, A, Id>(
-  keyspace: Definition.Definition<K, A, Id>,
-  key: K,
-  value: A,
-  options?: WriteOptions<A>
-): Effect.Effect<boolean, InvalidKeyError | StoreError | CodecError, Id> =>
-  Effect.flatMap(keyspace.cache, (cache) => cache.add(keyspace, key, value, options))
+export const add: Model.AccessorOf<"add"> = Operations.accessors.add
 
 /**
- * Whether a key of a keyspace has a live entry (without decoding it).
+ * Whether a key of a keyspace has an entry (without decoding it).
  *
  * @example
  * ```ts
@@ -617,11 +557,24 @@ export const add = <K, A, Id>(
  * @since 0.1.0
  * @category accessors
  */
-export const has = <K, A, Id>(
-  keyspace: Definition.Definition<K, A, Id>,
-  key: K
-): Effect.Effect<boolean, InvalidKeyError | StoreError, Id> =>
-  Effect.flatMap(keyspace.cache, (cache) => cache.has(keyspace, key))
+export const has: Model.AccessorOf<"has"> = Operations.accessors.has
+
+/**
+ * Removes a key of a keyspace.
+ *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import { Cache, CacheKey, Keyspace } from "effect-cachekit"
+ *
+ * const Names = Keyspace.make({ name: "names", key: CacheKey.number, value: Schema.String })
+ * const forget = Cache.invalidate(Names, 1)
+ * ```
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const invalidate: Model.AccessorOf<"invalidate"> = Operations.accessors.invalidate
 
 /**
  * Removes many keys of a keyspace in one batch.
@@ -638,11 +591,7 @@ export const has = <K, A, Id>(
  * @since 0.1.0
  * @category accessors
  */
-export const invalidateMany = <K, A, Id>(
-  keyspace: Definition.Definition<K, A, Id>,
-  keys: Iterable<K>
-): Effect.Effect<void, InvalidKeyError | StoreError, Id> =>
-  Effect.flatMap(keyspace.cache, (cache) => cache.invalidateMany(keyspace, keys))
+export const invalidateMany: Model.AccessorOf<"invalidateMany"> = Operations.accessors.invalidateMany
 
 /**
  * Removes every entry of a keyspace; succeeds with how many were removed.
@@ -659,10 +608,7 @@ export const invalidateMany = <K, A, Id>(
  * @since 0.1.0
  * @category accessors
  */
-export const clearKeyspace = <K, A, Id>(
-  keyspace: Definition.Definition<K, A, Id>
-): Effect.Effect<number, StoreError, Id> =>
-  Effect.flatMap(keyspace.cache, (cache) => cache.clearKeyspace(keyspace))
+export const clearKeyspace: Model.AccessorOf<"clearKeyspace"> = Operations.accessors.clearKeyspace
 
 /**
  * Returns the cached value of a key, or runs `produce`, stores its value and returns it. Concurrent
@@ -682,16 +628,16 @@ export const clearKeyspace = <K, A, Id>(
  * @since 0.1.0
  * @category accessors
  */
-export const getOrSet = <K, A, Id, E, R, const O extends GetOrSetOptions<A> = {}>(
-  keyspace: Definition.Definition<K, A, Id>,
+export const getOrSet: <K, A, Id, E, R, M extends CacheLock.Mode = "at-least-once">(
+  keyspace: Model.Definition<K, A, Id>,
   key: K,
   produce: Effect.Effect<A, E, R>,
-  options?: O
-): Effect.Effect<A, E | LockErrorOf<O>, R | Id> =>
-  Effect.flatMap(keyspace.cache, (cache) => cache.getOrSet(keyspace, key, produce, options))
+  options?: GetOrSetOptions<A, M>
+) => Effect.Effect<A, E | LockErrorOf<M>, R | Id> = Operations.getOrSetAccessor
 
 /**
- * Removes every entry of the default cache's namespace (a prefix scan, never a blocking command).
+ * Removes every entry of the default cache's namespace (a prefix scan, never a blocking command);
+ * internal entries (locks) are kept.
  *
  * @example
  * ```ts
@@ -720,8 +666,11 @@ export const clear: Effect.Effect<number, StoreError, Cache> = Effect.flatMap(Ca
  * @since 0.1.0
  * @category models
  */
-export interface MemoizeOptions<A, I, Id> extends Omit<GetOrSetOptions<A>, "lockMode"> {
-  /** The entry's name: it is stored as `"<namespace>:<key>:"`; same rules as a keyspace name. */
+export interface MemoizeOptions<A, I, Id> extends Omit<GetOrSetOptions<A, "at-least-once">, "lockMode"> {
+  /**
+   * The entry's name: it is stored as `"<namespace>:<key>"`, apart from every keyspace (a keyspace
+   * named like it keeps its own entries); same rules as a keyspace name.
+   */
   readonly key: string
   readonly value: Schema.Schema<A, I>
   readonly ttl?: Duration.DurationInput | ((value: A) => Duration.DurationInput) | undefined
@@ -756,11 +705,11 @@ export const memoize: {
 } = dual(
   (args) => Effect.isEffect(args[0]),
   <A, E, R, I, Id>(self: Effect.Effect<A, E, R>, options: MemoizeOptions<A, I, Id>): Effect.Effect<A, E, R | Id> => {
-    const keyspace = Definition.make(
+    const single = Compile.make(
       { ...options, name: options.key, key: CacheKey.string },
-      Cache as unknown as Context.Tag<Id, Service>
+      Cache as unknown as Context.Tag<Id, Service>,
+      "single"
     )
-    // The options cannot carry a lockMode, so the mode is at-least-once and no LockError can occur.
-    return getOrSet(keyspace, "", self, { ...options, lockMode: "at-least-once" } as const) as Effect.Effect<A, E, R | Id>
+    return getOrSet(single, "", self, options)
   }
 )

@@ -15,6 +15,29 @@ import * as Data from "effect/Data"
 import * as Predicate from "effect/Predicate"
 
 /**
+ * The brand every effect-cachekit error carries, so {@link isCacheError} recognizes them whatever
+ * their tag.
+ *
+ * @example
+ * ```ts
+ * import { CacheError } from "effect-cachekit"
+ *
+ * const error = new CacheError.StoreError({ reason: "Timeout", operation: "get" })
+ * error[CacheError.TypeId] === CacheError.TypeId // true
+ * ```
+ *
+ * @since 0.2.0
+ * @category type ids
+ */
+export const TypeId: unique symbol = Symbol.for("effect-cachekit/CacheError")
+
+/**
+ * @since 0.2.0
+ * @category type ids
+ */
+export type TypeId = typeof TypeId
+
+/**
  * The operations that can fail, as they appear in errors, logs and metrics.
  *
  * @example
@@ -36,8 +59,6 @@ export type Operation =
   | "delete"
   | "deleteMany"
   | "has"
-  | "increment"
-  | "expire"
   | "clear"
   | "getOrSet"
   | "lock"
@@ -56,7 +77,7 @@ const describeKey = (key: string | undefined): string => {
 
 /**
  * The backend failed: it timed out, could not be reached, refused a value that is too large,
- * found a value of the wrong type, or answered with an error.
+ * found a value of the wrong type, answered with an error, or does not support the operation.
  *
  * @example
  * ```ts
@@ -71,12 +92,17 @@ const describeKey = (key: string | undefined): string => {
  * @category errors
  */
 export class StoreError extends Data.TaggedError("StoreError")<{
-  readonly reason: "Timeout" | "Unavailable" | "TooLarge" | "WrongType" | "Backend"
+  readonly reason: "Timeout" | "Unavailable" | "TooLarge" | "WrongType" | "Backend" | "Unsupported"
   readonly operation: Operation
   readonly key?: string | undefined
   readonly store?: string | undefined
   readonly cause?: unknown
 }> {
+  /**
+   * @since 0.2.0
+   */
+  readonly [TypeId]: TypeId = TypeId
+
   /**
    * @since 0.1.0
    */
@@ -110,6 +136,11 @@ export class CodecError extends Data.TaggedError("CodecError")<{
   readonly cause?: unknown
 }> {
   /**
+   * @since 0.2.0
+   */
+  readonly [TypeId]: TypeId = TypeId
+
+  /**
    * @since 0.1.0
    */
   override get message(): string {
@@ -121,7 +152,8 @@ export class CodecError extends Data.TaggedError("CodecError")<{
 
 /**
  * A key could not become a store key: its codec refused it (`"Encode"`), it holds control characters
- * (`"ControlCharacter"`) or it is longer than the cache allows (`"TooLong"`). Such a key never reaches
+ * (`"ControlCharacter"`) or a lone surrogate (`"InvalidUnicode"`: two such keys could become the same
+ * bytes), or it is longer than the cache allows (`"TooLong"`). Such a key never reaches
  * a backend.
  *
  * @example
@@ -137,17 +169,24 @@ export class CodecError extends Data.TaggedError("CodecError")<{
  * @category errors
  */
 export class InvalidKeyError extends Data.TaggedError("InvalidKeyError")<{
-  readonly reason: "Encode" | "ControlCharacter" | "TooLong"
+  readonly reason: "Encode" | "ControlCharacter" | "InvalidUnicode" | "TooLong"
   readonly operation: Operation
   readonly key?: string | undefined
   readonly cause?: unknown
 }> {
+  /**
+   * @since 0.2.0
+   */
+  readonly [TypeId]: TypeId = TypeId
+
   /**
    * @since 0.1.0
    */
   override get message(): string {
     const detail = this.reason === "ControlCharacter"
       ? "it contains a control character"
+      : this.reason === "InvalidUnicode"
+      ? "it contains a lone surrogate (not well-formed UTF-16), which would not survive UTF-8 encoding"
       : this.reason === "TooLong"
       ? "it is longer than the cache's maxKeyLength"
       : "its key codec refused it"
@@ -179,6 +218,11 @@ export class LockError extends Data.TaggedError("LockError")<{
   readonly cause?: unknown
 }> {
   /**
+   * @since 0.2.0
+   */
+  readonly [TypeId]: TypeId = TypeId
+
+  /**
    * @since 0.1.0
    */
   override get message(): string {
@@ -201,3 +245,83 @@ export class LockError extends Data.TaggedError("LockError")<{
  * @category errors
  */
 export type CacheError = StoreError | CodecError | InvalidKeyError | LockError
+
+/**
+ * Whether a value is any effect-cachekit error.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { CacheError } from "effect-cachekit"
+ *
+ * const program = Effect.fail(new CacheError.LockError({ reason: "Timeout", operation: "lock" }))
+ * program.pipe(Effect.catchIf(CacheError.isCacheError, (e) => Effect.log(e.message)))
+ * ```
+ *
+ * @since 0.2.0
+ * @category guards
+ */
+export const isCacheError = (u: unknown): u is CacheError => Predicate.hasProperty(u, TypeId)
+
+const tagged = <E extends CacheError>(tag: E["_tag"]) => (u: unknown): u is E =>
+  isCacheError(u) && u._tag === tag
+
+/**
+ * Whether a value is a {@link StoreError}.
+ *
+ * @example
+ * ```ts
+ * import { CacheError } from "effect-cachekit"
+ *
+ * CacheError.isStoreError(new CacheError.StoreError({ reason: "Timeout", operation: "get" })) // true
+ * ```
+ *
+ * @since 0.2.0
+ * @category guards
+ */
+export const isStoreError: (u: unknown) => u is StoreError = tagged<StoreError>("StoreError")
+
+/**
+ * Whether a value is a {@link CodecError}.
+ *
+ * @example
+ * ```ts
+ * import { CacheError } from "effect-cachekit"
+ *
+ * CacheError.isCodecError(new CacheError.CodecError({ reason: "Encode", operation: "set" })) // true
+ * ```
+ *
+ * @since 0.2.0
+ * @category guards
+ */
+export const isCodecError: (u: unknown) => u is CodecError = tagged<CodecError>("CodecError")
+
+/**
+ * Whether a value is an {@link InvalidKeyError}.
+ *
+ * @example
+ * ```ts
+ * import { CacheError } from "effect-cachekit"
+ *
+ * CacheError.isInvalidKeyError(new CacheError.InvalidKeyError({ reason: "TooLong", operation: "get" })) // true
+ * ```
+ *
+ * @since 0.2.0
+ * @category guards
+ */
+export const isInvalidKeyError: (u: unknown) => u is InvalidKeyError = tagged<InvalidKeyError>("InvalidKeyError")
+
+/**
+ * Whether a value is a {@link LockError}.
+ *
+ * @example
+ * ```ts
+ * import { CacheError } from "effect-cachekit"
+ *
+ * CacheError.isLockError(new CacheError.LockError({ reason: "Timeout", operation: "lock" })) // true
+ * ```
+ *
+ * @since 0.2.0
+ * @category guards
+ */
+export const isLockError: (u: unknown) => u is LockError = tagged<LockError>("LockError")

@@ -2,22 +2,23 @@
  * Value codecs: how a value's encoded form (the `I` of its `Schema<A, I>`) becomes the text or bytes a
  * store keeps.
  *
- * - `json` (the default): any schema; stored as JSON text.
- * - `msgpack`: any schema; stored as MessagePack bytes (through `@effect/platform`'s MsgPack).
+ * - `json` (the default): any schema whose encoded form is data; stored as JSON text.
+ * - `msgpack`: stored as MessagePack bytes (through `@effect/platform`'s MsgPack).
  * - `string`: schemas whose encoded form is a string; stored as that string.
  * - `bytes`: schemas whose encoded form is a `Uint8Array`; stored as those bytes.
  *
- * Every stored value starts with a short header carrying the {@link fingerprint} of its schema and
+ * Every stored entry's envelope (see `CacheEntry`) carries the {@link fingerprint} of its schema and
  * serializer. A value written under another schema is a miss, never a wrongly shaped value.
  *
  * @since 0.1.0
  */
-import { isUtf8 } from "node:buffer"
 import { createHash } from "node:crypto"
 import * as MsgPack from "@effect/platform/MsgPack"
+import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as SchemaAST from "effect/SchemaAST"
 import type * as CacheStore from "./CacheStore.js"
+import * as Json from "./internal/json.js"
 
 /**
  * A serializer accepting values whose encoded form is an `In`.
@@ -48,7 +49,93 @@ export interface CacheSerializer<in In> {
 }
 
 /**
- * JSON text, for any schema whose encoded form JSON can hold. The default.
+ * The first part of a value schema's encoded form that a serializer cannot carry (a declaration such as
+ * `Schema.OptionFromSelf`, or a symbol), described for the error `codec` throws; `undefined` when the
+ * serializer carries everything the schema can encode to.
+ */
+const uncarried = (ast: SchemaAST.AST, carried: ReadonlySet<string>): string | undefined => {
+  const seen = new Set<SchemaAST.AST>()
+  const visit = (node: SchemaAST.AST): string | undefined => {
+    if (seen.has(node)) return undefined
+    seen.add(node)
+    switch (node._tag) {
+      case "Declaration": {
+        const constructor = node.annotations[SchemaAST.TypeConstructorAnnotationId] as { readonly _tag?: unknown } | undefined
+        const name = typeof constructor?._tag === "string" ? constructor._tag : undefined
+        if (name === undefined || !carried.has(name)) {
+          const description = SchemaAST.getDescriptionAnnotation(node)
+          return name ?? (description._tag === "Some" ? description.value : "a Schema.declare or Schema.instanceOf type")
+        }
+        return firstOf(node.typeParameters)
+      }
+      case "UniqueSymbol":
+      case "SymbolKeyword":
+        return "a symbol"
+      case "TupleType":
+        return firstOf([...node.elements.map((e) => e.type), ...node.rest.map((r) => r.type)])
+      case "TypeLiteral":
+        return firstOf([...node.propertySignatures.map((p) => p.type), ...node.indexSignatures.map((i) => i.type)])
+      case "Union":
+        return firstOf(node.types)
+      case "Suspend":
+        return visit(node.f())
+      case "Refinement":
+        return visit(node.from)
+      case "Transformation":
+        return visit(node.from)
+      default:
+        return undefined
+    }
+  }
+  const firstOf = (nodes: ReadonlyArray<SchemaAST.AST>): string | undefined => {
+    for (const node of nodes) {
+      const found = visit(node)
+      if (found !== undefined) return found
+    }
+    return undefined
+  }
+  // Walking `from` of every transformation and refinement visits the encoded side.
+  return visit(ast)
+}
+
+const refuseUncarried = (serializer: string, ast: SchemaAST.AST, carried: ReadonlySet<string>): void => {
+  const found = uncarried(ast, carried)
+  if (found === undefined) return
+  throw new TypeError(
+    `CacheSerializer.${serializer} cannot store this value schema: its encoded form contains ${found}, ` +
+      "which is a runtime object, not data. Use a schema that encodes it to data (for example Schema.Option " +
+      "instead of Schema.OptionFromSelf, Schema.Map instead of Schema.MapFromSelf), or a serializer that carries it."
+  )
+}
+
+const jsonCarries: ReadonlySet<string> = new Set(["Uint8Array", "Date", "ReadonlyMap", "ReadonlySet"])
+
+/** Stored text ⇄ the encoded form, through the JSON form of `internal/json.ts`. */
+const JsonText: Schema.Schema<unknown, string> = Schema.transformOrFail(Schema.String, Schema.Unknown, {
+  strict: true,
+  decode: (text, _, ast) => {
+    try {
+      return ParseResult.succeed(Json.parse(text))
+    } catch (error) {
+      return ParseResult.fail(new ParseResult.Type(ast, text, `the stored text is not a JSON body: ${(error as Error).message}`))
+    }
+  },
+  encode: (value, _, ast) => {
+    try {
+      return ParseResult.succeed(Json.stringify(value))
+    } catch (error) {
+      return ParseResult.fail(new ParseResult.Type(ast, value, (error as Error).message))
+    }
+  }
+})
+
+/**
+ * JSON text, the default. Plain data is stored as exactly its `JSON.stringify` text; an encoded form
+ * holding what JSON cannot (bytes, bigints, Dates, Maps and Sets as their `...FromSelf` schemas encode
+ * them, `undefined`, `NaN`, `±Infinity`, `-0`) is stored as a tagged JSON body, so every store gives back
+ * the same value. A schema whose encoded form holds another runtime object (`Schema.OptionFromSelf`,
+ * `Schema.instanceOf`, ...) is refused when the keyspace is defined, with a message naming the fix. A
+ * stored record with an own `__proto__` key reads as a miss, never as an object with a chosen prototype.
  *
  * @example
  * ```ts
@@ -56,6 +143,7 @@ export interface CacheSerializer<in In> {
  * import { CacheSerializer, CacheKey, Keyspace } from "effect-cachekit"
  *
  * const Prices = Keyspace.make({ name: "prices", key: CacheKey.string, value: Schema.Number, serializer: CacheSerializer.json })
+ * const Files = Keyspace.make({ name: "files", key: CacheKey.string, value: Schema.Uint8ArrayFromSelf })
  * ```
  *
  * @since 0.1.0
@@ -64,11 +152,18 @@ export interface CacheSerializer<in In> {
 export const json: CacheSerializer<unknown> = {
   name: "json",
   format: "text",
-  codec: (schema) => Schema.parseJson(schema) as Schema.Schema<Schema.Schema.Type<typeof schema>, CacheStore.Encoded>
+  codec: (schema) => {
+    refuseUncarried("json", schema.ast, jsonCarries)
+    return Schema.compose(JsonText, schema) as unknown as Schema.Schema<Schema.Schema.Type<typeof schema>, CacheStore.Encoded>
+  }
 }
 
+const msgpackCarries: ReadonlySet<string> = new Set(["Uint8Array", "Date"])
+
 /**
- * MessagePack bytes, for any schema; more compact than JSON and able to carry bytes.
+ * MessagePack bytes; more compact than JSON and able to carry bytes, Dates and 64-bit bigints. A schema
+ * whose encoded form holds a Map, a Set or another runtime object is refused when the keyspace is
+ * defined (MessagePack would give it back as a plain object or array).
  *
  * @example
  * ```ts
@@ -89,8 +184,10 @@ export const json: CacheSerializer<unknown> = {
 export const msgpack: CacheSerializer<unknown> = {
   name: "msgpack",
   format: "binary",
-  codec: (schema) =>
-    MsgPack.schema(schema) as unknown as Schema.Schema<Schema.Schema.Type<typeof schema>, CacheStore.Encoded>
+  codec: (schema) => {
+    refuseUncarried("msgpack", schema.ast, msgpackCarries)
+    return MsgPack.schema(schema) as unknown as Schema.Schema<Schema.Schema.Type<typeof schema>, CacheStore.Encoded>
+  }
 }
 
 /**
@@ -224,52 +321,4 @@ export const fingerprint = <A, I, In>(
   if (bySerializer === undefined) fingerprints.set(schema.ast, bySerializer = new Map())
   bySerializer.set(id, value)
   return value
-}
-
-/** The header every stored value starts with: `ck1:<fingerprint>:`. */
-const headerPrefix = "ck1:"
-const headerLength = headerPrefix.length + 12 + 1
-
-const textEncoder = new TextEncoder()
-const textDecoder = new TextDecoder("utf-8", { fatal: true })
-
-/** @internal */
-export const frame = (fingerprint: string, body: CacheStore.Encoded): CacheStore.Encoded => {
-  const header = `${headerPrefix}${fingerprint}:`
-  if (typeof body === "string") return header + body
-  const out = new Uint8Array(headerLength + body.length)
-  out.set(textEncoder.encode(header), 0)
-  out.set(body, headerLength)
-  return out
-}
-
-/**
- * @internal
- * The body of a stored value written under `fingerprint`, in the serializer's format; `undefined`
- * when the header is missing or names another fingerprint. Throws when text is not valid UTF-8.
- */
-export const unframe = (
-  fingerprint: string,
-  payload: CacheStore.Encoded,
-  format: "text" | "binary"
-): CacheStore.Encoded | undefined => {
-  if (payload.length < headerLength) return undefined
-  const header = `${headerPrefix}${fingerprint}:`
-  if (typeof payload === "string") {
-    if (!payload.startsWith(header)) return undefined
-    const body = payload.slice(headerLength)
-    return format === "text" ? body : textEncoder.encode(body)
-  }
-  // Compare the header in place: no string is built for a value of another schema or a foreign one.
-  for (let i = 0; i < headerLength; i++) {
-    if (payload[i] !== header.charCodeAt(i)) return undefined
-  }
-  if (format === "binary") return payload.subarray(headerLength)
-  if (Buffer.isBuffer(payload)) {
-    // Native validation, then native decoding: invalid UTF-8 must fail (a miss), not become U+FFFD.
-    const body = payload.subarray(headerLength)
-    if (!isUtf8(body)) throw new TypeError("the stored text is not valid UTF-8")
-    return body.toString("utf8")
-  }
-  return textDecoder.decode(payload.subarray(headerLength))
 }

@@ -1,28 +1,36 @@
 /**
- * The backend port: raw, fully namespaced entries with a time to live.
+ * The storage port: raw, fully namespaced entries with a physical time to live.
  *
- * A store knows nothing about keyspaces or schemas. It keeps opaque values under string keys that the
- * {@link Cache} has already namespaced and validated. A store that lives in the process may keep a
- * decoded value as it is ({@link LiveValue}), so a hit costs no deserialization; a remote store
- * keeps bytes or text.
+ * A store knows nothing about keyspaces or schemas. It keeps entries ({@link CacheEntry.Stored}:
+ * envelope bytes, or live entries in an in-process store) under string keys that the cache has
+ * already namespaced and validated, and says what it can do in a {@link Capabilities} record. A
+ * backend is a module that calls {@link make} with its operations: `CacheStore/Memory.ts`,
+ * `CacheStore/Redis.ts`. The conformance suite in `effect-cachekit/testing` proves a backend in
+ * one line.
+ *
+ * Keys: `"<namespace>:<keyspace>:<segment>"` for user entries; internal keys (locks, and later tag
+ * versions and the bus) live under `"<namespace>::"` ({@link internalKey}), a segment no keyspace name
+ * can produce, and `clear` never removes them.
  *
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import type { StoreError } from "./CacheError.js"
+import * as CacheEntry from "./CacheEntry.js"
+import { StoreError } from "./CacheError.js"
 
 /**
- * A serialized value: text (JSON, plain strings) or bytes (MessagePack, raw bytes).
+ * A serialized body: text (JSON, plain strings) or bytes (MessagePack, raw bytes), as a serializer
+ * writes it before the envelope wraps it.
  *
  * @example
  * ```ts
  * import type { CacheStore } from "effect-cachekit"
  *
- * const text: CacheStore.Encoded = "ck1:0123456789ab:{}"
+ * const text: CacheStore.Encoded = "{}"
  * const bytes: CacheStore.Encoded = new Uint8Array([1, 2, 3])
  * ```
  *
@@ -32,46 +40,50 @@ import type { StoreError } from "./CacheError.js"
 export type Encoded = string | Uint8Array
 
 /**
- * A decoded value kept as it is by an in-process store, with the fingerprint of the schema that
- * validated it and the size of its serialized form (used by byte-bounded stores).
- *
- * Only stores with `acceptsLiveValues` receive these; every other store receives {@link Encoded}.
+ * What a store can do. The engine asks this record, never the store's name.
  *
  * @example
  * ```ts
- * import { CacheStore } from "effect-cachekit"
+ * import type { CacheStore } from "effect-cachekit"
  *
- * const live = new CacheStore.LiveValue({ id: 1 }, "fp0123456789", 9)
+ * const remote: CacheStore.Capabilities = {
+ *   inProcess: false,
+ *   liveValues: false,
+ *   synchronousRead: false,
+ *   atomicAdd: true,
+ *   nativeTtl: true,
+ *   clearByPrefix: true,
+ *   assignsVersions: true,
+ *   operationBound: undefined
+ * }
  * ```
  *
- * @since 0.1.0
+ * @since 0.2.0
  * @category models
  */
-export class LiveValue {
-  constructor(
-    /** The decoded value, shared with every reader: treat it as immutable. */
-    readonly value: unknown,
-    /** The fingerprint of the value schema and serializer that wrote it. */
-    readonly fingerprint: string,
-    /** The length of the value's serialized form, in bytes or UTF-16 code units. */
-    readonly size: number
-  ) {}
+export interface Capabilities {
+  /** Every operation completes in the process without waiting on I/O, so the cache does not race it against a timer. */
+  readonly inProcess: boolean
+  /** The store keeps {@link CacheEntry.Live} entries as given (no serialization on a hit). */
+  readonly liveValues: boolean
+  /** The store offers `getNow`, a synchronous read at the Clock's time. */
+  readonly synchronousRead: boolean
+  /** `add` is atomic for every client of the store; otherwise it is a read then a write. */
+  readonly atomicAdd: boolean
+  /** Entries expire by themselves after their ttl on the store's own clock (otherwise on the Effect Clock). */
+  readonly nativeTtl: boolean
+  /** `clear(prefix)` is supported (without blocking the store). */
+  readonly clearByPrefix: boolean
+  /** The store assigns each write's version itself; otherwise the cache stamps it from the Clock. */
+  readonly assignsVersions: boolean
+  /**
+   * A bound every command the store sends settles within (succeeding or failing with a `"Timeout"`),
+   * if the store enforces one itself (Redis: the client's `commandTimeout`). When it is no longer than
+   * the cache's timeout, the cache does not race the store's single-command operations against a
+   * timer of its own.
+   */
+  readonly operationBound: Duration.Duration | undefined
 }
-
-/**
- * What a store holds under one key.
- *
- * @example
- * ```ts
- * import { CacheStore } from "effect-cachekit"
- *
- * const stored: CacheStore.StoredValue = new CacheStore.LiveValue({ id: 1 }, "0123456789ab", 8)
- * ```
- *
- * @since 0.1.0
- * @category models
- */
-export type StoredValue = Encoded | LiveValue
 
 /**
  * One entry of a batch write.
@@ -81,7 +93,8 @@ export type StoredValue = Encoded | LiveValue
  * import { Duration } from "effect"
  * import type { CacheStore } from "effect-cachekit"
  *
- * const entries: ReadonlyArray<CacheStore.Entry> = [{ key: "app:n:1", value: "1", ttl: Duration.seconds(30) }]
+ * declare const bytes: Uint8Array
+ * const entries: ReadonlyArray<CacheStore.Entry> = [{ key: "app:n:1", value: bytes, ttl: Duration.seconds(30) }]
  * ```
  *
  * @since 0.1.0
@@ -89,14 +102,16 @@ export type StoredValue = Encoded | LiveValue
  */
 export interface Entry {
   readonly key: string
-  readonly value: StoredValue
-  /** Time to live; `undefined` keeps the entry until it is evicted or deleted. */
+  readonly value: CacheEntry.Stored
+  /** Physical time to live; `undefined` keeps the entry until it is evicted or deleted. */
   readonly ttl: Duration.Duration | undefined
 }
 
 /**
- * The backend port. Keys arrive fully namespaced (`"<namespace>:<keyspace>:<segment>"`) and already
- * validated. A `ttl` of zero or less stores nothing and removes what was there.
+ * The backend port. Keys arrive fully namespaced and already validated. A `ttl` of zero or less
+ * stores nothing and removes what was there. A store takes ownership of the entries it is given (it
+ * may write the version into an envelope in place) and returns them byte for byte (or, for live
+ * entries, as the same object).
  *
  * @example
  * ```ts
@@ -105,8 +120,8 @@ export interface Entry {
  *
  * const program = Effect.gen(function* () {
  *   const store = yield* CacheStore.CacheStore
- *   yield* store.set("app:counters:a", "1", undefined)
- *   const value = yield* store.get("app:counters:a")   // Option.some("1")
+ *   yield* store.set("app:counters:a", new Uint8Array([1]), undefined)
+ *   const value = yield* store.get("app:counters:a")   // Option.some(bytes)
  * }).pipe(Effect.provide(MemoryStore.layer({ capacity: 100 })))
  * ```
  *
@@ -116,47 +131,130 @@ export interface Entry {
 export interface CacheStore {
   /** A short name for errors, logs and metrics, e.g. `"memory"` or `"redis"`. */
   readonly name: string
+  readonly capabilities: Capabilities
+  readonly get: (key: string) => Effect.Effect<Option.Option<CacheEntry.Stored>, StoreError>
   /**
-   * Whether every operation completes in the process without waiting on I/O. The cache does not race
-   * such operations against its timeout.
-   */
-  readonly isInProcess: boolean
-  /** Whether the store may be handed {@link LiveValue}s (and returns them as given). */
-  readonly acceptsLiveValues: boolean
-  /**
-   * A bound every command the store sends settles within (succeeding or failing with a `"Timeout"`),
-   * if the store enforces one itself (the Redis store: the client's `commandTimeout`). When it is no
-   * longer than the cache's timeout, the cache does not race its single-command operations against a
-   * timer of its own (`clear` and `expire` are always raced).
-   */
-  readonly operationBound?: Duration.Duration | undefined
-  readonly get: (key: string) => Effect.Effect<Option.Option<StoredValue>, StoreError>
-  /**
-   * For in-process stores: the live value under `key` at `now` (epoch milliseconds from the Clock), read
+   * With `synchronousRead`: the entry under `key` at `now` (epoch milliseconds from the Clock), read
    * synchronously, or `undefined`. The cache's hit path uses it to read without extra effects.
    */
-  readonly readNow?: ((key: string, now: number) => StoredValue | undefined) | undefined
+  readonly getNow: ((key: string, now: number) => CacheEntry.Stored | undefined) | undefined
   /** One result per key, in the order of `keys`. */
-  readonly getMany: (keys: ReadonlyArray<string>) => Effect.Effect<Array<Option.Option<StoredValue>>, StoreError>
-  readonly set: (key: string, value: StoredValue, ttl: Duration.Duration | undefined) => Effect.Effect<void, StoreError>
+  readonly getMany: (keys: ReadonlyArray<string>) => Effect.Effect<Array<Option.Option<CacheEntry.Stored>>, StoreError>
+  readonly set: (key: string, value: CacheEntry.Stored, ttl: Duration.Duration | undefined) => Effect.Effect<void, StoreError>
   readonly setMany: (entries: ReadonlyArray<Entry>) => Effect.Effect<void, StoreError>
-  /** Writes only if no live entry exists under `key`; `true` when it wrote. */
-  readonly add: (key: string, value: StoredValue, ttl: Duration.Duration | undefined) => Effect.Effect<boolean, StoreError>
-  /** `true` when a live entry was removed. */
+  /** Writes only if no entry exists under `key`; `true` when it wrote. */
+  readonly add: (key: string, value: CacheEntry.Stored, ttl: Duration.Duration | undefined) => Effect.Effect<boolean, StoreError>
+  /** `true` when an entry was removed. */
   readonly delete: (key: string) => Effect.Effect<boolean, StoreError>
-  /** The number of live entries removed. */
+  /** The number of entries removed. */
   readonly deleteMany: (keys: ReadonlyArray<string>) => Effect.Effect<number, StoreError>
   readonly has: (key: string) => Effect.Effect<boolean, StoreError>
   /**
-   * Adds `by` to the integer stored as text under `key` (a missing entry counts as 0) and returns the
-   * new value; the entry keeps its time to live. A value that is not an integer fails with reason
-   * `"WrongType"`.
+   * Removes every entry whose key starts with `prefix`, except internal keys ({@link isInternalKey});
+   * returns how many were removed. Fails with reason `"Unsupported"` without `clearByPrefix`.
    */
-  readonly increment: (key: string, by: number) => Effect.Effect<number, StoreError>
-  /** Sets a new time to live on a live entry; `false` when there is none. */
-  readonly expire: (key: string, ttl: Duration.Duration) => Effect.Effect<boolean, StoreError>
-  /** Removes every entry whose key starts with `prefix`; returns how many were removed. */
   readonly clear: (prefix: string) => Effect.Effect<number, StoreError>
+}
+
+/**
+ * What a backend gives {@link make}: `get`, `set` and `delete` at least; the batch operations,
+ * `has`, `add` and `clear` are derived when it leaves them out (and its capabilities say so).
+ *
+ * @example
+ * ```ts
+ * import { Effect, Option } from "effect"
+ * import { CacheStore } from "effect-cachekit"
+ *
+ * const entries = new Map<string, Uint8Array>()
+ * const impl: CacheStore.Implementation = {
+ *   name: "map",
+ *   capabilities: { inProcess: true },
+ *   get: (key) => Effect.sync(() => Option.fromNullable(entries.get(key))),
+ *   set: (key, value) => Effect.sync(() => void entries.set(key, value as Uint8Array)),
+ *   delete: (key) => Effect.sync(() => entries.delete(key))
+ * }
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Implementation {
+  readonly name: string
+  /**
+   * What the store can do. Left out: `false` (and `operationBound` undefined), except `atomicAdd` and
+   * `clearByPrefix`, which default to whether `add` and `clear` are given.
+   */
+  readonly capabilities?: Partial<Omit<Capabilities, "synchronousRead">> | undefined
+  readonly get: CacheStore["get"]
+  readonly getNow?: ((key: string, now: number) => CacheEntry.Stored | undefined) | undefined
+  readonly getMany?: CacheStore["getMany"] | undefined
+  readonly set: CacheStore["set"]
+  readonly setMany?: CacheStore["setMany"] | undefined
+  /** Atomic insert-if-absent; without it, `add` reads then writes (and `atomicAdd` is `false`). */
+  readonly add?: CacheStore["add"] | undefined
+  readonly delete: CacheStore["delete"]
+  readonly deleteMany?: CacheStore["deleteMany"] | undefined
+  readonly has?: CacheStore["has"] | undefined
+  readonly clear?: CacheStore["clear"] | undefined
+}
+
+/**
+ * Builds a store from its operations, deriving what it leaves out: `getMany`, `setMany` and
+ * `deleteMany` one key at a time, `has` from `get`, `add` as a read then a write, and `clear` as an
+ * `"Unsupported"` failure.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Option } from "effect"
+ * import { CacheStore } from "effect-cachekit"
+ *
+ * const entries = new Map<string, Uint8Array>()
+ * const store = CacheStore.make({
+ *   name: "map",
+ *   capabilities: { inProcess: true },
+ *   get: (key) => Effect.sync(() => Option.fromNullable(entries.get(key))),
+ *   set: (key, value) => Effect.sync(() => void entries.set(key, value as Uint8Array)),
+ *   delete: (key) => Effect.sync(() => entries.delete(key))
+ * })
+ * store.capabilities.atomicAdd // false: derived from get + set
+ * ```
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const make = (impl: Implementation): CacheStore => {
+  const given = impl.capabilities ?? {}
+  const capabilities: Capabilities = {
+    inProcess: given.inProcess ?? false,
+    liveValues: given.liveValues ?? false,
+    synchronousRead: impl.getNow !== undefined,
+    atomicAdd: impl.add !== undefined && (given.atomicAdd ?? true),
+    nativeTtl: given.nativeTtl ?? false,
+    clearByPrefix: impl.clear !== undefined && (given.clearByPrefix ?? true),
+    assignsVersions: given.assignsVersions ?? false,
+    operationBound: given.operationBound
+  }
+  const { get, set } = impl
+  const del = impl.delete
+  return {
+    name: impl.name,
+    capabilities,
+    get,
+    getNow: impl.getNow,
+    getMany: impl.getMany ?? ((keys) => Effect.forEach(keys, get)),
+    set,
+    setMany: impl.setMany ?? ((entries) => Effect.forEach(entries, (entry) => set(entry.key, entry.value, entry.ttl), { discard: true })),
+    add: impl.add ?? ((key, value, ttl) =>
+      Effect.flatMap(get(key), (found) => Option.isSome(found) ? Effect.succeed(false) : Effect.as(set(key, value, ttl), true))),
+    delete: del,
+    deleteMany: impl.deleteMany ??
+      ((keys) => Effect.map(Effect.forEach(keys, del), (removed) => removed.filter((r) => r).length)),
+    has: impl.has ?? ((key) => Effect.map(get(key), Option.isSome)),
+    clear: impl.clear ?? ((prefix) =>
+      Effect.fail(
+        new StoreError({ reason: "Unsupported", operation: "clear", key: prefix, store: impl.name, cause: "this store cannot clear by prefix" })
+      ))
+  }
 }
 
 /**
@@ -167,7 +265,7 @@ export interface CacheStore {
  * import { Effect } from "effect"
  * import { CacheStore } from "effect-cachekit"
  *
- * const entries = Effect.flatMap(CacheStore.CacheStore, (store) => store.has("app:users:1"))
+ * const known = Effect.flatMap(CacheStore.CacheStore, (store) => store.has("app:users:1"))
  * ```
  *
  * @since 0.1.0
@@ -176,6 +274,60 @@ export interface CacheStore {
 export const CacheStore: Context.Tag<CacheStore, CacheStore> = Context.GenericTag<CacheStore>(
   "effect-cachekit/CacheStore"
 )
+
+/**
+ * The key of an internal entry of `namespace` (a lock, a tag version): `"<namespace>::<kind>:<rest>"`.
+ * No keyspace can produce it (keyspace names are never empty), no keyspace operation reads or
+ * deletes it, and `clear` skips it, while an ACL pattern `~<namespace>:*` still covers it.
+ *
+ * @example
+ * ```ts
+ * import { CacheStore } from "effect-cachekit"
+ *
+ * CacheStore.internalKey("app", "lock", "app:users:1") // "app::lock:app:users:1"
+ * ```
+ *
+ * @since 0.2.0
+ * @category keys
+ */
+export const internalKey = (namespace: string, kind: string, rest: string): string => `${namespace}::${kind}:${rest}`
+
+/**
+ * Whether a key is internal: its namespace is followed by `"::"`.
+ *
+ * @example
+ * ```ts
+ * import { CacheStore } from "effect-cachekit"
+ *
+ * CacheStore.isInternalKey("app::lock:app:users:1") // true
+ * CacheStore.isInternalKey("app:users::1")          // false: a user key whose segment starts with ":"
+ * ```
+ *
+ * @since 0.2.0
+ * @category keys
+ */
+export const isInternalKey = (key: string): boolean => {
+  const colon = key.indexOf(":")
+  return colon >= 0 && key.charCodeAt(colon + 1) === 58
+}
+
+/**
+ * The namespace of a store key: the text before its first `":"`.
+ *
+ * @example
+ * ```ts
+ * import { CacheStore } from "effect-cachekit"
+ *
+ * CacheStore.namespaceOf("app:users:1") // "app"
+ * ```
+ *
+ * @since 0.2.0
+ * @category keys
+ */
+export const namespaceOf = (key: string): string => {
+  const colon = key.indexOf(":")
+  return colon < 0 ? key : key.slice(0, colon)
+}
 
 /**
  * A store that keeps nothing: every read misses and every write is dropped. This is the backend of a
@@ -193,12 +345,11 @@ export const CacheStore: Context.Tag<CacheStore, CacheStore> = Context.GenericTa
  * @since 0.1.0
  * @category constructors
  */
-export const noop: CacheStore = {
+export const noop: CacheStore = make({
   name: "noop",
-  isInProcess: true,
-  acceptsLiveValues: true,
+  capabilities: { inProcess: true, liveValues: true, atomicAdd: true, clearByPrefix: true, assignsVersions: true },
   get: () => Effect.succeedNone,
-  readNow: () => undefined,
+  getNow: () => undefined,
   getMany: (keys) => Effect.succeed(keys.map(() => Option.none())),
   set: () => Effect.void,
   setMany: () => Effect.void,
@@ -207,11 +358,8 @@ export const noop: CacheStore = {
   delete: () => Effect.succeed(false),
   deleteMany: () => Effect.succeed(0),
   has: () => Effect.succeed(false),
-  // Every counter starts from zero again, as after an eviction.
-  increment: (_key, by) => Effect.succeed(by),
-  expire: () => Effect.succeed(false),
   clear: () => Effect.succeed(0)
-}
+})
 
 /**
  * The no-op store as a layer: caching disabled.
@@ -228,3 +376,13 @@ export const noop: CacheStore = {
  * @category layers
  */
 export const layerNoop: Layer.Layer<CacheStore> = Layer.succeed(CacheStore, noop)
+
+/**
+ * @internal
+ * A physical time to live as whole milliseconds; `undefined` for none.
+ */
+export const ttlMillis = (ttl: Duration.Duration | undefined): number | undefined =>
+  ttl === undefined || !Duration.isFinite(ttl) ? undefined : Math.ceil(Duration.toMillis(ttl))
+
+/** @internal The live entry of `stored`, if it is one. */
+export const isLive = (stored: CacheEntry.Stored): stored is CacheEntry.Live => stored instanceof CacheEntry.Live

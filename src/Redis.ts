@@ -170,22 +170,28 @@ const connect = (options: Options): Redis => {
   return { client: new IORedis(url, redisOptions), isCluster: false }
 }
 
-/** Resolves once the client is ready, or after `connectTimeout`: a cache starts even when Redis is down. */
+/**
+ * Resolves once the client is ready, or after `connectTimeout` of real time (a timer, not the Effect
+ * Clock, so a layer built under `TestClock` does not hang): a cache starts even when Redis is down.
+ */
 const awaitReady = (redis: Redis, timeout: Duration.DurationInput) =>
   Effect.async<void>((resume) => {
     const client = redis.client
     if (client.status === "ready") return resume(Effect.void)
-    const done = () => resume(Effect.void)
+    const done = () => {
+      clearTimeout(timer)
+      resume(Effect.void)
+    }
+    const timer = setTimeout(() => {
+      client.off("ready", done)
+      resume(Effect.logWarning("effect-cachekit: Redis is not reachable yet; the cache works without it until it is"))
+    }, Duration.toMillis(Duration.decode(timeout)))
     client.once("ready", done)
-    return Effect.sync(() => client.off("ready", done))
-  }).pipe(
-    Effect.timeoutTo({
-      duration: timeout,
-      onSuccess: () => Effect.void,
-      onTimeout: () => Effect.logWarning("effect-cachekit: Redis is not reachable yet; the cache works without it until it is")
-    }),
-    Effect.flatten
-  )
+    return Effect.sync(() => {
+      clearTimeout(timer)
+      client.off("ready", done)
+    })
+  })
 
 /**
  * Connects to Redis for the life of the layer's scope; the connection is closed with the scope.
@@ -236,9 +242,19 @@ const close = async (client: Client): Promise<void> => {
   client.disconnect()
 }
 
+const envUrl = Config.redacted("CACHE_REDIS_URL").pipe(Config.withDescription("redis://[user:password@]host:port[/db]"))
+
+const isBlank = (url: Redacted.Redacted<string>) => Redacted.value(url).trim() === ""
+
+const envCommandTimeout = Config.duration("CACHE_REDIS_COMMAND_TIMEOUT").pipe(
+  Config.option,
+  Config.map(Option.getOrUndefined),
+  Config.withDescription("the bound on every Redis command")
+)
+
 /**
- * The client settings `layerConfig` reads: `CACHE_REDIS_URL` (a secret: it may carry a password) and
- * `CACHE_REDIS_COMMAND_TIMEOUT`.
+ * The client settings {@link layerFromEnv} reads: `CACHE_REDIS_URL` (a secret: it may carry a
+ * password; required, and not empty) and `CACHE_REDIS_COMMAND_TIMEOUT`.
  *
  * @example
  * ```ts
@@ -252,28 +268,52 @@ const close = async (client: Client): Promise<void> => {
  * @category config
  */
 export const config: Config.Config<Options> = Config.all({
-  url: Config.redacted("CACHE_REDIS_URL").pipe(Config.withDescription("redis://[user:password@]host:port[/db]")),
-  commandTimeout: Config.duration("CACHE_REDIS_COMMAND_TIMEOUT").pipe(
-    Config.option,
-    Config.map(Option.getOrUndefined),
-    Config.withDescription("the bound on every Redis command")
-  )
+  url: envUrl.pipe(Config.validate({ message: "CACHE_REDIS_URL is empty", validation: (url) => !isBlank(url) })),
+  commandTimeout: envCommandTimeout
 })
 
 /**
- * A client configured from the environment (see {@link config}).
+ * @internal
+ * The same settings when Redis is optional: `None` when `CACHE_REDIS_URL` is unset or empty.
+ */
+export const optionalConfig: Config.Config<Option.Option<Options>> = Config.all({
+  url: envUrl.pipe(Config.option, Config.map(Option.filter((url) => !isBlank(url)))),
+  commandTimeout: envCommandTimeout
+}).pipe(Config.map(({ commandTimeout, url }) => Option.map(url, (url): Options => ({ url, commandTimeout }))))
+
+/**
+ * A client configured with Effect's `Config`: each option may be given as a `Config` (Effect's
+ * convention, `Config.Wrap<Options>`), read when the layer is built.
+ *
+ * @example
+ * ```ts
+ * import { Config } from "effect"
+ * import { Redis } from "effect-cachekit"
+ *
+ * const RedisLive = Redis.layerConfig({ url: Config.redacted("APP_REDIS_URL"), commandTimeout: Config.succeed("250 millis") })
+ * ```
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerConfig = (options: Config.Config.Wrap<Options>): Layer.Layer<Redis, ConfigError.ConfigError> =>
+  Layer.unwrapEffect(Effect.map(Config.unwrap(options), layer))
+
+/**
+ * A client configured from the environment (see {@link config}): `CACHE_REDIS_URL` and
+ * `CACHE_REDIS_COMMAND_TIMEOUT`.
  *
  * @example
  * ```ts
  * import { Redis } from "effect-cachekit"
  *
- * const RedisLive = Redis.layerConfig // CACHE_REDIS_URL=redis://127.0.0.1:6379
+ * const RedisLive = Redis.layerFromEnv // CACHE_REDIS_URL=redis://127.0.0.1:6379
  * ```
  *
- * @since 0.1.0
+ * @since 0.2.0
  * @category layers
  */
-export const layerConfig: Layer.Layer<Redis, ConfigError.ConfigError> = Layer.unwrapEffect(Effect.map(config, layer))
+export const layerFromEnv: Layer.Layer<Redis, ConfigError.ConfigError> = Layer.unwrapEffect(Effect.map(config, layer))
 
 /**
  * Wraps a client the program already owns, waiting (at most 2 seconds) for it to be ready. The layer

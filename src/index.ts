@@ -33,11 +33,25 @@ export * as CacheKey from "./CacheKey.js"
 export * as CacheSerializer from "./CacheSerializer.js"
 
 /**
- * The backend port and the no-op store.
+ * The stored form of an entry: the envelope every store holds.
+ *
+ * @since 0.2.0
+ */
+export * as CacheEntry from "./CacheEntry.js"
+
+/**
+ * The store port, its capabilities and the no-op store.
  *
  * @since 0.1.0
  */
 export * as CacheStore from "./CacheStore.js"
+
+/**
+ * The lock port.
+ *
+ * @since 0.1.0
+ */
+export * as CacheLock from "./CacheLock.js"
 
 /**
  * Typed regions of a cache.
@@ -47,13 +61,6 @@ export * as CacheStore from "./CacheStore.js"
 export * as Keyspace from "./Keyspace.js"
 
 /**
- * The bounded in-process store.
- *
- * @since 0.1.0
- */
-export * as MemoryStore from "./MemoryStore.js"
-
-/**
  * The ioredis client as a scoped service.
  *
  * @since 0.1.0
@@ -61,22 +68,37 @@ export * as MemoryStore from "./MemoryStore.js"
 export * as Redis from "./Redis.js"
 
 /**
- * The Redis store.
+ * The bounded in-process store (`effect-cachekit/CacheStore/Memory`).
  *
  * @since 0.1.0
  */
-export * as RedisStore from "./RedisStore.js"
+export * as MemoryStore from "./CacheStore/Memory.js"
 
 /**
- * The lock port and its in-process layer.
+ * The Redis store, standalone or Cluster (`effect-cachekit/CacheStore/Redis`).
  *
  * @since 0.1.0
  */
-export * as CacheLock from "./CacheLock.js"
+export * as RedisStore from "./CacheStore/Redis.js"
 
 /**
- * The distributed lock over Redis.
+ * A store that records every operation and entry, for assertions in tests
+ * (`effect-cachekit/CacheStore/Recording`).
+ *
+ * @since 0.2.0
+ */
+export * as RecordingStore from "./CacheStore/Recording.js"
+
+/**
+ * The in-process lock (`effect-cachekit/CacheLock/Memory`).
+ *
+ * @since 0.2.0
+ */
+export * as MemoryLock from "./CacheLock/Memory.js"
+
+/**
+ * The distributed lock over Redis (`effect-cachekit/CacheLock/Redis`).
  *
  * @since 0.1.0
  */
-export * as RedisLock from "./RedisLock.js"
+export * as RedisLock from "./CacheLock/Redis.js"

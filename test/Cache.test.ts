@@ -1,6 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import {
+  Config,
   ConfigProvider,
+  Duration,
   Context,
   Data,
   Deferred,
@@ -15,7 +17,7 @@ import {
   Schema,
   TestClock
 } from "effect"
-import { Cache, CacheKey, CacheStore, Keyspace, MemoryStore } from "../src/index.js"
+import { Cache, CacheEntry, CacheKey, CacheStore, Keyspace, MemoryStore } from "../src/index.js"
 import { cacheOver, failingStore, hangingStore, layerSerializing } from "./utils.js"
 
 class User extends Schema.Class<User>("User")({ id: Schema.Number, name: Schema.String }) {}
@@ -56,7 +58,16 @@ const inFlightWhenSettled = Effect.flatMap(Cache.Cache, (cache) =>
     Effect.repeat({ until: (n) => n === 0, times: 1_000 })
   ))
 
-/** The memory store both in-process (live values) and as a remote store sees it (framed bytes). */
+const bytes = (text: string) => new TextEncoder().encode(text)
+
+/** An envelope as a writer would store it: fresh for ever unless told otherwise. */
+const envelope = (fingerprint: string, body: string, header: Partial<CacheEntry.Header> = {}) =>
+  CacheEntry.encode(
+    { fingerprint, version: 1, freshUntil: Infinity, staleUntil: Infinity, tags: [], isFailure: false, ...header },
+    body
+  )
+
+/** The memory store both in-process (live values) and as a remote store sees it (envelope bytes). */
 const backends = [
   ["memory", (namespace: string) => Cache.layer({ namespace }).pipe(Layer.provideMerge(MemoryStore.layer()))],
   ["serializing", (namespace: string) => Cache.layer({ namespace }).pipe(Layer.provideMerge(layerSerializing()))]
@@ -293,20 +304,27 @@ for (const [backend, layerFor] of backends) {
         const store = yield* CacheStore.CacheStore
         const labels = { cache: "corrupt", keyspace: "users", store: store.name }
         const before = yield* counter(Cache.metrics.decodeFailures, labels)
+        const good = envelope(Users.fingerprint, `{"id":1,"name":"x"}`)
         const corrupt = [
-          "not json at all",
-          `ck1:${Users.fingerprint}:{not json`,
-          `ck1:${Users.fingerprint}:{"id":"one","name":1}`,
+          bytes("not json at all"),
+          envelope(Users.fingerprint, "{not json"),
+          envelope(Users.fingerprint, `{"id":"one","name":1}`),
           new Uint8Array([0xff, 0xfe, 0x00, 0x01]),
-          `ck1:000000000000:{"id":1,"name":"other schema"}`
+          envelope("000000000000", `{"id":1,"name":"other schema"}`),
+          // A wave-1 entry (0.1's "ck1:<fingerprint>:<body>" layout): a miss, healed by the next write.
+          bytes(`ck1:${Users.fingerprint}:{"id":1,"name":"x"}`),
+          // An envelope cut inside its header, one cut inside a tag, one whose times disagree.
+          good.subarray(0, 20),
+          envelope(Users.fingerprint, `{"id":1,"name":"x"}`, { tags: ["a-long-tag"] }).subarray(0, 47),
+          envelope(Users.fingerprint, `{"id":1,"name":"x"}`, { freshUntil: 2e12, staleUntil: 1e12 })
         ]
-        for (const bytes of corrupt) {
-          yield* store.set("corrupt:users:1", bytes, undefined)
+        for (const entry of corrupt) {
+          yield* store.set("corrupt:users:1", entry, undefined)
           assert.isTrue(Option.isNone(yield* Users.get(1)))
           assert.isFalse(yield* store.has("corrupt:users:1"), "the bad entry was dropped")
         }
         assert.strictEqual((yield* counter(Cache.metrics.decodeFailures, labels)) - before, corrupt.length)
-        yield* store.set("corrupt:users:1", "garbage", undefined)
+        yield* store.set("corrupt:users:1", bytes("garbage"), undefined)
         const healed = yield* Users.getOrSet(1, Effect.succeed(new User({ id: 1, name: "fresh" })))
         assert.strictEqual(healed.name, "fresh")
         assert.strictEqual(Option.getOrThrow(yield* Users.get(1)).name, "fresh")
@@ -335,11 +353,11 @@ for (const [backend, layerFor] of backends) {
         const store = yield* CacheStore.CacheStore
         yield* store.set(
           "proto:users:1",
-          `ck1:${Users.fingerprint}:{"__proto__":{"polluted":true},"id":1,"name":"x","constructor":{"prototype":{"polluted":true}}}`,
+          envelope(Users.fingerprint, `{"__proto__":{"polluted":true},"id":1,"name":"x","constructor":{"prototype":{"polluted":true}}}`),
           undefined
         )
-        const got = yield* Users.get(1)
-        if (backend === "serializing") assert.strictEqual(Option.getOrThrow(got).name, "x")
+        // A body with a __proto__ key is refused: a miss, never an object whose prototype a writer chose.
+        assert.isTrue(Option.isNone(yield* Users.get(1)))
         assert.isUndefined((({}) as Record<string, unknown>).polluted)
         assert.isUndefined((Object.prototype as unknown as Record<string, unknown>).polluted)
       }).pipe(provide("proto")))
@@ -434,21 +452,41 @@ describe("Cache layers", () => {
         .pipe(Layer.provide(MemoryStore.layer())))
     ))
 
-  it.effect("layerConfig reads the environment; CACHE_ENABLED=false runs every producer", () =>
+  it.effect("layerFromEnv reads the environment; CACHE_ENABLED=false runs every producer; an empty CACHE_REDIS_URL is unset", () =>
     Effect.gen(function*() {
       const calls = yield* Ref.make(0)
       const produce = Effect.as(Ref.update(calls, (n) => n + 1), new User({ id: 1, name: "x" }))
       const program = Effect.zipRight(Users.getOrSet(1, produce), Users.getOrSet(1, produce))
       const withEnv = (env: Record<string, string>) =>
-        Effect.provide(program, Cache.layerConfig.pipe(Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env)))))))
+        Effect.provide(program, Cache.layerFromEnv.pipe(Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env)))))))
       yield* withEnv({ CACHE_NAMESPACE: "configured", CACHE_MEMORY_CAPACITY: "10" })
       assert.strictEqual(yield* Ref.get(calls), 1)
       yield* withEnv({ CACHE_ENABLED: "false" })
       assert.strictEqual(yield* Ref.get(calls), 3)
+      // Empty means unset: the memory store, not a connection attempt to "".
+      yield* withEnv({ CACHE_REDIS_URL: "" })
+      assert.strictEqual(yield* Ref.get(calls), 4)
+      const settings = yield* Effect.withConfigProvider(Cache.config, ConfigProvider.fromMap(new Map([["CACHE_REDIS_URL", ""]])))
+      assert.isUndefined(settings.redis)
       const bad = yield* Effect.exit(withEnv({ CACHE_NAMESPACE: "a:b" }))
       assert.isTrue(Exit.isFailure(bad))
       const badCapacity = yield* Effect.exit(withEnv({ CACHE_MEMORY_CAPACITY: "-1" }))
       assert.isTrue(Exit.isFailure(badCapacity))
+    }))
+
+  it.effect("layerConfig takes every option as a Config (Config.Wrap), read when the layer is built", () =>
+    Effect.gen(function*() {
+      const provider = ConfigProvider.fromMap(new Map([["APP_NS", "wrapped"], ["APP_CAPACITY", "2"]]))
+      const CacheLive = Cache.layerConfig({
+        namespace: Config.string("APP_NS"),
+        capacity: Config.integer("APP_CAPACITY"),
+        defaultTtl: Config.succeed(Duration.minutes(1))
+      })
+      const cache = yield* Effect.provide(Cache.Cache, CacheLive.pipe(Layer.provide(Layer.setConfigProvider(provider))))
+      assert.strictEqual(cache.namespace, "wrapped")
+      assert.deepStrictEqual(cache.defaultTtl, Duration.minutes(1))
+      const missing = yield* Effect.exit(Effect.provide(Cache.Cache, CacheLive.pipe(Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map()))))))
+      assert.isTrue(Exit.isFailure(missing), "a missing required setting fails the layer")
     }))
 
   it.effect("hits and misses are counted per keyspace", () =>

@@ -1,10 +1,10 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Data, Effect, Fiber, Layer, Option, Ref, Schema, TestClock } from "effect"
-import { Cache, CacheError, CacheKey, CacheLock, CacheStore, Keyspace, MemoryStore } from "../src/index.js"
-import { lockSuite } from "./suites/CacheLockSuite.js"
+import { Cache, CacheError, CacheKey, CacheLock, CacheStore, Keyspace, MemoryLock, MemoryStore } from "../src/index.js"
+import { lockSuite } from "../src/testing.js"
 import { layerSerializing } from "./utils.js"
 
-lockSuite("in-process lock over the memory store", CacheLock.layerMemory.pipe(Layer.provideMerge(MemoryStore.layer())))
+lockSuite("in-process lock over the memory store", MemoryLock.layer.pipe(Layer.provideMerge(MemoryStore.layer())))
 
 class User extends Schema.Class<User>("User")({ id: Schema.Number, name: Schema.String }) {}
 class FetchError extends Data.TaggedError("FetchError")<{}> {}
@@ -14,7 +14,7 @@ const Users = Keyspace.make({ name: "users", key: CacheKey.number, value: User, 
 const instances = [0, 1, 2, 3].map((i) => Context.GenericTag<`instance-${number}`, Cache.Service>(`test/instance-${i}`))
 const fleet = (store: Layer.Layer<CacheStore.CacheStore>, options: Cache.Options = {}) =>
   instances.map((tag) => Layer.scoped(tag, Cache.make({ namespace: "fleet", ...options }))).reduce((a, b) => Layer.merge(a, b)).pipe(
-    Layer.provideMerge(CacheLock.layerMemory),
+    Layer.provideMerge(MemoryLock.layer),
     Layer.provideMerge(store)
   )
 
@@ -97,7 +97,7 @@ for (const [backend, store] of [["memory", MemoryStore.layer()], ["serializing",
 
 describe("the lock path under failure", () => {
   const NonEmpty = Keyspace.make({ name: "nonempty", key: CacheKey.string, value: Schema.NonEmptyString })
-  const oneInstance = (lock: Layer.Layer<CacheLock.CacheLock, never, CacheStore.CacheStore> = CacheLock.layerMemory) =>
+  const oneInstance = (lock: Layer.Layer<CacheLock.CacheLock, never, CacheStore.CacheStore> = MemoryLock.layer) =>
     Cache.layer({ namespace: "app", lock: { lease: "3 seconds" } }).pipe(
       Layer.provideMerge(lock),
       Layer.provideMerge(MemoryStore.layer())
@@ -115,7 +115,7 @@ describe("the lock path under failure", () => {
       let extends_ = 0
       const flaky = Layer.effect(
         CacheLock.CacheLock,
-        Effect.map(CacheLock.makeMemory, (memory): CacheLock.CacheLock => ({
+        Effect.map(MemoryLock.make, (memory): CacheLock.CacheLock => ({
           ...memory,
           extend: (lease, duration) =>
             Effect.suspend(() =>
@@ -169,7 +169,7 @@ describe("a skip or ttl function that throws", () => {
   })
   for (const [name, layer] of [
     ["without a lock", Cache.layer({ namespace: "t" }).pipe(Layer.provideMerge(MemoryStore.layer()))],
-    ["with a lock", Cache.layer({ namespace: "t" }).pipe(Layer.provideMerge(CacheLock.layerMemory), Layer.provideMerge(MemoryStore.layer()))]
+    ["with a lock", Cache.layer({ namespace: "t" }).pipe(Layer.provideMerge(MemoryLock.layer), Layer.provideMerge(MemoryStore.layer()))]
   ] as const) {
     it.effect(`${name}: the caller gets the value, nothing is stored, the key is free again`, () =>
       Effect.gen(function*() {

@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer, Option, Schema } from "effect"
-import { Cache, CacheKey, CacheSerializer, CacheStore, Keyspace } from "../src/index.js"
+import { Cache, CacheEntry, CacheKey, CacheSerializer, CacheStore, Keyspace } from "../src/index.js"
 import { layerSerializing } from "./utils.js"
 
 interface Tree {
@@ -43,11 +43,12 @@ const roundTrip = <A, I>(name: string, value: Schema.Schema<A, I>, serializer: C
       yield* Space.set("k", sample)
       const store = yield* CacheStore.CacheStore
       const raw = Option.getOrThrow(yield* store.get(`ser:${name}:k`))
-      assert.strictEqual(typeof raw === "string" ? "text" : "binary", serializer.format)
+      assert.instanceOf(raw, Uint8Array)
+      const entry = CacheEntry.decode(raw as Uint8Array)
+      assert.strictEqual(entry?.fingerprint, Space.fingerprint)
       assert.deepStrictEqual(yield* Space.get("k"), Option.some(sample))
-      // What a remote store returns may come back as bytes whatever was written: still readable.
-      const asBytes = typeof raw === "string" ? new TextEncoder().encode(raw) : raw
-      yield* store.set(`ser:${name}:k`, asBytes as CacheStore.Encoded, undefined)
+      // A copy of the bytes (as a remote store hands back) reads the same.
+      yield* store.set(`ser:${name}:k`, Uint8Array.from(raw as Uint8Array), undefined)
       assert.deepStrictEqual(yield* Space.get("k"), Option.some(sample))
     }).pipe(Effect.provide(Cache.layer({ namespace: "ser" }).pipe(Layer.provideMerge(layerSerializing())))))
 
@@ -74,17 +75,152 @@ describe("serializers", () => {
       assert.deepStrictEqual(yield* Space.get("k"), Option.some("HELLO"))
       const store = yield* CacheStore.CacheStore
       const raw = Option.getOrThrow(yield* store.get("ser:async:k"))
-      assert.isTrue(typeof raw === "string" && raw.endsWith(":\"hello\""))
+      const entry = CacheEntry.decode(raw as Uint8Array)
+      assert.strictEqual(entry === undefined ? undefined : Buffer.from(entry.body).toString("utf8"), "\"hello\"")
     }).pipe(Effect.provide(Cache.layer({ namespace: "ser" }).pipe(Layer.provideMerge(layerSerializing())))))
 
   it.effect("corrupt MessagePack bytes are a miss, not a defect", () =>
     Effect.gen(function*() {
       const Space = Keyspace.make({ name: "mp", key: CacheKey.string, value: Schema.Struct({ n: Schema.Number }), serializer: CacheSerializer.msgpack })
       const store = yield* CacheStore.CacheStore
-      const header = new TextEncoder().encode(`ck1:${Space.fingerprint}:`)
-      const bad = new Uint8Array([...header, 0xc1, 0xff, 0x00])
+      const bad = CacheEntry.encode(
+        { fingerprint: Space.fingerprint, version: 1, freshUntil: Infinity, staleUntil: Infinity, tags: [], isFailure: false },
+        new Uint8Array([0xc1, 0xff, 0x00])
+      )
       yield* store.set("ser:mp:k", bad, undefined)
       assert.isTrue(Option.isNone(yield* Space.get("k")))
       assert.isFalse(yield* store.has("ser:mp:k"))
     }).pipe(Effect.provide(Cache.layer({ namespace: "ser" }).pipe(Layer.provideMerge(layerSerializing())))))
+})
+
+describe("CacheSerializer.json", () => {
+  const provide = Effect.provide(Cache.layer({ namespace: "ser" }).pipe(Layer.provideMerge(layerSerializing())))
+  const bodyOf = (raw: CacheStore.Encoded) => {
+    const entry = CacheEntry.decode(raw as Uint8Array)
+    return entry === undefined ? undefined : Buffer.from(entry.body).toString("utf8")
+  }
+
+  const Everything = Schema.Struct({
+    bytes: Schema.Uint8ArrayFromSelf,
+    big: Schema.BigIntFromSelf,
+    at: Schema.DateFromSelf,
+    invalidAt: Schema.DateFromSelf,
+    byId: Schema.MapFromSelf({ key: Schema.Number, value: Schema.Struct({ name: Schema.String }) }),
+    tags: Schema.SetFromSelf(Schema.String),
+    missing: Schema.Undefined,
+    list: Schema.Array(Schema.UndefinedOr(Schema.Number)),
+    numbers: Schema.Array(Schema.Number),
+    "~t": Schema.String,
+    "~~odd": Schema.Number
+  })
+  const everything: typeof Everything.Type = {
+    bytes: new Uint8Array([0, 1, 254, 255]),
+    big: -(2n ** 90n),
+    at: new Date("2026-12-04T10:00:00.123Z"),
+    invalidAt: new Date(NaN),
+    byId: new Map([[1, { name: "a" }], [2, { name: "b" }]]),
+    tags: new Set(["x", "~y"]),
+    missing: undefined,
+    list: [1, undefined, 3],
+    numbers: [NaN, Infinity, -Infinity, -0, 0.5],
+    "~t": "not a tag",
+    "~~odd": 2
+  }
+
+  it.effect("carries bytes, bigints, Dates, Maps, Sets, undefined and non-finite numbers through a byte store", () =>
+    Effect.gen(function*() {
+      const Space = Keyspace.make({ name: "all", key: CacheKey.string, value: Everything })
+      yield* Space.set("k", everything)
+      const got = Option.getOrThrow(yield* Space.get("k"))
+      assert.deepStrictEqual(got, everything)
+      assert.isTrue(Object.is(got.numbers[3], -0))
+      assert.isTrue(Object.hasOwn(got, "missing"))
+      const store = yield* CacheStore.CacheStore
+      assert.isTrue(bodyOf(Option.getOrThrow(yield* store.get("ser:all:k")) as CacheStore.Encoded)?.startsWith("~"))
+    }).pipe(provide))
+
+  it.effect("stores plain data as exactly its JSON.stringify text", () =>
+    Effect.gen(function*() {
+      const Plain = Schema.Struct({ id: Schema.Number, name: Schema.String, tags: Schema.Array(Schema.String), "~k": Schema.Boolean })
+      const Space = Keyspace.make({ name: "plain", key: CacheKey.string, value: Plain })
+      const value = { id: 1, name: "é😀\u0000\"", tags: ["a"], "~k": true }
+      yield* Space.set("k", value)
+      const store = yield* CacheStore.CacheStore
+      assert.strictEqual(bodyOf(Option.getOrThrow(yield* store.get("ser:plain:k")) as CacheStore.Encoded), JSON.stringify(value))
+      assert.deepStrictEqual(yield* Space.get("k"), Option.some(value))
+    }).pipe(provide))
+
+  it("refuses, when the keyspace is defined, a schema whose encoded form is a runtime object", () => {
+    class Point {
+      constructor(readonly x: number) {}
+    }
+    assert.throws(
+      () => Keyspace.make({ name: "opt", key: CacheKey.string, value: Schema.OptionFromSelf(Schema.Number) }),
+      /CacheSerializer\.json cannot store this value schema: its encoded form contains effect\/Option.*Schema\.Option instead/
+    )
+    assert.throws(
+      () => Keyspace.make({ name: "pt", key: CacheKey.string, value: Schema.Struct({ at: Schema.instanceOf(Point) }) }),
+      /CacheSerializer\.json cannot store/
+    )
+    assert.throws(
+      () =>
+        Keyspace.make({
+          name: "mp",
+          key: CacheKey.string,
+          value: Schema.MapFromSelf({ key: Schema.String, value: Schema.Number }),
+          serializer: CacheSerializer.msgpack
+        }),
+      /CacheSerializer\.msgpack cannot store this value schema: its encoded form contains ReadonlyMap/
+    )
+    // What the schemas encode to data is fine: Option, Map, Date as an ISO string, a recursive tree.
+    Keyspace.make({ name: "ok", key: CacheKey.string, value: Schema.Struct({ o: Schema.Option(Schema.Number), m: Schema.Map({ key: Schema.String, value: Schema.Date }), t: Tree }) })
+  })
+
+  it.effect("a value that is not data fails the write with a CodecError and stores nothing", () =>
+    Effect.gen(function*() {
+      class Point {
+        constructor(readonly x: number) {}
+      }
+      const Any = Keyspace.make({ name: "any", key: CacheKey.string, value: Schema.Unknown })
+      const cyclic: Record<string, unknown> = {}
+      cyclic.self = cyclic
+      const withProto = JSON.parse(`{"__proto__":{"isAdmin":true}}`)
+      for (const value of [new Point(1), () => 1, Symbol("s"), cyclic, withProto, [1, { f: Math.max }]]) {
+        const error = yield* Effect.flip(Any.set("k", value))
+        assert.strictEqual(error._tag, "CodecError")
+      }
+      const store = yield* CacheStore.CacheStore
+      assert.isFalse(yield* store.has("ser:any:k"))
+    }).pipe(provide))
+
+  it.effect("a stored record with an own __proto__ key, escaped or not, or a malformed tag is a miss", () =>
+    Effect.gen(function*() {
+      const Roles = Keyspace.make({ name: "roles", key: CacheKey.string, value: Schema.Record({ key: Schema.String, value: Schema.Unknown }) })
+      const store = yield* CacheStore.CacheStore
+      const write = (body: string) =>
+        store.set(
+          "ser:roles:k",
+          CacheEntry.encode({ fingerprint: Roles.fingerprint, version: 1, freshUntil: Infinity, staleUntil: Infinity, tags: [], isFailure: false }, body),
+          undefined
+        )
+      for (
+        const body of [
+          `{"__proto__":{"isAdmin":true}}`,
+          `{"a":[{"\\u005f_proto__":{"isAdmin":true}}]}`,
+          `~{"~__proto__":{"isAdmin":true}}`,
+          `~{"x":{"~t":"big","v":"12x"}}`,
+          `~{"x":{"~t":"nope"}}`,
+          `~[1,`
+        ]
+      ) {
+        yield* write(body)
+        const got = yield* Roles.get("k")
+        assert.isTrue(Option.isNone(got), body)
+        assert.isFalse(yield* store.has("ser:roles:k"), `${body} is healed`)
+      }
+      yield* write(`{"name":"ok","constructor":{"prototype":{"isAdmin":true}}}`)
+      const safe = Option.getOrThrow(yield* Roles.get("k"))
+      assert.isUndefined(({} as Record<string, unknown>).isAdmin)
+      assert.strictEqual(Object.getPrototypeOf(safe), Object.prototype)
+    }).pipe(provide))
 })

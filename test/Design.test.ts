@@ -1,72 +1,165 @@
 /**
- * The DESIGN.md "What a user writes" example, as written, compiled and run (against the test Redis for
- * `layerRedis`). `layerTiered` joins this test with the tiered store.
+ * The README's quick start and the parts of DESIGN.md's "What a user writes" example that the library
+ * covers so far, as written, compiled and run: in memory, on the test Redis, and from configuration
+ * read through a ConfigProvider (never the real environment). Each later capability (grace and
+ * timeouts, tags, getOrSetMany, the tiered layer, warm-up and refresh) adds its lines here.
  */
-import { assert, it } from "@effect/vitest"
+import { assert, describe, it } from "@effect/vitest"
 import { inject } from "vitest"
-import { Data, Effect, Layer, Option, Ref, Schema } from "effect"
+import { Config, ConfigProvider, Data, Effect, Layer, Option, Ref, Schema } from "effect"
 import { Cache, CacheKey, Keyspace } from "../src/index.js"
 
-class User extends Schema.Class<User>("User")({ id: Schema.Number, name: Schema.String }) {}
-class FetchError extends Data.TaggedError("FetchError")<{ readonly id: number }> {}
-const AppConfig = Schema.Struct({ featureX: Schema.Boolean })
+/** Runs `self` with configuration read from `entries` only. */
+const withConfig = (entries: Record<string, string>) => <A, E, R>(self: Effect.Effect<A, E, R>) =>
+  Effect.withConfigProvider(self, ConfigProvider.fromMap(new Map(Object.entries(entries))))
 
-it.effect("the DESIGN.md example compiles and behaves as written", () =>
-  Effect.gen(function*() {
-    const fetches = yield* Ref.make(0)
-    const configLoads = yield* Ref.make(0)
-    const fetchUser = (id: number): Effect.Effect<User, FetchError> =>
-      id < 0 ? Effect.fail(new FetchError({ id })) : Effect.as(Ref.update(fetches, (n) => n + 1), new User({ id, name: id === 2 ? "Bob" : "?" }))
-    const loadConfig = Effect.as(Ref.update(configLoads, (n) => n + 1), { featureX: true })
+describe("the README quick start", () => {
+  class User extends Schema.Class<User>("User")({ id: Schema.Number, name: Schema.String }) {}
+  class FetchError extends Data.TaggedError("FetchError")<{ readonly id: number }> {}
+  const AppConfig = Schema.Struct({ featureX: Schema.Boolean })
 
-    // ---- as in DESIGN.md ----
-    const Users = Keyspace.make({
-      name: "users",
-      key: CacheKey.number,            // K = number, stored as "<namespace>:users:<id>"
-      value: User,                     // any Schema<A, I>; JSON by default, or serializer: CacheSerializer.msgpack
-      ttl: "10 minutes",
-    })
+  it.effect("compiles and behaves as written", () =>
+    Effect.gen(function*() {
+      const fetches = yield* Ref.make(0)
+      const configLoads = yield* Ref.make(0)
+      const fetchUser = (id: number): Effect.Effect<User, FetchError> =>
+        id < 0 ? Effect.fail(new FetchError({ id })) : Effect.as(Ref.update(fetches, (n) => n + 1), new User({ id, name: id === 2 ? "Bob" : "?" }))
+      const loadConfig = Effect.as(Ref.update(configLoads, (n) => n + 1), { featureX: true })
 
-    const program = Effect.gen(function* () {
-      yield* Users.set(1, new User({ id: 1, name: "Ada" }))
-      const ada = yield* Users.get(1)                         // Option<User>
-      const bob = yield* Users.getOrSet(2, fetchUser(2))      // User; fetchUser runs at most once at a time
-      yield* Users.invalidate(1)
-      return { ada, bob }
-    })
+      // ---- as in the README ----
+      const Users = Keyspace.make({
+        name: "users",
+        key: CacheKey.number,            // K = number, stored as "<namespace>:users:<id>"
+        value: User,                     // any Schema<A, I>; JSON by default, or serializer: CacheSerializer.msgpack
+        ttl: "10 minutes",
+      })
 
-    // Memoize any effect or effectful function through the cache in context.
-    const getUser = Users.memoize(fetchUser)                  // (id: number) => Effect<User, FetchError, Cache | R>
-    const config = loadConfig.pipe(Cache.memoize({ key: "config", value: AppConfig, ttl: "1 minute" }))
+      const program = Effect.gen(function* () {
+        yield* Users.set(1, new User({ id: 1, name: "Ada" }))
+        const ada = yield* Users.get(1)                         // Option<User>
+        const bob = yield* Users.getOrSet(2, fetchUser(2))      // User; fetchUser runs at most once at a time
+        yield* Users.invalidate(1)
+        return { ada, bob }
+      })
 
-    // Pick the backend by providing a layer; tests provide a different one.
-    const url = `${inject("redisUrl")}/20`
-    const memory = program.pipe(Effect.provide(Cache.layerMemory({ capacity: 10_000 })))
-    const redis = program.pipe(Effect.provide(Cache.layerRedis({ url: "redis://127.0.0.1:6379" })))
-    const fromEnv = program.pipe(Effect.provide(Cache.layerConfig))           // from env: CACHE_ENABLED, CACHE_REDIS_URL, ...
-    // ---- end of the example ----
+      // Memoize any effect or effectful function through the cache in context.
+      const getUser = Users.memoize(fetchUser)                  // (id: number) => Effect<User, FetchError, Cache>
+      const config = loadConfig.pipe(Cache.memoize({ key: "config", value: AppConfig, ttl: "1 minute" }))
 
-    const { ada, bob } = yield* memory
-    assert.deepStrictEqual(ada, Option.some(new User({ id: 1, name: "Ada" })))
-    assert.strictEqual(bob.name, "Bob")
-    assert.strictEqual(yield* Ref.get(fetches), 1)
-    yield* fromEnv
-    // The example's URL names the default port; here it runs against the test server.
-    const onRedis = yield* program.pipe(Effect.provide(Cache.layerRedis({ url, namespace: "design" })))
-    assert.strictEqual(onRedis.bob.name, "Bob")
-    assert.deepStrictEqual(onRedis.ada, Option.some(new User({ id: 1, name: "Ada" })))
-    void redis // the example's own line, typechecked; running it needs a Redis on the default port
+      // Pick the backend by providing a layer; tests provide a different one.
+      const memory = program.pipe(Effect.provide(Cache.layerMemory({ capacity: 10_000 })))
+      const redis = program.pipe(Effect.provide(Cache.layerRedis({ url: "redis://127.0.0.1:6379" })))
+      const fromEnv = program.pipe(Effect.provide(Cache.layerFromEnv))  // CACHE_ENABLED, CACHE_REDIS_URL, ...
+      // ---- end of the example ----
 
-    const typed: (id: number) => Effect.Effect<User, FetchError, Cache.Cache> = getUser
-    yield* Effect.gen(function*() {
-      const before = yield* Ref.get(fetches)
-      yield* typed(3)
-      yield* typed(3)
-      assert.strictEqual((yield* Ref.get(fetches)) - before, 1, "memoized: id 3 fetched once")
-      const failure = yield* Effect.flip(typed(-1))
-      assert.strictEqual(failure._tag, "FetchError")
-      yield* config
-      yield* config
-      assert.strictEqual(yield* Ref.get(configLoads), 1)
-    }).pipe(Effect.provide(Layer.fresh(Cache.layerMemory({ capacity: 10_000 }))))
-  }))
+      const { ada, bob } = yield* memory
+      assert.deepStrictEqual(ada, Option.some(new User({ id: 1, name: "Ada" })))
+      assert.strictEqual(bob.name, "Bob")
+      assert.strictEqual(yield* Ref.get(fetches), 1)
+
+      // From configuration: in memory without a URL, on Redis with one.
+      const inMemory = yield* fromEnv.pipe(withConfig({ CACHE_NAMESPACE: "design-env" }))
+      assert.strictEqual(inMemory.bob.name, "Bob")
+      const url = `${inject("redisUrl")}/20`
+      const onRedisFromEnv = yield* fromEnv.pipe(withConfig({ CACHE_NAMESPACE: "design-env", CACHE_REDIS_URL: url }))
+      assert.deepStrictEqual(onRedisFromEnv.ada, Option.some(new User({ id: 1, name: "Ada" })))
+      // The example's URL names the default port; here it runs against the test server.
+      const onRedis = yield* program.pipe(Effect.provide(Cache.layerRedis({ url, namespace: "design" })))
+      assert.strictEqual(onRedis.bob.name, "Bob")
+      void redis // the example's own line, typechecked; running it needs a Redis on the default port
+
+      const typed: (id: number) => Effect.Effect<User, FetchError, Cache.Cache> = getUser
+      yield* Effect.gen(function*() {
+        const before = yield* Ref.get(fetches)
+        yield* typed(3)
+        yield* typed(3)
+        assert.strictEqual((yield* Ref.get(fetches)) - before, 1, "memoized: id 3 fetched once")
+        const failure = yield* Effect.flip(typed(-1))
+        assert.strictEqual(failure._tag, "FetchError")
+        yield* config
+        yield* config
+        assert.strictEqual(yield* Ref.get(configLoads), 1)
+      }).pipe(Effect.provide(Layer.fresh(Cache.layerMemory({ capacity: 10_000 }))))
+    }))
+})
+
+describe("DESIGN.md's example, the parts built so far", () => {
+  class FetchError extends Schema.TaggedError<FetchError>()("FetchError", {}) {}
+  class User extends Schema.Class<User>("User")({ id: Schema.Number, org: Schema.String, name: Schema.String }) {}
+  const AppConfig: Schema.Schema<{ readonly flags: ReadonlyArray<string> }> = Schema.Struct({ flags: Schema.Array(Schema.String) })
+
+  it.effect("compiles and behaves as written", () =>
+    Effect.gen(function*() {
+      const fetched: Array<number> = []
+      const fetchUser = (id: number): Effect.Effect<User, FetchError> =>
+        Effect.sync(() => {
+          fetched.push(id)
+          return new User({ id, org: "acme", name: id === 2 ? "Bob" : `user ${id}` })
+        })
+      let configLoads = 0
+      const loadConfig: Effect.Effect<typeof AppConfig.Type> = Effect.sync(() => {
+        configLoads++
+        return { flags: ["x"] }
+      })
+
+      // ---- as in DESIGN.md (grace, timeouts, eager refresh, tags, batches and the tiered layer come later) ----
+      const Users = Keyspace.make({
+        name: "users",
+        key: CacheKey.number,                  // stored as "<namespace>:users:<id>"
+        value: User,                           // any Schema<A, I>; the default serializer carries bytes too
+        ttl: "10 minutes",
+      })
+
+      const program = Effect.gen(function* () {
+        yield* Users.set(1, new User({ id: 1, org: "acme", name: "Ada" }))
+        const ada = yield* Users.get(1)                        // Option<User>
+        const bob = yield* Users.getOrSet(2, fetchUser(2))     // one producer at a time, fleet-wide
+        yield* Users.invalidate(1)
+        return [ada, bob] as const
+      })
+
+      const getUser = Users.memoize(fetchUser)                 // (id: number) => Effect<User, FetchError, Cache>
+      const config = loadConfig.pipe(Cache.memoize({ key: "config", value: AppConfig, ttl: "1 minute" }))
+
+      // The backend is a layer; tests provide another.
+      const layers = [
+        Cache.layerMemory({ capacity: 10_000 }),
+        Cache.layerRedis({ url: "redis://127.0.0.1:6379" }),
+        Cache.layerConfig({ namespace: Config.string("APP_CACHE_NAMESPACE"), redis: { url: Config.redacted("APP_REDIS_URL") } }),
+                                                                // Effect's convention: Config.Wrap<Options>
+        Cache.layerFromEnv                                      // CACHE_ENABLED, CACHE_REDIS_URL, ...
+      ] as const
+      // ---- end of the example ----
+
+      const [ada, bob] = yield* program.pipe(Effect.provide(layers[0]))
+      assert.deepStrictEqual(ada, Option.some(new User({ id: 1, org: "acme", name: "Ada" })))
+      assert.strictEqual(bob.name, "Bob")
+
+      // layerConfig, with both settings read through the ConfigProvider: the Redis URL is a secret.
+      const url = `${inject("redisUrl")}/21`
+      const [onRedis] = yield* program.pipe(
+        Effect.provide(layers[2]),
+        withConfig({ APP_CACHE_NAMESPACE: "design-config", APP_REDIS_URL: url })
+      )
+      assert.deepStrictEqual(onRedis, Option.some(new User({ id: 1, org: "acme", name: "Ada" })))
+      const missing = yield* Effect.exit(program.pipe(Effect.provide(layers[2]), withConfig({})))
+      assert.isTrue(missing._tag === "Failure", "a missing setting fails the layer, it does not fall back")
+      void layers[1] // typechecked; running it needs a Redis on the default port
+
+      yield* Effect.gen(function*() {
+        const before = fetched.length
+        assert.strictEqual((yield* getUser(5)).name, "user 5")
+        assert.strictEqual((yield* getUser(5)).name, "user 5")
+        assert.strictEqual(fetched.length - before, 1)
+        assert.deepStrictEqual(yield* config, { flags: ["x"] })
+        assert.deepStrictEqual(yield* config, { flags: ["x"] })
+        assert.strictEqual(configLoads, 1)
+        // The memoized config lives at "<namespace>:config": a keyspace named "config" never meets it.
+        const Configs = Keyspace.make({ name: "config", key: CacheKey.string, value: Schema.String })
+        yield* Configs.set("", "a keyspace entry")
+        assert.strictEqual(yield* Configs.clear, 1)
+        assert.deepStrictEqual(yield* config, { flags: ["x"] })
+        assert.strictEqual(configLoads, 1, "clearing the keyspace left the memoized value alone")
+      }).pipe(Effect.provide(layers[3]), withConfig({ CACHE_NAMESPACE: "design-env" }))
+    }))
+})

@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer, Metric, MetricLabel, Option, Schema, TestClock } from "effect"
-import { Cache, CacheKey, CacheStore, Keyspace, MemoryStore } from "../src/index.js"
+import { Cache, CacheEntry, CacheKey, CacheStore, Keyspace, MemoryStore } from "../src/index.js"
 import { layerSerializing } from "./utils.js"
 
 const Names = Keyspace.make({ name: "names", key: CacheKey.number, value: Schema.String, ttl: "1 minute" })
@@ -61,8 +61,9 @@ describe("Keyspace", () => {
     Effect.gen(function*() {
       const store = yield* CacheStore.CacheStore
       yield* Names.setMany([[1, "one"], [4, "four"]])
-      yield* store.set("ks-bytes:names:2", "garbage", undefined)
-      yield* store.set("ks-bytes:names:3", `ck1:${Names.fingerprint}:12345`, undefined) // right header, wrong shape
+      yield* store.set("ks-bytes:names:2", new TextEncoder().encode("garbage"), undefined)
+      const header = { fingerprint: Names.fingerprint, version: 1, freshUntil: Infinity, staleUntil: Infinity, tags: [], isFailure: false }
+      yield* store.set("ks-bytes:names:3", CacheEntry.encode(header, "12345"), undefined) // right header, wrong shape
       const before = yield* failures
       assert.deepStrictEqual(yield* Names.getMany([1, 2, 3, 4, 5]), [
         Option.some("one"),

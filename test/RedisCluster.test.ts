@@ -8,8 +8,7 @@ import type { Cluster } from "ioredis"
 import { afterAll, beforeAll } from "vitest"
 import { Cache, CacheKey, CacheStore, Keyspace, Redis, RedisLock, RedisStore } from "../src/index.js"
 import { startCluster, stopCluster, type TestCluster } from "./setup/servers.js"
-import { lockSuite } from "./suites/CacheLockSuite.js"
-import { storeSuite } from "./suites/CacheStoreSuite.js"
+import { lockSuite, storeSuite } from "../src/testing.js"
 
 let cluster: TestCluster
 beforeAll(async () => {
@@ -36,7 +35,8 @@ const clusterClient = Layer.unwrapEffect(Effect.sync(() =>
 
 storeSuite("RedisStore on a 3-master Cluster", RedisStore.layer().pipe(Layer.provide(clusterClient)), {
   unit: "100 millis",
-  advance: sleep
+  advance: sleep,
+  capabilities: { assignsVersions: true }
 })
 
 lockSuite(
@@ -66,7 +66,7 @@ describe("Cache on a Redis Cluster", () => {
       yield* Users.invalidateMany(ids.slice(0, 100))
       assert.strictEqual((yield* Users.getMany(ids)).filter(Option.isSome).length, 100)
       const store = yield* CacheStore.CacheStore
-      yield* store.set("other:users:1", "kept", undefined)
+      yield* store.set("other:users:1", new TextEncoder().encode("kept"), undefined)
       assert.strictEqual(yield* Cache.clear, 100)
       assert.isTrue(yield* store.has("other:users:1"))
     }).pipe(Effect.provide(

@@ -1,12 +1,14 @@
 import { assert, describe, it } from "@effect/vitest"
 import type { ChildProcess } from "node:child_process"
-import { Duration, Effect, Layer, Option, Ref, Schedule, Schema } from "effect"
+import { Clock, Duration, Effect, Layer, Option, Ref, Schedule, Schema } from "effect"
 import { Redis as IORedis } from "ioredis"
 import { afterAll, beforeAll, inject } from "vitest"
-import { Cache, CacheKey, CacheStore, Keyspace, Redis, RedisStore } from "../src/index.js"
+import { Cache, CacheEntry, CacheKey, CacheStore, Keyspace, Redis, RedisStore } from "../src/index.js"
 import { commandDelta, commandStats, startRedis, startSentinel, stopRedis, stopSentinel } from "./setup/servers.js"
-import { storeSuite } from "./suites/CacheStoreSuite.js"
+import { storeSuite } from "../src/testing.js"
 import { redisOn } from "./utils.js"
+
+const bytes = (text: string) => new TextEncoder().encode(text)
 
 const sleep = (duration: Duration.Duration) =>
   Effect.promise(() => new Promise((resolve) => setTimeout(resolve, Duration.toMillis(duration))))
@@ -15,7 +17,7 @@ const sleep = (duration: Duration.Duration) =>
 const storeOn = (db: number, options: RedisStore.Options = {}) => RedisStore.layer(options).pipe(Layer.provide(redisOn(db)))
 
 // Redis expires keys on its own clock: the suite waits for real, in units of 100 ms.
-storeSuite("RedisStore", storeOn(1), { unit: "100 millis", advance: sleep })
+storeSuite("RedisStore", storeOn(1), { unit: "100 millis", advance: sleep, capabilities: { assignsVersions: true } })
 
 class User extends Schema.Class<User>("User")({ id: Schema.Number, name: Schema.String }) {}
 const Users = Keyspace.make({ name: "users", key: CacheKey.number, value: User, ttl: "10 minutes" })
@@ -24,8 +26,8 @@ describe("RedisStore", () => {
   it.effect("refuses values over maxValueBytes on write (dropping the old value) and on read", () =>
     Effect.gen(function*() {
       const store = yield* CacheStore.CacheStore
-      yield* store.set("big", "small", undefined)
-      const write = yield* Effect.flip(store.set("big", "x".repeat(101), undefined))
+      yield* store.set("big", bytes("small"), undefined)
+      const write = yield* Effect.flip(store.set("big", bytes("x".repeat(101)), undefined))
       assert.strictEqual(write.reason, "TooLarge")
       assert.isFalse(yield* store.has("big"))
       const redis = yield* Redis.Redis
@@ -54,8 +56,22 @@ describe("RedisStore", () => {
       yield* Users.set(1, new User({ id: 1, name: "Ada" }))
       assert.deepStrictEqual(yield* Users.get(1), Option.some(new User({ id: 1, name: "Ada" })))
       const redis = yield* Redis.Redis
-      const stored = yield* Effect.promise(() => redis.client.get("rt:users:1"))
-      assert.strictEqual(stored, `ck1:${Users.fingerprint}:{"id":1,"name":"Ada"}`)
+      const stored = yield* Effect.promise(() => redis.client.getBuffer("rt:users:1"))
+      const entry = CacheEntry.decode(stored!)!
+      assert.strictEqual(entry.fingerprint, Users.fingerprint)
+      assert.strictEqual(new TextDecoder().decode(entry.body), `{"id":1,"name":"Ada"}`)
+      // Logical expiry reads the Effect Clock (here the TestClock); physical expiry is Redis's own.
+      const now = yield* Clock.currentTimeMillis
+      assert.strictEqual(entry.freshUntil, now + 10 * 60_000, "logical expiry: the ttl")
+      assert.strictEqual(entry.staleUntil, entry.freshUntil, "no grace: the entry is gone when it goes stale")
+      // The version comes from Redis (TIME, in microseconds), not from this process.
+      const [seconds] = yield* Effect.promise(() => redis.client.time())
+      assert.isTrue(Math.abs(entry.version / 1e6 - Number(seconds)) < 5, `version ${entry.version}`)
+      // A wave-1 entry ("ck1:<fingerprint>:<body>") is a miss, not a crash, and the next write heals it.
+      yield* Effect.promise(() => redis.client.set("rt:users:3", `ck1:${Users.fingerprint}:{"id":3,"name":"old"}`))
+      assert.isTrue(Option.isNone(yield* Users.get(3)))
+      assert.strictEqual((yield* Users.getOrSet(3, Effect.succeed(new User({ id: 3, name: "new" })))).name, "new")
+      assert.deepStrictEqual(yield* Users.get(3), Option.some(new User({ id: 3, name: "new" })))
       yield* Effect.promise(() => redis.client.set("rt:users:2", Buffer.from([0xff, 0x00, 0xfe])))
       assert.isTrue(Option.isNone(yield* Users.get(2)))
       assert.strictEqual(yield* Effect.promise(() => redis.client.exists("rt:users:2")), 0)
@@ -107,7 +123,10 @@ describe("RedisStore on a server of its own", () => {
       )
       const stampede = commandDelta(afterBatch, yield* stats)
       // 1,000 concurrent readers share one GET; the run re-reads once under the guard and writes once.
-      assert.deepStrictEqual(stampede, { get: 2, set: 1, info: 1 })
+      // The write is one script (Redis's TIME stamps the version inside it): one EVAL or EVALSHA.
+      const { eval: evals = 0, evalsha = 0, ...plain } = stampede
+      assert.strictEqual(evals + evalsha, 1, JSON.stringify(stampede))
+      assert.deepStrictEqual(plain, { get: 2, set: 1, time: 1, getrange: 1, setrange: 1, info: 1 })
 
       const removed = yield* Cache.clear
       assert.strictEqual(removed, 101)

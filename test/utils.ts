@@ -7,12 +7,20 @@ import { inject } from "vitest"
 import { Cache, CacheError, CacheStore, MemoryStore, Redis } from "../src/index.js"
 
 /** A memory store that refuses live values and is raced against the cache timeout, like a remote store. */
-export const serializingStore = (store: CacheStore.CacheStore): CacheStore.CacheStore => ({
-  ...store,
-  name: "serializing",
-  isInProcess: false,
-  acceptsLiveValues: false
-})
+export const serializingStore = (store: CacheStore.CacheStore): CacheStore.CacheStore =>
+  CacheStore.make({
+    name: "serializing",
+    capabilities: { atomicAdd: true, clearByPrefix: true, assignsVersions: true },
+    get: store.get,
+    getMany: store.getMany,
+    set: store.set,
+    setMany: store.setMany,
+    add: store.add,
+    delete: store.delete,
+    deleteMany: store.deleteMany,
+    has: store.has,
+    clear: store.clear
+  })
 
 /** The memory store seen as a remote store, provided both as CacheStore and MemoryStore. */
 export const layerSerializing = (options: MemoryStore.Options = {}) =>
@@ -21,22 +29,19 @@ export const layerSerializing = (options: MemoryStore.Options = {}) =>
       Context.make(CacheStore.CacheStore, serializingStore(store)).pipe(Context.add(MemoryStore.MemoryStore, store)))
   )
 
-const everyOperation = (f: (operation: CacheError.Operation) => Effect.Effect<never, CacheError.StoreError>): CacheStore.CacheStore => ({
-  name: "broken",
-  isInProcess: false,
-  acceptsLiveValues: false,
-  get: () => f("get"),
-  getMany: () => f("getMany"),
-  set: () => f("set"),
-  setMany: () => f("setMany"),
-  add: () => f("add"),
-  delete: () => f("delete"),
-  deleteMany: () => f("deleteMany"),
-  has: () => f("has"),
-  increment: () => f("increment"),
-  expire: () => f("expire"),
-  clear: () => f("clear")
-})
+const everyOperation = (f: (operation: CacheError.Operation) => Effect.Effect<never, CacheError.StoreError>): CacheStore.CacheStore =>
+  CacheStore.make({
+    name: "broken",
+    get: () => f("get"),
+    getMany: () => f("getMany"),
+    set: () => f("set"),
+    setMany: () => f("setMany"),
+    add: () => f("add"),
+    delete: () => f("delete"),
+    deleteMany: () => f("deleteMany"),
+    has: () => f("has"),
+    clear: () => f("clear")
+  })
 
 /** A store whose every operation waits forever, as a paused server does. */
 export const hangingStore: CacheStore.CacheStore = everyOperation(() => Effect.never)

@@ -1,5 +1,4 @@
 /**
- * @internal
  * Shares one in-flight read per key among concurrent readers, without forking: the first reader runs
  * the read in its own fiber and publishes the outcome; readers arriving meanwhile await it. If the
  * first reader is interrupted, the others run the read again themselves.
@@ -9,7 +8,6 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as FiberId from "effect/FiberId"
 
-/** @internal */
 export interface Coalesce {
   readonly share: <A, E>(key: string, read: Effect.Effect<A, E>) => Effect.Effect<A, E>
   readonly size: () => number
@@ -21,7 +19,6 @@ interface Pending {
   deferred: Deferred.Deferred<unknown, unknown> | undefined
 }
 
-/** @internal */
 export const make = (): Coalesce => {
   const pending = new Map<string, Pending>()
 

@@ -1,10 +1,8 @@
 /**
- * @internal
  * The counters every cache updates. Defined here so the engine and the public module share them.
  */
 import * as Metric from "effect/Metric"
 
-/** @internal */
 export const counters = {
   hits: Metric.counter("effect_cachekit_hits_total", { description: "reads that found a value", incremental: true }),
   misses: Metric.counter("effect_cachekit_misses_total", {

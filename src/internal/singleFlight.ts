@@ -1,5 +1,4 @@
 /**
- * @internal
  * One run at a time per key: the first caller of a key starts the work in a fiber of its own, every
  * caller of that key meanwhile awaits the same outcome. Callers get the outcome as soon as the work
  * has it; the key stays in flight while `after` (e.g. the cache write) finishes, so a caller arriving
@@ -20,7 +19,6 @@ interface Flight {
   fiber: Fiber.RuntimeFiber<void> | undefined
 }
 
-/** @internal */
 export interface SingleFlight {
   /** Runs `work` for `key` unless a run is under way, in which case its outcome is shared. */
   readonly run: <A, E, R, R2 = never>(
@@ -34,7 +32,6 @@ export interface SingleFlight {
   readonly size: () => number
 }
 
-/** @internal */
 export const make = (scope: Scope.Scope): SingleFlight => {
   const flights = new Map<string, Flight>()
 

@@ -1,5 +1,4 @@
 /**
- * @internal
  * Callers waiting for a key's lock to be released: each waits at most its timeout; a wake-up releases
  * every waiter of the key at once. Nothing is kept for a key nobody waits on.
  */
@@ -8,14 +7,12 @@ import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FiberId from "effect/FiberId"
 
-/** @internal */
 export interface Waiters {
   readonly wait: (key: string, timeout: Duration.DurationInput) => Effect.Effect<void>
   /** Wakes every waiter of `key`; safe to call from outside a fiber (e.g. a pub/sub callback). */
   readonly wake: (key: string) => void
 }
 
-/** @internal */
 export const make = (): Waiters => {
   const byKey = new Map<string, Set<Deferred.Deferred<void>>>()
   return {

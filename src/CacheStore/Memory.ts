@@ -2,10 +2,12 @@
  * A bounded in-process store: lru-cache evicts the least recently used entries past a count or a byte
  * budget, and expiry is read from Effect's `Clock`, so `TestClock.adjust` expires entries in tests.
  *
- * Values are kept as the cache hands them over ({@link CacheStore.LiveValue}), so a hit returns the
- * decoded value without deserializing anything.
+ * Entries are kept as the cache hands them over: a {@link CacheEntry.Live} entry (the decoded value
+ * beside its header) is the whole record, so a hit returns the decoded value without deserializing
+ * anything and an entry costs one object; envelope bytes are kept with their expiry. The store assigns
+ * each write's version from the Clock.
  *
- * @since 0.1.0
+ * @since 0.2.0
  */
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -13,8 +15,9 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { LRUCache } from "lru-cache"
-import { StoreError } from "./CacheError.js"
-import * as CacheStore from "./CacheStore.js"
+import * as CacheEntry from "../CacheEntry.js"
+import { StoreError } from "../CacheError.js"
+import * as CacheStore from "../CacheStore.js"
 
 /**
  * Options of a memory store.
@@ -74,7 +77,7 @@ export interface Stats {
  *
  * const program = Effect.gen(function* () {
  *   const store = yield* MemoryStore.make({ capacity: 2 })
- *   yield* store.set("a", "1", undefined)
+ *   yield* store.set("a", new Uint8Array([1]), undefined)
  *   return yield* store.stats
  * })
  * ```
@@ -105,16 +108,16 @@ export const MemoryStore: Context.Tag<MemoryStore, MemoryStore> = Context.Generi
   "effect-cachekit/MemoryStore"
 )
 
-interface Slot {
-  readonly value: CacheStore.StoredValue
-  /** Epoch milliseconds from the Clock; `Infinity` when the entry does not expire. */
-  expiresAt: number
+/** Envelope bytes with their physical expiry (a live entry carries its own: `staleUntil`). */
+class Bytes {
+  constructor(readonly bytes: Uint8Array, readonly expiresAt: number) {}
 }
 
-const sizeOf = (value: CacheStore.StoredValue): number =>
-  value instanceof CacheStore.LiveValue ? value.size : value.length
+type Slot = CacheEntry.Live | Bytes
 
-const integerPattern = /^-?\d+$/
+const expiryOf = (slot: Slot): number => slot instanceof Bytes ? slot.expiresAt : slot.staleUntil
+
+const sizeOf = (value: CacheEntry.Stored): number => CacheStore.isLive(value) ? value.size : value.length
 
 /**
  * Builds a memory store.
@@ -130,8 +133,7 @@ const integerPattern = /^-?\d+$/
  * @since 0.1.0
  * @category constructors
  */
-export const make = (options: Options = {}): Effect.Effect<MemoryStore> =>
-  Effect.sync(() => unsafeMake(options))
+export const make = (options: Options = {}): Effect.Effect<MemoryStore> => Effect.sync(() => unsafeMake(options))
 
 const unsafeMake = (options: Options): MemoryStore => {
   const capacity = options.capacity ?? 10_000
@@ -139,14 +141,12 @@ const unsafeMake = (options: Options): MemoryStore => {
     throw new RangeError(`MemoryStore capacity must be a positive integer, got ${capacity}`)
   }
   const maxEntryBytes = options.maxEntryBytes ?? options.maxBytes
+  const sized = options.maxBytes !== undefined
   let evictions = 0
+  let lastVersion = 0
   const lru = new LRUCache<string, Slot>({
     max: capacity,
-    ...(options.maxBytes === undefined ? {} : {
-      maxSize: options.maxBytes,
-      // lru-cache refuses sizes below 1; an empty string key with an empty value still takes a slot.
-      sizeCalculation: (slot: Slot, key: string) => Math.max(1, key.length + sizeOf(slot.value))
-    }),
+    ...(sized ? { maxSize: options.maxBytes! } : {}),
     dispose: (_value, _key, reason) => {
       if (reason === "evict") evictions++
     }
@@ -155,76 +155,84 @@ const unsafeMake = (options: Options): MemoryStore => {
   const fail = (operation: StoreError["operation"], key: string, reason: StoreError["reason"], cause?: unknown) =>
     new StoreError({ reason, operation, key, store: "memory", cause })
 
-  /** The live slot under `key`, dropping it when it has expired. */
+  /** The slot under `key` while it is physically alive, dropping it when it is not. */
   const live = (key: string, now: number, touch: boolean): Slot | undefined => {
     const slot = touch ? lru.get(key) : lru.peek(key)
     if (slot === undefined) return undefined
-    if (slot.expiresAt <= now) {
+    if (expiryOf(slot) <= now) {
       lru.delete(key)
       return undefined
     }
     return slot
   }
 
-  const expiryOf = (now: number, ttl: Duration.Duration | undefined): number =>
-    ttl === undefined || !Duration.isFinite(ttl) ? Infinity : now + Duration.toMillis(ttl)
+  const storedOf = (slot: Slot): CacheEntry.Stored => slot instanceof Bytes ? slot.bytes : slot
 
   /** Stores one entry, or returns the error that refused it. */
   const write = (
     operation: StoreError["operation"],
     key: string,
-    value: CacheStore.StoredValue,
-    expiresAt: number,
+    value: CacheEntry.Stored,
+    ttl: Duration.Duration | undefined,
     now: number
   ): StoreError | undefined => {
-    if (expiresAt <= now) {
+    const millis = CacheStore.ttlMillis(ttl)
+    if (millis !== undefined && millis <= 0) {
       lru.delete(key)
       return undefined
     }
-    if (maxEntryBytes !== undefined && key.length + sizeOf(value) > maxEntryBytes) {
+    // lru-cache refuses sizes below 1; an empty key with an empty value still takes a slot.
+    const size = Math.max(1, key.length + sizeOf(value))
+    if (maxEntryBytes !== undefined && size > maxEntryBytes) {
       // No stale value may outlive a refused write.
       lru.delete(key)
-      return fail(
-        operation,
-        key,
-        "TooLarge",
-        `${key.length + sizeOf(value)} exceeds the ${maxEntryBytes}-byte entry limit`
-      )
+      return fail(operation, key, "TooLarge", `${size} exceeds the ${maxEntryBytes}-byte entry limit`)
     }
-    lru.set(key, { value, expiresAt })
+    lastVersion = CacheEntry.nextVersion(now, lastVersion)
+    let slot: Slot
+    if (CacheStore.isLive(value)) {
+      value.version = lastVersion
+      slot = value
+    } else {
+      CacheEntry.stampVersion(value, lastVersion)
+      slot = new Bytes(value, millis === undefined ? Infinity : now + millis)
+    }
+    if (sized) lru.set(key, slot, { size })
+    else lru.set(key, slot)
     return undefined
   }
 
   const withNow = <A, E>(f: (now: number) => Effect.Effect<A, E>): Effect.Effect<A, E> =>
     Effect.clockWith((clock) => f(clock.unsafeCurrentTimeMillis()))
 
-  return {
+  const getNow = (key: string, now: number): CacheEntry.Stored | undefined => {
+    const slot = live(key, now, true)
+    return slot === undefined ? undefined : storedOf(slot)
+  }
+
+  const store = CacheStore.make({
     name: "memory",
-    isInProcess: true,
-    acceptsLiveValues: true,
-    get: (key) =>
-      withNow((now) => {
-        const slot = live(key, now, true)
-        return slot === undefined ? Effect.succeedNone : Effect.succeedSome(slot.value)
-      }),
-    readNow: (key, now) => live(key, now, true)?.value,
-    getMany: (keys) =>
-      withNow((now) =>
-        Effect.succeed(keys.map((key) => {
-          const slot = live(key, now, true)
-          return slot === undefined ? Option.none() : Option.some(slot.value)
-        }))
-      ),
+    capabilities: {
+      inProcess: true,
+      liveValues: true,
+      atomicAdd: true,
+      nativeTtl: false,
+      clearByPrefix: true,
+      assignsVersions: true
+    },
+    get: (key) => withNow((now) => Effect.succeed(Option.fromNullable(getNow(key, now)))),
+    getNow,
+    getMany: (keys) => withNow((now) => Effect.succeed(keys.map((key) => Option.fromNullable(getNow(key, now))))),
     set: (key, value, ttl) =>
       withNow((now) => {
-        const error = write("set", key, value, expiryOf(now, ttl), now)
+        const error = write("set", key, value, ttl, now)
         return error === undefined ? Effect.void : Effect.fail(error)
       }),
     setMany: (entries) =>
       withNow((now) => {
         let firstError: StoreError | undefined
         for (const entry of entries) {
-          const error = write("setMany", entry.key, entry.value, expiryOf(now, entry.ttl), now)
+          const error = write("setMany", entry.key, entry.value, entry.ttl, now)
           if (firstError === undefined) firstError = error
         }
         return firstError === undefined ? Effect.void : Effect.fail(firstError)
@@ -232,7 +240,7 @@ const unsafeMake = (options: Options): MemoryStore => {
     add: (key, value, ttl) =>
       withNow((now) => {
         if (live(key, now, false) !== undefined) return Effect.succeed(false)
-        const error = write("add", key, value, expiryOf(now, ttl), now)
+        const error = write("add", key, value, ttl, now)
         return error === undefined ? Effect.succeed(true) : Effect.fail(error)
       }),
     delete: (key) => withNow((now) => Effect.succeed(live(key, now, false) !== undefined && lru.delete(key))),
@@ -245,45 +253,16 @@ const unsafeMake = (options: Options): MemoryStore => {
         return Effect.succeed(removed)
       }),
     has: (key) => withNow((now) => Effect.succeed(live(key, now, false) !== undefined)),
-    increment: (key, by) =>
-      withNow((now) => {
-        if (!Number.isSafeInteger(by)) return Effect.fail(fail("increment", key, "WrongType", `${by} is not an integer`))
-        const slot = live(key, now, true)
-        let current = 0
-        if (slot !== undefined) {
-          const text = typeof slot.value === "string" ? slot.value : undefined
-          if (text === undefined || !integerPattern.test(text) || !Number.isSafeInteger(Number(text))) {
-            return Effect.fail(fail("increment", key, "WrongType", "the stored value is not an integer"))
-          }
-          current = Number(text)
-        }
-        const next = current + by
-        if (!Number.isSafeInteger(next)) {
-          return Effect.fail(fail("increment", key, "WrongType", "the result is outside the safe integer range"))
-        }
-        // Like Redis INCR, the entry keeps its time to live.
-        const error = write("increment", key, String(next), slot?.expiresAt ?? Infinity, now)
-        return error === undefined ? Effect.succeed(next) : Effect.fail(error)
-      }),
-    expire: (key, ttl) =>
-      withNow((now) => {
-        const slot = live(key, now, false)
-        if (slot === undefined) return Effect.succeed(false)
-        const expiresAt = expiryOf(now, ttl)
-        if (expiresAt <= now) lru.delete(key)
-        else slot.expiresAt = expiresAt
-        return Effect.succeed(true)
-      }),
     clear: (prefix) =>
       Effect.sync(() => {
         let removed = 0
         for (const key of Array.from(lru.keys())) {
-          if (key.startsWith(prefix) && lru.delete(key)) removed++
+          if (key.startsWith(prefix) && !CacheStore.isInternalKey(key) && lru.delete(key)) removed++
         }
         return removed
-      }),
-    stats: Effect.sync(() => ({ entries: lru.size, bytes: lru.calculatedSize, evictions }))
-  }
+      })
+  })
+  return { ...store, stats: Effect.sync(() => ({ entries: lru.size, bytes: lru.calculatedSize, evictions })) }
 }
 
 /**

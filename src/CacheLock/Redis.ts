@@ -7,12 +7,14 @@
  *   lost can neither be extended nor released by its old holder.
  * - The holder's value is written by the release script, in the same step as the token check: a
  *   producer whose lease lapsed never overwrites the value of the holder that took over.
- * - Waiters are woken by a `PUBLISH` on `<namespace>:lock-released` from the release script; they also
+ * - The value is written as the store writes it (`SET ... PX` and a version from Redis's clock).
+ * - Waiters are woken by a `PUBLISH` on `<namespace>::lock-released` from the release script; they also
  *   look again at the cache's poll interval, so a lost message costs a poll, not a hang.
- * - A lock key lives in the entry's namespace and hash slot (`<namespace>:lock:{<tag>}:<entry key>`),
- *   so the release script is Cluster-safe.
+ * - A lock key is an internal key of the entry's namespace, in the entry's hash slot
+ *   (`<namespace>::lock:{<tag>}:<entry key>`): no keyspace, `clear` or `clearKeyspace` touches it, an ACL
+ *   pattern `~<namespace>:*` covers it, and the release script is Cluster-safe.
  *
- * @since 0.1.0
+ * @since 0.2.0
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -20,12 +22,13 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import type { Cluster, Redis as IORedis } from "ioredis"
-import { LockError, StoreError } from "./CacheError.js"
-import * as CacheLock from "./CacheLock.js"
-import * as RedisCommon from "./internal/redis.js"
-import { slotOf, tagForSlot } from "./internal/slot.js"
-import * as Waiters from "./internal/waiters.js"
-import * as Redis from "./Redis.js"
+import { LockError, StoreError } from "../CacheError.js"
+import * as CacheLock from "../CacheLock.js"
+import * as CacheStore from "../CacheStore.js"
+import { timeoutRealTo } from "../internal/realTime.js"
+import * as Waiters from "../internal/waiters.js"
+import * as Redis from "../Redis.js"
+import * as RedisStore from "../CacheStore/Redis.js"
 
 /**
  * Options of the Redis lock.
@@ -41,7 +44,7 @@ import * as Redis from "./Redis.js"
  * @category models
  */
 export interface Options {
-  /** The largest value the release script writes, in bytes; as `RedisStore`'s `maxValueBytes`. Default 16 MiB. */
+  /** The largest value the release script writes, in bytes; as the Redis store's `maxValueBytes`. Default 16 MiB. */
   readonly maxValueBytes?: number | undefined
 }
 
@@ -51,18 +54,12 @@ if redis.call("GET", KEYS[1]) == ARGV[1] then
 end
 return 0`
 
-// ARGV: token, channel, message, mode ("0" no write, "1" write, "2" write with PX, "3" delete), value, px
-const releaseScript = `
+// ARGV: token, channel, message, mode ("0" no write, "1" write), value, px (as the store's write takes it)
+const releaseScript = `${RedisStore.writeFunction}
 local written = 0
 if redis.call("GET", KEYS[1]) == ARGV[1] then
   if ARGV[4] == "1" then
-    redis.call("SET", KEYS[2], ARGV[5])
-    written = 1
-  elseif ARGV[4] == "2" then
-    redis.call("SET", KEYS[2], ARGV[5], "PX", ARGV[6])
-    written = 1
-  elseif ARGV[4] == "3" then
-    redis.call("UNLINK", KEYS[2])
+    write(KEYS[2], ARGV[5], ARGV[6])
     written = 1
   end
   redis.call("DEL", KEYS[1])
@@ -84,15 +81,11 @@ interface Scripts {
   ): Promise<number>
 }
 
-const channelSuffix = ":lock-released"
+const channelSuffix = "::lock-released"
 
-const namespaceOf = (key: string) => {
-  const colon = key.indexOf(":")
-  return colon < 0 ? key : key.slice(0, colon)
-}
-
-/** @internal */
-export const lockKeyOf = (key: string): string => `${namespaceOf(key)}:lock:{${tagForSlot(slotOf(key))}}:${key}`
+/** @internal The lock key of an entry key: internal to its namespace, in its hash slot. */
+export const lockKeyOf = (key: string): string =>
+  CacheStore.internalKey(CacheStore.namespaceOf(key), "lock", `{${RedisStore.tagForSlot(RedisStore.slotOf(key))}}:${key}`)
 
 const defineScripts = (client: Redis.Client): Scripts => {
   client.defineCommand("cachekitLockExtend", { numberOfKeys: 1, lua: extendScript })
@@ -119,7 +112,7 @@ export const make = (options: Options = {}): Effect.Effect<CacheLock.CacheLock, 
   Effect.gen(function*() {
     const { client, isCluster } = yield* Redis.Redis
     const scripts = defineScripts(client)
-    const maxValueBytes = options.maxValueBytes ?? RedisCommon.defaultMaxValueBytes
+    const maxValueBytes = options.maxValueBytes ?? RedisStore.defaultMaxValueBytes
     const waiters = Waiters.make()
 
     const subscriber = yield* Effect.acquireRelease(
@@ -134,23 +127,27 @@ export const make = (options: Options = {}): Effect.Effect<CacheLock.CacheLock, 
       }),
       (connection) => Effect.sync(() => connection.disconnect())
     )
-    // Wait (bounded) for the subscription, so early releases are heard; if it fails, waiters poll.
-    yield* Effect.tryPromise(() => subscriber.psubscribe(`*${channelSuffix}`)).pipe(
-      Effect.timeout("2 seconds"),
-      Effect.catchAll(() =>
-        Effect.logWarning("effect-cachekit: the Redis lock could not subscribe to wake-ups yet; waiters will poll")
-      )
+    // Wait (2 s of real time at most) for the subscription, so early releases are heard; if it fails,
+    // waiters poll.
+    const couldNotSubscribe = Effect.logWarning(
+      "effect-cachekit: the Redis lock could not subscribe to wake-ups yet; waiters will poll"
+    )
+    yield* timeoutRealTo(
+      Effect.tryPromise(() => subscriber.psubscribe(`*${channelSuffix}`)).pipe(Effect.catchAll(() => couldNotSubscribe)),
+      2_000,
+      couldNotSubscribe
     )
 
     const call = <A>(operation: LockError["operation"], key: string, run: () => Promise<A>) =>
       Effect.tryPromise({
         try: run,
         catch: (cause) =>
-          new LockError({ reason: RedisCommon.classify(cause) === "Timeout" ? "Timeout" : "Unavailable", operation, key, cause })
+          new LockError({ reason: RedisStore.classify(cause) === "Timeout" ? "Timeout" : "Unavailable", operation, key, cause })
       })
 
     const lock: CacheLock.CacheLock = {
       name: "redis",
+      inProcess: false,
       tryAcquire: (key, lease) =>
         Effect.suspend(() => {
           const token = CacheLock.randomToken()
@@ -171,7 +168,7 @@ export const make = (options: Options = {}): Effect.Effect<CacheLock.CacheLock, 
           (n) => n === 1
         ),
       release: (lease, write) => {
-        const channel = `${namespaceOf(lease.key)}${channelSuffix}`
+        const channel = `${CacheStore.namespaceOf(lease.key)}${channelSuffix}`
         const send = (mode: string, value: Buffer | string, px: string) =>
           Effect.map(
             call("unlock", lease.key, () =>
@@ -179,21 +176,14 @@ export const make = (options: Options = {}): Effect.Effect<CacheLock.CacheLock, 
             (n) => n === 1
           )
         if (Option.isNone(write)) return send("0", "", "")
-        const ttl = write.value.ttl
-        const px = RedisCommon.ttlMillis(ttl)
+        const px = RedisStore.pxArgument(write.value.ttl)
         // A ttl of zero or less stores nothing and removes what was there, as in the store.
-        if (px !== undefined && px <= 0) return send("3", "", "")
-        return Effect.flatMap(
-          RedisCommon.argument("set", lease.key, write.value.value, maxValueBytes),
-          (value) => send(px === undefined ? "1" : "2", value, px === undefined ? "" : String(px))
-        ).pipe(
-          // A value too large to store still releases the lock (so waiters are not held up) and, as in the
-          // store, drops the old value so that no stale value outlives the refused write.
-          Effect.catchIf(
-            (error): error is StoreError => error instanceof StoreError,
-            (error) => Effect.zipRight(send("3", "", ""), Effect.fail(error))
-          )
-        )
+        if (px === "-") return send("1", "", px)
+        const value = RedisStore.argument("set", lease.key, write.value.value, maxValueBytes)
+        // A value too large to store still releases the lock (so waiters are not held up) and, as in the
+        // store, drops the old value so that no stale value outlives the refused write.
+        if (value instanceof StoreError) return Effect.zipRight(send("1", "", "-"), Effect.fail(value))
+        return send("1", value, px)
       },
       awaitRelease: waiters.wait
     }

@@ -1,8 +1,6 @@
 /**
- * The compiled form of a keyspace: its name, key and value codecs ready to run, its fingerprint and
- * its policy. `Keyspace.make` and `Cache.memoize` build one; the cache service runs on it.
- *
- * @since 0.1.0
+ * Compiles a keyspace: its name, key and value codecs ready to run, its fingerprint and its policy.
+ * `Keyspace.make` and `Cache.memoize` build one; the cache service runs on it.
  */
 import type * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -12,47 +10,9 @@ import type * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as CacheKey from "../CacheKey.js"
 import * as CacheSerializer from "../CacheSerializer.js"
-import type { Service } from "../Cache.js"
-import type * as CacheStore from "../CacheStore.js"
+import type { Definition, Service } from "./model.js"
 
-/**
- * A compiled keyspace. Every {@link Keyspace} is one.
- *
- * @since 0.1.0
- * @category models
- */
-export interface Definition<K, A, Id> {
-  /** The keyspace name: entries live under `"<namespace>:<name>:"`. */
-  readonly name: string
-  /** The tag of the cache this keyspace uses. */
-  readonly cache: Context.Tag<Id, Service>
-  /** The structural fingerprint stored with every value (see `CacheSerializer.fingerprint`). */
-  readonly fingerprint: string
-  /** Whether stored bodies are text or bytes. */
-  readonly format: "text" | "binary"
-  /** Encodes a key into its segment. */
-  readonly encodeKey: (key: K) => Either.Either<string, ParseResult.ParseError>
-  /** Encodes and serializes a value into the body of a stored value (without the header). */
-  readonly encodeValue: (value: A) => Effect.Effect<CacheStore.Encoded, ParseResult.ParseError>
-  /** Deserializes and decodes a stored body through the Effect decoder (for schemas that need async work). */
-  readonly decodeValue: (body: CacheStore.Encoded) => Effect.Effect<A, ParseResult.ParseError>
-  /**
-   * Deserializes and decodes a stored body synchronously; a schema that needs async work fails with an
-   * issue for which `needsAsync` holds, and is decoded with `decodeValue` instead.
-   */
-  readonly decodeValueNow: (body: CacheStore.Encoded) => Either.Either<A, ParseResult.ParseError>
-  /** The time to live of a value; `undefined` defers to the cache's default. */
-  readonly ttl: ((value: A) => Duration.DurationInput) | undefined
-  /** Values for which this returns `true` are returned to the caller but not cached. */
-  readonly skip: ((value: A) => boolean) | undefined
-}
-
-/**
- * The parts of a keyspace a user chooses.
- *
- * @since 0.1.0
- * @category models
- */
+/** The parts of a keyspace a user chooses. */
 export interface Options<K, A, I, Id> {
   /** Letters, digits, `_`, `-` and `.`; no `:`. */
   readonly name: string
@@ -70,9 +30,9 @@ export interface Options<K, A, I, Id> {
   readonly cache?: Context.Tag<Id, Service> | undefined
 }
 
+
 const validName = /^[A-Za-z0-9_.-]+$/
 
-/** @internal */
 export const validateName = (what: string, name: string): string => {
   if (!validName.test(name)) {
     throw new TypeError(
@@ -82,7 +42,7 @@ export const validateName = (what: string, name: string): string => {
   return name
 }
 
-/** @internal Whether a parse failure only says the schema needs async work (a `Forbidden` issue somewhere). */
+/** Whether a parse failure only says the schema needs async work (a `Forbidden` issue somewhere). */
 export const needsAsync = (issue: ParseResult.ParseIssue): boolean => {
   switch (issue._tag) {
     case "Forbidden":
@@ -114,8 +74,11 @@ const syncFirst = <I, O>(
   return needsAsync(result.left.issue) ? effectful(input) : Effect.fail(result.left)
 }
 
-/** @internal */
-export const make = <K, A, I, Id>(options: Options<K, A, I, Id>, defaultCache: Context.Tag<Id, Service>): Definition<K, A, Id> => {
+export const make = <K, A, I, Id>(
+  options: Options<K, A, I, Id>,
+  defaultCache: Context.Tag<Id, Service>,
+  kind: Definition<K, A, Id>["kind"] = "keyspace"
+): Definition<K, A, Id> => {
   const serializer = (options.serializer ?? CacheSerializer.json) as CacheSerializer.CacheSerializer<I>
   const valueCodec = serializer.codec(options.value)
   const fastKey = CacheKey.getFastEncode(options.key.ast)
@@ -123,6 +86,7 @@ export const make = <K, A, I, Id>(options: Options<K, A, I, Id>, defaultCache: C
   const ttl = options.ttl
   return {
     name: validateName("keyspace name", options.name),
+    kind,
     cache: options.cache ?? defaultCache,
     fingerprint: CacheSerializer.fingerprint(options.value, serializer, options.version),
     format: serializer.format,

@@ -1,0 +1,393 @@
+/**
+ * The stored envelope: every store keeps the same header in front of every value.
+ *
+ * The header carries a format version, the fingerprint of the schema and serializer that wrote the
+ * value, the write's `version` (assigned by the store: Redis's own clock inside the write script, the
+ * Effect `Clock` in memory), `freshUntil` (the logical expiry: the end of the time to live),
+ * `staleUntil` (the end of the grace period, which is also the store's physical time to live), the
+ * entry's tags, and whether it caches a failure. Reads classify an entry as fresh, stale or expired
+ * from the header and the Clock, so expiry is the same on every store and `TestClock` drives it.
+ *
+ * Remote stores keep the envelope as bytes ({@link encode}, {@link decode}: this module is the only
+ * place that knows the byte layout). An in-process store keeps the decoded value beside the same
+ * header ({@link Live}), so a hit costs no deserialization.
+ *
+ * Layout (big-endian): `"ck"`, format version `2`, a flags byte (failure, text body), the 12-character
+ * fingerprint, `version`, `freshUntil` and `staleUntil` as float64 (epoch milliseconds; `version` on
+ * a microsecond scale; `Infinity` means no expiry), the tag count (uint16), each tag as a uint16 byte
+ * length and UTF-8 bytes, then the body. Bytes that do not start with this header (a value written by
+ * effect-cachekit 0.1, or by another program) are not an envelope: the cache reads them as a miss and
+ * replaces them.
+ *
+ * @since 0.2.0
+ */
+
+/**
+ * What every stored entry says about itself.
+ *
+ * @example
+ * ```ts
+ * import type { CacheEntry } from "effect-cachekit"
+ *
+ * const header: CacheEntry.Header = {
+ *   fingerprint: "0123456789ab",
+ *   version: 0,
+ *   freshUntil: Date.now() + 60_000,
+ *   staleUntil: Date.now() + 60_000,
+ *   tags: [],
+ *   isFailure: false
+ * }
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Header {
+  /** The fingerprint of the value schema and serializer that wrote the entry (12 hex characters). */
+  readonly fingerprint: string
+  /**
+   * The write's version, assigned by the store (0 until then). Versions of one key grow with every
+   * write; they are on a microsecond scale, so versions from different stores stay comparable.
+   */
+  readonly version: number
+  /** Epoch milliseconds after which the entry is stale; `Infinity` when it never expires. */
+  readonly freshUntil: number
+  /** Epoch milliseconds after which the entry is gone (the store's physical time to live); `>= freshUntil`. */
+  readonly staleUntil: number
+  readonly tags: ReadonlyArray<string>
+  /** Whether the entry caches a producer's failure rather than a value. */
+  readonly isFailure: boolean
+}
+
+/**
+ * How an entry stands at a given time: `"fresh"` before `freshUntil`, `"stale"` until `staleUntil`
+ * (servable only as a fallback), `"expired"` after.
+ *
+ * @example
+ * ```ts
+ * import { CacheEntry } from "effect-cachekit"
+ *
+ * const status: CacheEntry.Status = CacheEntry.status({ freshUntil: 1_000, staleUntil: 5_000 }, 2_000) // "stale"
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type Status = "fresh" | "stale" | "expired"
+
+/**
+ * Classifies an entry at `now` (epoch milliseconds, from the Clock).
+ *
+ * @example
+ * ```ts
+ * import { CacheEntry } from "effect-cachekit"
+ *
+ * CacheEntry.status({ freshUntil: 1_000, staleUntil: 1_000 }, 999)   // "fresh"
+ * CacheEntry.status({ freshUntil: 1_000, staleUntil: 1_000 }, 1_000) // "expired"
+ * ```
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const status = (header: Pick<Header, "freshUntil" | "staleUntil">, now: number): Status =>
+  now < header.freshUntil ? "fresh" : now < header.staleUntil ? "stale" : "expired"
+
+const noTags: ReadonlyArray<string> = Object.freeze([])
+
+/**
+ * The part of a {@link Live} entry's header that many entries share: one object per fingerprint and
+ * grace period when the entry has no tags and caches no failure, so an entry costs one object.
+ */
+class Shared {
+  constructor(
+    readonly fingerprint: string,
+    /** `staleUntil - freshUntil`. */
+    readonly graceMillis: number,
+    readonly tags: ReadonlyArray<string>,
+    readonly isFailure: boolean
+  ) {}
+}
+
+const sharedByFingerprint = new Map<string, Map<number, Shared>>()
+
+const sharedOf = (fingerprint: string, graceMillis: number, tags: ReadonlyArray<string>, isFailure: boolean): Shared => {
+  if (tags.length > 0 || isFailure) return new Shared(fingerprint, graceMillis, tags, isFailure)
+  let byGrace = sharedByFingerprint.get(fingerprint)
+  if (byGrace === undefined) sharedByFingerprint.set(fingerprint, byGrace = new Map())
+  let shared = byGrace.get(graceMillis)
+  if (shared === undefined) byGrace.set(graceMillis, shared = new Shared(fingerprint, graceMillis, noTags, false))
+  return shared
+}
+
+/**
+ * An entry as an in-process store keeps it: the decoded value beside its header. Only stores whose
+ * capabilities include `liveValues` receive these; every other store receives {@link encode}d bytes.
+ * The value is shared with every reader: treat it as immutable.
+ *
+ * @example
+ * ```ts
+ * import { CacheEntry } from "effect-cachekit"
+ *
+ * const entry = CacheEntry.Live.make({ id: 1 }, {
+ *   fingerprint: "0123456789ab",
+ *   freshUntil: Date.now() + 60_000,
+ *   staleUntil: Date.now() + 60_000,
+ *   size: 8
+ * })
+ * entry.isFailure // false
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export class Live implements Header {
+  /**
+   * Builds a live entry; entries without tags that cache no failure share their header's constant
+   * part.
+   *
+   * @since 0.2.0
+   */
+  static make(
+    value: unknown,
+    header: {
+      readonly fingerprint: string
+      readonly freshUntil: number
+      readonly staleUntil: number
+      readonly tags?: ReadonlyArray<string> | undefined
+      readonly isFailure?: boolean | undefined
+      /** The length of the value's serialized form (what a byte budget counts). */
+      readonly size: number
+      readonly version?: number | undefined
+    }
+  ): Live {
+    const grace = header.freshUntil === Infinity ? 0 : Math.max(0, header.staleUntil - header.freshUntil)
+    return new Live(
+      value,
+      sharedOf(header.fingerprint, grace, header.tags ?? noTags, header.isFailure ?? false),
+      header.freshUntil,
+      header.size,
+      header.version ?? 0
+    )
+  }
+
+  private constructor(
+    /** The decoded value. */
+    readonly value: unknown,
+    private readonly shared: Shared,
+    readonly freshUntil: number,
+    /** The length of the value's serialized form, in bytes or UTF-16 code units. */
+    readonly size: number,
+    /** Assigned by the store that keeps the entry. */
+    public version: number
+  ) {}
+
+  /** @since 0.2.0 */
+  get fingerprint(): string {
+    return this.shared.fingerprint
+  }
+  /** @since 0.2.0 */
+  get staleUntil(): number {
+    return this.freshUntil + this.shared.graceMillis
+  }
+  /** @since 0.2.0 */
+  get tags(): ReadonlyArray<string> {
+    return this.shared.tags
+  }
+  /** @since 0.2.0 */
+  get isFailure(): boolean {
+    return this.shared.isFailure
+  }
+}
+
+/**
+ * What a store keeps under one key: the envelope as bytes, or, in an in-process store that accepts
+ * them, a {@link Live} entry.
+ *
+ * @example
+ * ```ts
+ * import { CacheEntry } from "effect-cachekit"
+ *
+ * const describe = (stored: CacheEntry.Stored) => stored instanceof CacheEntry.Live ? "live" : `${stored.length} bytes`
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type Stored = Uint8Array | Live
+
+/**
+ * A decoded envelope: its header and a view of its body.
+ *
+ * @example
+ * ```ts
+ * import { CacheEntry } from "effect-cachekit"
+ *
+ * const bytes = CacheEntry.encode({ fingerprint: "0123456789ab", version: 0, freshUntil: Infinity, staleUntil: Infinity, tags: [], isFailure: false }, "{}")
+ * const decoded: CacheEntry.Decoded | undefined = CacheEntry.decode(bytes)
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Decoded extends Header {
+  /** The serialized value (a view into the decoded bytes). */
+  readonly body: Uint8Array
+  /** Whether the body was written as text (UTF-8). */
+  readonly isText: boolean
+}
+
+const magic0 = 0x63 // "c"
+const magic1 = 0x6b // "k"
+const formatVersion = 2
+const flagFailure = 1
+const flagText = 2
+const fingerprintOffset = 4
+const fingerprintLength = 12
+/** @internal Where the version sits, for stores that assign it in place (the Redis write script). */
+export const versionOffset = 16
+const freshOffset = 24
+const staleOffset = 32
+const tagsOffset = 40
+const fixedLength = 42
+
+/** @internal The first bytes of every envelope, as a binary string (for the Redis write script). */
+export const magic = String.fromCharCode(magic0, magic1, formatVersion)
+
+const asBuffer = (bytes: Uint8Array): Buffer =>
+  Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+
+const fingerprintPattern = /^[\x21-\x7e]{12}$/
+
+/**
+ * Writes a header and a body into one envelope. A text body is written as UTF-8.
+ *
+ * @example
+ * ```ts
+ * import { CacheEntry } from "effect-cachekit"
+ *
+ * const bytes = CacheEntry.encode(
+ *   { fingerprint: "0123456789ab", version: 0, freshUntil: Date.now() + 60_000, staleUntil: Date.now() + 60_000, tags: ["org:acme"], isFailure: false },
+ *   JSON.stringify({ id: 1 })
+ * )
+ * ```
+ *
+ * @since 0.2.0
+ * @category encoding
+ */
+export const encode = (header: Header, body: string | Uint8Array): Uint8Array => {
+  if (!fingerprintPattern.test(header.fingerprint)) {
+    throw new TypeError(`effect-cachekit: a fingerprint is 12 printable ASCII characters, got ${JSON.stringify(header.fingerprint)}`)
+  }
+  let tagsLength = 0
+  const tags = header.tags.map((tag) => {
+    const bytes = Buffer.from(tag, "utf8")
+    if (bytes.length > 0xffff) throw new RangeError("effect-cachekit: a tag is at most 65,535 bytes")
+    tagsLength += 2 + bytes.length
+    return bytes
+  })
+  if (tags.length > 0xffff) throw new RangeError("effect-cachekit: an entry carries at most 65,535 tags")
+  const isText = typeof body === "string"
+  const bodyLength = isText ? Buffer.byteLength(body) : body.length
+  const start = fixedLength + tagsLength
+  const out = Buffer.allocUnsafe(start + bodyLength)
+  out[0] = magic0
+  out[1] = magic1
+  out[2] = formatVersion
+  out[3] = (header.isFailure ? flagFailure : 0) | (isText ? flagText : 0)
+  out.write(header.fingerprint, fingerprintOffset, fingerprintLength, "latin1")
+  out.writeDoubleBE(header.version, versionOffset)
+  out.writeDoubleBE(header.freshUntil, freshOffset)
+  out.writeDoubleBE(header.staleUntil, staleOffset)
+  out.writeUInt16BE(tags.length, tagsOffset)
+  let at = fixedLength
+  for (const tag of tags) {
+    out.writeUInt16BE(tag.length, at)
+    tag.copy(out, at + 2)
+    at += 2 + tag.length
+  }
+  if (isText) out.write(body, start, bodyLength, "utf8")
+  else out.set(body, start)
+  return out
+}
+
+/**
+ * Reads an envelope: its header and a view of its body, or `undefined` when the bytes are not an
+ * envelope of this format (too short, another format version, a value written by effect-cachekit 0.1
+ * or by another program, or a header that does not hold together).
+ *
+ * @example
+ * ```ts
+ * import { CacheEntry } from "effect-cachekit"
+ *
+ * CacheEntry.decode(new TextEncoder().encode("ck1:0123456789ab:{}")) // undefined: a 0.1 entry
+ * ```
+ *
+ * @since 0.2.0
+ * @category encoding
+ */
+export const decode = (bytes: Uint8Array): Decoded | undefined => {
+  if (bytes.length < fixedLength || bytes[0] !== magic0 || bytes[1] !== magic1 || bytes[2] !== formatVersion) {
+    return undefined
+  }
+  const buffer = asBuffer(bytes)
+  const flags = buffer[3]!
+  if ((flags & ~(flagFailure | flagText)) !== 0) return undefined
+  const freshUntil = buffer.readDoubleBE(freshOffset)
+  const staleUntil = buffer.readDoubleBE(staleOffset)
+  const version = buffer.readDoubleBE(versionOffset)
+  if (Number.isNaN(freshUntil) || Number.isNaN(staleUntil) || Number.isNaN(version) || staleUntil < freshUntil) {
+    return undefined
+  }
+  const count = buffer.readUInt16BE(tagsOffset)
+  let at = fixedLength
+  let tags = noTags
+  if (count > 0) {
+    const list: Array<string> = []
+    for (let i = 0; i < count; i++) {
+      if (at + 2 > buffer.length) return undefined
+      const length = buffer.readUInt16BE(at)
+      if (at + 2 + length > buffer.length) return undefined
+      list.push(buffer.toString("utf8", at + 2, at + 2 + length))
+      at += 2 + length
+    }
+    tags = list
+  }
+  return {
+    fingerprint: buffer.toString("latin1", fingerprintOffset, fingerprintOffset + fingerprintLength),
+    version,
+    freshUntil,
+    staleUntil,
+    tags,
+    isFailure: (flags & flagFailure) !== 0,
+    isText: (flags & flagText) !== 0,
+    body: buffer.subarray(at)
+  }
+}
+
+/**
+ * @internal
+ * Writes `version` into an envelope in place (a store that assigns versions and keeps bytes).
+ */
+export const stampVersion = (bytes: Uint8Array, version: number): void => {
+  if (bytes.length >= fixedLength && bytes[0] === magic0 && bytes[1] === magic1 && bytes[2] === formatVersion) {
+    asBuffer(bytes).writeDoubleBE(version, versionOffset)
+  }
+}
+
+/**
+ * The version a store gives a write at `nowMillis` (from its clock) after `previous`: the time on a
+ * microsecond scale, and always above the previous version, so versions grow even when the clock
+ * stands still (`TestClock`) or steps back.
+ *
+ * @example
+ * ```ts
+ * import { CacheEntry } from "effect-cachekit"
+ *
+ * CacheEntry.nextVersion(1_000, 0)         // 1_000_000
+ * CacheEntry.nextVersion(1_000, 1_000_000) // 1_000_001
+ * ```
+ *
+ * @since 0.2.0
+ * @category encoding
+ */
+export const nextVersion = (nowMillis: number, previous: number): number => Math.max(Math.floor(nowMillis * 1000), previous + 1)

@@ -1,0 +1,387 @@
+/**
+ * The Redis store: the {@link CacheStore.CacheStore} port over the {@link Redis.Redis} client.
+ *
+ * - Reads are `GET` / `MGET` of buffers, so envelopes round-trip byte for byte.
+ * - Writes run a small Lua script: `SET ... PX` and, in the same step, the write's version from
+ *   Redis's own clock (`TIME`, kept above the key's previous version) written into the envelope, so
+ *   versions never come from a writer's clock.
+ * - Batches are one `MGET`, `UNLINK` or script call per hash slot on a Cluster, never a round trip per
+ *   key; `clear` walks the prefix with `SCAN` + `UNLINK`, never `KEYS`, with glob characters in the
+ *   prefix escaped, and skips internal keys.
+ *
+ * @since 0.2.0
+ */
+import calculateSlot from "cluster-key-slot"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import type { Cluster, Redis as IORedis } from "ioredis"
+import * as CacheEntry from "../CacheEntry.js"
+import { StoreError } from "../CacheError.js"
+import * as CacheStore from "../CacheStore.js"
+import * as Redis from "../Redis.js"
+
+/**
+ * Options of the Redis store.
+ *
+ * @example
+ * ```ts
+ * import { RedisStore } from "effect-cachekit"
+ *
+ * const StoreLive = RedisStore.layer({ maxValueBytes: 1024 * 1024, scanCount: 500 } satisfies RedisStore.Options)
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** The largest value written or read, in bytes; larger ones fail with reason `"TooLarge"`. Default 16 MiB. */
+  readonly maxValueBytes?: number | undefined
+  /** How many keys one `SCAN` step asks for during `clear`. Default 1,000. */
+  readonly scanCount?: number | undefined
+}
+
+const storeName = "redis"
+
+/** @internal */
+export const defaultMaxValueBytes = 16 * 1024 * 1024
+
+/** @internal How an ioredis failure is classified. */
+export const classify = (cause: unknown): "Timeout" | "WrongType" | "Backend" | "Unavailable" => {
+  const message = cause instanceof Error ? cause.message : String(cause)
+  if (/timed out/i.test(message)) return "Timeout"
+  if (/WRONGTYPE|not an integer|out of range|overflow/i.test(message)) return "WrongType"
+  if (cause instanceof Error && cause.name === "ReplyError") return "Backend"
+  return "Unavailable"
+}
+
+/** @internal */
+export const tooLarge = (operation: StoreError["operation"], key: string, size: number, limit: number): StoreError =>
+  new StoreError({ reason: "TooLarge", operation, key, store: storeName, cause: `${size} bytes exceeds the ${limit}-byte limit` })
+
+/** @internal The argument to send for a stored entry; live entries never reach Redis. */
+export const argument = (
+  operation: StoreError["operation"],
+  key: string,
+  value: CacheEntry.Stored,
+  limit: number
+): StoreError | Buffer => {
+  if (CacheStore.isLive(value)) {
+    return new StoreError({ reason: "Backend", operation, key, store: storeName, cause: "a live entry cannot be sent to Redis" })
+  }
+  if (value.length > limit) return tooLarge(operation, key, value.length, limit)
+  return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength)
+}
+
+/** @internal The `PX` argument of a write: `""` for no expiry, `"-"` for "store nothing, remove the old value". */
+export const pxArgument = (ttl: Duration.Duration | undefined): string => {
+  const millis = CacheStore.ttlMillis(ttl)
+  return millis === undefined ? "" : millis <= 0 ? "-" : String(millis)
+}
+
+/** @internal The Cluster hash slot of a key (CRC16 of the key, or of its `{hash tag}`, modulo 16384). */
+export const slotOf = (key: string): number => calculateSlot(key)
+
+let tags: Array<string> | undefined
+
+/**
+ * @internal
+ * A short string whose slot is `slot` (the table is built once, on first use), so a companion key (a
+ * lock) can be put in any key's slot whatever characters that key holds.
+ */
+export const tagForSlot = (slot: number): string => {
+  if (tags === undefined) {
+    const table = new Array<string>(16384)
+    let filled = 0
+    for (let i = 0; filled < 16384; i++) {
+      const candidate = i.toString(36)
+      const s = calculateSlot(candidate)
+      if (table[s] === undefined) {
+        table[s] = candidate
+        filled++
+      }
+    }
+    tags = table
+  }
+  return tags[slot]!
+}
+
+/**
+ * @internal
+ * The Lua function every script that writes an entry uses: `write(key, value, px)` stores the value
+ * (px `""`: no expiry; `"-"`: remove instead) and writes the version into its envelope: Redis's
+ * `TIME` in microseconds, kept above the version already under the key. Returns the version (0 for a
+ * removal).
+ */
+export const writeFunction = `
+local function write(key, value, px)
+  if px == "-" then
+    redis.call("UNLINK", key)
+    return 0
+  end
+  local t = redis.call("TIME")
+  local version = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local head = redis.pcall("GETRANGE", key, 0, ${CacheEntry.versionOffset + 7})
+  if type(head) == "string" and #head == ${CacheEntry.versionOffset + 8} and string.sub(head, 1, 3) == "${luaBytes(CacheEntry.magic)}" then
+    local previous = struct.unpack(">d", head, ${CacheEntry.versionOffset + 1})
+    if previous >= version then version = previous + 1 end
+  end
+  if px == "" then
+    redis.call("SET", key, value)
+  else
+    redis.call("SET", key, value, "PX", px)
+  end
+  if #value >= ${CacheEntry.versionOffset + 8} and string.sub(value, 1, 3) == "${luaBytes(CacheEntry.magic)}" then
+    redis.call("SETRANGE", key, ${CacheEntry.versionOffset}, struct.pack(">d", version))
+  end
+  return version
+end
+`
+
+function luaBytes(binary: string): string {
+  return Array.from(binary, (c) => `\\${c.charCodeAt(0)}`).join("")
+}
+
+const setScript = `${writeFunction}
+return write(KEYS[1], ARGV[1], ARGV[2])`
+
+const setManyScript = `${writeFunction}
+for i, key in ipairs(KEYS) do
+  write(key, ARGV[2 * i - 1], ARGV[2 * i])
+end
+return #KEYS`
+
+const addScript = `${writeFunction}
+if redis.call("EXISTS", KEYS[1]) == 1 then
+  return -1
+end
+return write(KEYS[1], ARGV[1], ARGV[2])`
+
+interface Scripts {
+  cachekitSet(key: string, value: Buffer, px: string): Promise<number>
+  cachekitSetMany(...keysThenArgs: Array<string | Buffer | number>): Promise<number>
+  cachekitAdd(key: string, value: Buffer, px: string): Promise<number>
+  pipeline(): ScriptPipeline
+}
+
+interface ScriptPipeline {
+  cachekitSetMany(...keysThenArgs: Array<string | Buffer | number>): ScriptPipeline
+  exec(): Promise<Array<[Error | null, unknown]> | null>
+}
+
+/** Runs a pipeline of one command: its reply, or its error. */
+const execOne = async (pipeline: ScriptPipeline): Promise<unknown> => {
+  const replies = await pipeline.exec()
+  const [error, reply] = replies?.[0] ?? [new Error("the pipeline was discarded"), undefined]
+  if (error !== null) throw error
+  return reply
+}
+
+/** @internal Registers the entry-writing scripts on a client (idempotent). */
+export const defineWriteScripts = (client: Redis.Client): Scripts => {
+  client.defineCommand("cachekitSet", { numberOfKeys: 1, lua: setScript })
+  client.defineCommand("cachekitAdd", { numberOfKeys: 1, lua: addScript })
+  client.defineCommand("cachekitSetMany", { lua: setManyScript })
+  return client as unknown as Scripts
+}
+
+/** Escapes the glob characters of a SCAN pattern so a prefix matches literally. */
+const escapeGlob = (prefix: string): string => prefix.replace(/[*?[\]\\]/g, (c) => `\\${c}`)
+
+/** Groups keys by Cluster hash slot (one group when not on a Cluster), remembering their positions. */
+const groupBySlot = (keys: ReadonlyArray<string>, isCluster: boolean): Array<Array<number>> => {
+  if (!isCluster) return [keys.map((_, i) => i)]
+  const groups = new Map<number, Array<number>>()
+  keys.forEach((key, i) => {
+    const slot = slotOf(key)
+    const group = groups.get(slot)
+    if (group === undefined) groups.set(slot, [i])
+    else group.push(i)
+  })
+  return Array.from(groups.values())
+}
+
+/** How many entries one script call writes at most, so a huge batch never holds Redis for long. */
+const writeChunk = 256
+
+const chunks = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray<A>> => {
+  const out: Array<ReadonlyArray<A>> = []
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))
+  return out
+}
+
+/**
+ * Builds a Redis store over the client in context.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RedisStore } from "effect-cachekit"
+ *
+ * const store = RedisStore.make({ maxValueBytes: 1024 * 1024 })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore, never, Redis.Redis> =>
+  Effect.map(Redis.Redis, ({ client, isCluster }) => {
+    const maxValueBytes = options.maxValueBytes ?? defaultMaxValueBytes
+    const scanCount = options.scanCount ?? 1_000
+    const scripts = defineWriteScripts(client)
+
+    const call = <A>(operation: StoreError["operation"], key: string | undefined, run: () => Promise<A>) =>
+      Effect.tryPromise({
+        try: run,
+        catch: (cause) => new StoreError({ reason: classify(cause), operation, key, store: storeName, cause })
+      })
+
+    const received = (operation: StoreError["operation"], key: string, value: Buffer | null) =>
+      value === null
+        ? Effect.succeedNone
+        : value.length > maxValueBytes
+        ? Effect.fail(tooLarge(operation, key, value.length, maxValueBytes))
+        : Effect.succeed(Option.some<CacheEntry.Stored>(value))
+
+    /** Drops a key whose new value was refused, so no stale value outlives the write. */
+    const refuse = (operation: StoreError["operation"], key: string, error: StoreError) =>
+      error.reason === "TooLarge"
+        ? Effect.zipRight(call(operation, key, () => client.unlink(key)).pipe(Effect.ignore), Effect.fail(error))
+        : Effect.fail(error)
+
+    const unlinkAll = (operation: StoreError["operation"], keys: ReadonlyArray<string>) =>
+      keys.length === 0 ? Effect.succeed(0) : Effect.map(
+        Effect.forEach(
+          groupBySlot(keys, isCluster),
+          (group) => call(operation, undefined, () => client.unlink(...group.map((i) => keys[i]!))),
+          { concurrency: "unbounded" }
+        ),
+        (counts) => counts.reduce((a, b) => a + b, 0)
+      )
+
+    const scanNode = (node: IORedis, prefix: string): Effect.Effect<number, StoreError> => {
+      const pattern = `${escapeGlob(prefix)}*`
+      const step = (cursor: string, removed: number): Effect.Effect<number, StoreError> =>
+        Effect.flatMap(
+          call("clear", prefix, () => node.scan(cursor, "MATCH", pattern, "COUNT", scanCount)),
+          ([next, keys]) =>
+            Effect.flatMap(
+              unlinkAll("clear", keys.filter((key) => !CacheStore.isInternalKey(key))),
+              (n) => next === "0" ? Effect.succeed(removed + n) : step(next, removed + n)
+            )
+        )
+      return step("0", 0)
+    }
+
+    const writeOne = (operation: "set" | "add", key: string, value: CacheEntry.Stored, ttl: Duration.Duration | undefined) => {
+      const px = pxArgument(ttl)
+      if (px === "-") {
+        return operation === "add" ? Effect.succeed(-1) : Effect.as(call(operation, key, () => client.unlink(key)), 0)
+      }
+      const body = argument(operation, key, value, maxValueBytes)
+      if (body instanceof StoreError) return refuse(operation, key, body)
+      return call(operation, key, () =>
+        operation === "set" ? scripts.cachekitSet(key, body, px) : scripts.cachekitAdd(key, body, px))
+    }
+
+    // Every command carries the client's commandTimeout, so each command settles within it.
+    const commandTimeout = isCluster
+      ? (client as Cluster).options.redisOptions?.commandTimeout
+      : (client as IORedis).options.commandTimeout
+
+    return CacheStore.make({
+      name: storeName,
+      capabilities: {
+        inProcess: false,
+        liveValues: false,
+        atomicAdd: true,
+        nativeTtl: true,
+        clearByPrefix: true,
+        assignsVersions: true,
+        operationBound: commandTimeout === undefined ? undefined : Duration.millis(commandTimeout)
+      },
+      get: (key) => Effect.flatMap(call("get", key, () => client.getBuffer(key)), (value) => received("get", key, value)),
+      getMany: (keys) =>
+        keys.length === 0 ? Effect.succeed([]) : Effect.flatMap(
+          Effect.forEach(
+            groupBySlot(keys, isCluster),
+            (group) =>
+              Effect.map(
+                call("getMany", undefined, () => client.mgetBuffer(...group.map((i) => keys[i]!))),
+                (values) => group.map((index, j) => [index, values[j] ?? null] as const)
+              ),
+            { concurrency: "unbounded" }
+          ),
+          (groups) => {
+            // One pass, no effect per value: place each reply and check its size.
+            const out = new Array<Option.Option<CacheEntry.Stored>>(keys.length)
+            for (const group of groups) {
+              for (const [index, value] of group) {
+                if (value !== null && value.length > maxValueBytes) {
+                  return Effect.fail(tooLarge("getMany", keys[index]!, value.length, maxValueBytes))
+                }
+                out[index] = value === null ? Option.none() : Option.some(value)
+              }
+            }
+            return Effect.succeed(out)
+          }
+        ),
+      set: (key, value, ttl) => Effect.asVoid(writeOne("set", key, value, ttl)),
+      setMany: (entries) => {
+        if (entries.length === 0) return Effect.void
+        const bodies: Array<Buffer> = []
+        for (const entry of entries) {
+          const body = argument("setMany", entry.key, entry.value, maxValueBytes)
+          if (body instanceof StoreError) return refuse("setMany", entry.key, body)
+          bodies.push(body)
+        }
+        return Effect.forEach(
+          groupBySlot(entries.map((entry) => entry.key), isCluster).flatMap((group) => chunks(group, writeChunk)),
+          (group) =>
+            call("setMany", undefined, () => {
+              const args = [
+                group.length,
+                ...group.map((i) => entries[i]!.key),
+                ...group.flatMap((i) => [bodies[i]!, pxArgument(entries[i]!.ttl)])
+              ]
+              // Auto-pipelining routes a command by its first argument, here the key count: on a
+              // Cluster, a batch of one slot goes in a pipeline of its own, routed by its keys.
+              return isCluster ? execOne(scripts.pipeline().cachekitSetMany(...args)) : scripts.cachekitSetMany(...args)
+            }),
+          { concurrency: "unbounded", discard: true }
+        )
+      },
+      add: (key, value, ttl) => Effect.map(writeOne("add", key, value, ttl), (version) => version >= 0),
+      delete: (key) => Effect.map(call("delete", key, () => client.unlink(key)), (n) => n > 0),
+      deleteMany: (keys) => unlinkAll("deleteMany", keys),
+      has: (key) => Effect.map(call("has", key, () => client.exists(key)), (n) => n > 0),
+      clear: (prefix) => {
+        const nodes: ReadonlyArray<IORedis> = isCluster ? (client as Cluster).nodes("master") : [client as IORedis]
+        return Effect.map(
+          Effect.forEach(nodes, (node) => scanNode(node, prefix), { concurrency: "unbounded" }),
+          (counts) => counts.reduce((a, b) => a + b, 0)
+        )
+      }
+    })
+  })
+
+/**
+ * A Redis store over the client in context.
+ *
+ * @example
+ * ```ts
+ * import { Layer } from "effect"
+ * import { Cache, Redis, RedisStore } from "effect-cachekit"
+ *
+ * const CacheLive = Cache.layer({ namespace: "app" }).pipe(
+ *   Layer.provide(RedisStore.layer()),
+ *   Layer.provide(Redis.layer({ url: "redis://127.0.0.1:6379" }))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options = {}): Layer.Layer<CacheStore.CacheStore, never, Redis.Redis> =>
+  Layer.effect(CacheStore.CacheStore, make(options))

@@ -1,0 +1,140 @@
+/**
+ * The state every operation of one cache shares: its store and lock, its settings, its counters, the
+ * in-process guard and read coalescing, and the bounds that keep every wait finite.
+ *
+ * Bounds run on real time (a timer, see `realTime.ts`), never on the Effect Clock: a cache over Redis
+ * must not hang under `TestClock`, while logical expiry keeps reading the Clock.
+ */
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Metric from "effect/Metric"
+import * as MetricLabel from "effect/MetricLabel"
+import * as CacheEntry from "../CacheEntry.js"
+import { type CacheError, LockError, type Operation, StoreError } from "../CacheError.js"
+import type * as CacheLock from "../CacheLock.js"
+import type * as CacheStore from "../CacheStore.js"
+import * as Coalesce from "./coalesce.js"
+import * as Metrics from "./metrics.js"
+import { sleepReal, timeoutReal } from "./realTime.js"
+import type * as SingleFlight from "./singleFlight.js"
+
+/** One counter per metric, bound to a keyspace's labels. */
+export interface Counters {
+  readonly hits: () => void
+  readonly misses: () => void
+  readonly decodeFailures: () => void
+  readonly errors: () => void
+}
+
+/** How `getOrSet` coordinates through a lock. */
+export interface LockSettings {
+  readonly lease: Duration.Duration
+  readonly timeout: Duration.Duration
+  readonly pollInterval: Duration.Duration
+}
+
+export interface Engine {
+  readonly store: CacheStore.CacheStore
+  readonly namespace: string
+  readonly timeout: Duration.Duration
+  readonly defaultTtl: Duration.Duration | undefined
+  readonly maxKeyLength: number
+  readonly flights: SingleFlight.SingleFlight
+  readonly reads: Coalesce.Coalesce
+  readonly lock: CacheLock.CacheLock | undefined
+  readonly lockSettings: LockSettings
+  /** The counters of a keyspace. */
+  readonly counters: (keyspace: string) => Counters
+  /** Bounds a store operation by the cache's timeout, where the store does not bound it itself. */
+  readonly bound: <A>(operation: Operation, key: string | undefined, effect: Effect.Effect<A, StoreError>) => Effect.Effect<A, StoreError>
+  /** Bounds a lock operation by the cache's timeout (on real time; an in-process lock is not raced). */
+  readonly boundLock: <A, E>(operation: Operation, key: string, effect: Effect.Effect<A, E>) => Effect.Effect<A, E | LockError>
+  /** The lock's time, in epoch milliseconds: the Clock for an in-process lock, real time for a server's. */
+  readonly lockNow: Effect.Effect<number>
+  /** Sleeps on the lock's time (see `lockNow`): the watchdog's and the lock waits' pace. */
+  readonly lockSleep: (duration: Duration.Duration) => Effect.Effect<void>
+  /** The version the cache gives a write at `now` when the store does not assign versions itself. */
+  readonly nextVersion: (now: number) => number
+}
+
+const bind = (metric: Metric.Metric.Counter<number>, labels: ReadonlyArray<MetricLabel.MetricLabel>) => () =>
+  metric.unsafeUpdate(1, labels)
+
+export const make = (config: {
+  readonly store: CacheStore.CacheStore
+  readonly namespace: string
+  readonly timeout: Duration.Duration
+  readonly defaultTtl: Duration.Duration | undefined
+  readonly maxKeyLength: number
+  readonly flights: SingleFlight.SingleFlight
+  readonly lock: CacheLock.CacheLock | undefined
+  readonly lockSettings: LockSettings
+}): Engine => {
+  const { namespace, store, timeout } = config
+  const timeoutMillis = Duration.toMillis(timeout)
+  const storeLabel = MetricLabel.make("store", store.name)
+  const countersByKeyspace = new Map<string, Counters>()
+  // Effect caches a metric's registry hook by the identity of the labels array, so each update passes
+  // the same array: no registry lookup per hit.
+  const counters = (keyspace: string): Counters => {
+    let found = countersByKeyspace.get(keyspace)
+    if (found === undefined) {
+      const labels = [MetricLabel.make("cache", namespace), MetricLabel.make("keyspace", keyspace), storeLabel]
+      found = {
+        hits: bind(Metrics.counters.hits, labels),
+        misses: bind(Metrics.counters.misses, labels),
+        decodeFailures: bind(Metrics.counters.decodeFailures, labels),
+        errors: bind(Metrics.counters.errors, labels)
+      }
+      countersByKeyspace.set(keyspace, found)
+    }
+    return found
+  }
+
+  const { inProcess, operationBound } = store.capabilities
+  /** The store bounds each of its commands within the cache's timeout (Redis: its commandTimeout). */
+  const selfBounded = operationBound !== undefined && Duration.lessThanOrEqualTo(operationBound, timeout)
+  const noAnswer = `no answer within ${Duration.format(timeout)}`
+
+  // A race costs two fibers and a timer, so it is left out where it cannot matter: stores that never
+  // wait on I/O, and operations of a store that bounds its commands itself whose commands run at once
+  // (batches send one command per hash slot, concurrently). `clear` walks the keyspace step by step:
+  // it keeps the race.
+  const bound = <A>(operation: Operation, key: string | undefined, effect: Effect.Effect<A, StoreError>) =>
+    inProcess || (selfBounded && operation !== "clear")
+      ? effect
+      : timeoutReal(effect, timeoutMillis, () =>
+        new StoreError({ reason: "Timeout", operation, key, store: store.name, cause: noAnswer }))
+
+  const lockInProcess = config.lock?.inProcess ?? true
+  const boundLock = <A, E>(operation: Operation, key: string, effect: Effect.Effect<A, E>): Effect.Effect<A, E | LockError> =>
+    lockInProcess
+      ? effect
+      : timeoutReal(effect, timeoutMillis, () => new LockError({ reason: "Timeout", operation, key, cause: noAnswer }))
+  const lockNow = lockInProcess ? Clock.currentTimeMillis : Effect.sync(() => Date.now())
+  const lockSleep = (duration: Duration.Duration) =>
+    lockInProcess ? Effect.sleep(duration) : sleepReal(Duration.toMillis(duration))
+
+  let lastVersion = 0
+  const nextVersion = (now: number) => lastVersion = CacheEntry.nextVersion(now, lastVersion)
+
+  return {
+    ...config,
+    reads: Coalesce.make(),
+    counters,
+    bound,
+    boundLock,
+    lockNow,
+    lockSleep,
+    nextVersion
+  }
+}
+
+/**
+ * What `getOrSet` does with a store or lock failure: log it, count it, carry on without the cache.
+ */
+export const absorb = <X>(engine: Engine, keyspace: string, error: CacheError, fallback: X): Effect.Effect<X> => {
+  engine.counters(keyspace).errors()
+  return Effect.as(Effect.logWarning(`effect-cachekit: ${error.message}; carrying on without the cache`), fallback)
+}

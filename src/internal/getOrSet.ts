@@ -1,0 +1,238 @@
+/**
+ * `getOrSet`, in the order it runs:
+ *
+ * 1. `getOrSet`: validate the key, then read (the shared hit path). A fresh value is the answer.
+ * 2. `guard`: on a miss, one run per key in this process; every other caller of the key joins it.
+ * 3. `coordinate`: with a lock in context, `locked`; without, `reread` then `produce`.
+ * 4. `locked`: take the key's lock (or wait for its holder and read again), `reread` under it,
+ *    `produce` while a watchdog extends the lease, then `release` it with the value.
+ * 5. `planWrite`: what is stored for a produced value (nothing for `skip`, `cacheWrite: false` or a
+ *    value that cannot be encoded).
+ * 6. `release` (locked) or `writeUnlocked` (after the callers have their value): store it.
+ *
+ * Store and lock failures never reach the caller: they are absorbed (logged, counted) and the
+ * producer's value is returned; only `lockMode: "at-most-once"` turns a lock failure into a `LockError`.
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import { LockError } from "../CacheError.js"
+import type * as CacheLock from "../CacheLock.js"
+import { absorb, type Engine } from "./engine.js"
+import { isInvalidKey, storeKey } from "./keys.js"
+import type { Definition, GetOrSetOptions } from "./model.js"
+import { lookup, Outcome, reread as rereadEntry } from "./read.js"
+import { encode } from "./write.js"
+
+/** One call's miss path: everything the steps below consult. */
+interface Run<K, A, Id, E, R> {
+  readonly engine: Engine
+  readonly keyspace: Definition<K, A, Id>
+  /** The store key. */
+  readonly key: string
+  readonly produce: Effect.Effect<A, E, R>
+  readonly options: GetOrSetOptions<A> | undefined
+  /** Whether to read again under the guard (not after a forced refresh, nor right after the store failed). */
+  readonly readFirst: boolean
+}
+
+/** 1. Validate the key and read; a miss (or a failed read) goes to the guard. */
+export const getOrSet = <K, A, Id, E, R>(
+  engine: Engine,
+  keyspace: Definition<K, A, Id>,
+  key: K,
+  produce: Effect.Effect<A, E, R>,
+  options: GetOrSetOptions<A> | undefined
+): Effect.Effect<A, E | LockError, R> => {
+  const full = storeKey(engine, "getOrSet", keyspace, key)
+  if (isInvalidKey(full)) return Effect.zipRight(absorb(engine, keyspace.name, full, undefined), produce)
+  const run = (readFirst: boolean): Run<K, A, Id, E, R> => ({ engine, keyspace, key: full, produce, options, readFirst })
+  if (options?.cacheRead === false) return options.cacheWrite === false ? produce : guard(run(false))
+  // A run is under way: join it (under the guard, read again first: it may have just stored its value).
+  // `has` is only a shortcut: a stale answer costs a read or a join, never correctness.
+  if (engine.flights.has(full)) return guard(run(true))
+  return lookup(engine, "getOrSet", keyspace, full, {
+    onHit: Effect.succeed,
+    onMiss: () => guard(run(true)),
+    // The store has just failed: don't wait on it a second time before producing.
+    onFailure: (error) => Effect.zipRight(absorb(engine, keyspace.name, error, undefined), guard(run(false)))
+  })
+}
+
+/**
+ * 2. One run per key in this process. A forced refresh never joins a run that may answer from the
+ * cache, and a caller never joins a run whose lock mode may fail it with an error its type does not
+ * have. Control characters never occur in store keys, so these flight keys cannot collide.
+ */
+const guard = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect<A, E | LockError, R> => {
+  const { engine, key, options } = run
+  const flightKey = `${key}${options?.cacheRead === false ? "\u0000refresh" : ""}${
+    options?.lockMode === "at-most-once" ? "\u0000at-most-once" : ""
+  }`
+  // With a lock, the value is stored through it before it is released; without one, callers get the
+  // value first and the key stays in flight until the write lands.
+  const after = engine.lock === undefined && options?.cacheWrite !== false ? writeUnlocked(run) : undefined
+  return engine.flights.run(flightKey, coordinate(run), after)
+}
+
+/** 3. With a lock in context, produce under it; without one, read again and produce. */
+const coordinate = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect<A, E | LockError, R> => {
+  const lock = run.engine.lock
+  if (lock !== undefined) return locked(run, lock)
+  return Effect.flatMap(reread(run), (found) => Option.isSome(found) ? Effect.succeed(found.value) : run.produce)
+}
+
+/** The second look: under the guard or the lock, another run may have stored the value meanwhile. */
+const reread = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect<Option.Option<A>> =>
+  run.readFirst
+    ? rereadEntry(run.engine, run.keyspace, run.key).pipe(
+      Effect.map((found) => found instanceof Outcome ? Option.none<A>() : Option.some(found)),
+      Effect.catchAll((error) => absorb(run.engine, run.keyspace.name, error, Option.none<A>()))
+    )
+    : Effect.succeedNone
+
+/**
+ * 4. Produce while holding the key's lock, so that one instance in the fleet produces at a time: take
+ * the lock; if another instance holds it, wait for its release (or a poll interval) and read again,
+ * until `lockTimeout`, then `lockMode` decides. A failing lock backend is absorbed like a failing store
+ * (or, at most once, fails the call with a `LockError`).
+ */
+const locked = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, lock: CacheLock.CacheLock): Effect.Effect<A, E | LockError, R> => {
+  const { engine, key, options } = run
+  const waitLimit = Duration.toMillis(Duration.decode(options?.lockTimeout ?? engine.lockSettings.timeout))
+  const pollMillis = Duration.toMillis(engine.lockSettings.pollInterval)
+
+  const attempt = (deadline: number): Effect.Effect<A, E | LockError, R> =>
+    acquire(run, lock, Effect.flatMap(engine.lockNow, (now) => {
+      const remaining = deadline - now
+      if (remaining <= 0) {
+        return withoutLock(run, new LockError({ reason: "Timeout", operation: "lock", key, cause: `another instance held the lock for over ${waitLimit} ms` }))
+      }
+      return lock.awaitRelease(key, Duration.millis(Math.min(remaining, pollMillis))).pipe(
+        Effect.zipRight(reread(run)),
+        Effect.flatMap((found) => Option.isSome(found) ? Effect.succeed(found.value) : attempt(deadline))
+      )
+    }))
+
+  return Effect.flatMap(engine.lockNow, (now) => attempt(now + waitLimit))
+}
+
+/** Without the lock (it failed, or its holder kept it too long): at most once fails, at least once produces. */
+const withoutLock = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, error: LockError): Effect.Effect<A, E | LockError, R> =>
+  run.options?.lockMode === "at-most-once"
+    ? Effect.fail(error)
+    : Effect.zipRight(absorb(run.engine, run.keyspace.name, error, undefined), Effect.tap(run.produce, writeUnlocked(run)))
+
+/**
+ * Takes the lock and, in the same uninterruptible step, makes sure it is released exactly once: with
+ * the value on success, without it on failure, defect or interruption. `onBusy` runs when another
+ * instance holds it.
+ */
+const acquire = <K, A, Id, E, R>(
+  run: Run<K, A, Id, E, R>,
+  lock: CacheLock.CacheLock,
+  onBusy: Effect.Effect<A, E | LockError, R>
+): Effect.Effect<A, E | LockError, R> => {
+  const { engine, key } = run
+  return Effect.uninterruptibleMask((restore) =>
+    Effect.flatMap(
+      Effect.either(engine.boundLock("lock", key, lock.tryAcquire(key, engine.lockSettings.lease))),
+      (acquired): Effect.Effect<A, E | LockError, R> => {
+        if (acquired._tag === "Left") return restore(withoutLock(run, acquired.left))
+        if (Option.isNone(acquired.right)) return restore(onBusy)
+        const lease = acquired.right.value
+        return restore(holding(run, lock, lease)).pipe(
+          Effect.onExit((exit) => release(run, lock, lease, exit)),
+          Effect.map(({ value }) => value)
+        )
+      }
+    )
+  )
+}
+
+/** Holding the lease: read again, produce (the watchdog extends the lease meanwhile), plan the write. */
+const holding = <K, A, Id, E, R>(
+  run: Run<K, A, Id, E, R>,
+  lock: CacheLock.CacheLock,
+  lease: CacheLock.Lease
+): Effect.Effect<{ readonly value: A; readonly write: Option.Option<CacheLock.Write> }, E, R> =>
+  Effect.flatMap(reread(run), (found) => {
+    if (Option.isSome(found)) return Effect.succeed({ value: found.value, write: Option.none() })
+    return Effect.flatMap(Effect.fork(watchdog(run, lock, lease)), (fiber) =>
+      run.produce.pipe(
+        Effect.ensuring(Fiber.interrupt(fiber)),
+        Effect.flatMap((value) => Effect.map(planWrite(run, value), (write) => ({ value, write })))
+      ))
+  })
+
+/** Extends the lease every third of it while the producer runs; a failed extend is tried again soon. */
+const watchdog = <K, A, Id, E, R>(
+  run: Run<K, A, Id, E, R>,
+  lock: CacheLock.CacheLock,
+  lease: CacheLock.Lease
+): Effect.Effect<void> => {
+  const { engine, key } = run
+  const leaseDuration = engine.lockSettings.lease
+  const extendEvery = Duration.divide(leaseDuration, 3).pipe(Option.getOrElse(() => leaseDuration))
+  const retryEvery = Duration.divide(extendEvery, 4).pipe(Option.getOrElse(() => extendEvery))
+  const tick = (wait: Duration.Duration): Effect.Effect<void> =>
+    engine.lockSleep(wait).pipe(
+      Effect.zipRight(Effect.either(engine.boundLock("lock", key, lock.extend(lease, leaseDuration)))),
+      Effect.flatMap((extended) =>
+        extended._tag === "Left" ? tick(retryEvery) : extended.right ? tick(extendEvery) : Effect.void
+      )
+    )
+  return tick(extendEvery)
+}
+
+/**
+ * 5. What is stored for a produced value: its entry with its ttl, or nothing when writes are off,
+ * `skip` says so, the value cannot be encoded (logged and counted), or a user `skip` or `ttl` function
+ * throws (logged). The caller gets the value in every case.
+ */
+const planWrite = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, value: A): Effect.Effect<Option.Option<CacheLock.Write>> => {
+  const { engine, key, keyspace, options } = run
+  return Effect.suspend(() =>
+    options?.cacheWrite === false || (options?.skip ?? keyspace.skip)?.(value) === true
+      ? Effect.succeedNone
+      : encode(engine, "getOrSet", keyspace, key, value, options).pipe(
+        Effect.map(Option.some),
+        Effect.catchAll((error) => absorb(engine, keyspace.name, error, Option.none<CacheLock.Write>()))
+      )
+  ).pipe(
+    Effect.catchAllDefect((defect) =>
+      Effect.as(Effect.logWarning("effect-cachekit: a skip or ttl function threw; the value was not stored", defect), Option.none())
+    )
+  )
+}
+
+/** 6a. Releases the lease exactly once: with the planned write on success, without it otherwise. */
+const release = <K, A, Id, E, R>(
+  run: Run<K, A, Id, E, R>,
+  lock: CacheLock.CacheLock,
+  lease: CacheLock.Lease,
+  exit: Exit.Exit<{ readonly value: A; readonly write: Option.Option<CacheLock.Write> }, E>
+): Effect.Effect<void> => {
+  const { engine, key, keyspace } = run
+  if (!Exit.isSuccess(exit)) return Effect.ignore(engine.boundLock("unlock", key, lock.release(lease, Option.none())))
+  const write = exit.value.write
+  return Effect.flatMap(Effect.either(engine.boundLock("unlock", key, lock.release(lease, write))), (released) =>
+    released._tag === "Left"
+      ? absorb(engine, keyspace.name, released.left, undefined)
+      : released.right || Option.isNone(write)
+      ? Effect.void
+      : Effect.logWarning(`effect-cachekit: the lock on "${key}" lapsed while its producer ran; its value was not stored`))
+}
+
+/** 6b. Without a lock: stores the produced value once the callers have it. */
+const writeUnlocked = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>) => (value: A): Effect.Effect<void> => {
+  const { engine, key, keyspace } = run
+  return Effect.flatMap(planWrite(run, value), (write) =>
+    Option.isNone(write)
+      ? Effect.void
+      : engine.bound("getOrSet", key, engine.store.set(key, write.value.value, write.value.ttl)).pipe(
+        Effect.catchAll((error) => absorb(engine, keyspace.name, error, undefined))
+      ))
+}

@@ -1,0 +1,60 @@
+/**
+ * Store keys: `"<namespace>:<keyspace>:<segment>"` (or `"<namespace>:<name>"` for a single entry),
+ * validated before any backend sees them. Internal keys (`"<namespace>::..."`) cannot be produced
+ * here: keyspace names are never empty.
+ */
+import * as Either from "effect/Either"
+import { InvalidKeyError, type Operation } from "../CacheError.js"
+import type { Engine } from "./engine.js"
+import type { Definition } from "./model.js"
+
+const controlCharacter = /[\u0000-\u001f\u007f]/
+/** In unicode mode a surrogate pair is one code point: only a lone surrogate matches. */
+const loneSurrogate = /\p{Cs}/u
+
+/** The prefix every store key of the keyspace starts with (for a single entry, its key). */
+export const prefixOf = <K, A, Id>(engine: Engine, keyspace: Definition<K, A, Id>): string =>
+  keyspace.kind === "single" ? `${engine.namespace}:${keyspace.name}` : `${engine.namespace}:${keyspace.name}:`
+
+export const isInvalidKey = (u: unknown): u is InvalidKeyError => u instanceof InvalidKeyError
+
+/** The validated store key of `key`, or the reason it cannot be one. */
+export const storeKey = <K, A, Id>(
+  engine: Engine,
+  operation: Operation,
+  keyspace: Definition<K, A, Id>,
+  key: K
+): string | InvalidKeyError => {
+  if (keyspace.kind === "single") return prefixOf(engine, keyspace)
+  const segment = keyspace.encodeKey(key)
+  if (Either.isLeft(segment)) return new InvalidKeyError({ reason: "Encode", operation, cause: segment.left })
+  const full = prefixOf(engine, keyspace) + segment.right
+  if (full.length > engine.maxKeyLength) {
+    return new InvalidKeyError({
+      reason: "TooLong",
+      operation,
+      key: full,
+      cause: `${full.length} characters, the limit is ${engine.maxKeyLength}`
+    })
+  }
+  if (controlCharacter.test(full)) return new InvalidKeyError({ reason: "ControlCharacter", operation, key: full })
+  // Two different lone surrogates both become U+FFFD in UTF-8: such keys would share a Redis key.
+  if (loneSurrogate.test(full)) return new InvalidKeyError({ reason: "InvalidUnicode", operation, key: full })
+  return full
+}
+
+/** The validated store keys of `keys`, or the first reason one cannot be. */
+export const storeKeys = <K, A, Id>(
+  engine: Engine,
+  operation: Operation,
+  keyspace: Definition<K, A, Id>,
+  keys: Iterable<K>
+): Array<string> | InvalidKeyError => {
+  const out: Array<string> = []
+  for (const key of keys) {
+    const full = storeKey(engine, operation, keyspace, key)
+    if (typeof full !== "string") return full
+    out.push(full)
+  }
+  return out
+}

@@ -1,0 +1,161 @@
+/**
+ * The engine's data model: the compiled keyspace, the options of calls, the one table of operations
+ * (as types), and the cache service interface derived from it. The public modules (`Cache.ts`,
+ * `Keyspace.ts`) re-export these; nothing here imports them, so there is no import cycle.
+ */
+import type * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
+import type * as Either from "effect/Either"
+import type * as Option from "effect/Option"
+import type * as ParseResult from "effect/ParseResult"
+import type { CodecError, InvalidKeyError, LockError, StoreError } from "../CacheError.js"
+import type * as CacheLock from "../CacheLock.js"
+import type * as CacheStore from "../CacheStore.js"
+
+/** A compiled keyspace: its name, key and value codecs ready to run, its fingerprint and its policy. */
+export interface Definition<K, A, Id> {
+  /** The keyspace name: entries live under `"<namespace>:<name>:"`. */
+  readonly name: string
+  /**
+   * `"keyspace"`: one entry per key, under `"<namespace>:<name>:<segment>"`. `"single"`: one entry
+   * (`Cache.memoize`), under `"<namespace>:<name>"`, which no keyspace key can equal.
+   */
+  readonly kind: "keyspace" | "single"
+  /** The tag of the cache this keyspace uses. */
+  readonly cache: Context.Tag<Id, Service>
+  /** The structural fingerprint stored with every value (see `CacheSerializer.fingerprint`). */
+  readonly fingerprint: string
+  /** Whether stored bodies are text or bytes. */
+  readonly format: "text" | "binary"
+  /** Encodes a key into its segment. */
+  readonly encodeKey: (key: K) => Either.Either<string, ParseResult.ParseError>
+  /** Encodes and serializes a value into the body of an entry (without the header). */
+  readonly encodeValue: (value: A) => Effect.Effect<string | Uint8Array, ParseResult.ParseError>
+  /** Deserializes and decodes a body through the Effect decoder (for schemas that need async work). */
+  readonly decodeValue: (body: string | Uint8Array) => Effect.Effect<A, ParseResult.ParseError>
+  /**
+   * Deserializes and decodes a body synchronously; a schema that needs async work fails with an
+   * issue for which `needsAsync` holds, and is decoded with `decodeValue` instead.
+   */
+  readonly decodeValueNow: (body: string | Uint8Array) => Either.Either<A, ParseResult.ParseError>
+  /** The time to live of a value; `undefined` defers to the cache's default. */
+  readonly ttl: ((value: A) => Duration.DurationInput) | undefined
+  /** Values for which this returns `true` are returned to the caller but not cached. */
+  readonly skip: ((value: A) => boolean) | undefined
+}
+
+/** Per-write options. */
+export interface WriteOptions<A> {
+  /** Overrides the keyspace's time to live for this write. */
+  readonly ttl?: Duration.DurationInput | ((value: A) => Duration.DurationInput) | undefined
+}
+
+/** Per-call options of `getOrSet` and `memoize`; `M` is the lock mode the call may ask for. */
+export interface GetOrSetOptions<A, M extends CacheLock.Mode = CacheLock.Mode> extends WriteOptions<A> {
+  /** `false` skips the cache read and always runs the producer (aiocache's `cache_read`). Default `true`. */
+  readonly cacheRead?: boolean | undefined
+  /** `false` returns the produced value without storing it (aiocache's `cache_write`). Default `true`. */
+  readonly cacheWrite?: boolean | undefined
+  /** Values for which this returns `true` are returned but not cached; overrides the keyspace's `skip`. */
+  readonly skip?: ((value: A) => boolean) | undefined
+  /**
+   * What a caller does when another instance holds the key's lock past the wait limit:
+   * `"at-least-once"` (default) runs the producer itself; `"at-most-once"` fails with a `LockError`.
+   * Only matters when a `CacheLock` is in context.
+   */
+  readonly lockMode?: M | undefined
+  /** Overrides the cache's `lock.timeout` for this call. */
+  readonly lockTimeout?: Duration.DurationInput | undefined
+}
+
+/** The lock error a `getOrSet` call may fail with: none unless its mode may be `"at-most-once"`. */
+export type LockErrorOf<M extends CacheLock.Mode> = "at-most-once" extends M ? LockError : never
+
+/**
+ * The direct operations of a keyspace with keys `K` and values `A`: the one table every other form
+ * (the service methods, the `Cache.*` accessors, the keyspace handle) is derived from.
+ */
+export interface Operations<K, A> {
+  /** `Some` on a hit; `None` on a miss or on a stored value that cannot be decoded (dropped and counted). */
+  readonly get: (key: K) => Effect.Effect<Option.Option<A>, InvalidKeyError | StoreError>
+  /** One result per key, in order, from one batch read. */
+  readonly getMany: (keys: Iterable<K>) => Effect.Effect<Array<Option.Option<A>>, InvalidKeyError | StoreError>
+  /** Stores a value, for the keyspace's time to live unless `options.ttl` says otherwise. */
+  readonly set: (key: K, value: A, options?: WriteOptions<A>) => Effect.Effect<void, InvalidKeyError | StoreError | CodecError>
+  /** One batch write. */
+  readonly setMany: (
+    entries: Iterable<readonly [K, A]>,
+    options?: WriteOptions<A>
+  ) => Effect.Effect<void, InvalidKeyError | StoreError | CodecError>
+  /** Stores the value only if the key has no entry; `true` when it stored. */
+  readonly add: (key: K, value: A, options?: WriteOptions<A>) => Effect.Effect<boolean, InvalidKeyError | StoreError | CodecError>
+  /** Whether the key has an entry (without decoding it). */
+  readonly has: (key: K) => Effect.Effect<boolean, InvalidKeyError | StoreError>
+  /** Removes a key. */
+  readonly invalidate: (key: K) => Effect.Effect<void, InvalidKeyError | StoreError>
+  /** Removes many keys in one batch. */
+  readonly invalidateMany: (keys: Iterable<K>) => Effect.Effect<void, InvalidKeyError | StoreError>
+  /** Removes every entry of the keyspace; returns how many. */
+  readonly clearKeyspace: () => Effect.Effect<number, StoreError>
+}
+
+/** The name of a direct operation. */
+export type Operation = keyof Operations<unknown, unknown>
+
+/** A direct operation as the service offers it: the keyspace first. */
+export type ServiceMethod<Op extends Operation> = <K, A, Id>(
+  keyspace: Definition<K, A, Id>,
+  ...args: Parameters<Operations<K, A>[Op]>
+) => ReturnType<Operations<K, A>[Op]>
+
+/** A direct operation as an accessor offers it: the keyspace first, its cache from context. */
+export type AccessorOf<Op extends Operation> = <K, A, Id>(
+  keyspace: Definition<K, A, Id>,
+  ...args: Parameters<Operations<K, A>[Op]>
+) => WithRequirement<ReturnType<Operations<K, A>[Op]>, Id>
+
+/** An effect that also needs `Id`. */
+export type WithRequirement<T, Id> = T extends Effect.Effect<infer X, infer E, infer R> ? Effect.Effect<X, E, R | Id> : never
+
+/** `getOrSet` on a keyspace `K`, `A` whose effects also need `Id`. */
+export type GetOrSet<K, A, Id> = <E, R, M extends CacheLock.Mode = "at-least-once">(
+  key: K,
+  produce: Effect.Effect<A, E, R>,
+  options?: GetOrSetOptions<A, M>
+) => Effect.Effect<A, E | LockErrorOf<M>, R | Id>
+
+/** `memoize` on a keyspace `K`, `A` whose effects also need `Id`. */
+export type Memoize<K, A, Id> = <E, R, M extends CacheLock.Mode = "at-least-once">(
+  f: (key: K) => Effect.Effect<A, E, R>,
+  options?: GetOrSetOptions<A, M>
+) => (key: K) => Effect.Effect<A, E | LockErrorOf<M>, R | Id>
+
+/** The service methods of the direct operations. */
+export type ServiceMethods = { readonly [Op in Operation]: ServiceMethod<Op> }
+
+/** The cache service. Every operation takes the keyspace it works in. */
+export interface Service extends ServiceMethods {
+  readonly namespace: string
+  readonly store: CacheStore.CacheStore
+  readonly defaultTtl: Duration.Duration | undefined
+  readonly timeout: Duration.Duration
+  readonly maxKeyLength: number
+  /** Keys whose producer is running in this process right now. */
+  readonly inFlight: Effect.Effect<number>
+  /** Removes every entry of the namespace (internal keys excepted); returns how many. */
+  readonly clear: Effect.Effect<number, StoreError>
+  readonly getOrSet: <K, A, Id, E, R, M extends CacheLock.Mode = "at-least-once">(
+    keyspace: Definition<K, A, Id>,
+    key: K,
+    produce: Effect.Effect<A, E, R>,
+    options?: GetOrSetOptions<A, M>
+  ) => Effect.Effect<A, E | LockErrorOf<M>, R>
+}
+
+/** The keyspace handle's direct operations: the table's, with the cache from context. */
+export type HandleMethods<K, A, Id> = {
+  readonly [Op in keyof Operations<K, A> as Op extends "clearKeyspace" ? never : Op]: (
+    ...args: Parameters<Operations<K, A>[Op]>
+  ) => WithRequirement<ReturnType<Operations<K, A>[Op]>, Id>
+}

@@ -1,0 +1,167 @@
+/**
+ * The one table of operations. Each direct operation is implemented once, here, against the engine;
+ * the cache service's methods, the `Cache.*` accessors and the keyspace handle are derived from this
+ * table, so adding an operation means adding one row.
+ */
+import type * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import type { InvalidKeyError, StoreError } from "../CacheError.js"
+import type * as CacheLock from "../CacheLock.js"
+import type * as CacheStore from "../CacheStore.js"
+import type { Engine } from "./engine.js"
+import { getOrSet } from "./getOrSet.js"
+import { isInvalidKey, prefixOf, storeKey, storeKeys } from "./keys.js"
+import type {
+  AccessorOf,
+  Definition,
+  GetOrSet,
+  GetOrSetOptions,
+  HandleMethods,
+  LockErrorOf,
+  Memoize,
+  Operation,
+  Operations,
+  Service,
+  ServiceMethods,
+  WithRequirement
+} from "./model.js"
+import { type Continuation, lookup, lookupMany } from "./read.js"
+import { encode, write } from "./write.js"
+
+/** An operation implemented against the engine. */
+type Implementation<Op extends Operation> = <K, A, Id>(
+  engine: Engine,
+  keyspace: Definition<K, A, Id>,
+  ...args: Parameters<Operations<K, A>[Op]>
+) => ReturnType<Operations<K, A>[Op]>
+
+const whenValid = <X, E>(
+  key: string | InvalidKeyError,
+  f: (key: string) => Effect.Effect<X, E>
+): Effect.Effect<X, E | InvalidKeyError> => isInvalidKey(key) ? Effect.fail(key) : f(key)
+
+const whenAllValid = <X, E>(
+  keys: Array<string> | InvalidKeyError,
+  f: (keys: Array<string>) => Effect.Effect<X, E>
+): Effect.Effect<X, E | InvalidKeyError> => isInvalidKey(keys) ? Effect.fail(keys) : f(keys)
+
+/** What `get` does with a read: static, so a hit allocates nothing but its `Option`. */
+const getContinuation: Continuation<unknown, Option.Option<unknown>, StoreError, never> = {
+  onHit: (value) => Effect.succeed(Option.some(value)),
+  onMiss: () => Effect.succeedNone,
+  onFailure: Effect.fail
+}
+
+/** The table: every direct operation, once. */
+export const table: { readonly [Op in Operation]: Implementation<Op> } = {
+  get: (engine, keyspace, key) =>
+    whenValid(storeKey(engine, "get", keyspace, key), (full) =>
+      lookup(engine, "get", keyspace, full, getContinuation as Continuation<any, any, any, never>)),
+  getMany: (engine, keyspace, keys) =>
+    whenAllValid(storeKeys(engine, "getMany", keyspace, keys), (full) => lookupMany(engine, keyspace, full)),
+  set: (engine, keyspace, key, value, options) =>
+    whenValid(storeKey(engine, "set", keyspace, key), (full) => write(engine, "set", keyspace, full, value, options)),
+  setMany: (engine, keyspace, entries, options) =>
+    Effect.suspend(() => {
+      const list = Array.from(entries)
+      return whenAllValid(storeKeys(engine, "setMany", keyspace, list.map(([key]) => key)), (full) =>
+        Effect.flatMap(
+          Effect.forEach(list, ([, value], i) =>
+            Effect.map(encode(engine, "setMany", keyspace, full[i]!, value, options), (entry): CacheStore.Entry => ({
+              key: full[i]!,
+              value: entry.value,
+              ttl: entry.ttl
+            }))),
+          (encoded) => engine.bound("setMany", undefined, engine.store.setMany(encoded))
+        ))
+    }),
+  add: (engine, keyspace, key, value, options) =>
+    whenValid(storeKey(engine, "add", keyspace, key), (full) =>
+      Effect.flatMap(
+        encode(engine, "add", keyspace, full, value, options),
+        (entry) => engine.bound("add", full, engine.store.add(full, entry.value, entry.ttl))
+      )),
+  has: (engine, keyspace, key) =>
+    whenValid(storeKey(engine, "has", keyspace, key), (full) => engine.bound("has", full, engine.store.has(full))),
+  invalidate: (engine, keyspace, key) =>
+    whenValid(storeKey(engine, "delete", keyspace, key), (full) => Effect.asVoid(engine.bound("delete", full, engine.store.delete(full)))),
+  invalidateMany: (engine, keyspace, keys) =>
+    whenAllValid(storeKeys(engine, "deleteMany", keyspace, keys), (full) =>
+      Effect.asVoid(engine.bound("deleteMany", undefined, engine.store.deleteMany(full)))),
+  clearKeyspace: (engine, keyspace) => {
+    const prefix = prefixOf(engine, keyspace)
+    return keyspace.kind === "single"
+      ? Effect.map(engine.bound("delete", prefix, engine.store.delete(prefix)), (removed) => removed ? 1 : 0)
+      : engine.bound("clear", prefix, engine.store.clear(prefix))
+  }
+}
+
+const operationNames = Object.keys(table) as ReadonlyArray<Operation>
+
+/**
+ * An implementation, a service method and an accessor called with up to three arguments after the
+ * keyspace: fixed arity, so the hot path builds no rest array.
+ */
+type Call = (engine: Engine, keyspace: Definition<any, any, any>, a?: unknown, b?: unknown, c?: unknown) => any
+type MethodCall = (keyspace: Definition<any, any, any>, a?: unknown, b?: unknown, c?: unknown) => any
+
+/** The service over an engine: the table's operations, `clear`, `getOrSet` and the engine's settings. */
+export const makeService = (engine: Engine): Service => {
+  const methods: Record<string, unknown> = {}
+  for (const name of operationNames) {
+    const implementation = table[name] as unknown as Call
+    methods[name] = (keyspace: Definition<any, any, any>, a?: unknown, b?: unknown, c?: unknown) =>
+      implementation(engine, keyspace, a, b, c)
+  }
+  const namespacePrefix = `${engine.namespace}:`
+  return {
+    ...(methods as unknown as ServiceMethods),
+    namespace: engine.namespace,
+    store: engine.store,
+    defaultTtl: engine.defaultTtl,
+    timeout: engine.timeout,
+    maxKeyLength: engine.maxKeyLength,
+    inFlight: Effect.sync(() => engine.flights.size()),
+    clear: engine.bound("clear", namespacePrefix, engine.store.clear(namespacePrefix)),
+    getOrSet: (keyspace, key, produce, options) => getOrSet(engine, keyspace, key, produce, options) as any
+  }
+}
+
+/** The accessors: each operation on the cache a keyspace names, read from context. */
+export const accessors: { readonly [Op in Operation]: AccessorOf<Op> } = Object.fromEntries(
+  operationNames.map((name) => [
+    name,
+    (keyspace: Definition<any, any, any>, a?: unknown, b?: unknown, c?: unknown) =>
+      Effect.flatMap(keyspace.cache, (cache) => (cache[name] as unknown as MethodCall)(keyspace, a, b, c))
+  ])
+) as never
+
+/** `getOrSet` on the cache a keyspace names, read from context. */
+export const getOrSetAccessor = <K, A, Id, E, R, M extends CacheLock.Mode = "at-least-once">(
+  keyspace: Definition<K, A, Id>,
+  key: K,
+  produce: Effect.Effect<A, E, R>,
+  options?: GetOrSetOptions<A, M>
+): Effect.Effect<A, E | LockErrorOf<M>, R | Id> =>
+  Effect.flatMap(keyspace.cache as Context.Tag<Id, Service>, (cache) => cache.getOrSet(keyspace, key, produce, options))
+
+/** The keyspace handle: the table's operations bound to one keyspace, plus `clear`, `getOrSet` and `memoize`. */
+export const makeHandle = <K, A, Id>(keyspace: Definition<K, A, Id>): HandleMethods<K, A, Id> & {
+  readonly clear: WithRequirement<ReturnType<Operations<K, A>["clearKeyspace"]>, Id>
+  readonly getOrSet: GetOrSet<K, A, Id>
+  readonly memoize: Memoize<K, A, Id>
+} => {
+  const methods: Record<string, unknown> = {}
+  for (const name of operationNames) {
+    if (name === "clearKeyspace") continue
+    const accessor = accessors[name] as unknown as MethodCall
+    methods[name] = (a?: unknown, b?: unknown, c?: unknown) => accessor(keyspace, a, b, c)
+  }
+  return {
+    ...(methods as unknown as HandleMethods<K, A, Id>),
+    clear: accessors.clearKeyspace(keyspace) as WithRequirement<ReturnType<Operations<K, A>["clearKeyspace"]>, Id>,
+    getOrSet: (key, produce, options) => getOrSetAccessor(keyspace, key, produce, options),
+    memoize: (f, options) => (key) => getOrSetAccessor(keyspace, key, f(key), options)
+  }
+}

@@ -1,0 +1,72 @@
+/**
+ * The write path, written once for `set`, `setMany`, `add` and `getOrSet`: a value becomes an entry
+ * (the live value for an in-process store, the envelope bytes elsewhere) whose header is stamped at the
+ * Clock's time, with its physical time to live.
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as CacheEntry from "../CacheEntry.js"
+import { CodecError, type Operation } from "../CacheError.js"
+import type * as CacheLock from "../CacheLock.js"
+import type { Engine } from "./engine.js"
+import type { Definition, WriteOptions } from "./model.js"
+
+/** The time to live of a value: the call's, else the keyspace's, else the cache's; `undefined` for none. */
+export const ttlOf = <K, A, Id>(
+  engine: Engine,
+  keyspace: Definition<K, A, Id>,
+  value: A,
+  override: WriteOptions<A>["ttl"]
+): Duration.Duration | undefined => {
+  const input = override === undefined
+    ? keyspace.ttl?.(value)
+    : typeof override === "function"
+    ? override(value)
+    : override
+  const ttl = input === undefined ? engine.defaultTtl : Duration.decode(input)
+  return ttl === undefined || !Duration.isFinite(ttl) ? undefined : ttl
+}
+
+/**
+ * Encodes a value into the entry this store keeps, with its physical time to live. The header says
+ * when the entry stops being fresh (the ttl) and when it is gone (the same moment, until grace
+ * periods land); a store that does not assign versions gets the cache's, from the Clock.
+ */
+export const encode = <K, A, Id>(
+  engine: Engine,
+  operation: Operation,
+  keyspace: Definition<K, A, Id>,
+  key: string,
+  value: A,
+  options: WriteOptions<A> | undefined
+): Effect.Effect<CacheLock.Write, CodecError> =>
+  Effect.flatMap(
+    Effect.mapError(keyspace.encodeValue(value), (cause) => new CodecError({ reason: "Encode", operation, key, cause })),
+    (body) =>
+      Effect.clockWith((clock) => {
+        const now = clock.unsafeCurrentTimeMillis()
+        const ttl = ttlOf(engine, keyspace, value, options?.ttl)
+        const freshUntil = ttl === undefined ? Infinity : now + Duration.toMillis(ttl)
+        const { assignsVersions, liveValues } = engine.store.capabilities
+        const version = assignsVersions ? 0 : engine.nextVersion(now)
+        const header = { fingerprint: keyspace.fingerprint, version, freshUntil, staleUntil: freshUntil, tags: [], isFailure: false }
+        const stored: CacheEntry.Stored = liveValues
+          ? CacheEntry.Live.make(value, { ...header, size: body.length })
+          : CacheEntry.encode(header, body)
+        return Effect.succeed({ value: stored, ttl })
+      })
+  )
+
+/** Encodes and stores one value. */
+export const write = <K, A, Id>(
+  engine: Engine,
+  operation: Operation,
+  keyspace: Definition<K, A, Id>,
+  key: string,
+  value: A,
+  options: WriteOptions<A> | undefined
+) =>
+  Effect.flatMap(
+    encode(engine, operation, keyspace, key, value, options),
+    (entry) => engine.bound(operation, key, engine.store.set(key, entry.value, entry.ttl))
+  )

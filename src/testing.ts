@@ -1,0 +1,459 @@
+/**
+ * Conformance suites for backends: a store or a lock proves it keeps the port's contract with one
+ * line in a vitest file. Our own backends run them; so can yours.
+ *
+ * ```ts
+ * import type { Layer } from "effect"
+ * import type { CacheStore } from "effect-cachekit"
+ * import { storeSuite } from "effect-cachekit/testing"
+ *
+ * declare const MyStoreLayer: Layer.Layer<CacheStore.CacheStore> // your backend's layer
+ * storeSuite("my store", MyStoreLayer, { capabilities: { clearByPrefix: true } })
+ * ```
+ *
+ * Needs `vitest` and `@effect/vitest` (optional peer dependencies of this package).
+ *
+ * @since 0.2.0
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import type * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as TestClock from "effect/TestClock"
+import * as CacheEntry from "./CacheEntry.js"
+import * as CacheLock from "./CacheLock.js"
+import * as CacheStore from "./CacheStore.js"
+
+/**
+ * How a suite moves time and which optional capabilities the backend claims.
+ *
+ * @example
+ * ```ts
+ * import { Duration, Effect } from "effect"
+ * import type { SuiteOptions } from "effect-cachekit/testing"
+ *
+ * // A server with a clock of its own: wait for real, in short units.
+ * const options: SuiteOptions = {
+ *   unit: "100 millis",
+ *   advance: (d) => Effect.promise(() => new Promise((resolve) => setTimeout(resolve, Duration.toMillis(d)))),
+ *   live: true
+ * }
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface SuiteOptions {
+  /**
+   * Moves the backend's notion of time forward. Default `TestClock.adjust`, for backends that read
+   * Effect's Clock; a server with a clock of its own passes a real wait and a short `unit`.
+   */
+  readonly advance?: ((duration: Duration.Duration) => Effect.Effect<void>) | undefined
+  /** The time unit of the suite's ttls and leases; every check keeps at least one unit of margin. Default 1 second. */
+  readonly unit?: Duration.DurationInput | undefined
+  /** Run each test on the real clock (`it.live`) rather than the TestClock. Default `false`. */
+  readonly live?: boolean | undefined
+}
+
+/**
+ * The store suite's options: {@link SuiteOptions} plus the optional capabilities the store claims.
+ * The suite checks the store declares exactly these, then tests each claimed one; what a store does
+ * not claim it is not tested for (but a store without `clearByPrefix` must refuse `clear` with reason
+ * `"Unsupported"`).
+ *
+ * @example
+ * ```ts
+ * import type { StoreSuiteOptions } from "effect-cachekit/testing"
+ *
+ * const options: StoreSuiteOptions = { capabilities: { liveValues: true, synchronousRead: true, assignsVersions: true } }
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface StoreSuiteOptions extends SuiteOptions {
+  readonly capabilities?: {
+    /** Keeps `CacheEntry.Live` values as given. Default `false`. */
+    readonly liveValues?: boolean | undefined
+    /** Offers `getNow`. Default `false`. */
+    readonly synchronousRead?: boolean | undefined
+    /** Supports `clear(prefix)`. Default `true`. */
+    readonly clearByPrefix?: boolean | undefined
+    /** Stamps each write's version, growing per key. Default `false`. */
+    readonly assignsVersions?: boolean | undefined
+  } | undefined
+}
+
+/** A suite's layer may provide more than the suite needs, never less. */
+type Provides<ROut, Needed> = [Needed] extends [ROut] ? unknown : { readonly "the layer must provide": Exclude<Needed, ROut> }
+
+const decoder = new TextDecoder()
+
+/** An envelope holding `text`, fresh for ever unless told otherwise. */
+const envelope = (text: string, header: Partial<CacheEntry.Header> = {}): Uint8Array =>
+  CacheEntry.encode({
+    fingerprint: "suite0000000",
+    version: 0,
+    freshUntil: Infinity,
+    staleUntil: Infinity,
+    tags: [],
+    isFailure: false,
+    ...header
+  }, text)
+
+/** The text an envelope holds, or `undefined` for a miss. */
+const textOf = (found: Option.Option<CacheEntry.Stored>): string | undefined => {
+  if (Option.isNone(found)) return undefined
+  const stored = found.value
+  if (CacheStore.isLive(stored)) return String(stored.value)
+  const decoded = CacheEntry.decode(stored)
+  if (decoded === undefined) throw new Error("the store returned bytes that are not the envelope it was given")
+  return decoder.decode(decoded.body)
+}
+
+const versionOf = (found: Option.Option<CacheEntry.Stored>): number => {
+  const stored = Option.getOrThrow(found)
+  if (CacheStore.isLive(stored)) return stored.version
+  return CacheEntry.decode(stored)!.version
+}
+
+/** Lets forked fibers run up to their first real wait. */
+const settle = Effect.repeatN(Effect.yieldNow(), 20)
+
+const timing = (options: SuiteOptions) => {
+  const unit = Duration.decode(options.unit ?? "1 second")
+  return {
+    advance: options.advance ?? ((d: Duration.Duration) => TestClock.adjust(d)),
+    units: (n: number) => Duration.times(unit, n),
+    run: options.live === true ? it.live : it.effect
+  }
+}
+
+/**
+ * The store conformance suite: every {@link CacheStore.CacheStore} operation on envelopes and raw
+ * bytes, expiry, batches, prefixes and internal keys, and each optional capability the store claims.
+ * Call it at the top level of a vitest file.
+ *
+ * @example
+ * ```ts
+ * import { MemoryStore } from "effect-cachekit"
+ * import { storeSuite } from "effect-cachekit/testing"
+ *
+ * storeSuite("MemoryStore", MemoryStore.layer({ capacity: 1_000 }), {
+ *   capabilities: { liveValues: true, synchronousRead: true, assignsVersions: true }
+ * })
+ * ```
+ *
+ * @since 0.2.0
+ * @category suites
+ */
+export const storeSuite = <ROut, E>(
+  name: string,
+  layer: Layer.Layer<ROut, E> & Provides<ROut, CacheStore.CacheStore>,
+  options: StoreSuiteOptions = {}
+): void => {
+  const { advance, run, units } = timing(options)
+  const claimed = {
+    liveValues: options.capabilities?.liveValues ?? false,
+    synchronousRead: options.capabilities?.synchronousRead ?? false,
+    clearByPrefix: options.capabilities?.clearByPrefix ?? true,
+    assignsVersions: options.capabilities?.assignsVersions ?? false
+  }
+  const test = (title: string, body: (store: CacheStore.CacheStore) => Effect.Effect<void, unknown>) =>
+    run(title, () => Effect.flatMap(CacheStore.CacheStore, body).pipe(Effect.provide(layer as unknown as Layer.Layer<CacheStore.CacheStore, E>)))
+
+  describe(`CacheStore conformance: ${name}`, () => {
+    test("declares the capabilities the suite was told it has", (store) =>
+      Effect.sync(() => {
+        const { liveValues, synchronousRead, clearByPrefix, assignsVersions } = store.capabilities
+        assert.deepStrictEqual({ liveValues, synchronousRead, clearByPrefix, assignsVersions }, claimed)
+        assert.strictEqual(store.getNow !== undefined, synchronousRead)
+      }))
+
+    test("a missing key reads as None", (store) =>
+      Effect.gen(function*() {
+        assert.isTrue(Option.isNone(yield* store.get("t:missing")))
+        assert.isFalse(yield* store.has("t:missing"))
+      }))
+
+    test("an envelope round-trips: header and body as written, and set overwrites", (store) =>
+      Effect.gen(function*() {
+        const written = envelope("one", { freshUntil: 4e12, staleUntil: 5e12, tags: ["a", "ü"], isFailure: true })
+        yield* store.set("t:a", written, undefined)
+        const stored = Option.getOrThrow(yield* store.get("t:a"))
+        assert.instanceOf(stored, Uint8Array)
+        const decoded = CacheEntry.decode(stored as Uint8Array)!
+        assert.deepStrictEqual(
+          { ...decoded, body: decoder.decode(decoded.body), version: undefined },
+          { fingerprint: "suite0000000", freshUntil: 4e12, staleUntil: 5e12, tags: ["a", "ü"], isFailure: true, isText: true, body: "one", version: undefined }
+        )
+        yield* store.set("t:a", envelope("two"), undefined)
+        assert.strictEqual(textOf(yield* store.get("t:a")), "two")
+        yield* store.set("t:empty", envelope(""), undefined)
+        assert.strictEqual(textOf(yield* store.get("t:empty")), "")
+      }))
+
+    test("any bytes round-trip byte for byte (an old or foreign entry is the cache's to judge)", (store) =>
+      Effect.gen(function*() {
+        const bytes = new Uint8Array(256).map((_, i) => i)
+        yield* store.set("t:bytes", bytes, undefined)
+        const got = Option.getOrThrow(yield* store.get("t:bytes"))
+        assert.instanceOf(got, Uint8Array)
+        assert.deepStrictEqual(Array.from(got as Uint8Array), Array.from(bytes))
+        const wave1 = new TextEncoder().encode("ck1:0123456789ab:\"old\"")
+        yield* store.set("t:old", wave1, undefined)
+        assert.deepStrictEqual(Array.from(Option.getOrThrow(yield* store.get("t:old")) as Uint8Array), Array.from(wave1))
+      }))
+
+    test("an entry expires after its ttl", (store) =>
+      Effect.gen(function*() {
+        yield* store.set("t:ttl", envelope("v"), units(4))
+        yield* store.set("t:forever", envelope("v"), undefined)
+        yield* advance(units(2))
+        assert.strictEqual(textOf(yield* store.get("t:ttl")), "v")
+        yield* advance(units(3))
+        assert.isTrue(Option.isNone(yield* store.get("t:ttl")))
+        assert.isFalse(yield* store.has("t:ttl"))
+        assert.strictEqual(textOf(yield* store.get("t:forever")), "v")
+      }))
+
+    test("a ttl of zero or less stores nothing and removes the old value", (store) =>
+      Effect.gen(function*() {
+        yield* store.set("t:z", envelope("v"), undefined)
+        yield* store.set("t:z", envelope("w"), Duration.zero)
+        assert.isTrue(Option.isNone(yield* store.get("t:z")))
+      }))
+
+    test("getMany answers in order, with None for misses; setMany writes each with its ttl", (store) =>
+      Effect.gen(function*() {
+        yield* store.setMany([
+          { key: "t:m1", value: envelope("1"), ttl: undefined },
+          { key: "t:m3", value: envelope("3"), ttl: units(2) }
+        ])
+        const got = yield* store.getMany(["t:m1", "t:m2", "t:m3"])
+        assert.deepStrictEqual(got.map(textOf), ["1", undefined, "3"])
+        assert.deepStrictEqual(yield* store.getMany([]), [])
+        yield* store.setMany([])
+        yield* advance(units(3))
+        assert.deepStrictEqual((yield* store.getMany(["t:m1", "t:m3"])).map(textOf), ["1", undefined])
+      }))
+
+    test("add writes only when no live entry exists", (store) =>
+      Effect.gen(function*() {
+        assert.isTrue(yield* store.add("t:add", envelope("first"), units(1)))
+        assert.isFalse(yield* store.add("t:add", envelope("second"), undefined))
+        assert.strictEqual(textOf(yield* store.get("t:add")), "first")
+        yield* advance(units(2))
+        assert.isTrue(yield* store.add("t:add", envelope("third"), undefined))
+        assert.strictEqual(textOf(yield* store.get("t:add")), "third")
+      }))
+
+    test("delete and deleteMany report what they removed", (store) =>
+      Effect.gen(function*() {
+        for (const key of ["t:d1", "t:d2", "t:d3"]) yield* store.set(key, envelope(key), undefined)
+        assert.isTrue(yield* store.delete("t:d1"))
+        assert.isFalse(yield* store.delete("t:d1"))
+        assert.strictEqual(yield* store.deleteMany(["t:d2", "t:d3", "t:nope"]), 2)
+        assert.strictEqual(yield* store.deleteMany([]), 0)
+        assert.isFalse(yield* store.has("t:d2"))
+      }))
+
+    if (claimed.clearByPrefix) {
+      test("clear removes exactly the prefix, with glob characters taken literally", (store) =>
+        Effect.gen(function*() {
+          const keys = ["t1:a", "t1:b", "t10:a", "t1x", "a[b]:1", "a[b]:2", "ab:1", "a*:1", "a?:1"]
+          for (const key of keys) yield* store.set(key, envelope("v"), undefined)
+          assert.strictEqual(yield* store.clear("t1:"), 2)
+          assert.isTrue(yield* store.has("t10:a"))
+          assert.isTrue(yield* store.has("t1x"))
+          assert.strictEqual(yield* store.clear("a[b]:"), 2)
+          assert.isTrue(yield* store.has("ab:1"))
+          assert.strictEqual(yield* store.clear("a*:"), 1)
+          assert.isTrue(yield* store.has("a?:1"))
+          assert.strictEqual(yield* store.clear("nothing:"), 0)
+        }))
+
+      test("clear never removes internal keys, even under a prefix that covers them", (store) =>
+        Effect.gen(function*() {
+          const internal = CacheStore.internalKey("ns", "lock", "{ns:users:1}:ns:users:1")
+          yield* store.set(internal, envelope("lock"), undefined)
+          yield* store.set("ns:users:1", envelope("user"), undefined)
+          assert.strictEqual(yield* store.clear("ns:"), 1)
+          assert.isTrue(yield* store.has(internal))
+          assert.isFalse(yield* store.has("ns:users:1"))
+        }))
+    } else {
+      test("clear is refused with reason Unsupported", (store) =>
+        Effect.gen(function*() {
+          const error = yield* Effect.flip(store.clear("t:"))
+          assert.strictEqual(error.reason, "Unsupported")
+        }))
+    }
+
+    test("keys with unicode and glob characters are stored as they are", (store) =>
+      Effect.gen(function*() {
+        const keys = ["t:é😀", "t:*", "t:?", "t:[a-z]", "t:\\", "t:%41", "t: spaced "]
+        for (const [i, key] of keys.entries()) yield* store.set(key, envelope(String(i)), undefined)
+        for (const [i, key] of keys.entries()) assert.strictEqual(textOf(yield* store.get(key)), String(i))
+      }))
+
+    if (claimed.assignsVersions) {
+      test("each write of a key gets a higher version than the last, whatever the writer put in", (store) =>
+        Effect.gen(function*() {
+          const versions: Array<number> = []
+          for (let i = 0; i < 5; i++) {
+            yield* store.set("t:v", envelope(String(i), { version: i === 2 ? 1e18 : 0 }), undefined)
+            versions.push(versionOf(yield* store.get("t:v")))
+          }
+          yield* store.setMany([{ key: "t:v", value: envelope("many"), ttl: undefined }])
+          versions.push(versionOf(yield* store.get("t:v")))
+          assert.isAbove(versions[0]!, 0)
+          for (let i = 1; i < versions.length; i++) {
+            assert.isAbove(versions[i]!, versions[i - 1]!, `versions ${versions.join(", ")}`)
+          }
+        }))
+    }
+
+    if (claimed.liveValues) {
+      test("a live entry is kept as it is: a hit returns the same instance", (store) =>
+        Effect.gen(function*() {
+          const value = { deep: { list: [1, 2, 3] } }
+          const live = CacheEntry.Live.make(value, { fingerprint: "suite0000000", freshUntil: Infinity, staleUntil: Infinity, size: 10 })
+          yield* store.set("t:live", live, undefined)
+          const got = Option.getOrThrow(yield* store.get("t:live"))
+          assert.strictEqual(got, live)
+          assert.strictEqual((got as CacheEntry.Live).value, value)
+        }))
+    }
+
+    if (claimed.synchronousRead) {
+      test("getNow agrees with get, at the Clock's time", (store) =>
+        Effect.gen(function*() {
+          yield* store.set("t:now", envelope("v"), units(2))
+          const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+          assert.strictEqual(textOf(Option.fromNullable(store.getNow!("t:now", now))), "v")
+          assert.isUndefined(store.getNow!("t:missing", now))
+          yield* advance(units(3))
+          const later = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+          assert.isUndefined(store.getNow!("t:now", later))
+        }))
+    }
+  })
+}
+
+/**
+ * The lock conformance suite: exclusivity, release, extension, lapse, fenced writes and wake-ups.
+ * The layer must also provide the {@link CacheStore.CacheStore} the lock writes to.
+ *
+ * @example
+ * ```ts
+ * import { Layer } from "effect"
+ * import { MemoryLock, MemoryStore } from "effect-cachekit"
+ * import { lockSuite } from "effect-cachekit/testing"
+ *
+ * lockSuite("in-process lock", MemoryLock.layer.pipe(Layer.provideMerge(MemoryStore.layer())))
+ * ```
+ *
+ * @since 0.2.0
+ * @category suites
+ */
+export const lockSuite = <ROut, E>(
+  name: string,
+  layer: Layer.Layer<ROut, E> & Provides<ROut, CacheLock.CacheLock | CacheStore.CacheStore>,
+  options: SuiteOptions = {}
+): void => {
+  const { advance, run, units } = timing(options)
+  const test = (title: string, body: (lock: CacheLock.CacheLock, store: CacheStore.CacheStore) => Effect.Effect<void, unknown>) =>
+    run(title, () =>
+      Effect.flatMap(Effect.all([CacheLock.CacheLock, CacheStore.CacheStore]), ([lock, store]) => body(lock, store)).pipe(
+        Effect.provide(layer as unknown as Layer.Layer<CacheLock.CacheLock | CacheStore.CacheStore, E>)
+      ))
+
+  describe(`CacheLock conformance: ${name}`, () => {
+    test("one holder at a time; release frees the lock", (lock) =>
+      Effect.gen(function*() {
+        const first = yield* lock.tryAcquire("l:a", units(10))
+        assert.isTrue(Option.isSome(first))
+        assert.isTrue(Option.isNone(yield* lock.tryAcquire("l:a", units(10))))
+        assert.isTrue(Option.isSome(yield* lock.tryAcquire("l:b", units(10))), "other keys are independent")
+        yield* lock.release(Option.getOrThrow(first), Option.none())
+        assert.isTrue(Option.isSome(yield* lock.tryAcquire("l:a", units(10))))
+      }))
+
+    test("a lease lapses by itself; extend keeps it", (lock) =>
+      Effect.gen(function*() {
+        const kept = Option.getOrThrow(yield* lock.tryAcquire("l:kept", units(4)))
+        yield* lock.tryAcquire("l:lapsed", units(4))
+        yield* advance(units(2))
+        assert.isTrue(yield* lock.extend(kept, units(4)))
+        yield* advance(units(3))
+        assert.isTrue(Option.isNone(yield* lock.tryAcquire("l:kept", units(4))), "extended lease still held")
+        assert.isTrue(Option.isSome(yield* lock.tryAcquire("l:lapsed", units(4))), "unextended lease lapsed")
+      }))
+
+    test("a lost lease cannot extend, and its write is refused: the new holder's value stands", (lock, store) =>
+      Effect.gen(function*() {
+        const old = Option.getOrThrow(yield* lock.tryAcquire("l:fenced", units(2)))
+        yield* advance(units(3))
+        const current = Option.getOrThrow(yield* lock.tryAcquire("l:fenced", units(10)))
+        assert.isFalse(yield* lock.extend(old, units(10)))
+        assert.isTrue(yield* lock.release(current, Option.some({ value: envelope("new"), ttl: undefined })))
+        assert.isFalse(yield* lock.release(old, Option.some({ value: envelope("stale"), ttl: undefined })))
+        assert.strictEqual(textOf(yield* store.get("l:fenced")), "new")
+      }))
+
+    test("release with a value stores it with its ttl", (lock, store) =>
+      Effect.gen(function*() {
+        const lease = Option.getOrThrow(yield* lock.tryAcquire("l:ttl", units(10)))
+        assert.isTrue(yield* lock.release(lease, Option.some({ value: envelope("v"), ttl: units(2) })))
+        assert.strictEqual(textOf(yield* store.get("l:ttl")), "v")
+        yield* advance(units(3))
+        assert.isTrue(Option.isNone(yield* store.get("l:ttl")))
+      }))
+
+    test("release with a ttl of zero stores nothing and removes the old value, as a store write does", (lock, store) =>
+      Effect.gen(function*() {
+        yield* store.set("l:zero", envelope("old"), undefined)
+        const lease = Option.getOrThrow(yield* lock.tryAcquire("l:zero", units(10)))
+        yield* lock.release(lease, Option.some({ value: envelope("new"), ttl: Duration.zero }))
+        assert.isTrue(Option.isNone(yield* store.get("l:zero")))
+        assert.isTrue(Option.isSome(yield* lock.tryAcquire("l:zero", units(10))), "and the lock is free")
+      }))
+
+    test("the lock is not an entry: holding it leaves the key's entry, the store's clear and has alone", (lock, store) =>
+      Effect.gen(function*() {
+        yield* store.set("ns:k", envelope("entry"), undefined)
+        const lease = Option.getOrThrow(yield* lock.tryAcquire("ns:k", units(10)))
+        assert.strictEqual(textOf(yield* store.get("ns:k")), "entry")
+        yield* Effect.ignore(store.clear("ns:"))
+        assert.isTrue(Option.isNone(yield* lock.tryAcquire("ns:k", units(10))), "clear did not free the lock")
+        assert.isTrue(yield* lock.extend(lease, units(10)))
+      }))
+
+    test("awaitRelease waits while the lock is held and returns when the holder releases", (lock) =>
+      Effect.gen(function*() {
+        const lease = Option.getOrThrow(yield* lock.tryAcquire("l:wake", units(10)))
+        const waiter = yield* Effect.fork(lock.awaitRelease("l:wake", units(100)))
+        yield* advance(units(1))
+        yield* settle
+        assert.isTrue(Option.isNone(yield* Fiber.poll(waiter)), "awaitRelease returned while the lock was held")
+        yield* lock.release(lease, Option.none())
+        const outcome = yield* Fiber.join(waiter).pipe(Effect.timeout(units(50)), Effect.either)
+        assert.strictEqual(outcome._tag, "Right", "the waiter was not woken by the release")
+      }))
+
+    test("awaitRelease ends at its timeout when nobody releases", (lock) =>
+      Effect.gen(function*() {
+        yield* lock.tryAcquire("l:still", units(100))
+        const waiter = yield* Effect.fork(lock.awaitRelease("l:still", units(4)))
+        yield* advance(units(1))
+        yield* settle
+        assert.isTrue(Option.isNone(yield* Fiber.poll(waiter)), "awaitRelease returned long before its timeout")
+        yield* advance(units(5))
+        const outcome = yield* Fiber.join(waiter).pipe(Effect.timeout(units(50)), Effect.either)
+        assert.strictEqual(outcome._tag, "Right", "awaitRelease did not end at its timeout")
+      }))
+  })
+}

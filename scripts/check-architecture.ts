@@ -1,0 +1,123 @@
+/**
+ * Architecture rules for src/, checked on the import graph that `ts.preProcessFile` reads from each
+ * file (imports, `import type`, re-exports, dynamic imports):
+ *
+ * 1. No import cycle among src/**\/*.ts (type-only imports count too).
+ * 2. Files under src/internal/ import none of `ioredis`, `cluster-key-slot`, `lru-cache`, nor any
+ *    module under src/CacheStore/, src/CacheLock/, src/CacheBus/, nor src/Redis.ts.
+ *
+ * Exits non-zero with each violation listed.
+ */
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs"
+import { dirname, join, relative, resolve, sep } from "node:path"
+import ts from "typescript"
+
+const root = join(import.meta.dirname, "..")
+const srcDir = join(root, "src")
+
+const rel = (file: string): string => relative(root, file).split(sep).join("/")
+
+const walk = (dir: string): Array<string> =>
+  readdirSync(dir).sort().flatMap((name) => {
+    const path = join(dir, name)
+    if (statSync(path).isDirectory()) return walk(path)
+    return name.endsWith(".ts") && !name.endsWith(".d.ts") ? [path] : []
+  })
+
+/** The source file a relative specifier names (NodeNext style: `./x.js` is `./x.ts`), if any. */
+const resolveRelative = (from: string, specifier: string): string | undefined => {
+  const base = resolve(dirname(from), specifier)
+  const candidates = [
+    base.replace(/\.(m|c)?js$/, ".$1ts"),
+    base,
+    `${base}.ts`,
+    join(base, "index.ts")
+  ]
+  return candidates.find((candidate) => candidate.endsWith(".ts") && existsSync(candidate) && statSync(candidate).isFile())
+}
+
+interface Import {
+  readonly specifier: string
+  readonly line: number
+  /** The src file it resolves to, for a relative specifier that names one. */
+  readonly target: string | undefined
+}
+
+const files = walk(srcDir)
+const imports = new Map<string, Array<Import>>()
+for (const file of files) {
+  const text = readFileSync(file, "utf8")
+  const info = ts.preProcessFile(text, true, true)
+  const lineOf = (pos: number) => text.slice(0, pos).split("\n").length
+  imports.set(
+    file,
+    info.importedFiles.map(({ fileName, pos }) => ({
+      specifier: fileName,
+      line: lineOf(pos),
+      target: fileName.startsWith(".") ? resolveRelative(file, fileName) : undefined
+    }))
+  )
+}
+
+const problems: Array<string> = []
+
+// 1. Cycles: depth-first search over the graph; a back edge closes a cycle, printed from its start.
+const state = new Map<string, "visiting" | "done">()
+const stack: Array<string> = []
+const seenCycles = new Set<string>()
+const visit = (file: string): void => {
+  state.set(file, "visiting")
+  stack.push(file)
+  for (const { target } of imports.get(file) ?? []) {
+    if (target === undefined || !imports.has(target)) continue
+    const s = state.get(target)
+    if (s === "visiting") {
+      const cycle = stack.slice(stack.indexOf(target)).map(rel)
+      // One report per cycle, whichever file the search entered it from.
+      const start = cycle.indexOf([...cycle].sort()[0]!)
+      const canonical = [...cycle.slice(start), ...cycle.slice(0, start)]
+      const key = canonical.join(" -> ")
+      if (!seenCycles.has(key)) {
+        seenCycles.add(key)
+        problems.push(`import cycle: ${[...canonical, canonical[0]].join(" -> ")}`)
+      }
+    } else if (s === undefined) {
+      visit(target)
+    }
+  }
+  stack.pop()
+  state.set(file, "done")
+}
+for (const file of files) if (!state.has(file)) visit(file)
+
+// 2. What src/internal/ may not depend on.
+const forbiddenPackages = ["ioredis", "cluster-key-slot", "lru-cache"]
+const forbiddenDirs = ["src/CacheStore/", "src/CacheLock/", "src/CacheBus/"]
+const forbiddenFiles = ["src/Redis.ts"]
+const internalDir = join(srcDir, "internal") + sep
+for (const file of files) {
+  if (!file.startsWith(internalDir)) continue
+  for (const { line, specifier, target } of imports.get(file) ?? []) {
+    const where = `${rel(file)}:${line}`
+    const pkg = forbiddenPackages.find((name) => specifier === name || specifier.startsWith(`${name}/`))
+    if (pkg !== undefined) {
+      problems.push(`${where}: src/internal/ must not import "${pkg}" (imports "${specifier}")`)
+      continue
+    }
+    if (!specifier.startsWith(".")) continue
+    // Judge the path the specifier names even when no file is there (yet).
+    const named = target ?? resolve(dirname(file), specifier).replace(/\.(m|c)?js$/, ".$1ts")
+    const path = rel(named)
+    if (forbiddenFiles.includes(path) || forbiddenDirs.some((dir) => path.startsWith(dir))) {
+      problems.push(`${where}: src/internal/ must not import ${path} (imports "${specifier}")`)
+    }
+  }
+}
+
+if (problems.length > 0) {
+  console.error(`architecture: ${problems.length} violation(s) in src/`)
+  for (const problem of problems) console.error(`  ${problem}`)
+  process.exit(1)
+}
+const edges = [...imports.values()].reduce((n, list) => n + list.filter((i) => i.target !== undefined).length, 0)
+console.log(`architecture: ${files.length} files, ${edges} local imports: no cycle; src/internal/ stays free of backends`)

@@ -21,10 +21,14 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import type * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import * as TestClock from "effect/TestClock"
+import * as Cache from "./Cache.js"
 import * as CacheEntry from "./CacheEntry.js"
+import * as CacheKey from "./CacheKey.js"
 import * as CacheLock from "./CacheLock.js"
 import * as CacheStore from "./CacheStore.js"
+import * as Keyspace from "./Keyspace.js"
 
 /**
  * How a suite moves time and which optional capabilities the backend claims.
@@ -119,6 +123,19 @@ const versionOf = (found: Option.Option<CacheEntry.Stored>): number => {
   return CacheEntry.decode(stored)!.version
 }
 
+/** A value whose encoded form holds what plain JSON cannot: every store must give it back as written. */
+const Parity = Schema.Struct({
+  data: Schema.Uint8ArrayFromSelf,
+  size: Schema.BigIntFromSelf,
+  at: Schema.DateFromSelf,
+  parts: Schema.MapFromSelf({ key: Schema.String, value: Schema.Number }),
+  labels: Schema.SetFromSelf(Schema.String),
+  ratio: Schema.Number,
+  note: Schema.UndefinedOr(Schema.String)
+})
+const ParityValues = Keyspace.make({ name: "parity", key: CacheKey.string, value: Parity })
+const Bytes = Keyspace.make({ name: "bytes", key: CacheKey.string, value: Schema.Uint8ArrayFromSelf })
+
 /** Lets forked fibers run up to their first real wait. */
 const settle = Effect.repeatN(Effect.yieldNow(), 20)
 
@@ -194,6 +211,28 @@ export const storeSuite = <ROut, E>(
         yield* store.set("t:empty", envelope(""), undefined)
         assert.strictEqual(textOf(yield* store.get("t:empty")), "")
       }))
+
+    test("a cache over the store gives back what the memory default gives: bytes, bigints, Dates, Maps, Sets, NaN", (store) =>
+      Effect.gen(function*() {
+        const value: typeof Parity.Type = {
+          data: new Uint8Array([0, 255, 7]),
+          size: 2n ** 80n,
+          at: new Date(1_700_000_000_123),
+          parts: new Map([["a", 1]]),
+          labels: new Set(["x"]),
+          ratio: NaN,
+          note: undefined
+        }
+        const cache = yield* Cache.make({ namespace: "t" }).pipe(Effect.provideService(CacheStore.CacheStore, store))
+        const onStore = Effect.provideService(Cache.Cache, cache)
+        yield* onStore(ParityValues.set("p", value))
+        yield* onStore(Bytes.set("b", new Uint8Array([1, 2, 3])))
+        const got = Option.getOrThrow(yield* onStore(ParityValues.get("p")))
+        // Compared as plain arrays: a store may hand bytes back as a Buffer, which is a Uint8Array.
+        assert.deepStrictEqual({ ...got, data: Array.from(got.data) }, { ...value, data: [0, 255, 7] })
+        assert.isTrue(got.data instanceof Uint8Array)
+        assert.deepStrictEqual(Array.from(Option.getOrThrow(yield* onStore(Bytes.get("b")))), [1, 2, 3])
+      }).pipe(Effect.scoped))
 
     test("any bytes round-trip byte for byte (an old or foreign entry is the cache's to judge)", (store) =>
       Effect.gen(function*() {

@@ -1,8 +1,7 @@
 import { assert, describe, expectTypeOf, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Fiber, Layer, Option, Schema, TestClock } from "effect"
 import { inject } from "vitest"
-import { Cache, CacheEntry, CacheError, CacheKey, Keyspace, Redis, RecordingStore, RedisStore } from "../src/index.js"
-import { redisOn } from "./utils.js"
+import { Cache, CacheEntry, CacheError, CacheKey, Keyspace, Redis, RecordingStore } from "../src/index.js"
 
 class User extends Schema.Class<User>("User")({ id: Schema.Number, name: Schema.String }) {}
 const Users = Keyspace.make({ name: "users", key: CacheKey.number, value: User, ttl: "10 minutes" })
@@ -134,48 +133,4 @@ describe("internal keys on Redis", () => {
       const stored = yield* Effect.promise(() => redis.client.getBuffer("ns:users:1"))
       assert.strictEqual(CacheEntry.decode(stored!)?.fingerprint, Users.fingerprint)
     }).pipe(Effect.provide(Cache.layerRedis({ url: `${inject("redisUrl")}/31`, namespace: "ns" }))))
-})
-
-describe("the same program gives the same answer on every store", () => {
-  const Blob = Schema.Struct({
-    data: Schema.Uint8ArrayFromSelf,
-    size: Schema.BigIntFromSelf,
-    at: Schema.DateFromSelf,
-    parts: Schema.MapFromSelf({ key: Schema.String, value: Schema.Number }),
-    labels: Schema.SetFromSelf(Schema.String),
-    ratio: Schema.Number
-  })
-  const Blobs = Keyspace.make({ name: "blobs", key: CacheKey.string, value: Blob })
-  const Raw = Keyspace.make({ name: "raw", key: CacheKey.string, value: Schema.Uint8ArrayFromSelf })
-  const blob: typeof Blob.Type = {
-    data: new Uint8Array([0, 255, 7]),
-    size: 2n ** 80n,
-    at: new Date(1_700_000_000_123),
-    parts: new Map([["a", 1]]),
-    labels: new Set(["x"]),
-    ratio: NaN
-  }
-  const program = Effect.gen(function*() {
-    yield* Blobs.set("b", blob)
-    yield* Raw.set("r", new Uint8Array([1, 2, 3]))
-    return [yield* Blobs.get("b"), yield* Raw.get("r")] as const
-  })
-  const stores: ReadonlyArray<readonly [string, () => Layer.Layer<Cache.Cache>]> = [
-    ["memory (live values)", () => Cache.layerMemory({ namespace: "parity" })],
-    ["recording (bytes)", () => Cache.layer({ namespace: "parity" }).pipe(Layer.provide(RecordingStore.layer()))]
-  ]
-  for (const [name, layer] of stores) {
-    it.effect(`${name}: bytes, bigints, Dates, Maps, Sets and NaN come back as written`, () =>
-      Effect.gen(function*() {
-        const [got, raw] = yield* program
-        assert.deepStrictEqual(got, Option.some(blob))
-        assert.deepStrictEqual(raw, Option.some(new Uint8Array([1, 2, 3])))
-      }).pipe(Effect.provide(layer())))
-  }
-  it.effect("Redis: bytes, bigints, Dates, Maps, Sets and NaN come back as written", () =>
-    Effect.gen(function*() {
-      const [got, raw] = yield* program
-      assert.deepStrictEqual(got, Option.some(blob))
-      assert.deepStrictEqual(raw, Option.some(new Uint8Array([1, 2, 3])))
-    }).pipe(Effect.provide(Cache.layer({ namespace: "parity" }).pipe(Layer.provide(RedisStore.layer()), Layer.provide(redisOn(29))))))
 })

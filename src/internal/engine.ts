@@ -61,16 +61,9 @@ export interface Engine {
 const bind = (metric: Metric.Metric.Counter<number>, labels: ReadonlyArray<MetricLabel.MetricLabel>) => () =>
   metric.unsafeUpdate(1, labels)
 
-export const make = (config: {
-  readonly store: CacheStore.CacheStore
-  readonly namespace: string
-  readonly timeout: Duration.Duration
-  readonly defaultTtl: Duration.Duration | undefined
-  readonly maxKeyLength: number
-  readonly flights: SingleFlight.SingleFlight
-  readonly lock: CacheLock.CacheLock | undefined
-  readonly lockSettings: LockSettings
-}): Engine => {
+export const make = (
+  config: Pick<Engine, "store" | "namespace" | "timeout" | "defaultTtl" | "maxKeyLength" | "flights" | "lock" | "lockSettings">
+): Engine => {
   const { namespace, store, timeout } = config
   const timeoutMillis = Duration.toMillis(timeout)
   const storeLabel = MetricLabel.make("store", store.name)

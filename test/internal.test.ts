@@ -2,7 +2,7 @@
  * The internal concurrency helpers: nothing they keep may outlive an interruption.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber } from "effect"
+import { Effect, Fiber, Option } from "effect"
 import * as Coalesce from "../src/internal/coalesce.js"
 import * as Waiters from "../src/internal/waiters.js"
 
@@ -43,10 +43,16 @@ describe("waiters", () => {
       const waiters = Waiters.make()
       const woken = yield* Effect.fork(waiters.wait("k", "10 seconds"))
       const interrupted = yield* Effect.fork(waiters.wait("k", "10 seconds"))
-      yield* Effect.yieldNow()
+      yield* Effect.repeatN(Effect.yieldNow(), 5)
+      assert.strictEqual(waiters.pending(), 2)
       yield* Fiber.interrupt(interrupted)
+      assert.strictEqual(waiters.pending(), 1, "an interrupted wait unregisters itself")
+      assert.isTrue(Option.isNone(yield* Fiber.poll(woken)), "still waiting before the wake-up")
       waiters.wake("k")
-      yield* Fiber.join(woken).pipe(Effect.timeout("1 second"))
+      // Fails with a TimeoutException unless the wake-up ended the 10 s wait.
+      yield* Fiber.join(woken).pipe(Effect.timeoutFail({ duration: "2 seconds", onTimeout: () => new Error("the wake-up did not end the wait") }))
+      assert.strictEqual(waiters.pending(), 0)
       yield* waiters.wait("other", "10 millis")
+      assert.strictEqual(waiters.pending(), 0, "and leaves nothing registered")
     }))
 })

@@ -11,6 +11,8 @@ export interface Waiters {
   readonly wait: (key: string, timeout: Duration.DurationInput) => Effect.Effect<void>
   /** Wakes every waiter of `key`; safe to call from outside a fiber (e.g. a pub/sub callback). */
   readonly wake: (key: string) => void
+  /** How many waits are registered now, over every key. */
+  readonly pending: () => number
 }
 
 export const make = (): Waiters => {
@@ -42,6 +44,11 @@ export const make = (): Waiters => {
       if (set === undefined) return
       byKey.delete(key)
       for (const deferred of set) Deferred.unsafeDone(deferred, Effect.void)
+    },
+    pending: () => {
+      let n = 0
+      for (const set of byKey.values()) n += set.size
+      return n
     }
   }
 }

@@ -16,6 +16,7 @@ import type * as CacheLock from "../CacheLock.js"
 import type * as CacheStore from "../CacheStore.js"
 import * as Coalesce from "./coalesce.js"
 import * as Metrics from "./metrics.js"
+import type { Definition } from "./model.js"
 import { sleepReal, timeoutReal } from "./realTime.js"
 import type * as SingleFlight from "./singleFlight.js"
 
@@ -46,6 +47,8 @@ export interface Engine {
   readonly lockSettings: LockSettings
   /** The counters of a keyspace. */
   readonly counters: (keyspace: string) => Counters
+  /** What the hot path needs of a keyspace in this cache, computed once: its key prefix and counters. */
+  readonly bindingOf: (keyspace: Definition<any, any, any>) => Binding
   /** Bounds a store operation by the cache's timeout, where the store does not bound it itself. */
   readonly bound: <A>(operation: Operation, key: string | undefined, effect: Effect.Effect<A, StoreError>) => Effect.Effect<A, StoreError>
   /** Bounds a lock operation by the cache's timeout (on real time; an in-process lock is not raced). */
@@ -56,6 +59,13 @@ export interface Engine {
   readonly lockSleep: (duration: Duration.Duration) => Effect.Effect<void>
   /** The version the cache gives a write at `now` when the store does not assign versions itself. */
   readonly nextVersion: (now: number) => number
+}
+
+/** A keyspace as one cache uses it. */
+export interface Binding {
+  /** The prefix of every store key of the keyspace (for a single entry, its key). */
+  readonly prefix: string
+  readonly counters: Counters
 }
 
 const bind = (metric: Metric.Metric.Counter<number>, labels: ReadonlyArray<MetricLabel.MetricLabel>) => () =>
@@ -83,6 +93,22 @@ export const make = (
       countersByKeyspace.set(keyspace, found)
     }
     return found
+  }
+
+  // Most programs use one keyspace at a time: the last binding is checked before the map.
+  const bindings = new WeakMap<Definition<any, any, any>, Binding>()
+  let lastKeyspace: Definition<any, any, any> | undefined
+  let lastBinding: Binding | undefined
+  const bindingOf = (keyspace: Definition<any, any, any>): Binding => {
+    if (keyspace === lastKeyspace) return lastBinding!
+    let found = bindings.get(keyspace)
+    if (found === undefined) {
+      const prefix = keyspace.kind === "single" ? `${namespace}:${keyspace.name}` : `${namespace}:${keyspace.name}:`
+      found = { prefix, counters: counters(keyspace.name) }
+      bindings.set(keyspace, found)
+    }
+    lastKeyspace = keyspace
+    return lastBinding = found
   }
 
   const { inProcess, operationBound } = store.capabilities
@@ -116,6 +142,7 @@ export const make = (
     ...config,
     reads: Coalesce.make(),
     counters,
+    bindingOf,
     bound,
     boundLock,
     lockNow,

@@ -9,26 +9,31 @@ import type { Engine } from "./engine.js"
 import type { Definition } from "./model.js"
 
 const controlCharacter = /[\u0000-\u001f\u007f]/
-/** In unicode mode a surrogate pair is one code point: only a lone surrogate matches. */
-const loneSurrogate = /\p{Cs}/u
+
+/** `String.prototype.isWellFormed` (Node 20+; not yet in the ES2022 lib this package compiles against). */
+const isWellFormed = (s: string): boolean => (s as unknown as { isWellFormed(): boolean }).isWellFormed()
 
 /** The prefix every store key of the keyspace starts with (for a single entry, its key). */
-export const prefixOf = <K, A, Id>(engine: Engine, keyspace: Definition<K, A, Id>): string =>
-  keyspace.kind === "single" ? `${engine.namespace}:${keyspace.name}` : `${engine.namespace}:${keyspace.name}:`
+export const prefixOf = <K, A, Id>(engine: Engine, keyspace: Definition<K, A, Id>): string => engine.bindingOf(keyspace).prefix
 
 export const isInvalidKey = (u: unknown): u is InvalidKeyError => u instanceof InvalidKeyError
 
-/** The validated store key of `key`, or the reason it cannot be one. */
+/**
+ * The validated store key of `key`, or the reason it cannot be one. The prefix was validated with the
+ * namespace and the keyspace name, so only the segment is checked.
+ */
 export const storeKey = <K, A, Id>(
   engine: Engine,
   operation: Operation,
   keyspace: Definition<K, A, Id>,
   key: K
 ): string | InvalidKeyError => {
-  if (keyspace.kind === "single") return prefixOf(engine, keyspace)
-  const segment = keyspace.encodeKey(key)
-  if (Either.isLeft(segment)) return new InvalidKeyError({ reason: "Encode", operation, cause: segment.left })
-  const full = prefixOf(engine, keyspace) + segment.right
+  const prefix = engine.bindingOf(keyspace).prefix
+  if (keyspace.kind === "single") return prefix
+  const encoded = keyspace.encodeKey(key)
+  if (Either.isLeft(encoded)) return new InvalidKeyError({ reason: "Encode", operation, cause: encoded.left })
+  const segment = encoded.right
+  const full = prefix + segment
   if (full.length > engine.maxKeyLength) {
     return new InvalidKeyError({
       reason: "TooLong",
@@ -37,9 +42,9 @@ export const storeKey = <K, A, Id>(
       cause: `${full.length} characters, the limit is ${engine.maxKeyLength}`
     })
   }
-  if (controlCharacter.test(full)) return new InvalidKeyError({ reason: "ControlCharacter", operation, key: full })
+  if (controlCharacter.test(segment)) return new InvalidKeyError({ reason: "ControlCharacter", operation, key: full })
   // Two different lone surrogates both become U+FFFD in UTF-8: such keys would share a Redis key.
-  if (loneSurrogate.test(full)) return new InvalidKeyError({ reason: "InvalidUnicode", operation, key: full })
+  if (!isWellFormed(segment)) return new InvalidKeyError({ reason: "InvalidUnicode", operation, key: full })
   return full
 }
 

@@ -55,9 +55,11 @@ const getContinuation: Continuation<unknown, Option.Option<unknown>, StoreError,
 
 /** The table: every direct operation, once. */
 export const table: { readonly [Op in Operation]: Implementation<Op> } = {
-  get: (engine, keyspace, key) =>
-    whenValid(storeKey(engine, "get", keyspace, key), (full) =>
-      lookup(engine, "get", keyspace, full, getContinuation as Continuation<any, any, any, never>)),
+  // The hot path: no closure between the call and the read.
+  get: (engine, keyspace, key) => {
+    const full = storeKey(engine, "get", keyspace, key)
+    return isInvalidKey(full) ? Effect.fail(full) : lookup(engine, "get", keyspace, full, getContinuation as Continuation<any, any, any, never>)
+  },
   getMany: (engine, keyspace, keys) =>
     whenAllValid(storeKeys(engine, "getMany", keyspace, keys), (full) => lookupMany(engine, keyspace, full)),
   set: (engine, keyspace, key, value, options) =>

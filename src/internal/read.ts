@@ -83,7 +83,7 @@ export const heal = <K, A, Id>(
   cause: unknown
 ): Effect.Effect<Outcome> => {
   const error = new CodecError({ reason: "Decode", operation, key, cause })
-  engine.counters(keyspace.name).decodeFailures()
+  engine.bindingOf(keyspace).counters.decodeFailures()
   return Effect.logWarning(`effect-cachekit: ${error.message}; dropping the entry`).pipe(
     Effect.zipRight(engine.bound("delete", key, engine.store.delete(key)).pipe(Effect.ignore)),
     Effect.as(Miss)
@@ -141,7 +141,7 @@ export const lookup = <K, A, Id, X, E, R>(
   key: string,
   k: Continuation<A, X, E, R>
 ): Effect.Effect<X, E, R> => {
-  const counters = engine.counters(keyspace.name)
+  const counters = engine.bindingOf(keyspace).counters
   const getNow = engine.store.getNow
   if (getNow !== undefined) {
     return Effect.clockWith((clock) => {
@@ -212,7 +212,7 @@ export const lookupMany = <K, A, Id>(
   Effect.flatMap(engine.bound("getMany", undefined, engine.store.getMany(keys)), (stored) =>
     Effect.clockWith((clock) => {
       const now = clock.unsafeCurrentTimeMillis()
-      const c = engine.counters(keyspace.name)
+      const c = engine.bindingOf(keyspace).counters
       const out = new Array<Option.Option<A>>(stored.length)
       const invalid: Array<string> = []
       const later: Array<readonly [number, Outcome]> = []

@@ -3,7 +3,7 @@
  * producer counts its runs in Redis (INCR `runs:<key>`), waits `producerMillis`, and returns who
  * produced the value and when it finished.
  *
- * argv: redisUrl namespace key callers producerMillis leaseMillis. Prints "ready" once connected, starts
+ * argv: redisUrl namespace key callers producerMillis leaseMillis (0: the default lease). Prints "ready" once connected, starts
  * when a line arrives on standard input (so a fleet starts together), then prints one JSON line with
  * the producer runs counted so far in the whole fleet.
  */
@@ -36,7 +36,12 @@ const program = Effect.gen(function*() {
   const runs = Number(yield* Effect.promise(() => redis.client.get(`runs:${key}`)))
   process.stdout.write(`${JSON.stringify({ pid: process.pid, startedAt, runs, results })}\n`)
 }).pipe(
-  Effect.provide(Cache.layerRedis({ url: url!, namespace: namespace!, lock: { lease: `${Number(leaseMillis)} millis` } }))
+  // A lease of 0 keeps the cache's default lease.
+  Effect.provide(Cache.layerRedis({
+    url: url!,
+    namespace: namespace!,
+    ...(Number(leaseMillis) > 0 ? { lock: { lease: `${Number(leaseMillis)} millis` } } : {})
+  }))
 )
 
 Effect.runPromise(program).then(

@@ -79,7 +79,10 @@ export interface Options {
  * @category models
  */
 export interface LockOptions {
-  /** How long a lock is held before it lapses; a watchdog extends it every third of it while the producer runs. Default 10 seconds. */
+  /**
+   * How long a lock is held before it lapses unless renewed; a watchdog renews it every third of it
+   * while the producer runs, so a holder that dies or freezes loses it within one lease. Default 3 seconds.
+   */
   readonly lease?: Duration.DurationInput | undefined
   /** How long a caller waits for another instance's producer before its `lockMode` applies. Default 10 seconds. */
   readonly timeout?: Duration.DurationInput | undefined
@@ -231,7 +234,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Cache
       flights: SingleFlight.make(scope),
       lock,
       lockSettings: {
-        lease: Duration.decode(options.lock?.lease ?? "10 seconds"),
+        lease: Duration.decode(options.lock?.lease ?? "3 seconds"),
         timeout: Duration.decode(options.lock?.timeout ?? "10 seconds"),
         pollInterval: Duration.decode(options.lock?.pollInterval ?? "200 millis")
       }

@@ -18,6 +18,7 @@
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
@@ -48,23 +49,32 @@ export interface Options {
   readonly maxValueBytes?: number | undefined
 }
 
+/** The prefix of the error the release script replies with when Redis refused the holder's write. */
+const writeRefused = "CACHEKIT-WRITE-REFUSED"
+
 const extendScript = `
 if redis.call("GET", KEYS[1]) == ARGV[1] then
   return redis.call("PEXPIRE", KEYS[1], ARGV[2])
 end
 return 0`
 
-// ARGV: token, channel, message, mode ("0" no write, "1" write), value, px (as the store's write takes it)
+// ARGV: token, channel, message, mode ("0" no write, "1" write), value, px (as the store's write takes it).
+// The write runs under pcall: when Redis refuses it (out of memory), the lock is still released and
+// the waiters woken, and the refusal comes back as an error reply after that.
 const releaseScript = `${RedisStore.writeFunction}
 local written = 0
+local refused = nil
 if redis.call("GET", KEYS[1]) == ARGV[1] then
   if ARGV[4] == "1" then
-    write(KEYS[2], ARGV[5], ARGV[6])
-    written = 1
+    local ok, err = pcall(write, KEYS[2], ARGV[5], ARGV[6])
+    if ok then written = 1 else refused = err end
   end
   redis.call("DEL", KEYS[1])
 end
 redis.call("PUBLISH", ARGV[2], ARGV[3])
+if refused then
+  return redis.error_reply("${writeRefused} " .. (type(refused) == "table" and refused.err or tostring(refused)))
+end
 return written`
 
 interface Scripts {
@@ -83,9 +93,18 @@ interface Scripts {
 
 const channelSuffix = "::lock-released"
 
+/** How many acquisitions of unknown outcome are remembered for clean-up; past it, the oldest lapse with their lease. */
+const maxUnsettled = 10_000
+
 /** @internal The lock key of an entry key: internal to its namespace, in its hash slot. */
 export const lockKeyOf = (key: string): string =>
   CacheStore.internalKey(CacheStore.namespaceOf(key), "lock", `{${RedisStore.tagForSlot(RedisStore.slotOf(key))}}:${key}`)
+
+const lockError = (operation: LockError["operation"], key: string, cause: unknown) =>
+  new LockError({ reason: RedisStore.classify(cause) === "Timeout" ? "Timeout" : "Unavailable", operation, key, cause })
+
+/** The channel a namespace's releases are published on. */
+const channelOf = (key: string): string => `${CacheStore.namespaceOf(key)}${channelSuffix}`
 
 const defineScripts = (client: Redis.Client): Scripts => {
   client.defineCommand("cachekitLockExtend", { numberOfKeys: 1, lua: extendScript })
@@ -138,12 +157,27 @@ export const make = (options: Options = {}): Effect.Effect<CacheLock.CacheLock, 
       couldNotSubscribe
     )
 
+    // An acquisition whose reply never came (timed out, interrupted, or its connection dropped) may
+    // still land on Redis. Its token is kept and a token-checked release is sent at once: on the same
+    // connection it runs after the SET it follows, so a SET that lands late is undone as soon as it
+    // lands. Whatever could not be sent is sent again each time the client is ready.
+    const unsettled = new Map<string, string>() // token → entry key
+    const settle = (token: string, key: string) =>
+      scripts.cachekitLockRelease(lockKeyOf(key), key, token, channelOf(key), key, "0", "", "")
+        .then(() => void unsettled.delete(token), () => {})
+    const abandon = (token: string, key: string) => {
+      if (unsettled.size >= maxUnsettled) unsettled.delete(unsettled.keys().next().value!)
+      unsettled.set(token, key)
+      void settle(token, key)
+    }
+    const onReady = () => {
+      for (const [token, key] of unsettled) void settle(token, key)
+    }
+    client.on("ready", onReady)
+    yield* Effect.addFinalizer(() => Effect.sync(() => client.off("ready", onReady)))
+
     const call = <A>(operation: LockError["operation"], key: string, run: () => Promise<A>) =>
-      Effect.tryPromise({
-        try: run,
-        catch: (cause) =>
-          new LockError({ reason: RedisStore.classify(cause) === "Timeout" ? "Timeout" : "Unavailable", operation, key, cause })
-      })
+      Effect.tryPromise({ try: run, catch: (cause) => lockError(operation, key, cause) })
 
     const lock: CacheLock.CacheLock = {
       name: "redis",
@@ -152,9 +186,9 @@ export const make = (options: Options = {}): Effect.Effect<CacheLock.CacheLock, 
         Effect.suspend(() => {
           const token = CacheLock.randomToken()
           const millis = Math.max(1, Math.ceil(Duration.toMillis(Duration.decode(lease))))
-          return Effect.map(
-            call("lock", key, () => client.set(lockKeyOf(key), token, "PX", millis, "NX")),
-            (reply) => reply === "OK" ? Option.some({ key, token }) : Option.none()
+          return call("lock", key, () => client.set(lockKeyOf(key), token, "PX", millis, "NX")).pipe(
+            Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : Effect.sync(() => abandon(token, key))),
+            Effect.map((reply) => reply === "OK" ? Option.some({ key, token }) : Option.none())
           )
         }),
       extend: (lease, duration) =>
@@ -168,13 +202,15 @@ export const make = (options: Options = {}): Effect.Effect<CacheLock.CacheLock, 
           (n) => n === 1
         ),
       release: (lease, write) => {
-        const channel = `${CacheStore.namespaceOf(lease.key)}${channelSuffix}`
+        const channel = channelOf(lease.key)
         const send = (mode: string, value: Buffer | string, px: string) =>
-          Effect.map(
-            call("unlock", lease.key, () =>
-              scripts.cachekitLockRelease(lockKeyOf(lease.key), lease.key, lease.token, channel, lease.key, mode, value, px)),
-            (n) => n === 1
-          )
+          Effect.tryPromise({
+            try: () => scripts.cachekitLockRelease(lockKeyOf(lease.key), lease.key, lease.token, channel, lease.key, mode, value, px),
+            catch: (cause): LockError | StoreError =>
+              cause instanceof Error && cause.message.includes(writeRefused)
+                ? new StoreError({ reason: "Backend", operation: "set", key: lease.key, store: "redis", cause: cause.message.replace(`${writeRefused} `, "") })
+                : lockError("unlock", lease.key, cause)
+          }).pipe(Effect.map((n) => n === 1))
         if (Option.isNone(write)) return send("0", "", "")
         const px = RedisStore.pxArgument(write.value.ttl)
         // A ttl of zero or less stores nothing and removes what was there, as in the store.

@@ -1,0 +1,116 @@
+/**
+ * A TCP proxy for network faults between a client and a server on loopback: per direction it passes
+ * bytes, delays them (in order) or swallows them (a blackhole: the connection stays open, nothing
+ * arrives); it can reset every connection (RST) and refuse new ones.
+ */
+import { createServer, type Server, Socket } from "node:net"
+
+/** `up`: client to server; `down`: server to client. */
+export type Direction = "up" | "down"
+
+export type Mode =
+  | { readonly _tag: "Pass" }
+  | { readonly _tag: "Delay"; readonly millis: number }
+  | { readonly _tag: "Blackhole" }
+
+export const pass: Mode = { _tag: "Pass" }
+export const delay = (millis: number): Mode => ({ _tag: "Delay", millis })
+export const blackhole: Mode = { _tag: "Blackhole" }
+
+export interface Proxy {
+  readonly port: number
+  /** Sets how bytes travel in one direction, or both, from now on (bytes already delayed keep their time). */
+  readonly set: (mode: Mode, direction?: Direction | "both") => void
+  /** Resets every open connection (each side sees an RST). */
+  readonly reset: () => void
+  /** Whether new connections are reset as soon as they are accepted. */
+  readonly refuse: (refusing: boolean) => void
+  /** Bytes that went from the client to the server so far. */
+  readonly bytesUp: () => number
+  readonly close: () => Promise<void>
+}
+
+/** Starts a proxy on a free loopback port in front of `127.0.0.1:targetPort`. */
+export const start = (targetPort: number): Promise<Proxy> => {
+  const modes: Record<Direction, Mode> = { up: pass, down: pass }
+  const open = new Set<{ client: Socket; server: Socket }>()
+  let refusing = false
+  let up = 0
+
+  const forward = (from: Socket, to: Socket, direction: Direction) => {
+    // Delayed chunks leave in the order they came, each no sooner than its own delay.
+    let lastRelease = 0
+    from.on("data", (chunk: Buffer) => {
+      const mode = modes[direction]
+      if (mode._tag === "Blackhole") return
+      if (direction === "up") up += chunk.length
+      if (mode._tag === "Pass" && lastRelease <= Date.now()) {
+        to.write(chunk)
+        return
+      }
+      const millis = mode._tag === "Delay" ? mode.millis : 0
+      const release = Math.max(Date.now() + millis, lastRelease)
+      lastRelease = release
+      setTimeout(() => {
+        if (!to.destroyed) to.write(chunk)
+      }, release - Date.now())
+    })
+  }
+
+  const server: Server = createServer((client) => {
+    if (refusing) {
+      client.resetAndDestroy()
+      return
+    }
+    const upstream = new Socket()
+    const pair = { client, server: upstream }
+    open.add(pair)
+    const end = () => {
+      open.delete(pair)
+      client.destroy()
+      upstream.destroy()
+    }
+    client.on("error", end)
+    upstream.on("error", end)
+    client.on("close", end)
+    upstream.on("close", end)
+    forward(client, upstream, "up")
+    forward(upstream, client, "down")
+    upstream.connect(targetPort, "127.0.0.1")
+  })
+
+  return new Promise((resolve, reject) => {
+    server.once("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address()
+      if (typeof address !== "object" || address === null) return reject(new Error("the proxy has no port"))
+      resolve({
+        port: address.port,
+        set: (mode, direction = "both") => {
+          if (direction !== "down") modes.up = mode
+          if (direction !== "up") modes.down = mode
+        },
+        reset: () => {
+          for (const pair of open) {
+            open.delete(pair)
+            pair.client.resetAndDestroy()
+            pair.server.resetAndDestroy()
+          }
+        },
+        refuse: (value) => {
+          refusing = value
+        },
+        bytesUp: () => up,
+        close: () =>
+          new Promise<void>((done) => {
+            for (const pair of open) {
+              pair.client.destroy()
+              pair.server.destroy()
+            }
+            open.clear()
+            server.close(() => done())
+          })
+      })
+    })
+  })
+}

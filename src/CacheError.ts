@@ -76,8 +76,9 @@ const describeKey = (key: string | undefined): string => {
 }
 
 /**
- * The backend failed: it timed out, could not be reached, refused a value that is too large,
- * found a value of the wrong type, answered with an error, or does not support the operation.
+ * The backend failed: it timed out, could not be reached, refused the credentials (`"Auth"`: a wrong
+ * password or user, or none where one is required), refused a value that is too large, found a value
+ * of the wrong type, answered with an error, or does not support the operation.
  *
  * @example
  * ```ts
@@ -92,7 +93,7 @@ const describeKey = (key: string | undefined): string => {
  * @category errors
  */
 export class StoreError extends Data.TaggedError("StoreError")<{
-  readonly reason: "Timeout" | "Unavailable" | "TooLarge" | "WrongType" | "Backend" | "Unsupported"
+  readonly reason: "Timeout" | "Unavailable" | "Auth" | "TooLarge" | "WrongType" | "Backend" | "Unsupported"
   readonly operation: Operation
   readonly key?: string | undefined
   readonly store?: string | undefined
@@ -195,8 +196,8 @@ export class InvalidKeyError extends Data.TaggedError("InvalidKeyError")<{
 }
 
 /**
- * A lock could not be acquired within its timeout (`"Timeout"`), or the lock backend failed
- * (`"Unavailable"`). `getOrSet` raises it only in `"at-most-once"` mode; a lease lost while producing is
+ * A lock could not be acquired within its timeout (`"Timeout"`), the lock backend refused the
+ * credentials (`"Auth"`), or it failed (`"Unavailable"`). `getOrSet` raises it only in `"at-most-once"` mode; a lease lost while producing is
  * logged and its write refused, and the caller still gets the value.
  *
  * @example
@@ -212,7 +213,7 @@ export class InvalidKeyError extends Data.TaggedError("InvalidKeyError")<{
  * @category errors
  */
 export class LockError extends Data.TaggedError("LockError")<{
-  readonly reason: "Timeout" | "Unavailable"
+  readonly reason: "Timeout" | "Auth" | "Unavailable"
   readonly operation: Operation
   readonly key?: string | undefined
   readonly cause?: unknown

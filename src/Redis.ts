@@ -110,6 +110,28 @@ export interface Options {
   readonly redisOptions?: RedisOptions | undefined
 }
 
+const authFailures = new WeakMap<Client, string>()
+
+const isAuthRefusal = (error: unknown): error is Error =>
+  error instanceof Error && /^(WRONGPASS|NOAUTH)|invalid password/i.test(error.message)
+
+/**
+ * @internal
+ * Why the server refused the client's credentials, while it does (cleared once a connection is ready
+ * again): a command that fails meanwhile fails for that reason.
+ */
+export const authRefusal = (client: Client): string | undefined => authFailures.get(client)
+
+/** Records credential refusals, and keeps the error events of a client from being unhandled. */
+const watch = (client: Client): void => {
+  const onError = (error: unknown) => {
+    if (isAuthRefusal(error)) authFailures.set(client, error.message)
+  }
+  client.on("error", onError)
+  client.on("node error", onError)
+  client.on("ready", () => authFailures.delete(client))
+}
+
 const millis = (input: Duration.DurationInput | undefined, fallback: Duration.DurationInput) =>
   Duration.toMillis(Duration.decode(input ?? fallback))
 
@@ -136,6 +158,10 @@ export const clientOptions = (options: Options): RedisOptions => {
     // Fail a command while disconnected instead of holding it until the server returns.
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
+    // A command whose connection dropped before its reply may have run: never send it again (an
+    // INCRBY would count twice, a late SET would land after newer writes). Its caller gets a typed
+    // error instead.
+    autoResendUnfulfilledCommands: false,
     retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 10), maxDelay),
     enableAutoPipelining: options.autoPipelining ?? true,
     ...(options.password === undefined ? {} : { password: Redacted.value(options.password) }),
@@ -184,7 +210,12 @@ const awaitReady = (redis: Redis, timeout: Duration.DurationInput) =>
     }
     const timer = setTimeout(() => {
       client.off("ready", done)
-      resume(Effect.logWarning("effect-cachekit: Redis is not reachable yet; the cache works without it until it is"))
+      const refusal = authRefusal(client)
+      resume(Effect.logWarning(
+        refusal === undefined
+          ? "effect-cachekit: Redis is not reachable yet; the cache works without it until it is"
+          : `effect-cachekit: Redis refused the credentials (${refusal}); calls fail with reason "Auth" and the cache works without Redis until they are fixed`
+      ))
     }, Duration.toMillis(Duration.decode(timeout)))
     client.once("ready", done)
     return Effect.sync(() => {
@@ -216,7 +247,7 @@ export const layer = (options: Options = {}): Layer.Layer<Redis> =>
       Effect.sync(() => {
         const redis = connect(options)
         // Without a listener, ioredis reports connection errors as unhandled 'error' events.
-        redis.client.on("error", () => {})
+        watch(redis.client)
         return redis
       }),
       (redis) => Effect.promise(() => close(redis.client))
@@ -227,15 +258,16 @@ export const layer = (options: Options = {}): Layer.Layer<Redis> =>
   )
 
 /**
- * QUIT when connected, so replies in flight arrive; bounded, because a release cannot be interrupted
- * and QUIT on a connection that never came up does not settle. Then the socket is closed for good.
+ * QUIT when connected, so replies in flight arrive; bounded (100 ms: a shutdown never waits on a
+ * frozen server), because a release cannot be interrupted and QUIT on a connection that never came up
+ * does not settle. Then the socket is closed for good.
  */
 const close = async (client: Client): Promise<void> => {
   if (client.status === "ready") {
     let timer: ReturnType<typeof setTimeout> | undefined
     await Promise.race([
       client.quit().catch(() => "closed"),
-      new Promise((resolve) => timer = setTimeout(resolve, 1_000))
+      new Promise((resolve) => timer = setTimeout(resolve, 100))
     ])
     clearTimeout(timer)
   }
@@ -333,5 +365,5 @@ export const layerFromEnv: Layer.Layer<Redis, ConfigError.ConfigError> = Layer.u
  */
 export const layerFromClient = (client: Client): Layer.Layer<Redis> => {
   const redis: Redis = { client, isCluster: client instanceof Cluster }
-  return Layer.effect(Redis, Effect.as(awaitReady(redis, "2 seconds"), redis))
+  return Layer.effect(Redis, Effect.sync(() => watch(client)).pipe(Effect.zipRight(awaitReady(redis, "2 seconds")), Effect.as(redis)))
 }

@@ -100,8 +100,15 @@ const maxUnsettled = 10_000
 export const lockKeyOf = (key: string): string =>
   CacheStore.internalKey(CacheStore.namespaceOf(key), "lock", `{${RedisStore.tagForSlot(RedisStore.slotOf(key))}}:${key}`)
 
-const lockError = (operation: LockError["operation"], key: string, cause: unknown) =>
-  new LockError({ reason: RedisStore.classify(cause) === "Timeout" ? "Timeout" : "Unavailable", operation, key, cause })
+const lockError = (client: Redis.Client, operation: LockError["operation"], key: string, cause: unknown) => {
+  const reason = RedisStore.classify(client, cause)
+  return new LockError({
+    reason: reason === "Timeout" || reason === "Auth" ? reason : "Unavailable",
+    operation,
+    key,
+    cause: reason === "Auth" ? Redis.authRefusal(client) ?? cause : cause
+  })
+}
 
 /** The channel a namespace's releases are published on. */
 const channelOf = (key: string): string => `${CacheStore.namespaceOf(key)}${channelSuffix}`
@@ -177,7 +184,7 @@ export const make = (options: Options = {}): Effect.Effect<CacheLock.CacheLock, 
     yield* Effect.addFinalizer(() => Effect.sync(() => client.off("ready", onReady)))
 
     const call = <A>(operation: LockError["operation"], key: string, run: () => Promise<A>) =>
-      Effect.tryPromise({ try: run, catch: (cause) => lockError(operation, key, cause) })
+      Effect.tryPromise({ try: run, catch: (cause) => lockError(client, operation, key, cause) })
 
     const lock: CacheLock.CacheLock = {
       name: "redis",
@@ -209,7 +216,7 @@ export const make = (options: Options = {}): Effect.Effect<CacheLock.CacheLock, 
             catch: (cause): LockError | StoreError =>
               cause instanceof Error && cause.message.includes(writeRefused)
                 ? new StoreError({ reason: "Backend", operation: "set", key: lease.key, store: "redis", cause: cause.message.replace(`${writeRefused} `, "") })
-                : lockError("unlock", lease.key, cause)
+                : lockError(client, "unlock", lease.key, cause)
           }).pipe(Effect.map((n) => n === 1))
         if (Option.isNone(write)) return send("0", "", "")
         const px = RedisStore.pxArgument(write.value.ttl)

@@ -47,13 +47,18 @@ const storeName = "redis"
 /** @internal */
 export const defaultMaxValueBytes = 16 * 1024 * 1024
 
-/** @internal How an ioredis failure is classified. */
-export const classify = (cause: unknown): "Timeout" | "WrongType" | "Backend" | "Unavailable" => {
+/**
+ * @internal
+ * How an ioredis failure of `client` is classified: a command refused for want of credentials, or
+ * one that could not be sent while the server refuses them, is `"Auth"`.
+ */
+export const classify = (client: Redis.Client, cause: unknown): "Timeout" | "Auth" | "WrongType" | "Backend" | "Unavailable" => {
   const message = cause instanceof Error ? cause.message : String(cause)
+  if (/^(NOAUTH|WRONGPASS)/.test(message)) return "Auth"
   if (/timed out/i.test(message)) return "Timeout"
   if (/WRONGTYPE|not an integer|out of range|overflow/i.test(message)) return "WrongType"
   if (cause instanceof Error && cause.name === "ReplyError") return "Backend"
-  return "Unavailable"
+  return Redis.authRefusal(client) === undefined ? "Unavailable" : "Auth"
 }
 
 /** @internal */
@@ -234,7 +239,11 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore
     const call = <A>(operation: StoreError["operation"], key: string | undefined, run: () => Promise<A>) =>
       Effect.tryPromise({
         try: run,
-        catch: (cause) => new StoreError({ reason: classify(cause), operation, key, store: storeName, cause })
+        catch: (cause) => {
+          const reason = classify(client, cause)
+          // A command not sent because the server refuses the credentials says so, not "stream not writeable".
+          return new StoreError({ reason, operation, key, store: storeName, cause: reason === "Auth" ? Redis.authRefusal(client) ?? cause : cause })
+        }
       })
 
     const received = (operation: StoreError["operation"], key: string, value: Buffer | null) =>

@@ -37,7 +37,8 @@ export const server = (extra: ReadonlyArray<string> = []) =>
       const port = started.port
       let child = started.process
       const proxy = await Proxy.start(port)
-      const admin = new IORedis(port, "127.0.0.1", { lazyConnect: false, maxRetriesPerRequest: null })
+      const password = extra.includes("--requirepass") ? extra[extra.indexOf("--requirepass") + 1] : undefined
+      const admin = new IORedis(port, "127.0.0.1", { maxRetriesPerRequest: null, ...(password === undefined ? {} : { password }) })
       admin.on("error", () => {})
       let baseline: Record<string, number> = {}
       return {

@@ -25,6 +25,11 @@ export interface Proxy {
   readonly reset: () => void
   /** Whether new connections are reset as soon as they are accepted. */
   readonly refuse: (refusing: boolean) => void
+  /**
+   * Runs `action` once, when bytes from the client containing `pattern` arrive (before they are
+   * forwarded, so the action can decide the fate of that command's reply).
+   */
+  readonly when: (pattern: string, action: () => void) => void
   /** Bytes that went from the client to the server so far. */
   readonly bytesUp: () => number
   readonly close: () => Promise<void>
@@ -36,11 +41,19 @@ export const start = (targetPort: number): Promise<Proxy> => {
   const open = new Set<{ client: Socket; server: Socket }>()
   let refusing = false
   let up = 0
+  const triggers: Array<{ pattern: string; action: () => void }> = []
 
   const forward = (from: Socket, to: Socket, direction: Direction) => {
     // Delayed chunks leave in the order they came, each no sooner than its own delay.
     let lastRelease = 0
     from.on("data", (chunk: Buffer) => {
+      if (direction === "up" && triggers.length > 0) {
+        const text = chunk.toString("latin1")
+        for (const trigger of triggers.splice(0)) {
+          if (text.includes(trigger.pattern)) trigger.action()
+          else triggers.push(trigger)
+        }
+      }
       const mode = modes[direction]
       if (mode._tag === "Blackhole") return
       if (direction === "up") up += chunk.length
@@ -100,6 +113,7 @@ export const start = (targetPort: number): Promise<Proxy> => {
         refuse: (value) => {
           refusing = value
         },
+        when: (pattern, action) => void triggers.push({ pattern, action }),
         bytesUp: () => up,
         close: () =>
           new Promise<void>((done) => {

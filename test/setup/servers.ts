@@ -26,7 +26,7 @@ export const waitForRedis = async (port: number, timeoutMs = 10_000): Promise<vo
       socket.setTimeout(500)
       socket.once("data", (data) => {
         socket.destroy()
-        resolve(data.toString().startsWith("+PONG"))
+        resolve(/^(\+PONG|-NOAUTH)/.test(data.toString())) // a server with a password answers too
       })
       socket.once("error", () => resolve(false))
       socket.once("timeout", () => {

@@ -15,11 +15,12 @@ import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import { dual } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Schema from "effect/Schema"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import type { StoreError } from "./CacheError.js"
 import * as CacheKey from "./CacheKey.js"
 import * as CacheLock from "./CacheLock.js"
@@ -223,7 +224,11 @@ export const metrics = Metrics.counters
 export const make = (options: Options = {}): Effect.Effect<Service, never, CacheStore.CacheStore | Scope.Scope> =>
   Effect.gen(function*() {
     const store = yield* CacheStore.CacheStore
-    const scope = yield* Effect.scope
+    // Runs live in a scope of their own, closed after they had 50 ms to settle (this finalizer, added
+    // later, runs first): a write or a lock release in flight lands, a dead server is not waited on.
+    const scope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
+    const flights = SingleFlight.make(scope)
+    yield* Effect.addFinalizer(() => flights.settle(50))
     const lock = Option.getOrUndefined(yield* Effect.serviceOption(CacheLock.CacheLock))
     const engine = Engine.make({
       store,
@@ -231,7 +236,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Cache
       timeout: Duration.decode(options.timeout ?? "1 second"),
       defaultTtl: options.defaultTtl === undefined ? undefined : Duration.decode(options.defaultTtl),
       maxKeyLength: options.maxKeyLength ?? 1024,
-      flights: SingleFlight.make(scope),
+      flights,
       lock,
       lockSettings: {
         lease: Duration.decode(options.lock?.lease ?? "3 seconds"),

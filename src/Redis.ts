@@ -258,7 +258,7 @@ export const layer = (options: Options = {}): Layer.Layer<Redis> =>
   )
 
 /**
- * QUIT when connected, so replies in flight arrive; bounded (100 ms: a shutdown never waits on a
+ * QUIT when connected, so replies in flight arrive; bounded (50 ms: a shutdown never waits on a
  * frozen server), because a release cannot be interrupted and QUIT on a connection that never came up
  * does not settle. Then the socket is closed for good.
  */
@@ -267,7 +267,7 @@ const close = async (client: Client): Promise<void> => {
     let timer: ReturnType<typeof setTimeout> | undefined
     await Promise.race([
       client.quit().catch(() => "closed"),
-      new Promise((resolve) => timer = setTimeout(resolve, 100))
+      new Promise((resolve) => timer = setTimeout(resolve, 50))
     ])
     clearTimeout(timer)
   }

@@ -3,19 +3,22 @@
  *
  * 1. `getOrSet`: validate the key, then read (the shared hit path). A fresh value is the answer.
  * 2. `guard`: on a miss, one run per key in this process; every other caller of the key joins it.
- * 3. `coordinate`: with a lock in context, `locked`; without, `reread` then `produce`.
+ *    A run answers its callers first and then finishes its `then` (the write, the lock's release).
+ * 3. `coordinate`: with a lock in context, `locked`; without (or, at least once, when the store has
+ *    just failed), `reread` then `produce`.
  * 4. `locked`: take the key's lock (or wait for its holder and read again), `reread` under it,
  *    `produce` while a watchdog extends the lease, then `release` it with the value.
  * 5. `planWrite`: what is stored for a produced value (nothing for `skip`, `cacheWrite: false` or a
  *    value that cannot be encoded).
- * 6. `release` (locked) or `writeUnlocked` (after the callers have their value): store it.
+ * 6. `release` (locked) or `writeUnlocked`: store it, once the callers have their value. Closing the
+ *    cache gives both a moment (50 ms) to land, so a value produced just before a shutdown is stored
+ *    and its lock freed, without waiting on a dead server.
  *
  * Store and lock failures never reach the caller: they are absorbed (logged, counted) and the
  * producer's value is returned; only `lockMode: "at-most-once"` turns a lock failure into a `LockError`.
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import { LockError } from "../CacheError.js"
@@ -36,7 +39,17 @@ interface Run<K, A, Id, E, R> {
   readonly options: GetOrSetOptions<A> | undefined
   /** Whether to read again under the guard (not after a forced refresh, nor right after the store failed). */
   readonly readFirst: boolean
+  /** The store has just failed this call: at least once, it produces without waiting on the store again. */
+  readonly storeFailed: boolean
 }
+
+/** What a run gives its callers, and what it does once they have it: store the value, release the lock. */
+interface Produced<A> {
+  readonly value: A
+  readonly then: Effect.Effect<void>
+}
+
+const found = <A>(value: A): Produced<A> => ({ value, then: Effect.void })
 
 /** 1. Validate the key and read; a miss (or a failed read) goes to the guard. */
 export const getOrSet = <K, A, Id, E, R>(
@@ -48,7 +61,15 @@ export const getOrSet = <K, A, Id, E, R>(
 ): Effect.Effect<A, E | LockError, R> => {
   const full = storeKey(engine, "getOrSet", keyspace, key)
   if (isInvalidKey(full)) return Effect.zipRight(absorb(engine, keyspace.name, full, undefined), produce)
-  const run = (readFirst: boolean): Run<K, A, Id, E, R> => ({ engine, keyspace, key: full, produce, options, readFirst })
+  const run = (readFirst: boolean, storeFailed = false): Run<K, A, Id, E, R> => ({
+    engine,
+    keyspace,
+    key: full,
+    produce,
+    options,
+    readFirst,
+    storeFailed
+  })
   if (options?.cacheRead === false) return options.cacheWrite === false ? produce : guard(run(false))
   // A run is under way: join it (under the guard, read again first: it may have just stored its value).
   // `has` is only a shortcut: a stale answer costs a read or a join, never correctness.
@@ -57,7 +78,7 @@ export const getOrSet = <K, A, Id, E, R>(
     onHit: Effect.succeed,
     onMiss: () => guard(run(true)),
     // The store has just failed: don't wait on it a second time before producing.
-    onFailure: (error) => Effect.zipRight(absorb(engine, keyspace.name, error, undefined), guard(run(false)))
+    onFailure: (error) => Effect.zipRight(absorb(engine, keyspace.name, error, undefined), guard(run(false, true)))
   })
 }
 
@@ -71,18 +92,28 @@ const guard = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect<A, E | L
   const flightKey = `${key}${options?.cacheRead === false ? "\u0000refresh" : ""}${
     options?.lockMode === "at-most-once" ? "\u0000at-most-once" : ""
   }`
-  // With a lock, the value is stored through it before it is released; without one, callers get the
-  // value first and the key stays in flight until the write lands.
-  const after = engine.lock === undefined && options?.cacheWrite !== false ? writeUnlocked(run) : undefined
-  return engine.flights.run(flightKey, coordinate(run), after)
+  // Callers get the value first; the key stays in flight until the run's `then` (the write, the
+  // release) is done, so a caller arriving meanwhile joins instead of producing again.
+  return Effect.map(engine.flights.run(flightKey, coordinate(run), thenOf), valueOf)
 }
 
-/** 3. With a lock in context, produce under it; without one, read again and produce. */
-const coordinate = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect<A, E | LockError, R> => {
+const thenOf = <A>(produced: Produced<A>) => produced.then
+const valueOf = <A>(produced: Produced<A>) => produced.value
+
+/**
+ * 3. With a lock in context, produce under it; without one, read again and produce. When the store
+ * has just failed, a call that may produce more than once does not wait on the lock (the same server,
+ * most often) either: one store timeout, then the producer.
+ */
+const coordinate = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect<Produced<A>, E | LockError, R> => {
   const lock = run.engine.lock
-  if (lock !== undefined) return locked(run, lock)
-  return Effect.flatMap(reread(run), (found) => Option.isSome(found) ? Effect.succeed(found.value) : run.produce)
+  if (lock !== undefined && !(run.storeFailed && run.options?.lockMode !== "at-most-once")) return locked(run, lock)
+  return Effect.flatMap(reread(run), (hit) => Option.isSome(hit) ? Effect.succeed(found(hit.value)) : produceUnlocked(run))
 }
+
+/** Produces without a lock; the value is stored once the callers have it. */
+const produceUnlocked = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect<Produced<A>, E, R> =>
+  Effect.map(run.produce, (value) => ({ value, then: writeUnlocked(run, value) }))
 
 /** The second look: under the guard or the lock, another run may have stored the value meanwhile. */
 const reread = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect<Option.Option<A>> =>
@@ -99,12 +130,15 @@ const reread = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect<Option.
  * until `lockTimeout`, then `lockMode` decides. A failing lock backend is absorbed like a failing store
  * (or, at most once, fails the call with a `LockError`).
  */
-const locked = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, lock: CacheLock.CacheLock): Effect.Effect<A, E | LockError, R> => {
+const locked = <K, A, Id, E, R>(
+  run: Run<K, A, Id, E, R>,
+  lock: CacheLock.CacheLock
+): Effect.Effect<Produced<A>, E | LockError, R> => {
   const { engine, key, options } = run
   const waitLimit = Duration.toMillis(Duration.decode(options?.lockTimeout ?? engine.lockSettings.timeout))
   const pollMillis = Duration.toMillis(engine.lockSettings.pollInterval)
 
-  const attempt = (deadline: number): Effect.Effect<A, E | LockError, R> =>
+  const attempt = (deadline: number): Effect.Effect<Produced<A>, E | LockError, R> =>
     acquire(run, lock, Effect.flatMap(engine.lockNow, (now) => {
       const remaining = deadline - now
       if (remaining <= 0) {
@@ -112,7 +146,7 @@ const locked = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, lock: CacheLock.CacheL
       }
       return lock.awaitRelease(key, Duration.millis(Math.min(remaining, pollMillis))).pipe(
         Effect.zipRight(reread(run)),
-        Effect.flatMap((found) => Option.isSome(found) ? Effect.succeed(found.value) : attempt(deadline))
+        Effect.flatMap((hit) => Option.isSome(hit) ? Effect.succeed(found(hit.value)) : attempt(deadline))
       )
     }))
 
@@ -120,32 +154,35 @@ const locked = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, lock: CacheLock.CacheL
 }
 
 /** Without the lock (it failed, or its holder kept it too long): at most once fails, at least once produces. */
-const withoutLock = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, error: LockError): Effect.Effect<A, E | LockError, R> =>
+const withoutLock = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, error: LockError): Effect.Effect<Produced<A>, E | LockError, R> =>
   run.options?.lockMode === "at-most-once"
     ? Effect.fail(error)
-    : Effect.zipRight(absorb(run.engine, run.keyspace.name, error, undefined), Effect.tap(run.produce, writeUnlocked(run)))
+    : Effect.zipRight(absorb(run.engine, run.keyspace.name, error, undefined), produceUnlocked(run))
 
 /**
- * Takes the lock and, in the same uninterruptible step, makes sure it is released exactly once: with
- * the value on success, without it on failure, defect or interruption. `onBusy` runs when another
- * instance holds it.
+ * Takes the lock and, in the same uninterruptible step, makes sure it is released exactly once:
+ * without the value on failure, defect or interruption (before the caller hears of it); with the value
+ * on success, as the run's `then` (after the callers have it). `onBusy` runs when
+ * another instance holds it.
  */
 const acquire = <K, A, Id, E, R>(
   run: Run<K, A, Id, E, R>,
   lock: CacheLock.CacheLock,
-  onBusy: Effect.Effect<A, E | LockError, R>
-): Effect.Effect<A, E | LockError, R> => {
+  onBusy: Effect.Effect<Produced<A>, E | LockError, R>
+): Effect.Effect<Produced<A>, E | LockError, R> => {
   const { engine, key } = run
   return Effect.uninterruptibleMask((restore) =>
     Effect.flatMap(
-      Effect.either(engine.boundLock("lock", key, lock.tryAcquire(key, engine.lockSettings.lease))),
-      (acquired): Effect.Effect<A, E | LockError, R> => {
+      // Interruptible, so the bound can cut a hung acquire short (the lock cleans up after an acquire
+      // whose reply it never had); the rest of the step cannot be interrupted.
+      Effect.either(restore(engine.boundLock("lock", key, lock.tryAcquire(key, engine.lockSettings.lease)))),
+      (acquired): Effect.Effect<Produced<A>, E | LockError, R> => {
         if (acquired._tag === "Left") return restore(withoutLock(run, acquired.left))
         if (Option.isNone(acquired.right)) return restore(onBusy)
         const lease = acquired.right.value
         return restore(holding(run, lock, lease)).pipe(
-          Effect.onExit((exit) => release(run, lock, lease, exit)),
-          Effect.map(({ value }) => value)
+          Effect.onError(() => Effect.ignore(engine.boundLock("unlock", key, lock.release(lease, Option.none())))),
+          Effect.map(({ value, write }) => ({ value, then: release(run, lock, lease, write) }))
         )
       }
     )
@@ -208,16 +245,14 @@ const planWrite = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, value: A): Effect.E
   )
 }
 
-/** 6a. Releases the lease exactly once: with the planned write on success, without it otherwise. */
+/** 6a. Releases the lease after a successful run, with the planned write. */
 const release = <K, A, Id, E, R>(
   run: Run<K, A, Id, E, R>,
   lock: CacheLock.CacheLock,
   lease: CacheLock.Lease,
-  exit: Exit.Exit<{ readonly value: A; readonly write: Option.Option<CacheLock.Write> }, E>
+  write: Option.Option<CacheLock.Write>
 ): Effect.Effect<void> => {
   const { engine, key, keyspace } = run
-  if (!Exit.isSuccess(exit)) return Effect.ignore(engine.boundLock("unlock", key, lock.release(lease, Option.none())))
-  const write = exit.value.write
   return Effect.flatMap(Effect.either(engine.boundLock("unlock", key, lock.release(lease, write))), (released) =>
     released._tag === "Left"
       ? absorb(engine, keyspace.name, released.left, undefined)
@@ -227,7 +262,7 @@ const release = <K, A, Id, E, R>(
 }
 
 /** 6b. Without a lock: stores the produced value once the callers have it. */
-const writeUnlocked = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>) => (value: A): Effect.Effect<void> => {
+const writeUnlocked = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, value: A): Effect.Effect<void> => {
   const { engine, key, keyspace } = run
   return Effect.flatMap(planWrite(run, value), (write) =>
     Option.isNone(write)

@@ -30,14 +30,39 @@ export interface SingleFlight {
   readonly has: (key: string) => boolean
   /** Keys with a run under way. */
   readonly size: () => number
+  /**
+   * Waits until no run is under way, or `millis` of real time: before the scope closes, so writes and
+   * lock releases in flight land instead of being interrupted, without waiting on a dead server.
+   */
+  readonly settle: (millis: number) => Effect.Effect<void>
 }
 
 export const make = (scope: Scope.Scope): SingleFlight => {
   const flights = new Map<string, Flight>()
+  const onIdle = new Set<() => void>()
 
-  const leave = (key: string, flight: Flight) =>
-    Effect.sync(() => {
-      if (flights.get(key) === flight) flights.delete(key)
+  const remove = (key: string, flight: Flight) => {
+    if (flights.get(key) !== flight) return
+    flights.delete(key)
+    if (flights.size === 0) for (const notify of onIdle) notify()
+  }
+
+  const leave = (key: string, flight: Flight) => Effect.sync(() => remove(key, flight))
+
+  const settle = (millis: number): Effect.Effect<void> =>
+    Effect.async<void>((resume) => {
+      if (flights.size === 0) return resume(Effect.void)
+      const done = () => {
+        clearTimeout(timer)
+        onIdle.delete(done)
+        resume(Effect.void)
+      }
+      const timer = setTimeout(done, millis)
+      onIdle.add(done)
+      return Effect.sync(() => {
+        clearTimeout(timer)
+        onIdle.delete(done)
+      })
     })
 
   const join = <A, E>(key: string, flight: Flight, restore: <X, Y, Z>(self: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>) => {
@@ -48,7 +73,7 @@ export const make = (scope: Scope.Scope): SingleFlight => {
           flight.waiters--
           if (flight.waiters > 0 || !Exit.isInterrupted(exit) || flight.fiber === undefined) return Effect.void
           // Nobody waits for this run any more: stop it, and let the next caller start afresh.
-          if (flights.get(key) === flight) flights.delete(key)
+          remove(key, flight)
           return Fiber.interruptFork(flight.fiber)
         })
       )
@@ -67,7 +92,7 @@ export const make = (scope: Scope.Scope): SingleFlight => {
         const flight: Flight = { deferred: Deferred.unsafeMake(FiberId.none), waiters: 0, fiber: undefined }
         flights.set(key, flight)
         // Waiters are answered by a finalizer, so they hear even of an interruption; `after` runs
-        // interruptibly so that closing the scope never waits on it.
+        // interruptibly, so that closing the scope (after `settle`) never waits on it.
         return Effect.interruptible(work).pipe(
           Effect.onExit((exit) => Deferred.done(flight.deferred, exit)),
           Effect.flatMap((value) => after === undefined ? Effect.void : Effect.interruptible(after(value))),
@@ -82,5 +107,5 @@ export const make = (scope: Scope.Scope): SingleFlight => {
       })
     )
 
-  return { run, has: (key) => flights.has(key), size: () => flights.size }
+  return { run, has: (key) => flights.has(key), size: () => flights.size, settle }
 }

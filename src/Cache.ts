@@ -64,6 +64,12 @@ export interface Options {
   readonly maxKeyLength?: number | undefined
   /** How `getOrSet` uses the {@link CacheLock.CacheLock} in context, when there is one. */
   readonly lock?: LockOptions | undefined
+  /**
+   * Show keys as `<namespace>:<keyspace>:#<digest>` in errors and logs, for keys that carry user data
+   * (emails, tokens). The digest (SHA-256, 16 characters) tells two keys apart without revealing them.
+   * Default `false`.
+   */
+  readonly redactKeys?: boolean | undefined
 }
 
 /**
@@ -236,6 +242,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Cache
       timeout: Duration.decode(options.timeout ?? "1 second"),
       defaultTtl: options.defaultTtl === undefined ? undefined : Duration.decode(options.defaultTtl),
       maxKeyLength: options.maxKeyLength ?? 1024,
+      redactKeys: options.redactKeys ?? false,
       flights,
       lock,
       lockSettings: {

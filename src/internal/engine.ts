@@ -16,6 +16,7 @@ import type * as CacheLock from "../CacheLock.js"
 import type * as CacheStore from "../CacheStore.js"
 import * as Coalesce from "./coalesce.js"
 import * as Metrics from "./metrics.js"
+import * as Report from "./report.js"
 import type { Definition } from "./model.js"
 import { sleepReal, timeoutReal } from "./realTime.js"
 import type * as SingleFlight from "./singleFlight.js"
@@ -59,6 +60,8 @@ export interface Engine {
   readonly lockSleep: (duration: Duration.Duration) => Effect.Effect<void>
   /** The version the cache gives a write at `now` when the store does not assign versions itself. */
   readonly nextVersion: (now: number) => number
+  /** Throttled, annotated warnings, and keys and errors as the cache shows them (redacted or not). */
+  readonly report: Report.Reporter
 }
 
 /** A keyspace as one cache uses it. */
@@ -72,7 +75,9 @@ const bind = (metric: Metric.Metric.Counter<number>, labels: ReadonlyArray<Metri
   metric.unsafeUpdate(1, labels)
 
 export const make = (
-  config: Pick<Engine, "store" | "namespace" | "timeout" | "defaultTtl" | "maxKeyLength" | "flights" | "lock" | "lockSettings">
+  config: Pick<Engine, "store" | "namespace" | "timeout" | "defaultTtl" | "maxKeyLength" | "flights" | "lock" | "lockSettings"> & {
+    readonly redactKeys: boolean
+  }
 ): Engine => {
   const { namespace, store, timeout } = config
   const timeoutMillis = Duration.toMillis(timeout)
@@ -138,8 +143,10 @@ export const make = (
   let lastVersion = 0
   const nextVersion = (now: number) => lastVersion = CacheEntry.nextVersion(now, lastVersion)
 
+  const { redactKeys, ...settings } = config
   return {
-    ...config,
+    ...settings,
+    report: Report.make({ cache: namespace, store: store.name, redactKeys }),
     reads: Coalesce.make(),
     counters,
     bindingOf,
@@ -152,9 +159,17 @@ export const make = (
 }
 
 /**
- * What `getOrSet` does with a store or lock failure: log it, count it, carry on without the cache.
+ * What `getOrSet` does with a store or lock failure: count it, log it (a few lines per cause per
+ * second), carry on without the cache.
  */
 export const absorb = <X>(engine: Engine, keyspace: string, error: CacheError, fallback: X): Effect.Effect<X> => {
   engine.counters(keyspace).errors()
-  return Effect.as(Effect.logWarning(`effect-cachekit: ${error.message}; carrying on without the cache`), fallback)
+  return Effect.as(
+    engine.report.warn(
+      `${keyspace}\u0000${error._tag}\u0000${error.reason}\u0000${error.operation}`,
+      { keyspace, operation: error.operation },
+      () => `${engine.report.error(error).message}; carrying on without the cache`
+    ),
+    fallback
+  )
 }

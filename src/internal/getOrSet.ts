@@ -240,7 +240,14 @@ const planWrite = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, value: A): Effect.E
       )
   ).pipe(
     Effect.catchAllDefect((defect) =>
-      Effect.as(Effect.logWarning("effect-cachekit: a skip or ttl function threw; the value was not stored", defect), Option.none())
+      Effect.as(
+        engine.report.warn(
+          `${keyspace.name}\u0000skip-or-ttl`,
+          { keyspace: keyspace.name, operation: "getOrSet" },
+          () => `a skip or ttl function threw (${defect instanceof Error ? defect.message : String(defect)}); the value was not stored`
+        ),
+        Option.none()
+      )
     )
   )
 }
@@ -258,7 +265,11 @@ const release = <K, A, Id, E, R>(
       ? absorb(engine, keyspace.name, released.left, undefined)
       : released.right || Option.isNone(write)
       ? Effect.void
-      : Effect.logWarning(`effect-cachekit: the lock on "${key}" lapsed while its producer ran; its value was not stored`))
+      : engine.report.warn(
+        `${keyspace.name}\u0000lease-lost`,
+        { keyspace: keyspace.name, operation: "getOrSet" },
+        () => `the lock on "${engine.report.key(key)}" lapsed while its producer ran; its value was not stored`
+      ))
 }
 
 /** 6b. Without a lock: stores the produced value once the callers have it. */

@@ -111,12 +111,19 @@ type MethodCall = (keyspace: Definition<any, any, any>, a?: unknown, b?: unknown
 /** The service over an engine: the table's operations, `clear`, `getOrSet` and the engine's settings. */
 export const makeService = (engine: Engine): Service => {
   const methods: Record<string, unknown> = {}
+  // With keys redacted, every error leaves the cache through one mapping; without, nothing is added.
+  const redact = engine.report.error
+  const redacting = engine.report.redactsKeys
   for (const name of operationNames) {
     const implementation = table[name] as unknown as Call
-    methods[name] = (keyspace: Definition<any, any, any>, a?: unknown, b?: unknown, c?: unknown) =>
-      implementation(engine, keyspace, a, b, c)
+    methods[name] = redacting
+      ? (keyspace: Definition<any, any, any>, a?: unknown, b?: unknown, c?: unknown) =>
+        Effect.mapError(implementation(engine, keyspace, a, b, c), redact)
+      : (keyspace: Definition<any, any, any>, a?: unknown, b?: unknown, c?: unknown) =>
+        implementation(engine, keyspace, a, b, c)
   }
   const namespacePrefix = `${engine.namespace}:`
+  const clear = engine.bound("clear", namespacePrefix, engine.store.clear(namespacePrefix))
   return {
     ...(methods as unknown as ServiceMethods),
     namespace: engine.namespace,
@@ -125,8 +132,10 @@ export const makeService = (engine: Engine): Service => {
     timeout: engine.timeout,
     maxKeyLength: engine.maxKeyLength,
     inFlight: Effect.sync(() => engine.flights.size()),
-    clear: engine.bound("clear", namespacePrefix, engine.store.clear(namespacePrefix)),
-    getOrSet: (keyspace, key, produce, options) => getOrSet(engine, keyspace, key, produce, options) as any
+    clear: redacting ? Effect.mapError(clear, redact) : clear,
+    getOrSet: redacting
+      ? (keyspace, key, produce, options) => Effect.mapError(getOrSet(engine, keyspace, key, produce, options), redact) as any
+      : (keyspace, key, produce, options) => getOrSet(engine, keyspace, key, produce, options) as any
   }
 }
 

@@ -84,7 +84,11 @@ export const heal = <K, A, Id>(
 ): Effect.Effect<Outcome> => {
   const error = new CodecError({ reason: "Decode", operation, key, cause })
   engine.bindingOf(keyspace).counters.decodeFailures()
-  return Effect.logWarning(`effect-cachekit: ${error.message}; dropping the entry`).pipe(
+  return engine.report.warn(
+    `${keyspace.name}\u0000decode\u0000${operation}`,
+    { keyspace: keyspace.name, operation },
+    () => `${engine.report.error(error).message}; dropping the entry`
+  ).pipe(
     Effect.zipRight(engine.bound("delete", key, engine.store.delete(key)).pipe(Effect.ignore)),
     Effect.as(Miss)
   )
@@ -235,8 +239,10 @@ export const lookupMany = <K, A, Id>(
           invalid.push(keys[i]!)
         }
       }
-      const healed = invalid.length === 0 ? Effect.void : Effect.logWarning(
-        `effect-cachekit: getMany could not decode ${invalid.length} value(s) (e.g. key "${invalid[0]}"); dropping them`
+      const healed = invalid.length === 0 ? Effect.void : engine.report.warn(
+        `${keyspace.name}\u0000decode\u0000getMany`,
+        { keyspace: keyspace.name, operation: "getMany" },
+        () => `getMany could not decode ${invalid.length} value(s) (e.g. key "${engine.report.key(invalid[0]!)}"); dropping them`
       ).pipe(Effect.zipRight(engine.bound("deleteMany", undefined, engine.store.deleteMany(invalid)).pipe(Effect.ignore)))
       const slow = later.length === 0 ? Effect.void : Effect.forEach(later, ([i, outcome]) =>
         Effect.map(settle(engine, "getMany", keyspace, keys[i]!, outcome), (found) => {

@@ -1,0 +1,105 @@
+/**
+ * What a cache says about the failures it absorbs: a few log lines per cause per second, each with
+ * the count of the lines held back since the last one, annotated with the cache, keyspace, store and
+ * operation; and, when keys carry user data, keys replaced by a digest in errors and logs.
+ */
+import { createHash } from "node:crypto"
+import * as Effect from "effect/Effect"
+import { type CacheError, CodecError, InvalidKeyError, LockError, StoreError } from "../CacheError.js"
+
+/** Lines per cause per second (real time) before the rest are counted instead of logged. */
+const linesPerSecond = 3
+
+/** Causes remembered at most; past it the table starts over (a flood of distinct causes is logged). */
+const maxCauses = 1_000
+
+interface Window {
+  start: number
+  lines: number
+  held: number
+}
+
+export interface Reporter {
+  /**
+   * Logs a warning unless its cause already had its lines this second; the message is built only
+   * when it is logged. `cause` groups the lines (e.g. keyspace, error tag, reason, operation).
+   */
+  readonly warn: (
+    cause: string,
+    annotations: { readonly keyspace?: string | undefined; readonly operation?: string | undefined },
+    message: () => string
+  ) => Effect.Effect<void>
+  readonly redactsKeys: boolean
+  /** The key as errors and logs show it: itself, or a digest of its user part when keys are redacted. */
+  readonly key: (key: string) => string
+  /** The error as it leaves the cache: its key redacted when keys are. */
+  readonly error: <E>(error: E) => E
+}
+
+/** `app:users:42` → `app:users:#<digest>`: the namespace and keyspace stay readable. */
+export const digestKey = (key: string): string => {
+  const first = key.indexOf(":")
+  const second = first < 0 ? -1 : key.indexOf(":", first + 1)
+  const digest = createHash("sha256").update(key).digest("base64url").slice(0, 16)
+  return second < 0 ? `#${digest}` : `${key.slice(0, second + 1)}#${digest}`
+}
+
+const redactError = (error: CacheError): CacheError => {
+  if (error.key === undefined) return error
+  const key = digestKey(error.key)
+  switch (error._tag) {
+    case "StoreError":
+      return new StoreError({ reason: error.reason, operation: error.operation, key, store: error.store, cause: error.cause })
+    case "CodecError":
+      return new CodecError({ reason: error.reason, operation: error.operation, key, cause: error.cause })
+    case "InvalidKeyError":
+      return new InvalidKeyError({ reason: error.reason, operation: error.operation, key, cause: error.cause })
+    case "LockError":
+      return new LockError({ reason: error.reason, operation: error.operation, key, cause: error.cause })
+  }
+}
+
+const isCacheError = (u: unknown): u is CacheError =>
+  u instanceof StoreError || u instanceof CodecError || u instanceof InvalidKeyError || u instanceof LockError
+
+export const make = (options: { readonly cache: string; readonly store: string; readonly redactKeys: boolean }): Reporter => {
+  const windows = new Map<string, Window>()
+  const base = { cache: options.cache, store: options.store }
+
+  const warn: Reporter["warn"] = (cause, annotations, message) =>
+    Effect.suspend(() => {
+      const now = Date.now()
+      let window = windows.get(cause)
+      if (window === undefined) {
+        if (windows.size >= maxCauses) windows.clear()
+        window = { start: now, lines: 0, held: 0 }
+        windows.set(cause, window)
+      }
+      if (now - window.start >= 1_000) {
+        window.start = now
+        window.lines = 0
+      }
+      if (window.lines >= linesPerSecond) {
+        window.held++
+        return Effect.void
+      }
+      window.lines++
+      const held = window.held
+      window.held = 0
+      const text = held === 0 ? message() : `${message()} (${held} more like it held back since the last line)`
+      return Effect.logWarning(`effect-cachekit: ${text}`).pipe(
+        Effect.annotateLogs({
+          ...base,
+          ...(annotations.keyspace === undefined ? {} : { keyspace: annotations.keyspace }),
+          ...(annotations.operation === undefined ? {} : { operation: annotations.operation })
+        })
+      )
+    })
+
+  return {
+    warn,
+    redactsKeys: options.redactKeys,
+    key: options.redactKeys ? digestKey : (key) => key,
+    error: options.redactKeys ? <E>(error: E): E => isCacheError(error) ? redactError(error) as E : error : (error) => error
+  }
+}

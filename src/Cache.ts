@@ -70,6 +70,16 @@ export interface Options {
    * Default `false`.
    */
   readonly redactKeys?: boolean | undefined
+  /**
+   * The circuit breakers in front of a store and a lock that do I/O (not in front of the memory
+   * store): after `failures` consecutive timeouts or connection failures the backend is skipped (calls
+   * fail at once with reason `"Unavailable"`; `getOrSet` runs its producer) and tried again with one
+   * call every `openFor`. `false` turns them off. Default `{ failures: 5, openFor: "1 second" }`.
+   */
+  readonly circuitBreaker?: false | {
+    readonly failures?: number | undefined
+    readonly openFor?: Duration.DurationInput | undefined
+  } | undefined
 }
 
 /**
@@ -191,7 +201,9 @@ export type Service = Model.Service
 export class Cache extends Context.Tag("effect-cachekit/Cache")<Cache, Service>() {}
 
 /**
- * The counters every cache updates, labelled by `cache` (the namespace), `keyspace` and `store`.
+ * The counters every cache updates, labelled by `cache` (the namespace), `keyspace` and `store`; and
+ * `circuitOpen`, a gauge labelled by `cache`, `store` and `backend` (`"store"` or `"lock"`): 1 while
+ * the circuit breaker in front of that backend is open, 0 while it is closed.
  *
  * @example
  * ```ts
@@ -206,7 +218,7 @@ export class Cache extends Context.Tag("effect-cachekit/Cache")<Cache, Service>(
  * @since 0.1.0
  * @category metrics
  */
-export const metrics = Metrics.counters
+export const metrics = { ...Metrics.counters, circuitOpen: Metrics.circuit } as const
 
 /**
  * Builds a cache over the store in context (and the lock, when one is in context). Producers started
@@ -243,6 +255,10 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Cache
       defaultTtl: options.defaultTtl === undefined ? undefined : Duration.decode(options.defaultTtl),
       maxKeyLength: options.maxKeyLength ?? 1024,
       redactKeys: options.redactKeys ?? false,
+      breaker: options.circuitBreaker === false ? undefined : {
+        failures: Math.max(1, options.circuitBreaker?.failures ?? 5),
+        openForMillis: Duration.toMillis(Duration.decode(options.circuitBreaker?.openFor ?? "1 second"))
+      },
       flights,
       lock,
       lockSettings: {

@@ -15,6 +15,7 @@ import { type CacheError, LockError, type Operation, StoreError } from "../Cache
 import type * as CacheLock from "../CacheLock.js"
 import type * as CacheStore from "../CacheStore.js"
 import * as Coalesce from "./coalesce.js"
+import * as Breaker from "./breaker.js"
 import * as Metrics from "./metrics.js"
 import * as Report from "./report.js"
 import type { Definition } from "./model.js"
@@ -77,6 +78,8 @@ const bind = (metric: Metric.Metric.Counter<number>, labels: ReadonlyArray<Metri
 export const make = (
   config: Pick<Engine, "store" | "namespace" | "timeout" | "defaultTtl" | "maxKeyLength" | "flights" | "lock" | "lockSettings"> & {
     readonly redactKeys: boolean
+    /** The circuit breakers' settings; `undefined`: no breaker. */
+    readonly breaker: Breaker.Settings | undefined
   }
 ): Engine => {
   const { namespace, store, timeout } = config
@@ -116,6 +119,30 @@ export const make = (
     return lastBinding = found
   }
 
+  const { redactKeys, breaker: breakerSettings, ...settings } = config
+  const report = Report.make({ cache: namespace, store: store.name, redactKeys })
+
+  /** A breaker in front of a backend that does I/O: logs its changes and shows them on a gauge. */
+  const breakerFor = (backend: "store" | "lock"): Breaker.Breaker | undefined => {
+    if (breakerSettings === undefined) return undefined
+    const labels = [MetricLabel.make("cache", namespace), storeLabel, MetricLabel.make("backend", backend)]
+    Metrics.circuit.unsafeUpdate(0, labels)
+    return Breaker.make(breakerSettings, {
+      isOutage: (error) =>
+        (error instanceof StoreError || error instanceof LockError) &&
+        (error.reason === "Timeout" || error.reason === "Unavailable" || error.reason === "Auth"),
+      onChange: (state, detail) =>
+        Effect.suspend(() => {
+          Metrics.circuit.unsafeUpdate(state === "open" ? 1 : 0, labels)
+          return Effect.logWarning(
+            state === "open"
+              ? `effect-cachekit: the circuit in front of the ${backend} opened (${detail}); calls skip it and the cache works without it, trying again every ${breakerSettings.openForMillis} ms`
+              : `effect-cachekit: the circuit in front of the ${backend} closed again (${detail})`
+          ).pipe(Effect.annotateLogs({ cache: namespace, store: store.name, backend }))
+        })
+    })
+  }
+
   const { inProcess, operationBound } = store.capabilities
   /** The store bounds each of its commands within the cache's timeout (Redis: its commandTimeout). */
   const selfBounded = operationBound !== undefined && Duration.lessThanOrEqualTo(operationBound, timeout)
@@ -125,17 +152,38 @@ export const make = (
   // wait on I/O, and operations of a store that bounds its commands itself whose commands run at once
   // (batches send one command per hash slot, concurrently). `clear` walks the keyspace step by step:
   // it keeps the race.
-  const bound = <A>(operation: Operation, key: string | undefined, effect: Effect.Effect<A, StoreError>) =>
-    inProcess || (selfBounded && operation !== "clear")
+  const storeBreaker = inProcess ? undefined : breakerFor("store")
+  const bound = <A>(operation: Operation, key: string | undefined, effect: Effect.Effect<A, StoreError>): Effect.Effect<A, StoreError> => {
+    if (inProcess) return effect
+    const raced = selfBounded && operation !== "clear"
       ? effect
-      : timeoutReal(effect, timeoutMillis, () =>
-        new StoreError({ reason: "Timeout", operation, key, store: store.name, cause: noAnswer }))
+      : timeoutReal(effect, timeoutMillis, () => new StoreError({ reason: "Timeout", operation, key, store: store.name, cause: noAnswer }))
+    if (storeBreaker === undefined) return raced
+    // Admission is decided when the effect runs (an effect may be built once and run many times).
+    // While healthy only a failure needs recording (one frame on the success path); otherwise any outcome.
+    return Effect.suspend(() =>
+      storeBreaker.healthy()
+        ? Effect.tapErrorCause(raced, storeBreaker.recordFailure)
+        : storeBreaker.admit()
+        ? Effect.onExit(raced, storeBreaker.record)
+        : Effect.fail(new StoreError({ reason: "Unavailable", operation, key, store: store.name, cause: storeBreaker.refusal() }))
+    )
+  }
 
   const lockInProcess = config.lock?.inProcess ?? true
-  const boundLock = <A, E>(operation: Operation, key: string, effect: Effect.Effect<A, E>): Effect.Effect<A, E | LockError> =>
-    lockInProcess
-      ? effect
-      : timeoutReal(effect, timeoutMillis, () => new LockError({ reason: "Timeout", operation, key, cause: noAnswer }))
+  const lockBreaker = lockInProcess ? undefined : breakerFor("lock")
+  const boundLock = <A, E>(operation: Operation, key: string, effect: Effect.Effect<A, E>): Effect.Effect<A, E | LockError> => {
+    if (lockInProcess) return effect
+    const raced = timeoutReal(effect, timeoutMillis, () => new LockError({ reason: "Timeout", operation, key, cause: noAnswer }))
+    if (lockBreaker === undefined) return raced
+    return Effect.suspend(() =>
+      lockBreaker.healthy()
+        ? Effect.tapErrorCause(raced, lockBreaker.recordFailure)
+        : lockBreaker.admit()
+        ? Effect.onExit(raced, lockBreaker.record)
+        : Effect.fail(new LockError({ reason: "Unavailable", operation, key, cause: lockBreaker.refusal() }))
+    )
+  }
   const lockNow = lockInProcess ? Clock.currentTimeMillis : Effect.sync(() => Date.now())
   const lockSleep = (duration: Duration.Duration) =>
     lockInProcess ? Effect.sleep(duration) : sleepReal(Duration.toMillis(duration))
@@ -143,10 +191,9 @@ export const make = (
   let lastVersion = 0
   const nextVersion = (now: number) => lastVersion = CacheEntry.nextVersion(now, lastVersion)
 
-  const { redactKeys, ...settings } = config
   return {
     ...settings,
-    report: Report.make({ cache: namespace, store: store.name, redactKeys }),
+    report,
     reads: Coalesce.make(),
     counters,
     bindingOf,

@@ -18,3 +18,7 @@ export const counters = {
     incremental: true
   })
 } as const
+
+export const circuit = Metric.gauge("effect_cachekit_circuit_open", {
+  description: "1 while the circuit breaker in front of a backend (label backend: store or lock) is open, 0 while it is closed"
+})

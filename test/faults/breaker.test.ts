@@ -1,0 +1,105 @@
+/**
+ * The circuit breaker in front of Redis: during a freeze, getOrSet costs its producer and almost
+ * nothing else; one probe per interval; closed again once Redis answers; logged once each way and
+ * shown on a gauge.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Logger, Metric, MetricState, Schema } from "effect"
+import { Cache, CacheKey, Keyspace } from "../../src/index.js"
+import * as Harness from "./harness.js"
+
+const Items = Keyspace.make({ name: "items", key: CacheKey.number, value: Schema.String, ttl: "10 minutes" })
+
+const captureLogs = Effect.sync(() => {
+  const lines: Array<string> = []
+  return {
+    lines,
+    layer: Logger.replace(Logger.defaultLogger, Logger.make(({ message }) => void lines.push(Array.isArray(message) ? message.join(" ") : String(message))))
+  }
+})
+
+const circuitOpen = (cache: string, backend: "store" | "lock") =>
+  Effect.map(
+    Metric.value(Cache.metrics.circuitOpen.pipe(Metric.tagged("cache", cache), Metric.tagged("store", "redis"), Metric.tagged("backend", backend))),
+    (state: MetricState.MetricState.Gauge<number>) => state.value
+  )
+
+/** getOrSet calls on distinct keys, one after the other, for `millis`: how many were answered. */
+const callsFor = (millis: number, from: number) =>
+  Effect.gen(function*() {
+    const until = Date.now() + millis
+    let n = 0
+    while (Date.now() < until) {
+      yield* Items.getOrSet(from + n, Effect.succeed("produced"))
+      n++
+    }
+    return n
+  })
+
+describe("circuit breaker", () => {
+  it.live("Redis frozen: once open, getOrSet costs its producer plus well under 1 ms; closed again when Redis answers", () =>
+    Effect.gen(function*() {
+      const server = yield* Harness.server()
+      const logs = yield* captureLogs
+      const options = { url: server.url, timeout: "200 millis", commandTimeout: "150 millis" } as const
+      const withBreaker = yield* Effect.gen(function*() {
+        yield* Items.set(0, "warm")
+        yield* Effect.promise(() => server.resetStats())
+        server.pause()
+        const calls = yield* callsFor(2_000, 1)
+        const open = yield* circuitOpen("breaker", "store")
+        server.resume()
+        yield* Effect.promise(() => server.admin.ping())
+        // The next probe (within openFor: 1 s) finds Redis again.
+        yield* Harness.sleep(1_100)
+        yield* Items.get(0)
+        const closed = yield* Items.get(0)
+        return { calls, open, closed, closedGauge: yield* circuitOpen("breaker", "store") }
+      }).pipe(Effect.provide(Cache.layerRedis({ ...options, namespace: "breaker" })), Effect.provide(logs.layer))
+      const withoutBreaker = yield* Effect.gen(function*() {
+        yield* Items.set(0, "warm")
+        server.pause()
+        const calls = yield* callsFor(2_000, 100_000)
+        server.resume()
+        return calls
+      }).pipe(Effect.provide(Cache.layerRedis({ ...options, namespace: "nobreaker", circuitBreaker: false })), Effect.provide(logs.layer))
+      console.log(`Redis frozen for 2 s: ${withBreaker.calls} getOrSet calls answered with the breaker, ${withoutBreaker} without`)
+      assert.strictEqual(withBreaker.open, 1, "the gauge shows the open circuit")
+      assert.isAbove(withBreaker.calls, 2_000, "well under 1 ms per call once open (the producer is immediate)")
+      assert.isAtMost(withoutBreaker, 20, "without a breaker every call waits on the frozen server (150 ms each)")
+      assert.strictEqual(withBreaker.closedGauge, 0)
+      assert.isTrue(withBreaker.closed._tag === "Some", "Redis is used again")
+      const changes = logs.lines.filter((line) => line.includes("the circuit in front of the store"))
+      assert.strictEqual(changes.length, 2, changes.join("\n"))
+      assert.include(changes[0], "opened")
+      assert.include(changes[1], "closed again")
+    }).pipe(Effect.scoped), 30_000)
+
+  it.live("while open, Redis sees one probe per interval, not the callers' traffic", () =>
+    Effect.gen(function*() {
+      const server = yield* Harness.server()
+      yield* Effect.gen(function*() {
+        yield* Items.set(0, "warm")
+        // Refuse new connections and reset the open one: every call fails at once, as against a dead server.
+        server.proxy.refuse(true)
+        server.proxy.reset()
+        yield* Harness.sleep(50)
+        const failed = yield* Effect.forEach(Array.from({ length: 10 }, (_, i) => i), (i) => Effect.either(Items.get(i)))
+        assert.isTrue(failed.every((r) => r._tag === "Left"))
+        const last = failed[failed.length - 1]!
+        assert.isTrue(last._tag === "Left" && last.left._tag === "StoreError" && String(last.left.cause).includes("circuit is open"))
+        server.proxy.refuse(false)
+        yield* Effect.promise(() => server.resetStats())
+        // 600 ms of calls with openFor 200 ms: about three probes reach Redis, whatever the call rate.
+        yield* callsFor(600, 1)
+        const commands = yield* Effect.promise(() => server.commands(["select", "client|setname"]))
+        const sent = Object.values(commands).reduce((a, b) => a + b, 0)
+        assert.isAtMost(sent, 20, JSON.stringify(commands))
+      }).pipe(Effect.provide(Cache.layerRedis({
+        url: server.url,
+        namespace: "probe",
+        circuitBreaker: { failures: 3, openFor: "200 millis" },
+        maxReconnectDelay: "5 seconds"
+      })))
+    }).pipe(Effect.scoped), 30_000)
+})

@@ -163,6 +163,24 @@ export const make = (options: Options = {}): Effect.Effect<CacheLock.CacheLock, 
       2_000,
       couldNotSubscribe
     )
+    // A Redis that evicts keys under memory pressure may evict a held lock (it has a TTL under every
+    // policy but noeviction): say so once. The fencing still holds (a holder whose lock was evicted
+    // cannot write through it), but a second producer may run: at-most-once is not guaranteed there.
+    yield* timeoutRealTo(
+      Effect.tryPromise(() => client.config("GET", "maxmemory-policy") as Promise<unknown>).pipe(
+        Effect.flatMap((reply) => {
+          const policy = Array.isArray(reply) ? String(reply[1] ?? "") : ""
+          return policy === "" || policy === "noeviction" ? Effect.void : Effect.logWarning(
+            `effect-cachekit: Redis evicts keys under memory pressure (maxmemory-policy ${policy}), so it may evict a held lock: ` +
+              "a producer may then run twice (lockMode \"at-most-once\" is not guaranteed); a value is never written through a lost lock"
+          )
+        }),
+        // CONFIG may be refused (a managed Redis, an ACL): nothing to say then.
+        Effect.ignore
+      ),
+      1_000,
+      Effect.void
+    )
 
     // An acquisition whose reply never came (timed out, interrupted, or its connection dropped) may
     // still land on Redis. Its token is kept and a token-checked release is sent at once: on the same

@@ -81,4 +81,23 @@ describe("server faults", () => {
       })),
       (millis) => assert.isBelow(millis, 200)
     ), 30_000)
+
+  const lockWarnings = (extra: ReadonlyArray<string>) =>
+    Effect.gen(function*() {
+      const server = yield* Harness.server(extra)
+      const logs = yield* captureLogs
+      yield* Items.getOrSet(1, Effect.succeed("v")).pipe(
+        Effect.provide(Cache.layerRedis({ url: server.url, namespace: "evict" })),
+        Effect.provide(logs.layer)
+      )
+      return (yield* logs.lines).filter((line) => line.includes("may evict a held lock"))
+    }).pipe(Effect.scoped)
+
+  it.live("a Redis that may evict locks (allkeys-lru): one warning at start; noeviction: none", () =>
+    Effect.gen(function*() {
+      const evicting = yield* lockWarnings(["--maxmemory-policy", "allkeys-lru"])
+      assert.strictEqual(evicting.length, 1)
+      assert.include(evicting[0], "allkeys-lru")
+      assert.deepStrictEqual(yield* lockWarnings(["--maxmemory-policy", "noeviction"]), [])
+    }), 30_000)
 })

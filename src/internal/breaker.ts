@@ -105,3 +105,21 @@ export const make = (settings: Settings, events: Events): Breaker => {
       `the circuit is open after ${settings.failures} consecutive failures; the backend is tried again within ${settings.openForMillis} ms`
   }
 }
+
+/**
+ * Runs `effect` behind `breaker` (as it is, without one): refused at once while the circuit is open.
+ * Admission is decided when the effect runs (an effect may be built once and run many times). While
+ * healthy only a failure needs recording (one frame on the success path); otherwise every outcome.
+ */
+export const guard = <A, E, E2>(
+  breaker: Breaker | undefined,
+  effect: Effect.Effect<A, E>,
+  refused: (refusal: string) => E2
+): Effect.Effect<A, E | E2> =>
+  breaker === undefined ? effect : Effect.suspend((): Effect.Effect<A, E | E2> =>
+    breaker.healthy()
+      ? Effect.tapErrorCause(effect, breaker.recordFailure)
+      : breaker.admit()
+      ? Effect.onExit(effect, breaker.record)
+      : Effect.fail(refused(breaker.refusal()))
+  )

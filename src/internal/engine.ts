@@ -158,16 +158,8 @@ export const make = (
     const raced = selfBounded && operation !== "clear"
       ? effect
       : timeoutReal(effect, timeoutMillis, () => new StoreError({ reason: "Timeout", operation, key, store: store.name, cause: noAnswer }))
-    if (storeBreaker === undefined) return raced
-    // Admission is decided when the effect runs (an effect may be built once and run many times).
-    // While healthy only a failure needs recording (one frame on the success path); otherwise any outcome.
-    return Effect.suspend(() =>
-      storeBreaker.healthy()
-        ? Effect.tapErrorCause(raced, storeBreaker.recordFailure)
-        : storeBreaker.admit()
-        ? Effect.onExit(raced, storeBreaker.record)
-        : Effect.fail(new StoreError({ reason: "Unavailable", operation, key, store: store.name, cause: storeBreaker.refusal() }))
-    )
+    return Breaker.guard(storeBreaker, raced, (refusal) =>
+      new StoreError({ reason: "Unavailable", operation, key, store: store.name, cause: refusal }))
   }
 
   const lockInProcess = config.lock?.inProcess ?? true
@@ -175,14 +167,7 @@ export const make = (
   const boundLock = <A, E>(operation: Operation, key: string, effect: Effect.Effect<A, E>): Effect.Effect<A, E | LockError> => {
     if (lockInProcess) return effect
     const raced = timeoutReal(effect, timeoutMillis, () => new LockError({ reason: "Timeout", operation, key, cause: noAnswer }))
-    if (lockBreaker === undefined) return raced
-    return Effect.suspend(() =>
-      lockBreaker.healthy()
-        ? Effect.tapErrorCause(raced, lockBreaker.recordFailure)
-        : lockBreaker.admit()
-        ? Effect.onExit(raced, lockBreaker.record)
-        : Effect.fail(new LockError({ reason: "Unavailable", operation, key, cause: lockBreaker.refusal() }))
-    )
+    return Breaker.guard(lockBreaker, raced, (refusal) => new LockError({ reason: "Unavailable", operation, key, cause: refusal }))
   }
   const lockNow = lockInProcess ? Clock.currentTimeMillis : Effect.sync(() => Date.now())
   const lockSleep = (duration: Duration.Duration) =>

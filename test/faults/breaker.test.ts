@@ -4,19 +4,12 @@
  * shown on a gauge.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Logger, Metric, MetricState, Schema } from "effect"
+import { Effect, Metric, MetricState, Schema } from "effect"
 import { Cache, CacheKey, Keyspace } from "../../src/index.js"
 import * as Harness from "./harness.js"
 
 const Items = Keyspace.make({ name: "items", key: CacheKey.number, value: Schema.String, ttl: "10 minutes" })
 
-const captureLogs = Effect.sync(() => {
-  const lines: Array<string> = []
-  return {
-    lines,
-    layer: Logger.replace(Logger.defaultLogger, Logger.make(({ message }) => void lines.push(Array.isArray(message) ? message.join(" ") : String(message))))
-  }
-})
 
 const circuitOpen = (cache: string, backend: "store" | "lock") =>
   Effect.map(
@@ -40,7 +33,7 @@ describe("circuit breaker", () => {
   it.live("Redis frozen: once open, getOrSet costs its producer plus well under 1 ms; closed again when Redis answers", () =>
     Effect.gen(function*() {
       const server = yield* Harness.server()
-      const logs = yield* captureLogs
+      const logs = yield* Harness.captureLogs
       const options = { url: server.url, timeout: "200 millis", commandTimeout: "150 millis" } as const
       const withBreaker = yield* Effect.gen(function*() {
         yield* Items.set(0, "warm")
@@ -69,7 +62,7 @@ describe("circuit breaker", () => {
       assert.isAtMost(withoutBreaker, 20, "without a breaker every call waits on the frozen server (150 ms each)")
       assert.strictEqual(withBreaker.closedGauge, 0)
       assert.isTrue(withBreaker.closed._tag === "Some", "Redis is used again")
-      const changes = logs.lines.filter((line) => line.includes("the circuit in front of the store"))
+      const changes = logs.messages().filter((line) => line.includes("the circuit in front of the store"))
       assert.strictEqual(changes.length, 2, changes.join("\n"))
       assert.include(changes[0], "opened")
       assert.include(changes[1], "closed again")

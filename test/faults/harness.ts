@@ -4,7 +4,7 @@
  * ends with: no lock left behind, which commands ran, no unhandled rejection.
  */
 import type { ChildProcess } from "node:child_process"
-import { Effect } from "effect"
+import { Effect, HashMap, Logger } from "effect"
 import { Redis as IORedis } from "ioredis"
 import { commandDelta, commandStats, startRedis, stopRedis } from "../setup/servers.js"
 import * as Proxy from "./proxy.js"
@@ -98,3 +98,26 @@ export const timed = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
 
 /** Real-time sleep (the fault tests run on real time). */
 export const sleep = (millis: number) => Effect.promise(() => new Promise((resolve) => setTimeout(resolve, millis)))
+
+export interface LogLine {
+  readonly message: string
+  readonly annotations: Record<string, unknown>
+}
+
+/** A logger that keeps every line with its annotations, to check what a fault prints. */
+export const captureLogs = Effect.sync(() => {
+  const lines: Array<LogLine> = []
+  return {
+    lines,
+    messages: (): Array<string> => lines.map((line) => line.message),
+    layer: Logger.replace(
+      Logger.defaultLogger,
+      Logger.make(({ annotations, message }) =>
+        void lines.push({
+          message: Array.isArray(message) ? message.join(" ") : String(message),
+          annotations: Object.fromEntries(HashMap.toEntries(annotations))
+        })
+      )
+    )
+  }
+})

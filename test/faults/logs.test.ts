@@ -3,38 +3,18 @@
  * back, annotated; and keys redacted when asked.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, HashMap, Logger, Schema } from "effect"
+import { Effect, Schema } from "effect"
 import { Cache, CacheKey, Keyspace } from "../../src/index.js"
 import * as Harness from "./harness.js"
 
 const Emails = Keyspace.make({ name: "emails", key: CacheKey.string, value: Schema.String, ttl: "10 minutes" })
 
-interface Line {
-  readonly message: string
-  readonly annotations: Record<string, unknown>
-}
-
-const captureLogs = Effect.sync(() => {
-  const lines: Array<Line> = []
-  return {
-    lines,
-    layer: Logger.replace(
-      Logger.defaultLogger,
-      Logger.make(({ annotations, message }) =>
-        void lines.push({
-          message: Array.isArray(message) ? message.join(" ") : String(message),
-          annotations: Object.fromEntries(HashMap.toEntries(annotations))
-        })
-      )
-    )
-  }
-})
 
 describe("logs in an outage", () => {
   it.live("Redis down for 1.5 s of calls: a few lines per cause per second, counts of the rest, annotated", () =>
     Effect.gen(function*() {
       const server = yield* Harness.server()
-      const logs = yield* captureLogs
+      const logs = yield* Harness.captureLogs
       let calls = 0
       yield* Effect.gen(function*() {
         yield* Emails.set("warm", "x")
@@ -69,7 +49,7 @@ describe("logs in an outage", () => {
 
   it.live("redactKeys: errors and logs show a digest, never the key", () =>
     Effect.gen(function*() {
-      const logs = yield* captureLogs
+      const logs = yield* Harness.captureLogs
       const key = "ada@example.com"
       const { direct, other } = yield* Effect.gen(function*() {
         const direct = yield* Effect.flip(Emails.get(key))

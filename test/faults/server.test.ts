@@ -1,30 +1,20 @@
 /**
- * Faults of the server itself: credentials it refuses, a shutdown while it is down or frozen.
+ * Faults of the server itself: credentials it refuses, a shutdown while it is down or frozen, an
+ * eviction policy that may evict locks.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Layer, Logger, Scope, Redacted, Schema } from "effect"
+import { Effect, Exit, Layer, Redacted, Schema, Scope } from "effect"
 import { Cache, CacheKey, Keyspace } from "../../src/index.js"
 import * as Harness from "./harness.js"
 
 const Items = Keyspace.make({ name: "items", key: CacheKey.number, value: Schema.String, ttl: "10 minutes" })
 
-/** A logger that keeps every message, to check what an outage prints. */
-const captureLogs = Effect.sync(() => {
-  const lines: Array<string> = []
-  return {
-    lines: Effect.sync(() => [...lines]),
-    layer: Logger.replace(
-      Logger.defaultLogger,
-      Logger.make(({ message }) => void lines.push(Array.isArray(message) ? message.join(" ") : String(message)))
-    )
-  }
-})
 
 describe("server faults", () => {
   it.live("a wrong password: StoreError reason Auth at the first call, one clear log line, the password nowhere", () =>
     Effect.gen(function*() {
       const server = yield* Harness.server(["--requirepass", "right-secret"])
-      const logs = yield* captureLogs
+      const logs = yield* Harness.captureLogs
       const unhandled = yield* Harness.unhandledRejections
       const url = Redacted.make(`redis://:wrong-secret@127.0.0.1:${server.proxy.port}`)
       const seen = yield* Effect.gen(function*() {
@@ -38,7 +28,7 @@ describe("server faults", () => {
         Effect.provide(Cache.layerRedis({ url, namespace: "auth", connectTimeout: "300 millis" })),
         Effect.provide(logs.layer)
       )
-      const lines = yield* logs.lines
+      const lines = logs.messages()
       const refusals = lines.filter((line) => line.includes("refused the credentials"))
       assert.strictEqual(refusals.length, 1, lines.join("\n"))
       assert.include(refusals[0], "WRONGPASS")
@@ -85,12 +75,12 @@ describe("server faults", () => {
   const lockWarnings = (extra: ReadonlyArray<string>) =>
     Effect.gen(function*() {
       const server = yield* Harness.server(extra)
-      const logs = yield* captureLogs
+      const logs = yield* Harness.captureLogs
       yield* Items.getOrSet(1, Effect.succeed("v")).pipe(
         Effect.provide(Cache.layerRedis({ url: server.url, namespace: "evict" })),
         Effect.provide(logs.layer)
       )
-      return (yield* logs.lines).filter((line) => line.includes("may evict a held lock"))
+      return logs.messages().filter((line) => line.includes("may evict a held lock"))
     }).pipe(Effect.scoped)
 
   it.live("a Redis that may evict locks (allkeys-lru): one warning at start; noeviction: none", () =>

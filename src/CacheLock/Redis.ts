@@ -106,7 +106,7 @@ const lockError = (client: Redis.Client, operation: LockError["operation"], key:
     reason: reason === "Timeout" || reason === "Auth" ? reason : "Unavailable",
     operation,
     key,
-    cause: reason === "Auth" ? Redis.authRefusal(client) ?? cause : cause
+    cause: RedisStore.causeOf(client, reason, cause)
   })
 }
 

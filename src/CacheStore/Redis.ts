@@ -44,6 +44,14 @@ export interface Options {
 
 const storeName = "redis"
 
+/**
+ * @internal
+ * The cause an error of `client` carries: for a refusal of credentials, the server's words (a
+ * command that was not even sent would otherwise say "stream not writeable").
+ */
+export const causeOf = (client: Redis.Client, reason: string, cause: unknown): unknown =>
+  reason === "Auth" ? Redis.authRefusal(client) ?? cause : cause
+
 /** @internal */
 export const defaultMaxValueBytes = 16 * 1024 * 1024
 
@@ -241,8 +249,7 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore
         try: run,
         catch: (cause) => {
           const reason = classify(client, cause)
-          // A command not sent because the server refuses the credentials says so, not "stream not writeable".
-          return new StoreError({ reason, operation, key, store: storeName, cause: reason === "Auth" ? Redis.authRefusal(client) ?? cause : cause })
+          return new StoreError({ reason, operation, key, store: storeName, cause: causeOf(client, reason, cause) })
         }
       })
 

@@ -107,7 +107,8 @@ const valueOf = <A>(produced: Produced<A>) => produced.value
  */
 const coordinate = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect<Produced<A>, E | LockError, R> => {
   const lock = run.engine.lock
-  if (lock !== undefined && !(run.storeFailed && run.options?.lockMode !== "at-most-once")) return locked(run, lock)
+  const skipLock = run.storeFailed && run.options?.lockMode !== "at-most-once"
+  if (lock !== undefined && !skipLock) return locked(run, lock)
   return Effect.flatMap(reread(run), (hit) => Option.isSome(hit) ? Effect.succeed(found(hit.value)) : produceUnlocked(run))
 }
 

@@ -91,9 +91,15 @@ export interface CacheLock {
   readonly extend: (lease: Lease, duration: Duration.DurationInput) => Effect.Effect<boolean, LockError>
   /**
    * Stores `write` under the lease's key if the lease is still held, releases it, and wakes the key's
-   * waiters. Succeeds with whether the value was stored.
+   * waiters. Succeeds with whether the value was stored. `wait` is how long the caller waits: a lock
+   * that can tell (Redis) does not store a value that reaches it after that (the lease is released
+   * all the same), failing with a `StoreError` of reason `"Timeout"`.
    */
-  readonly release: (lease: Lease, write: Option.Option<Write>) => Effect.Effect<boolean, LockError | StoreError>
+  readonly release: (
+    lease: Lease,
+    write: Option.Option<Write>,
+    wait?: Duration.Duration | undefined
+  ) => Effect.Effect<boolean, LockError | StoreError>
   /** Waits until the lock on `key` is released, or `timeout` passes; a hint to look again, never a failure. */
   readonly awaitRelease: (key: string, timeout: Duration.DurationInput) => Effect.Effect<void>
 }

@@ -140,10 +140,26 @@ export interface CacheStore {
   readonly getNow: ((key: string, now: number) => CacheEntry.Stored | undefined) | undefined
   /** One result per key, in the order of `keys`. */
   readonly getMany: (keys: ReadonlyArray<string>) => Effect.Effect<Array<Option.Option<CacheEntry.Stored>>, StoreError>
-  readonly set: (key: string, value: CacheEntry.Stored, ttl: Duration.Duration | undefined) => Effect.Effect<void, StoreError>
-  readonly setMany: (entries: ReadonlyArray<Entry>) => Effect.Effect<void, StoreError>
-  /** Writes only if no entry exists under `key`; `true` when it wrote. */
-  readonly add: (key: string, value: CacheEntry.Stored, ttl: Duration.Duration | undefined) => Effect.Effect<boolean, StoreError>
+  /**
+   * Writes an entry. `wait` is how long the caller waits for the write: a store that can tell (Redis)
+   * refuses a write that reaches it after that, failing with reason `"Timeout"`, so a write whose
+   * caller was told it failed never lands later over a newer one.
+   */
+  readonly set: (
+    key: string,
+    value: CacheEntry.Stored,
+    ttl: Duration.Duration | undefined,
+    wait?: Duration.Duration | undefined
+  ) => Effect.Effect<void, StoreError>
+  /** Writes a batch; `wait` as for `set`. */
+  readonly setMany: (entries: ReadonlyArray<Entry>, wait?: Duration.Duration | undefined) => Effect.Effect<void, StoreError>
+  /** Writes only if no entry exists under `key`; `true` when it wrote. `wait` as for `set`. */
+  readonly add: (
+    key: string,
+    value: CacheEntry.Stored,
+    ttl: Duration.Duration | undefined,
+    wait?: Duration.Duration | undefined
+  ) => Effect.Effect<boolean, StoreError>
   /** `true` when an entry was removed. */
   readonly delete: (key: string) => Effect.Effect<boolean, StoreError>
   /** The number of entries removed. */
@@ -243,9 +259,10 @@ export const make = (impl: Implementation): CacheStore => {
     getNow: impl.getNow,
     getMany: impl.getMany ?? ((keys) => Effect.forEach(keys, get)),
     set,
-    setMany: impl.setMany ?? ((entries) => Effect.forEach(entries, (entry) => set(entry.key, entry.value, entry.ttl), { discard: true })),
-    add: impl.add ?? ((key, value, ttl) =>
-      Effect.flatMap(get(key), (found) => Option.isSome(found) ? Effect.succeed(false) : Effect.as(set(key, value, ttl), true))),
+    setMany: impl.setMany ??
+      ((entries, wait) => Effect.forEach(entries, (entry) => set(entry.key, entry.value, entry.ttl, wait), { discard: true })),
+    add: impl.add ?? ((key, value, ttl, wait) =>
+      Effect.flatMap(get(key), (found) => Option.isSome(found) ? Effect.succeed(false) : Effect.as(set(key, value, ttl, wait), true))),
     delete: del,
     deleteMany: impl.deleteMany ??
       ((keys) => Effect.map(Effect.forEach(keys, del), (removed) => removed.filter((r) => r).length)),

@@ -132,6 +132,86 @@ const watch = (client: Client): void => {
   client.on("ready", () => authFailures.delete(client))
 }
 
+/**
+ * @internal
+ * What a client knows of its server's clock, so a write can carry the latest server time at which it
+ * may still run: the moment its caller stops waiting. A write that reaches Redis later (it sat in a
+ * socket buffer or a paused server) is refused by its script, so a write the caller was told had
+ * failed can never land after a newer one.
+ *
+ * Every reply that carries the server's `TIME` is a sample: `serverTime - receivedAt` is a lower bound
+ * of the offset between the server's clock and this process's monotonic clock (the command ran before
+ * its reply came), `serverTime - sentAt` an upper bound. The estimate is the highest lower bound seen
+ * recently; a sample whose upper bound is below it (the server's clock went back, or another server
+ * answered) replaces it. It is measured with one `TIME` when the client is first ready and each time a
+ * connection is ready again (after a failover the server may be another machine). Deadlines are
+ * computed on the monotonic clock, so a jump of this machine's wall clock changes nothing; the fence
+ * holds to within the difference between the clocks of the servers a client reaches (Cluster nodes, a
+ * promoted replica), which NTP keeps to milliseconds.
+ */
+export interface ServerClock {
+  /**
+   * The server time (epoch milliseconds on its clock) after which a command sent now no longer
+   * serves a caller that waits `waitMillis`; `undefined` while the offset is unknown.
+   */
+  readonly deadline: (waitMillis: number) => number | undefined
+  /** Records the server time (microseconds) a reply carried, for a command sent at `sentAt` (`performance.now()`). */
+  readonly observe: (sentAt: number, serverMicros: number) => void
+  /** Measures the offset with one `TIME`, if it is unknown (a failure leaves it unknown). */
+  readonly measure: () => Promise<void>
+}
+
+/** How long a sample of the server's clock is trusted before a lower one may replace it (drift). */
+const clockWindowMillis = 10_000
+
+const clocks = new WeakMap<Client, ServerClock>()
+
+/** @internal The server clock of a client (one per client, shared by its store and lock). */
+export const serverClock = (client: Client): ServerClock => {
+  const existing = clocks.get(client)
+  if (existing !== undefined) return existing
+  let best = -Infinity
+  let bestAt = 0
+  let measuring: Promise<void> | undefined
+  const observe = (sentAt: number, serverMicros: number) => {
+    const now = performance.now()
+    const serverMillis = serverMicros / 1000
+    const lower = serverMillis - now
+    if (lower > best || serverMillis - sentAt < best || now - bestAt > clockWindowMillis) {
+      best = lower
+      bestAt = now
+    }
+  }
+  const measure = (): Promise<void> => {
+    if (best !== -Infinity) return Promise.resolve()
+    return measuring ??= (async () => {
+      const sentAt = performance.now()
+      try {
+        const [seconds, micros] = await client.time()
+        observe(sentAt, Number(seconds) * 1_000_000 + Number(micros))
+      } catch {
+        // Unknown still: the next write measures again.
+      } finally {
+        measuring = undefined
+      }
+    })()
+  }
+  const clock: ServerClock = {
+    deadline: (waitMillis) => best === -Infinity ? undefined : Math.floor(performance.now() + waitMillis + best) - 1,
+    observe,
+    measure
+  }
+  // A connection that is ready again may reach another server (after a failover): sample at once.
+  // The estimate is kept meanwhile; the first sample below it replaces it (its upper bound).
+  client.on("ready", () => {
+    const sentAt = performance.now()
+    client.time().then(([seconds, micros]) => observe(sentAt, Number(seconds) * 1_000_000 + Number(micros)), () => {})
+  })
+  clocks.set(client, clock)
+  if (client.status === "ready") void measure()
+  return clock
+}
+
 const millis = (input: Duration.DurationInput | undefined, fallback: Duration.DurationInput) =>
   Duration.toMillis(Duration.decode(input ?? fallback))
 

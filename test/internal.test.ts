@@ -1,8 +1,11 @@
 /**
- * The internal concurrency helpers: nothing they keep may outlive an interruption.
+ * The internal concurrency helpers (nothing they keep may outlive an interruption), and the estimate
+ * of a Redis server's clock that write deadlines are computed from.
  */
 import { assert, describe, it } from "@effect/vitest"
+import { EventEmitter } from "node:events"
 import { Effect, Fiber, Option } from "effect"
+import * as Redis from "../src/Redis.js"
 import * as Coalesce from "../src/internal/coalesce.js"
 import * as Waiters from "../src/internal/waiters.js"
 
@@ -54,5 +57,49 @@ describe("waiters", () => {
       assert.strictEqual(waiters.pending(), 0)
       yield* waiters.wait("other", "10 millis")
       assert.strictEqual(waiters.pending(), 0, "and leaves nothing registered")
+    }))
+})
+
+describe("server clock", () => {
+  /** A stand-in for a client whose server's clock the test sets (only `TIME` and events are used). */
+  const clientWithClock = () => {
+    const events = new EventEmitter()
+    let serverOffset = 1_000_000 // the server's clock runs this far ahead of performance.now()
+    const client = Object.assign(events, {
+      status: "ready",
+      time: async () => {
+        const micros = Math.round((performance.now() + serverOffset) * 1000)
+        return [String(Math.floor(micros / 1e6)), String(micros % 1e6)]
+      }
+    })
+    return { client: client as unknown as Redis.Client, setOffset: (offset: number) => void (serverOffset = offset) }
+  }
+
+  it.live("a deadline is the caller's give-up moment on the server's clock, never later", () =>
+    Effect.gen(function*() {
+      const { client } = clientWithClock()
+      const clock = Redis.serverClock(client)
+      yield* Effect.promise(clock.measure)
+      const before = performance.now()
+      const deadline = clock.deadline(300)!
+      assert.isAtMost(deadline, before + 300 + 1_000_000 + 1, "not after the give-up moment in server time")
+      assert.isAbove(deadline, before + 300 + 1_000_000 - 50, "and close to it")
+    }))
+
+  it.live("a sample showing the server's clock went back replaces the estimate at once; one that is merely slow does not", () =>
+    Effect.gen(function*() {
+      const { client, setOffset } = clientWithClock()
+      const clock = Redis.serverClock(client)
+      yield* Effect.promise(clock.measure)
+      const first = clock.deadline(0)! - performance.now()
+      // A slow reply (a lower lower bound, an upper bound still above the estimate) changes nothing.
+      const sentAt = performance.now() - 200
+      clock.observe(sentAt, (sentAt + 1_000_000 + 1) * 1000)
+      assert.approximately(clock.deadline(0)! - performance.now(), first, 5)
+      // The server's clock jumped back by 10 s: the next reply says so and the deadline follows.
+      setOffset(990_000)
+      const now = performance.now()
+      clock.observe(now, (now + 990_000) * 1000)
+      assert.approximately(clock.deadline(0)! - performance.now(), first - 10_000, 5)
     }))
 })

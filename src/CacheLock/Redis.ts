@@ -58,16 +58,22 @@ if redis.call("GET", KEYS[1]) == ARGV[1] then
 end
 return 0`
 
-// ARGV: token, channel, message, mode ("0" no write, "1" write), value, px (as the store's write takes it).
-// The write runs under pcall: when Redis refuses it (out of memory), the lock is still released and
-// the waiters woken, and the refusal comes back as an error reply after that.
+// ARGV: token, channel, message, mode ("0" no write, "1" write), value, px (as the store's write takes
+// it), deadline (as the store's). Replies { 1 written | 0 not (the lease was lost) | late, now }. The
+// write runs under pcall: when Redis refuses it (out of memory), the lock is still released and the
+// waiters woken, and the refusal comes back as an error reply after that. A write that comes after its
+// deadline is not made; the lock is released all the same.
 const releaseScript = `${RedisStore.writeFunction}
 local written = 0
 local refused = nil
 if redis.call("GET", KEYS[1]) == ARGV[1] then
   if ARGV[4] == "1" then
-    local ok, err = pcall(write, KEYS[2], ARGV[5], ARGV[6])
-    if ok then written = 1 else refused = err end
+    if late(ARGV[7]) then
+      written = ${RedisStore.lateReply}
+    else
+      local ok, err = pcall(write, KEYS[2], ARGV[5], ARGV[6])
+      if ok then written = 1 else refused = err end
+    end
   end
   redis.call("DEL", KEYS[1])
 end
@@ -75,7 +81,7 @@ redis.call("PUBLISH", ARGV[2], ARGV[3])
 if refused then
   return redis.error_reply("${writeRefused} " .. (type(refused) == "table" and refused.err or tostring(refused)))
 end
-return written`
+return { written, now }`
 
 interface Scripts {
   cachekitLockExtend(lock: string, token: string, millis: number): Promise<number>
@@ -87,8 +93,9 @@ interface Scripts {
     message: string,
     mode: string,
     value: Buffer | string,
-    px: string
-  ): Promise<number>
+    px: string,
+    deadline: string
+  ): Promise<RedisStore.Reply>
 }
 
 const channelSuffix = "::lock-released"
@@ -138,6 +145,7 @@ export const make = (options: Options = {}): Effect.Effect<CacheLock.CacheLock, 
   Effect.gen(function*() {
     const { client, isCluster } = yield* Redis.Redis
     const scripts = defineScripts(client)
+    const commandTimeout = RedisStore.commandTimeoutOf(client, isCluster)
     const maxValueBytes = options.maxValueBytes ?? RedisStore.defaultMaxValueBytes
     const waiters = Waiters.make()
 
@@ -188,7 +196,7 @@ export const make = (options: Options = {}): Effect.Effect<CacheLock.CacheLock, 
     // lands. Whatever could not be sent is sent again each time the client is ready.
     const unsettled = new Map<string, string>() // token → entry key
     const settle = (token: string, key: string) =>
-      scripts.cachekitLockRelease(lockKeyOf(key), key, token, channelOf(key), key, "0", "", "")
+      scripts.cachekitLockRelease(lockKeyOf(key), key, token, channelOf(key), key, "0", "", "", "")
         .then(() => void unsettled.delete(token), () => {})
     const abandon = (token: string, key: string) => {
       if (unsettled.size >= maxUnsettled) unsettled.delete(unsettled.keys().next().value!)
@@ -226,16 +234,27 @@ export const make = (options: Options = {}): Effect.Effect<CacheLock.CacheLock, 
             )),
           (n) => n === 1
         ),
-      release: (lease, write) => {
+      release: (lease, write, wait) => {
         const channel = channelOf(lease.key)
         const send = (mode: string, value: Buffer | string, px: string) =>
-          Effect.tryPromise({
-            try: () => scripts.cachekitLockRelease(lockKeyOf(lease.key), lease.key, lease.token, channel, lease.key, mode, value, px),
-            catch: (cause): LockError | StoreError =>
+          RedisStore.fenced(
+            client,
+            mode === "1" ? RedisStore.waitMillis(commandTimeout, wait) : Infinity,
+            (deadline) =>
+              scripts.cachekitLockRelease(lockKeyOf(lease.key), lease.key, lease.token, channel, lease.key, mode, value, px, deadline),
+            (cause): LockError | StoreError =>
               cause instanceof Error && cause.message.includes(writeRefused)
                 ? new StoreError({ reason: "Backend", operation: "set", key: lease.key, store: "redis", cause: cause.message.replace(`${writeRefused} `, "") })
-                : lockError(client, "unlock", lease.key, cause)
-          }).pipe(Effect.map((n) => n === 1))
+                : lockError(client, "unlock", lease.key, cause),
+            () =>
+              new StoreError({
+                reason: "Timeout",
+                operation: "set",
+                key: lease.key,
+                store: "redis",
+                cause: "the value reached Redis after its caller stopped waiting, so it was not stored (the lock was released)"
+              })
+          ).pipe(Effect.map((n) => n === 1))
         if (Option.isNone(write)) return send("0", "", "")
         const px = RedisStore.pxArgument(write.value.ttl)
         // A ttl of zero or less stores nothing and removes what was there, as in the store.

@@ -159,16 +159,16 @@ export const make = (options: MemoryStore.Options = {}): Effect.Effect<Recording
       capabilities: { inProcess: true, atomicAdd: true, clearByPrefix: true, assignsVersions: true },
       get: (key) => recorded("get", [key], inner.get(key)),
       getMany: (keys) => recorded("getMany", keys, inner.getMany(keys)),
-      set: (key, value, ttl) =>
-        recorded("set", [key], Effect.tap(inner.set(key, value, ttl), () => written.add(key)), ttl),
-      setMany: (entries) =>
+      set: (key, value, ttl, wait) =>
+        recorded("set", [key], Effect.tap(inner.set(key, value, ttl, wait), () => written.add(key)), ttl),
+      setMany: (entries, wait) =>
         recorded(
           "setMany",
           entries.map((entry) => entry.key),
-          Effect.tap(inner.setMany(entries), () => entries.forEach((entry) => written.add(entry.key)))
+          Effect.tap(inner.setMany(entries, wait), () => entries.forEach((entry) => written.add(entry.key)))
         ),
-      add: (key, value, ttl) =>
-        recorded("add", [key], Effect.tap(inner.add(key, value, ttl), (added) => added && written.add(key)), ttl),
+      add: (key, value, ttl, wait) =>
+        recorded("add", [key], Effect.tap(inner.add(key, value, ttl, wait), (added) => added && written.add(key)), ttl),
       delete: (key) => recorded("delete", [key], Effect.tap(inner.delete(key), () => written.delete(key))),
       deleteMany: (keys) =>
         recorded("deleteMany", keys, Effect.tap(inner.deleteMany(keys), () => keys.forEach((key) => written.delete(key)))),

@@ -21,6 +21,7 @@ import * as CacheEntry from "../CacheEntry.js"
 import { StoreError } from "../CacheError.js"
 import * as CacheStore from "../CacheStore.js"
 import * as Redis from "../Redis.js"
+import { timeoutRealTo } from "../internal/realTime.js"
 
 /**
  * Options of the Redis store.
@@ -65,6 +66,8 @@ export const classify = (client: Redis.Client, cause: unknown): "Timeout" | "Aut
   if (/^(NOAUTH|WRONGPASS)/.test(message)) return "Auth"
   if (/timed out/i.test(message)) return "Timeout"
   if (/WRONGTYPE|not an integer|out of range|overflow/i.test(message)) return "WrongType"
+  // A Cluster that cannot route the command (a slot whose master is down, a failover under way).
+  if (/^(MOVED|ASK|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|LOADING)\b/.test(message)) return "Unavailable"
   if (cause instanceof Error && cause.name === "ReplyError") return "Backend"
   return Redis.authRefusal(client) === undefined ? "Unavailable" : "Auth"
 }
@@ -122,19 +125,25 @@ export const tagForSlot = (slot: number): string => {
 
 /**
  * @internal
- * The Lua function every script that writes an entry uses: `write(key, value, px)` stores the value
- * (px `""`: no expiry; `"-"`: remove instead) and writes the version into its envelope: Redis's
- * `TIME` in microseconds, kept above the version already under the key. Returns the version (0 for a
- * removal).
+ * What every script that writes an entry starts with. `now` is Redis's `TIME` in microseconds, read
+ * once. `late(deadline)` says whether the caller has stopped waiting (`deadline`: server epoch
+ * milliseconds, `""` for a caller that waits as long as it takes): such a write is refused, so a write
+ * whose caller was told it failed never lands after a newer one. `write(key, value, px)` stores the
+ * value (px `""`: no expiry; `"-"`: remove instead) and writes the version into its envelope: `now`,
+ * kept above the version already under the key. Returns the version (0 for a removal).
  */
 export const writeFunction = `
+local clock = redis.call("TIME")
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local function late(deadline)
+  return deadline ~= "" and now > tonumber(deadline) * 1000
+end
 local function write(key, value, px)
   if px == "-" then
     redis.call("UNLINK", key)
     return 0
   end
-  local t = redis.call("TIME")
-  local version = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local version = now
   local head = redis.pcall("GETRANGE", key, 0, ${CacheEntry.versionOffset + 7})
   if type(head) == "string" and #head == ${CacheEntry.versionOffset + 8} and string.sub(head, 1, 3) == "${luaBytes(CacheEntry.magic)}" then
     local previous = struct.unpack(">d", head, ${CacheEntry.versionOffset + 1})
@@ -152,29 +161,39 @@ local function write(key, value, px)
 end
 `
 
+/** @internal The first number a write script replies with when the write came after its deadline. */
+export const lateReply = -2
+
 function luaBytes(binary: string): string {
   return Array.from(binary, (c) => `\\${c.charCodeAt(0)}`).join("")
 }
 
+// Each replies `{ outcome, now }`: the outcome, and Redis's time for the client's server clock.
 const setScript = `${writeFunction}
-return write(KEYS[1], ARGV[1], ARGV[2])`
+if late(ARGV[3]) then return { ${lateReply}, now } end
+return { write(KEYS[1], ARGV[1], ARGV[2]), now }`
 
 const setManyScript = `${writeFunction}
+if late(ARGV[1]) then return { ${lateReply}, now } end
 for i, key in ipairs(KEYS) do
-  write(key, ARGV[2 * i - 1], ARGV[2 * i])
+  write(key, ARGV[2 * i], ARGV[2 * i + 1])
 end
-return #KEYS`
+return { #KEYS, now }`
 
 const addScript = `${writeFunction}
+if late(ARGV[3]) then return { ${lateReply}, now } end
 if redis.call("EXISTS", KEYS[1]) == 1 then
-  return -1
+  return { -1, now }
 end
-return write(KEYS[1], ARGV[1], ARGV[2])`
+return { write(KEYS[1], ARGV[1], ARGV[2]), now }`
+
+/** @internal What a write script replies: its outcome, and Redis's time in microseconds. */
+export type Reply = readonly [outcome: number, now: number]
 
 interface Scripts {
-  cachekitSet(key: string, value: Buffer, px: string): Promise<number>
-  cachekitSetMany(...keysThenArgs: Array<string | Buffer | number>): Promise<number>
-  cachekitAdd(key: string, value: Buffer, px: string): Promise<number>
+  cachekitSet(key: string, value: Buffer, px: string, deadline: string): Promise<Reply>
+  cachekitSetMany(...keysThenArgs: Array<string | Buffer | number>): Promise<Reply>
+  cachekitAdd(key: string, value: Buffer, px: string, deadline: string): Promise<Reply>
   pipeline(): ScriptPipeline
 }
 
@@ -184,11 +203,11 @@ interface ScriptPipeline {
 }
 
 /** Runs a pipeline of one command: its reply, or its error. */
-const execOne = async (pipeline: ScriptPipeline): Promise<unknown> => {
+const execOne = async (pipeline: ScriptPipeline): Promise<Reply> => {
   const replies = await pipeline.exec()
   const [error, reply] = replies?.[0] ?? [new Error("the pipeline was discarded"), undefined]
   if (error !== null) throw error
-  return reply
+  return reply as Reply
 }
 
 /** @internal Registers the entry-writing scripts on a client (idempotent). */
@@ -198,6 +217,80 @@ export const defineWriteScripts = (client: Redis.Client): Scripts => {
   client.defineCommand("cachekitSetMany", { lua: setManyScript })
   return client as unknown as Scripts
 }
+
+/**
+ * @internal
+ * Sends a write whose script takes a deadline: the latest server time at which the caller, who waits
+ * `waitMillis` from now, still waits (`""` when it waits as long as it takes, or the server's clock is
+ * not known yet and cannot be learnt in time). Records the server time of the reply. Fails with
+ * `onLate()` when the script refused the write because it came after its deadline.
+ */
+export const fenced = <E>(
+  client: Redis.Client,
+  waitMillis: number,
+  send: (deadline: string) => Promise<Reply>,
+  onError: (cause: unknown) => E,
+  onLate: () => E
+): Effect.Effect<number, E> => {
+  const clock = Redis.serverClock(client)
+  const run = (sentAt: number, deadline: number | undefined) =>
+    Effect.flatMap(
+      Effect.tryPromise({ try: () => send(deadline === undefined ? "" : String(deadline)), catch: onError }),
+      ([outcome, now]) => {
+        clock.observe(sentAt, now)
+        return outcome === lateReply ? Effect.fail(onLate()) : Effect.succeed(outcome)
+      }
+    )
+  return Effect.suspend(() => {
+    const sentAt = performance.now()
+    if (!Number.isFinite(waitMillis)) return run(sentAt, undefined)
+    const deadline = clock.deadline(waitMillis)
+    if (deadline !== undefined) return run(sentAt, deadline)
+    // The first writes of a client wait for its first sample of the server's clock, within the
+    // caller's wait: what is left of it bounds the write too.
+    return Effect.flatMap(timeoutRealTo(Effect.promise(clock.measure), waitMillis, Effect.void), () => {
+      const left = Math.max(0, waitMillis - (performance.now() - sentAt))
+      return timeoutRealTo(run(sentAt, clock.deadline(left)), left, Effect.fail(onLate()))
+    })
+  })
+}
+
+/**
+ * @internal
+ * What makes a call's `commandTimeout` bound the whole call. A standalone client bounds each command
+ * by it. A Cluster client bounds each attempt, then tries again after a redirection or a closed
+ * connection (with a slot refresh between tries, up to 16 times): a call on a slot whose master is
+ * down took 1.2 s for a 500 ms `commandTimeout`. There the call is cut at `commandTimeout`, with the
+ * same error a timed-out command has.
+ */
+export const wholeCall = (isCluster: boolean, commandTimeout: number | undefined) =>
+<A extends ReadonlyArray<unknown>, B>(run: (...args: A) => Promise<B>): (...args: A) => Promise<B> =>
+  !isCluster || commandTimeout === undefined ? run : (...args) =>
+    new Promise<B>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error("Command timed out (retries included)")), commandTimeout)
+      run(...args).then(
+        (value) => {
+          clearTimeout(timer)
+          resolve(value)
+        },
+        (error: unknown) => {
+          clearTimeout(timer)
+          reject(error)
+        }
+      )
+    })
+
+/** @internal The bound every command of the client carries (its `commandTimeout`), if it has one. */
+export const commandTimeoutOf = (client: Redis.Client, isCluster: boolean): number | undefined =>
+  isCluster ? (client as Cluster).options.redisOptions?.commandTimeout : (client as IORedis).options.commandTimeout
+
+/**
+ * @internal
+ * How long the caller of a write waits, in milliseconds: the cache's bound on it (`wait`) or the
+ * command's, whichever is shorter; `Infinity` when neither bounds it.
+ */
+export const waitMillis = (commandTimeout: number | undefined, wait: Duration.Duration | undefined): number =>
+  Math.min(commandTimeout ?? Infinity, wait === undefined ? Infinity : Duration.toMillis(wait))
 
 /** Escapes the glob characters of a SCAN pattern so a prefix matches literally. */
 const escapeGlob = (prefix: string): string => prefix.replace(/[*?[\]\\]/g, (c) => `\\${c}`)
@@ -239,19 +332,19 @@ const chunks = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray<A
  * @category constructors
  */
 export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore, never, Redis.Redis> =>
-  Effect.map(Redis.Redis, ({ client, isCluster }) => {
+  Effect.flatMap(Redis.Redis, ({ client, isCluster }) => {
     const maxValueBytes = options.maxValueBytes ?? defaultMaxValueBytes
     const scanCount = options.scanCount ?? 1_000
     const scripts = defineWriteScripts(client)
+    const commandTimeout = commandTimeoutOf(client, isCluster)
+    const whole = wholeCall(isCluster, commandTimeout)
 
+    const failure = (operation: StoreError["operation"], key: string | undefined, cause: unknown) => {
+      const reason = classify(client, cause)
+      return new StoreError({ reason, operation, key, store: storeName, cause: causeOf(client, reason, cause) })
+    }
     const call = <A>(operation: StoreError["operation"], key: string | undefined, run: () => Promise<A>) =>
-      Effect.tryPromise({
-        try: run,
-        catch: (cause) => {
-          const reason = classify(client, cause)
-          return new StoreError({ reason, operation, key, store: storeName, cause: causeOf(client, reason, cause) })
-        }
-      })
+      Effect.tryPromise({ try: whole(run), catch: (cause) => failure(operation, key, cause) })
 
     const received = (operation: StoreError["operation"], key: string, value: Buffer | null) =>
       value === null
@@ -290,23 +383,39 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore
       return step("0", 0)
     }
 
-    const writeOne = (operation: "set" | "add", key: string, value: CacheEntry.Stored, ttl: Duration.Duration | undefined) => {
+    const late = (operation: StoreError["operation"], key: string | undefined) => () =>
+      new StoreError({
+        reason: "Timeout",
+        operation,
+        key,
+        store: storeName,
+        cause: "the write reached Redis after its caller stopped waiting, so it was not applied"
+      })
+    const write = (
+      operation: StoreError["operation"],
+      key: string | undefined,
+      wait: Duration.Duration | undefined,
+      send: (deadline: string) => Promise<Reply>
+    ) => fenced(client, waitMillis(commandTimeout, wait), whole(send), (cause) => failure(operation, key, cause), late(operation, key))
+
+    const writeOne = (
+      operation: "set" | "add",
+      key: string,
+      value: CacheEntry.Stored,
+      ttl: Duration.Duration | undefined,
+      wait: Duration.Duration | undefined
+    ) => {
       const px = pxArgument(ttl)
       if (px === "-") {
         return operation === "add" ? Effect.succeed(-1) : Effect.as(call(operation, key, () => client.unlink(key)), 0)
       }
       const body = argument(operation, key, value, maxValueBytes)
       if (body instanceof StoreError) return refuse(operation, key, body)
-      return call(operation, key, () =>
-        operation === "set" ? scripts.cachekitSet(key, body, px) : scripts.cachekitAdd(key, body, px))
+      return write(operation, key, wait, (deadline) =>
+        operation === "set" ? scripts.cachekitSet(key, body, px, deadline) : scripts.cachekitAdd(key, body, px, deadline))
     }
 
-    // Every command carries the client's commandTimeout, so each command settles within it.
-    const commandTimeout = isCluster
-      ? (client as Cluster).options.redisOptions?.commandTimeout
-      : (client as IORedis).options.commandTimeout
-
-    return CacheStore.make({
+    const store = CacheStore.make({
       name: storeName,
       capabilities: {
         inProcess: false,
@@ -343,8 +452,8 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore
             return Effect.succeed(out)
           }
         ),
-      set: (key, value, ttl) => Effect.asVoid(writeOne("set", key, value, ttl)),
-      setMany: (entries) => {
+      set: (key, value, ttl, wait) => Effect.asVoid(writeOne("set", key, value, ttl, wait)),
+      setMany: (entries, wait) => {
         if (entries.length === 0) return Effect.void
         const bodies: Array<Buffer> = []
         for (const entry of entries) {
@@ -355,10 +464,11 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore
         return Effect.forEach(
           groupBySlot(entries.map((entry) => entry.key), isCluster).flatMap((group) => chunks(group, writeChunk)),
           (group) =>
-            call("setMany", undefined, () => {
+            write("setMany", undefined, wait, (deadline) => {
               const args = [
                 group.length,
                 ...group.map((i) => entries[i]!.key),
+                deadline,
                 ...group.flatMap((i) => [bodies[i]!, pxArgument(entries[i]!.ttl)])
               ]
               // Auto-pipelining routes a command by its first argument, here the key count: on a
@@ -368,7 +478,7 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore
           { concurrency: "unbounded", discard: true }
         )
       },
-      add: (key, value, ttl) => Effect.map(writeOne("add", key, value, ttl), (version) => version >= 0),
+      add: (key, value, ttl, wait) => Effect.map(writeOne("add", key, value, ttl, wait), (version) => version >= 0),
       delete: (key) => Effect.map(call("delete", key, () => client.unlink(key)), (n) => n > 0),
       deleteMany: (keys) => unlinkAll("deleteMany", keys),
       has: (key) => Effect.map(call("has", key, () => client.exists(key)), (n) => n > 0),
@@ -380,6 +490,9 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore
         )
       }
     })
+    // The first writes need the server's clock: learn it before the store is used (one TIME; not
+    // waited for when Redis is not reachable, nor for longer than a command).
+    return Effect.as(timeoutRealTo(Effect.promise(Redis.serverClock(client).measure), commandTimeout ?? 1_000, Effect.void), store)
   })
 
 /**

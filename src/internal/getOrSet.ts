@@ -261,7 +261,7 @@ const release = <K, A, Id, E, R>(
   write: Option.Option<CacheLock.Write>
 ): Effect.Effect<void> => {
   const { engine, key, keyspace } = run
-  return Effect.flatMap(Effect.either(engine.boundLock("unlock", key, lock.release(lease, write))), (released) =>
+  return Effect.flatMap(Effect.either(engine.boundLock("unlock", key, lock.release(lease, write, engine.timeout))), (released) =>
     released._tag === "Left"
       ? absorb(engine, keyspace.name, released.left, undefined)
       : released.right || Option.isNone(write)
@@ -279,7 +279,7 @@ const writeUnlocked = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, value: A): Effe
   return Effect.flatMap(planWrite(run, value), (write) =>
     Option.isNone(write)
       ? Effect.void
-      : engine.bound("getOrSet", key, engine.store.set(key, write.value.value, write.value.ttl)).pipe(
+      : engine.bound("getOrSet", key, engine.store.set(key, write.value.value, write.value.ttl, engine.timeout)).pipe(
         Effect.catchAll((error) => absorb(engine, keyspace.name, error, undefined))
       ))
 }

@@ -75,14 +75,14 @@ export const table: { readonly [Op in Operation]: Implementation<Op> } = {
               value: entry.value,
               ttl: entry.ttl
             }))),
-          (encoded) => engine.bound("setMany", undefined, engine.store.setMany(encoded))
+          (encoded) => engine.bound("setMany", undefined, engine.store.setMany(encoded, engine.timeout))
         ))
     }),
   add: (engine, keyspace, key, value, options) =>
     whenValid(storeKey(engine, "add", keyspace, key), (full) =>
       Effect.flatMap(
         encode(engine, "add", keyspace, full, value, options),
-        (entry) => engine.bound("add", full, engine.store.add(full, entry.value, entry.ttl))
+        (entry) => engine.bound("add", full, engine.store.add(full, entry.value, entry.ttl, engine.timeout))
       )),
   has: (engine, keyspace, key) =>
     whenValid(storeKey(engine, "has", keyspace, key), (full) => engine.bound("has", full, engine.store.has(full))),

@@ -68,5 +68,5 @@ export const write = <K, A, Id>(
 ) =>
   Effect.flatMap(
     encode(engine, operation, keyspace, key, value, options),
-    (entry) => engine.bound(operation, key, engine.store.set(key, entry.value, entry.ttl))
+    (entry) => engine.bound(operation, key, engine.store.set(key, entry.value, entry.ttl, engine.timeout))
   )

@@ -375,6 +375,15 @@ export const stampVersion = (bytes: Uint8Array, version: number): void => {
 }
 
 /**
+ * @internal
+ * The version written in an envelope, or 0 for bytes that are not one.
+ */
+export const versionOf = (bytes: Uint8Array): number =>
+  bytes.length >= fixedLength && bytes[0] === magic0 && bytes[1] === magic1 && bytes[2] === formatVersion
+    ? asBuffer(bytes).readDoubleBE(versionOffset)
+    : 0
+
+/**
  * The version a store gives a write at `nowMillis` (from its clock) after `previous`: the time on a
  * microsecond scale, and always above the previous version, so versions grow even when the clock
  * stands still (`TestClock`) or steps back.

@@ -57,6 +57,11 @@ export interface Lease {
 export interface Write {
   readonly value: CacheEntry.Stored
   readonly ttl: Duration.Duration | undefined
+  /**
+   * Makes the write conditional, as `CacheStore`'s `set` takes it: skipped when the key was written
+   * or deleted after this version.
+   */
+  readonly since?: number | undefined
 }
 
 /**
@@ -91,7 +96,8 @@ export interface CacheLock {
   readonly extend: (lease: Lease, duration: Duration.DurationInput) => Effect.Effect<boolean, LockError>
   /**
    * Stores `write` under the lease's key if the lease is still held, releases it, and wakes the key's
-   * waiters. Succeeds with whether the value was stored. `wait` is how long the caller waits: a lock
+   * waiters. Succeeds with whether the lease was still held: the write, if any, was then stored, or
+   * skipped because the key changed after `write.since`. `wait` is how long the caller waits: a lock
    * that can tell (Redis) does not store a value that reaches it after that (the lease is released
    * all the same), failing with a `StoreError` of reason `"Timeout"`.
    */

@@ -54,7 +54,8 @@ export type Encoded = string | Uint8Array
  *   nativeTtl: true,
  *   clearByPrefix: true,
  *   assignsVersions: true,
- *   operationBound: undefined
+ *   operationBound: undefined,
+ *   conditionalWrites: true
  * }
  * ```
  *
@@ -83,6 +84,11 @@ export interface Capabilities {
    * timer of its own.
    */
   readonly operationBound: Duration.Duration | undefined
+  /**
+   * The store offers `currentVersion`, honours `set`'s `since` and leaves a tombstone for every
+   * delete: a conditional write never lands over a newer write or a later delete.
+   */
+  readonly conditionalWrites: boolean
 }
 
 /**
@@ -144,12 +150,18 @@ export interface CacheStore {
    * Writes an entry. `wait` is how long the caller waits for the write: a store that can tell (Redis)
    * refuses a write that reaches it after that, failing with reason `"Timeout"`, so a write whose
    * caller was told it failed never lands later over a newer one.
+   *
+   * `since` (a version from {@link CacheStore.currentVersion}) makes the write conditional: it is
+   * skipped, successfully, when the key was written or deleted after that version (a delete leaves a
+   * tombstone for {@link tombstoneTtl}). `getOrSet` passes the version it read at, so a value produced
+   * while the key was invalidated or replaced is not stored over the newer state.
    */
   readonly set: (
     key: string,
     value: CacheEntry.Stored,
     ttl: Duration.Duration | undefined,
-    wait?: Duration.Duration | undefined
+    wait?: Duration.Duration | undefined,
+    since?: number | undefined
   ) => Effect.Effect<void, StoreError>
   /** Writes a batch; `wait` as for `set`. */
   readonly setMany: (entries: ReadonlyArray<Entry>, wait?: Duration.Duration | undefined) => Effect.Effect<void, StoreError>
@@ -170,6 +182,12 @@ export interface CacheStore {
    * returns how many were removed. Fails with reason `"Unsupported"` without `clearByPrefix`.
    */
   readonly clear: (prefix: string) => Effect.Effect<number, StoreError>
+  /**
+   * With `conditionalWrites`: a version that every later write and delete of the store exceeds (a
+   * lower bound of the store's version clock now), for a conditional `set`; `undefined` while the
+   * store cannot tell.
+   */
+  readonly currentVersion: Effect.Effect<number | undefined> | undefined
 }
 
 /**
@@ -200,7 +218,7 @@ export interface Implementation {
    * What the store can do. Left out: `false` (and `operationBound` undefined), except `atomicAdd` and
    * `clearByPrefix`, which default to whether `add` and `clear` are given.
    */
-  readonly capabilities?: Partial<Omit<Capabilities, "synchronousRead">> | undefined
+  readonly capabilities?: Partial<Omit<Capabilities, "synchronousRead" | "conditionalWrites">> | undefined
   readonly get: CacheStore["get"]
   readonly getNow?: ((key: string, now: number) => CacheEntry.Stored | undefined) | undefined
   readonly getMany?: CacheStore["getMany"] | undefined
@@ -212,6 +230,8 @@ export interface Implementation {
   readonly deleteMany?: CacheStore["deleteMany"] | undefined
   readonly has?: CacheStore["has"] | undefined
   readonly clear?: CacheStore["clear"] | undefined
+  /** With it, the store honours `set`'s `since` and leaves tombstones (`conditionalWrites`). */
+  readonly currentVersion?: CacheStore["currentVersion"] | undefined
 }
 
 /**
@@ -248,7 +268,8 @@ export const make = (impl: Implementation): CacheStore => {
     nativeTtl: given.nativeTtl ?? false,
     clearByPrefix: impl.clear !== undefined && (given.clearByPrefix ?? true),
     assignsVersions: given.assignsVersions ?? false,
-    operationBound: given.operationBound
+    operationBound: given.operationBound,
+    conditionalWrites: impl.currentVersion !== undefined
   }
   const { get, set } = impl
   const del = impl.delete
@@ -270,9 +291,28 @@ export const make = (impl: Implementation): CacheStore => {
     clear: impl.clear ?? ((prefix) =>
       Effect.fail(
         new StoreError({ reason: "Unsupported", operation: "clear", key: prefix, store: impl.name, cause: "this store cannot clear by prefix" })
-      ))
+      )),
+    currentVersion: impl.currentVersion
   }
 }
+
+/**
+ * How long the tombstone a delete leaves lives: a conditional write (`getOrSet`'s) whose read came
+ * before the delete is skipped if it arrives within this time. A producer that runs longer than this
+ * after its key was deleted may still store its value.
+ *
+ * @example
+ * ```ts
+ * import { Duration } from "effect"
+ * import { CacheStore } from "effect-cachekit"
+ *
+ * Duration.toSeconds(CacheStore.tombstoneTtl) // 30
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export const tombstoneTtl: Duration.Duration = Duration.seconds(30)
 
 /**
  * The store service tag.

@@ -155,6 +155,8 @@ export interface ServerClock {
    * serves a caller that waits `waitMillis`; `undefined` while the offset is unknown.
    */
   readonly deadline: (waitMillis: number) => number | undefined
+  /** The server's time now (microseconds), never later than it really is; `undefined` while the offset is unknown. */
+  readonly now: () => number | undefined
   /** Records the server time (microseconds) a reply carried, for a command sent at `sentAt` (`performance.now()`). */
   readonly observe: (sentAt: number, serverMicros: number) => void
   /** Measures the offset with one `TIME`, if it is unknown (a failure leaves it unknown). */
@@ -198,6 +200,7 @@ export const serverClock = (client: Client): ServerClock => {
   }
   const clock: ServerClock = {
     deadline: (waitMillis) => best === -Infinity ? undefined : Math.floor(performance.now() + waitMillis + best) - 1,
+    now: () => best === -Infinity ? undefined : Math.floor((performance.now() + best) * 1000) - 1,
     observe,
     measure
   }

@@ -87,6 +87,8 @@ export interface StoreSuiteOptions extends SuiteOptions {
     readonly clearByPrefix?: boolean | undefined
     /** Stamps each write's version, growing per key. Default `false`. */
     readonly assignsVersions?: boolean | undefined
+    /** Offers `currentVersion`, honours `set`'s `since`, and leaves a tombstone for each delete. Default `false`. */
+    readonly conditionalWrites?: boolean | undefined
   } | undefined
 }
 
@@ -176,7 +178,8 @@ export const storeSuite = <ROut, E>(
     liveValues: options.capabilities?.liveValues ?? false,
     synchronousRead: options.capabilities?.synchronousRead ?? false,
     clearByPrefix: options.capabilities?.clearByPrefix ?? true,
-    assignsVersions: options.capabilities?.assignsVersions ?? false
+    assignsVersions: options.capabilities?.assignsVersions ?? false,
+    conditionalWrites: options.capabilities?.conditionalWrites ?? false
   }
   const test = (title: string, body: (store: CacheStore.CacheStore) => Effect.Effect<void, unknown>) =>
     run(title, () => Effect.flatMap(CacheStore.CacheStore, body).pipe(Effect.provide(layer as unknown as Layer.Layer<CacheStore.CacheStore, E>)))
@@ -184,9 +187,10 @@ export const storeSuite = <ROut, E>(
   describe(`CacheStore conformance: ${name}`, () => {
     test("declares the capabilities the suite was told it has", (store) =>
       Effect.sync(() => {
-        const { liveValues, synchronousRead, clearByPrefix, assignsVersions } = store.capabilities
-        assert.deepStrictEqual({ liveValues, synchronousRead, clearByPrefix, assignsVersions }, claimed)
+        const { liveValues, synchronousRead, clearByPrefix, assignsVersions, conditionalWrites } = store.capabilities
+        assert.deepStrictEqual({ liveValues, synchronousRead, clearByPrefix, assignsVersions, conditionalWrites }, claimed)
         assert.strictEqual(store.getNow !== undefined, synchronousRead)
+        assert.strictEqual(store.currentVersion !== undefined, conditionalWrites)
       }))
 
     test("a missing key reads as None", (store) =>
@@ -353,6 +357,64 @@ export const storeSuite = <ROut, E>(
             assert.isAbove(versions[i]!, versions[i - 1]!, `versions ${versions.join(", ")}`)
           }
         }))
+    }
+
+    if (claimed.conditionalWrites) {
+      /** The store's version now; a short pause first, so that what came before is behind it on any clock. */
+      const mark = (store: CacheStore.CacheStore) =>
+        Effect.zipRight(
+          advance(Duration.millis(20)),
+          Effect.map(store.currentVersion!, (version) => {
+            assert.isDefined(version, "the store knows its version")
+            return version!
+          })
+        )
+
+      test("a conditional write is skipped when its key was deleted after its version, and a tombstone is no entry", (store) =>
+        Effect.gen(function*() {
+          yield* store.set("t:c1", envelope("old"), undefined)
+          yield* store.set("t:c2", envelope("old"), undefined)
+          const before = yield* mark(store)
+          assert.isTrue(yield* store.delete("t:c1"))
+          assert.strictEqual(yield* store.deleteMany(["t:c2"]), 1)
+          yield* store.set("t:c1", envelope("produced before the delete"), undefined, undefined, before)
+          yield* store.set("t:c2", envelope("produced before the delete"), undefined, undefined, before)
+          assert.isUndefined(textOf(yield* store.get("t:c1")), "skipped after delete")
+          assert.isUndefined(textOf(yield* store.get("t:c2")), "skipped after deleteMany")
+          assert.isFalse(yield* store.has("t:c1"), "the tombstone reads as no entry")
+          assert.deepStrictEqual((yield* store.getMany(["t:c1", "t:c2"])).map(Option.isSome), [false, false])
+          assert.isFalse(yield* store.delete("t:c1"), "nothing left to delete")
+          // A write made after the delete lands: unconditional, or conditional on a later version.
+          const after = yield* mark(store)
+          yield* store.set("t:c1", envelope("produced after the delete"), undefined, undefined, after)
+          assert.strictEqual(textOf(yield* store.get("t:c1")), "produced after the delete")
+          assert.isTrue(yield* store.add("t:c2", envelope("added"), undefined), "add sees no entry under a tombstone")
+          assert.strictEqual(textOf(yield* store.get("t:c2")), "added")
+        }))
+
+      test("a conditional write is skipped when its key was written after its version: the newer value stays", (store) =>
+        Effect.gen(function*() {
+          const before = yield* mark(store)
+          yield* store.set("t:c3", envelope("newer"), undefined)
+          yield* store.set("t:c3", envelope("older"), undefined, undefined, before)
+          assert.strictEqual(textOf(yield* store.get("t:c3")), "newer")
+          const after = yield* mark(store)
+          yield* store.set("t:c3", envelope("newest"), undefined, undefined, after)
+          assert.strictEqual(textOf(yield* store.get("t:c3")), "newest")
+          // Without a version the write is unconditional, as before.
+          yield* store.set("t:c3", envelope("plain"), undefined)
+          assert.strictEqual(textOf(yield* store.get("t:c3")), "plain")
+        }))
+
+      if (claimed.clearByPrefix) {
+        test("tombstones are internal: clear neither counts nor needs them", (store) =>
+          Effect.gen(function*() {
+            yield* store.set("tc:1", envelope("v"), undefined)
+            yield* store.set("tc:2", envelope("v"), undefined)
+            yield* store.delete("tc:1")
+            assert.strictEqual(yield* store.clear("tc:"), 1)
+          }))
+      }
     }
 
     if (claimed.liveValues) {

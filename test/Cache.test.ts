@@ -88,6 +88,45 @@ for (const [backend, layerFor] of backends) {
         assert.isTrue(Option.isNone(yield* Users.get(1)))
       }).pipe(provide("roundtrip")))
 
+    it.effect("a key invalidated or replaced while its producer runs keeps its newer state; the callers get the value", () =>
+      Effect.gen(function*() {
+        const cache = yield* Cache.Cache
+        // The run's write follows its answer; a remote store's bound runs on real time (a real timer).
+        const settled = Effect.gen(function*() {
+          for (let i = 0; i < 500 && (yield* cache.inFlight) > 0; i++) {
+            yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 1)))
+          }
+          assert.strictEqual(yield* cache.inFlight, 0, "the run finished its write")
+        })
+        /** A getOrSet whose producer runs until `during` has run. */
+        const racing = (id: number, during: Effect.Effect<unknown, unknown, Cache.Cache>) =>
+          Effect.gen(function*() {
+            const started = yield* Deferred.make<void>()
+            const proceed = yield* Deferred.make<void>()
+            const produce = Deferred.succeed(started, undefined).pipe(
+              Effect.zipRight(Deferred.await(proceed)),
+              Effect.as(new User({ id, name: "produced" }))
+            )
+            const fiber = yield* Effect.fork(Users.getOrSet(id, produce))
+            yield* Deferred.await(started)
+            yield* during
+            yield* Deferred.succeed(proceed, undefined)
+            assert.strictEqual((yield* Fiber.join(fiber)).name, "produced", "the callers get what was produced")
+            yield* settled
+          })
+        // The producer of a missing key runs; meanwhile the data behind it changes and the key is invalidated.
+        yield* racing(1, Users.invalidate(1))
+        assert.isTrue(Option.isNone(yield* Users.get(1)), "the invalidation stands")
+        yield* racing(2, Users.set(2, new User({ id: 2, name: "newer" })))
+        assert.strictEqual(Option.getOrThrow(yield* Users.get(2)).name, "newer", "the newer write stands")
+        // A producer that starts after the invalidation stores its value.
+        yield* racing(3, Effect.void)
+        assert.strictEqual(Option.getOrThrow(yield* Users.get(3)).name, "produced")
+        assert.strictEqual((yield* Users.getOrSet(1, Effect.succeed(new User({ id: 1, name: "fresh" })))).name, "fresh")
+        yield* settled
+        assert.strictEqual(Option.getOrThrow(yield* Users.get(1)).name, "fresh")
+      }).pipe(provide("raced")))
+
     it.effect("an entry expires after the keyspace ttl (TestClock)", () =>
       Effect.gen(function*() {
         yield* Users.set(1, new User({ id: 1, name: "Ada" }))

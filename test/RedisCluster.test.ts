@@ -36,7 +36,7 @@ const clusterClient = Layer.unwrapEffect(Effect.sync(() =>
 storeSuite("RedisStore on a 3-master Cluster", RedisStore.layer().pipe(Layer.provide(clusterClient)), {
   unit: "100 millis",
   advance: sleep,
-  capabilities: { assignsVersions: true }
+  capabilities: { assignsVersions: true, conditionalWrites: true }
 })
 
 lockSuite(

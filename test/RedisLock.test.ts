@@ -1,9 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
 import type { ChildProcess } from "node:child_process"
-import { Duration, Effect, Layer, Ref, Schema } from "effect"
+import { Deferred, Duration, Effect, Fiber, Layer, Option, Ref, Schedule, Schema } from "effect"
 import { Redis as IORedis } from "ioredis"
 import { afterAll, beforeAll, inject } from "vitest"
-import { Cache, CacheKey, Keyspace, RedisLock, RedisStore } from "../src/index.js"
+import { Cache, CacheKey, Keyspace, Redis, RedisLock, RedisStore } from "../src/index.js"
 import { lockKeyOf } from "../src/CacheLock/Redis.js"
 import { report, runFleet, spawnWorker, startTogether, type WorkerOutput } from "../examples/fleet.js"
 import { commandDelta, commandStats, startRedis, stopRedis } from "./setup/servers.js"
@@ -39,6 +39,48 @@ describe("RedisLock in one process", () => {
       assert.strictEqual(users.length, 1_000)
       assert.isTrue(users.every((u) => u.name === "Ada"))
       assert.strictEqual(yield* Effect.promise(() => admin.exists(lockKeyOf("fleet1:users:1"))), 0, "the lock was released")
+    }).pipe(Effect.scoped))
+
+  it.live("a key invalidated or replaced while its producer runs keeps its newer state, with the lock and without", () =>
+    Effect.gen(function*() {
+      const url = `${inject("redisUrl")}/12`
+      const admin = new IORedis(url)
+      yield* Effect.addFinalizer(() => Effect.sync(() => admin.disconnect()))
+      yield* Effect.promise(() => admin.flushdb())
+      const withLock = Cache.layerRedis({ url, namespace: "raced" })
+      const withoutLock = Cache.layer({ namespace: "raced" }).pipe(
+        Layer.provideMerge(RedisStore.layer()),
+        Layer.provideMerge(Redis.layer({ url }))
+      )
+      for (const [name, layer] of [["with the lock", withLock], ["without", withoutLock]] as const) {
+        yield* Effect.gen(function*() {
+          const cache = yield* Cache.Cache
+          const settled = Effect.repeat(cache.inFlight, { until: (n) => n === 0, schedule: Schedule.spaced("5 millis"), times: 400 })
+          const racing = (id: number, during: Effect.Effect<unknown, unknown, Cache.Cache>) =>
+            Effect.gen(function*() {
+              const started = yield* Deferred.make<void>()
+              const proceed = yield* Deferred.make<void>()
+              const produce = Deferred.succeed(started, undefined).pipe(
+                Effect.zipRight(Deferred.await(proceed)),
+                Effect.as(new User({ id, name: "produced" }))
+              )
+              const fiber = yield* Effect.fork(Users.getOrSet(id, produce))
+              yield* Deferred.await(started)
+              yield* during
+              yield* Deferred.succeed(proceed, undefined)
+              assert.strictEqual((yield* Fiber.join(fiber)).name, "produced", name)
+              yield* settled
+            })
+          yield* racing(1, Users.invalidate(1))
+          assert.isTrue(Option.isNone(yield* Users.get(1)), `${name}: the invalidation stands`)
+          yield* racing(2, Users.set(2, new User({ id: 2, name: "newer" })))
+          assert.strictEqual(Option.getOrThrow(yield* Users.get(2)).name, "newer", `${name}: the newer write stands`)
+          yield* racing(3, Effect.void)
+          assert.strictEqual(Option.getOrThrow(yield* Users.get(3)).name, "produced", `${name}: an undisturbed run stores its value`)
+          yield* Users.invalidateMany([1, 2, 3])
+        }).pipe(Effect.provide(layer))
+      }
+      assert.deepStrictEqual(yield* Effect.promise(() => admin.keys("raced::lock:*")), [], "no lock left")
     }).pipe(Effect.scoped))
 
   it.live("the lock key shares the entry's hash slot, whatever the key holds", () =>

@@ -19,7 +19,8 @@ export const serializingStore = (store: CacheStore.CacheStore): CacheStore.Cache
     delete: store.delete,
     deleteMany: store.deleteMany,
     has: store.has,
-    clear: store.clear
+    clear: store.clear,
+    currentVersion: store.currentVersion
   })
 
 /** The memory store seen as a remote store, provided both as CacheStore and MemoryStore. */

@@ -71,7 +71,7 @@ export const make: Effect.Effect<CacheLock.CacheLock, never, CacheStore.CacheSto
           const isHeld = lock !== undefined && lock.token === lease.token
           if (isHeld) held.delete(lease.key)
           const stored = isHeld && Option.isSome(write)
-            ? Effect.as(store.set(lease.key, write.value.value, write.value.ttl), true)
+            ? Effect.as(store.set(lease.key, write.value.value, write.value.ttl, undefined, write.value.since), true)
             : Effect.succeed(false)
           return Effect.ensuring(stored, Effect.sync(() => waiters.wake(lease.key)))
         }),

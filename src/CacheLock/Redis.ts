@@ -58,11 +58,12 @@ if redis.call("GET", KEYS[1]) == ARGV[1] then
 end
 return 0`
 
-// ARGV: token, channel, message, mode ("0" no write, "1" write), value, px (as the store's write takes
-// it), deadline (as the store's). Replies { 1 written | 0 not (the lease was lost) | late, now }. The
-// write runs under pcall: when Redis refuses it (out of memory), the lock is still released and the
-// waiters woken, and the refusal comes back as an error reply after that. A write that comes after its
-// deadline is not made; the lock is released all the same.
+// KEYS: lock, entry, the entry's tombstone. ARGV: token, channel, message, mode ("0" no write, "1"
+// write), value, px (as the store's write takes it), deadline and since (as the store's set takes
+// them). Replies { 1 written | 0 not (the lease was lost) | late | superseded, now }. The write runs
+// under pcall: when Redis refuses it (out of memory), the lock is still released and the waiters
+// woken, and the refusal comes back as an error reply after that. A write that comes after its
+// deadline, or after a newer write or delete of the key, is not made; the lock is released all the same.
 const releaseScript = `${RedisStore.writeFunction}
 local written = 0
 local refused = nil
@@ -70,6 +71,8 @@ if redis.call("GET", KEYS[1]) == ARGV[1] then
   if ARGV[4] == "1" then
     if late(ARGV[7]) then
       written = ${RedisStore.lateReply}
+    elseif superseded(KEYS[2], KEYS[3], ARGV[8]) then
+      written = ${RedisStore.supersededReply}
     else
       local ok, err = pcall(write, KEYS[2], ARGV[5], ARGV[6])
       if ok then written = 1 else refused = err end
@@ -88,13 +91,15 @@ interface Scripts {
   cachekitLockRelease(
     lock: string,
     entry: string,
+    tombstone: string,
     token: string,
     channel: string,
     message: string,
     mode: string,
     value: Buffer | string,
     px: string,
-    deadline: string
+    deadline: string,
+    since: string
   ): Promise<RedisStore.Reply>
 }
 
@@ -122,7 +127,7 @@ const channelOf = (key: string): string => `${CacheStore.namespaceOf(key)}${chan
 
 const defineScripts = (client: Redis.Client): Scripts => {
   client.defineCommand("cachekitLockExtend", { numberOfKeys: 1, lua: extendScript })
-  client.defineCommand("cachekitLockRelease", { numberOfKeys: 2, lua: releaseScript })
+  client.defineCommand("cachekitLockRelease", { numberOfKeys: 3, lua: releaseScript })
   return client as unknown as Scripts
 }
 
@@ -196,7 +201,7 @@ export const make = (options: Options = {}): Effect.Effect<CacheLock.CacheLock, 
     // lands. Whatever could not be sent is sent again each time the client is ready.
     const unsettled = new Map<string, string>() // token → entry key
     const settle = (token: string, key: string) =>
-      scripts.cachekitLockRelease(lockKeyOf(key), key, token, channelOf(key), key, "0", "", "", "")
+      scripts.cachekitLockRelease(lockKeyOf(key), key, RedisStore.tombstoneKeyOf(key), token, channelOf(key), key, "0", "", "", "", "")
         .then(() => void unsettled.delete(token), () => {})
     const abandon = (token: string, key: string) => {
       if (unsettled.size >= maxUnsettled) unsettled.delete(unsettled.keys().next().value!)
@@ -236,12 +241,25 @@ export const make = (options: Options = {}): Effect.Effect<CacheLock.CacheLock, 
         ),
       release: (lease, write, wait) => {
         const channel = channelOf(lease.key)
+        const since = Option.isSome(write) && write.value.since !== undefined ? String(write.value.since) : ""
         const send = (mode: string, value: Buffer | string, px: string) =>
           RedisStore.fenced(
             client,
             mode === "1" ? RedisStore.waitMillis(commandTimeout, wait) : Infinity,
             (deadline) =>
-              scripts.cachekitLockRelease(lockKeyOf(lease.key), lease.key, lease.token, channel, lease.key, mode, value, px, deadline),
+              scripts.cachekitLockRelease(
+                lockKeyOf(lease.key),
+                lease.key,
+                RedisStore.tombstoneKeyOf(lease.key),
+                lease.token,
+                channel,
+                lease.key,
+                mode,
+                value,
+                px,
+                deadline,
+                since
+              ),
             (cause): LockError | StoreError =>
               cause instanceof Error && cause.message.includes(writeRefused)
                 ? new StoreError({ reason: "Backend", operation: "set", key: lease.key, store: "redis", cause: cause.message.replace(`${writeRefused} `, "") })
@@ -254,7 +272,7 @@ export const make = (options: Options = {}): Effect.Effect<CacheLock.CacheLock, 
                 store: "redis",
                 cause: "the value reached Redis after its caller stopped waiting, so it was not stored (the lock was released)"
               })
-          ).pipe(Effect.map((n) => n === 1))
+          ).pipe(Effect.map((outcome) => outcome === 1 || outcome === RedisStore.supersededReply))
         if (Option.isNone(write)) return send("0", "", "")
         const px = RedisStore.pxArgument(write.value.ttl)
         // A ttl of zero or less stores nothing and removes what was there, as in the store.

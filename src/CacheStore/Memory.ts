@@ -5,7 +5,8 @@
  * Entries are kept as the cache hands them over: a {@link CacheEntry.Live} entry (the decoded value
  * beside its header) is the whole record, so a hit returns the decoded value without deserializing
  * anything and an entry costs one object; envelope bytes are kept with their expiry. The store assigns
- * each write's version from the Clock.
+ * each write's version from the Clock; a delete leaves a tombstone (its version, for
+ * {@link CacheStore.tombstoneTtl}) so a conditional write made before it is skipped.
  *
  * @since 0.2.0
  */
@@ -117,6 +118,16 @@ type Slot = CacheEntry.Live | Bytes
 
 const expiryOf = (slot: Slot): number => slot instanceof Bytes ? slot.expiresAt : slot.staleUntil
 
+const versionOfSlot = (slot: Slot): number => slot instanceof Bytes ? CacheEntry.versionOf(slot.bytes) : slot.version
+
+/** What a delete leaves behind for a while: its version, so an older conditional write is skipped. */
+interface Tombstone {
+  readonly version: number
+  readonly until: number
+}
+
+const tombstoneMillis = Duration.toMillis(CacheStore.tombstoneTtl)
+
 const flatten = (key: string): number => key.length === 0 ? 0 : key.charCodeAt(0)
 
 const sizeOf = (value: CacheEntry.Stored): number => CacheStore.isLive(value) ? value.size : value.length
@@ -153,6 +164,29 @@ const unsafeMake = (options: Options): MemoryStore => {
       if (reason === "evict") evictions++
     }
   })
+
+  // At most as many tombstones as entries: past that the oldest go first (a conditional write then
+  // lands as it would without one).
+  const tombstones = new LRUCache<string, Tombstone>({ max: Math.min(capacity, 100_000) })
+
+  /** Removes the entry under `key` (if any) and leaves a tombstone; whether an entry was there. */
+  const remove = (key: string, now: number): boolean => {
+    const removed = live(key, now, false) !== undefined && lru.delete(key)
+    lastVersion = CacheEntry.nextVersion(now, lastVersion)
+    tombstones.set(key, { version: lastVersion, until: now + tombstoneMillis })
+    return removed
+  }
+
+  /** Whether `key` was written or deleted after version `since` (so a write conditional on it is skipped). */
+  const changedSince = (key: string, since: number, now: number): boolean => {
+    const tombstone = tombstones.peek(key)
+    if (tombstone !== undefined) {
+      if (tombstone.until <= now) tombstones.delete(key)
+      else if (tombstone.version > since) return true
+    }
+    const slot = live(key, now, false)
+    return slot !== undefined && versionOfSlot(slot) > since
+  }
 
   const fail = (operation: StoreError["operation"], key: string, reason: StoreError["reason"], cause?: unknown) =>
     new StoreError({ reason, operation, key, store: "memory", cause })
@@ -228,8 +262,9 @@ const unsafeMake = (options: Options): MemoryStore => {
     get: (key) => withNow((now) => Effect.succeed(Option.fromNullable(getNow(key, now)))),
     getNow,
     getMany: (keys) => withNow((now) => Effect.succeed(keys.map((key) => Option.fromNullable(getNow(key, now))))),
-    set: (key, value, ttl) =>
+    set: (key, value, ttl, _wait, since) =>
       withNow((now) => {
+        if (since !== undefined && changedSince(key, since, now)) return Effect.void
         const error = write("set", key, value, ttl, now)
         return error === undefined ? Effect.void : Effect.fail(error)
       }),
@@ -248,12 +283,12 @@ const unsafeMake = (options: Options): MemoryStore => {
         const error = write("add", key, value, ttl, now)
         return error === undefined ? Effect.succeed(true) : Effect.fail(error)
       }),
-    delete: (key) => withNow((now) => Effect.succeed(live(key, now, false) !== undefined && lru.delete(key))),
+    delete: (key) => withNow((now) => Effect.succeed(remove(key, now))),
     deleteMany: (keys) =>
       withNow((now) => {
         let removed = 0
         for (const key of keys) {
-          if (live(key, now, false) !== undefined && lru.delete(key)) removed++
+          if (remove(key, now)) removed++
         }
         return Effect.succeed(removed)
       }),
@@ -265,7 +300,9 @@ const unsafeMake = (options: Options): MemoryStore => {
           if (key.startsWith(prefix) && !CacheStore.isInternalKey(key) && lru.delete(key)) removed++
         }
         return removed
-      })
+      }),
+    // Every later write or delete gets a version above this one (`nextVersion` exceeds both terms).
+    currentVersion: withNow((now) => Effect.succeed(Math.max(lastVersion, Math.floor(now * 1000) - 1)))
   })
   return { ...store, stats: Effect.sync(() => ({ entries: lru.size, bytes: lru.calculatedSize, evictions })) }
 }

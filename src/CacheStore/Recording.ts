@@ -159,8 +159,8 @@ export const make = (options: MemoryStore.Options = {}): Effect.Effect<Recording
       capabilities: { inProcess: true, atomicAdd: true, clearByPrefix: true, assignsVersions: true },
       get: (key) => recorded("get", [key], inner.get(key)),
       getMany: (keys) => recorded("getMany", keys, inner.getMany(keys)),
-      set: (key, value, ttl, wait) =>
-        recorded("set", [key], Effect.tap(inner.set(key, value, ttl, wait), () => written.add(key)), ttl),
+      set: (key, value, ttl, wait, since) =>
+        recorded("set", [key], Effect.tap(inner.set(key, value, ttl, wait, since), () => written.add(key)), ttl),
       setMany: (entries, wait) =>
         recorded(
           "setMany",
@@ -182,7 +182,8 @@ export const make = (options: MemoryStore.Options = {}): Effect.Effect<Recording
               if (key.startsWith(prefix) && !CacheStore.isInternalKey(key)) written.delete(key)
             }
           })
-        )
+        ),
+      currentVersion: inner.currentVersion
     })
 
     return {

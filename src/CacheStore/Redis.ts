@@ -128,7 +128,9 @@ export const tagForSlot = (slot: number): string => {
  * What every script that writes an entry starts with. `now` is Redis's `TIME` in microseconds, read
  * once. `late(deadline)` says whether the caller has stopped waiting (`deadline`: server epoch
  * milliseconds, `""` for a caller that waits as long as it takes): such a write is refused, so a write
- * whose caller was told it failed never lands after a newer one. `write(key, value, px)` stores the
+ * whose caller was told it failed never lands after a newer one. `superseded(key, tombstone, since)`
+ * says whether a write conditional on version `since` (`""`: unconditional) comes after a newer write
+ * or a later delete (whose tombstone holds its version). `write(key, value, px)` stores the
  * value (px `""`: no expiry; `"-"`: remove instead) and writes the version into its envelope: `now`,
  * kept above the version already under the key. Returns the version (0 for a removal).
  */
@@ -138,17 +140,33 @@ local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local function late(deadline)
   return deadline ~= "" and now > tonumber(deadline) * 1000
 end
+local versions = {}
+local function versionAt(key)
+  local known = versions[key]
+  if known then return known end
+  local version = 0
+  local head = redis.pcall("GETRANGE", key, 0, ${CacheEntry.versionOffset + 7})
+  if type(head) == "string" and #head == ${CacheEntry.versionOffset + 8} and string.sub(head, 1, 3) == "${luaBytes(CacheEntry.magic)}" then
+    version = struct.unpack(">d", head, ${CacheEntry.versionOffset + 1})
+  end
+  versions[key] = version
+  return version
+end
+local function superseded(key, tombstone, since)
+  if since == "" then return false end
+  local floor = tonumber(since)
+  local deleted = redis.call("GET", tombstone)
+  if deleted and tonumber(deleted) > floor then return true end
+  return versionAt(key) > floor
+end
 local function write(key, value, px)
   if px == "-" then
     redis.call("UNLINK", key)
     return 0
   end
   local version = now
-  local head = redis.pcall("GETRANGE", key, 0, ${CacheEntry.versionOffset + 7})
-  if type(head) == "string" and #head == ${CacheEntry.versionOffset + 8} and string.sub(head, 1, 3) == "${luaBytes(CacheEntry.magic)}" then
-    local previous = struct.unpack(">d", head, ${CacheEntry.versionOffset + 1})
-    if previous >= version then version = previous + 1 end
-  end
+  local previous = versionAt(key)
+  if previous >= version then version = previous + 1 end
   if px == "" then
     redis.call("SET", key, value)
   else
@@ -157,6 +175,7 @@ local function write(key, value, px)
   if #value >= ${CacheEntry.versionOffset + 8} and string.sub(value, 1, 3) == "${luaBytes(CacheEntry.magic)}" then
     redis.call("SETRANGE", key, ${CacheEntry.versionOffset}, struct.pack(">d", version))
   end
+  versions[key] = version
   return version
 end
 `
@@ -164,14 +183,40 @@ end
 /** @internal The first number a write script replies with when the write came after its deadline. */
 export const lateReply = -2
 
+/** @internal The first number a conditional write script replies with when the key changed since its version. */
+export const supersededReply = -3
+
+/**
+ * @internal
+ * The tombstone key of an entry key: internal to its namespace, in its hash slot. A delete leaves
+ * its version there for {@link CacheStore.tombstoneTtl}.
+ */
+export const tombstoneKeyOf = (key: string): string =>
+  CacheStore.internalKey(CacheStore.namespaceOf(key), "deleted", `{${tagForSlot(slotOf(key))}}:${key}`)
+
+const tombstoneMillis = String(Duration.toMillis(CacheStore.tombstoneTtl))
+
 function luaBytes(binary: string): string {
   return Array.from(binary, (c) => `\\${c.charCodeAt(0)}`).join("")
 }
 
 // Each replies `{ outcome, now }`: the outcome, and Redis's time for the client's server clock.
+// KEYS: entry, its tombstone. ARGV: value, px, deadline, since.
 const setScript = `${writeFunction}
 if late(ARGV[3]) then return { ${lateReply}, now } end
+if superseded(KEYS[1], KEYS[2], ARGV[4]) then return { ${supersededReply}, now } end
 return { write(KEYS[1], ARGV[1], ARGV[2]), now }`
+
+// KEYS: entries, then their tombstones (as many). ARGV: the tombstones' px. Replies { removed, now }.
+const deleteScript = `${writeFunction}
+local removed = 0
+local half = #KEYS / 2
+local version = string.format("%.0f", now)
+for i = 1, half do
+  removed = removed + redis.call("UNLINK", KEYS[i])
+  redis.call("SET", KEYS[half + i], version, "PX", ARGV[1])
+end
+return { removed, now }`
 
 const setManyScript = `${writeFunction}
 if late(ARGV[1]) then return { ${lateReply}, now } end
@@ -191,7 +236,8 @@ return { write(KEYS[1], ARGV[1], ARGV[2]), now }`
 export type Reply = readonly [outcome: number, now: number]
 
 interface Scripts {
-  cachekitSet(key: string, value: Buffer, px: string, deadline: string): Promise<Reply>
+  cachekitSet(key: string, tombstone: string, value: Buffer, px: string, deadline: string, since: string): Promise<Reply>
+  cachekitDelete(...keysThenArgs: Array<string | number>): Promise<Reply>
   cachekitSetMany(...keysThenArgs: Array<string | Buffer | number>): Promise<Reply>
   cachekitAdd(key: string, value: Buffer, px: string, deadline: string): Promise<Reply>
   pipeline(): ScriptPipeline
@@ -199,6 +245,7 @@ interface Scripts {
 
 interface ScriptPipeline {
   cachekitSetMany(...keysThenArgs: Array<string | Buffer | number>): ScriptPipeline
+  cachekitDelete(...keysThenArgs: Array<string | number>): ScriptPipeline
   exec(): Promise<Array<[Error | null, unknown]> | null>
 }
 
@@ -212,7 +259,8 @@ const execOne = async (pipeline: ScriptPipeline): Promise<Reply> => {
 
 /** @internal Registers the entry-writing scripts on a client (idempotent). */
 export const defineWriteScripts = (client: Redis.Client): Scripts => {
-  client.defineCommand("cachekitSet", { numberOfKeys: 1, lua: setScript })
+  client.defineCommand("cachekitSet", { numberOfKeys: 2, lua: setScript })
+  client.defineCommand("cachekitDelete", { lua: deleteScript })
   client.defineCommand("cachekitAdd", { numberOfKeys: 1, lua: addScript })
   client.defineCommand("cachekitSetMany", { lua: setManyScript })
   return client as unknown as Scripts
@@ -338,6 +386,7 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore
     const scripts = defineWriteScripts(client)
     const commandTimeout = commandTimeoutOf(client, isCluster)
     const whole = wholeCall(isCluster, commandTimeout)
+    const serverClock = Redis.serverClock(client)
 
     const failure = (operation: StoreError["operation"], key: string | undefined, cause: unknown) => {
       const reason = classify(client, cause)
@@ -367,6 +416,27 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore
           { concurrency: "unbounded" }
         ),
         (counts) => counts.reduce((a, b) => a + b, 0)
+      )
+
+    /** Deletes entries and leaves their tombstones: one script per slot (per chunk). */
+    const deleteAll = (operation: StoreError["operation"], keys: ReadonlyArray<string>) =>
+      keys.length === 0 ? Effect.succeed(0) : Effect.map(
+        Effect.forEach(
+          groupBySlot(keys, isCluster).flatMap((group) => chunks(group, writeChunk)),
+          (group) =>
+            call(operation, group.length === 1 ? keys[group[0]!] : undefined, () => {
+              const args = [
+                group.length * 2,
+                ...group.map((i) => keys[i]!),
+                ...group.map((i) => tombstoneKeyOf(keys[i]!)),
+                tombstoneMillis
+              ]
+              // As for setMany: on a Cluster, routed by its keys in a pipeline of its own.
+              return isCluster ? execOne(scripts.pipeline().cachekitDelete(...args)) : scripts.cachekitDelete(...args)
+            }),
+          { concurrency: "unbounded" }
+        ),
+        (replies) => replies.reduce((sum, [removed]) => sum + removed, 0)
       )
 
     const scanNode = (node: IORedis, prefix: string): Effect.Effect<number, StoreError> => {
@@ -403,7 +473,8 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore
       key: string,
       value: CacheEntry.Stored,
       ttl: Duration.Duration | undefined,
-      wait: Duration.Duration | undefined
+      wait: Duration.Duration | undefined,
+      since: number | undefined
     ) => {
       const px = pxArgument(ttl)
       if (px === "-") {
@@ -412,7 +483,9 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore
       const body = argument(operation, key, value, maxValueBytes)
       if (body instanceof StoreError) return refuse(operation, key, body)
       return write(operation, key, wait, (deadline) =>
-        operation === "set" ? scripts.cachekitSet(key, body, px, deadline) : scripts.cachekitAdd(key, body, px, deadline))
+        operation === "set"
+          ? scripts.cachekitSet(key, tombstoneKeyOf(key), body, px, deadline, since === undefined ? "" : String(since))
+          : scripts.cachekitAdd(key, body, px, deadline))
     }
 
     const store = CacheStore.make({
@@ -452,7 +525,7 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore
             return Effect.succeed(out)
           }
         ),
-      set: (key, value, ttl, wait) => Effect.asVoid(writeOne("set", key, value, ttl, wait)),
+      set: (key, value, ttl, wait, since) => Effect.asVoid(writeOne("set", key, value, ttl, wait, since)),
       setMany: (entries, wait) => {
         if (entries.length === 0) return Effect.void
         const bodies: Array<Buffer> = []
@@ -478,9 +551,9 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore
           { concurrency: "unbounded", discard: true }
         )
       },
-      add: (key, value, ttl, wait) => Effect.map(writeOne("add", key, value, ttl, wait), (version) => version >= 0),
-      delete: (key) => Effect.map(call("delete", key, () => client.unlink(key)), (n) => n > 0),
-      deleteMany: (keys) => unlinkAll("deleteMany", keys),
+      add: (key, value, ttl, wait) => Effect.map(writeOne("add", key, value, ttl, wait, undefined), (version) => version >= 0),
+      delete: (key) => Effect.map(deleteAll("delete", [key]), (n) => n > 0),
+      deleteMany: (keys) => deleteAll("deleteMany", keys),
       has: (key) => Effect.map(call("has", key, () => client.exists(key)), (n) => n > 0),
       clear: (prefix) => {
         const nodes: ReadonlyArray<IORedis> = isCluster ? (client as Cluster).nodes("master") : [client as IORedis]
@@ -488,11 +561,12 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore
           Effect.forEach(nodes, (node) => scanNode(node, prefix), { concurrency: "unbounded" }),
           (counts) => counts.reduce((a, b) => a + b, 0)
         )
-      }
+      },
+      currentVersion: Effect.sync(() => serverClock.now())
     })
     // The first writes need the server's clock: learn it before the store is used (one TIME; not
     // waited for when Redis is not reachable, nor for longer than a command).
-    return Effect.as(timeoutRealTo(Effect.promise(Redis.serverClock(client).measure), commandTimeout ?? 1_000, Effect.void), store)
+    return Effect.as(timeoutRealTo(Effect.promise(serverClock.measure), commandTimeout ?? 1_000, Effect.void), store)
   })
 
 /**

@@ -61,6 +61,8 @@ export interface Engine {
   readonly lockSleep: (duration: Duration.Duration) => Effect.Effect<void>
   /** The version the cache gives a write at `now` when the store does not assign versions itself. */
   readonly nextVersion: (now: number) => number
+  /** The store's version now, noted before a producer runs so its write is conditional on it (`undefined`: unconditional). */
+  readonly versionMark: Effect.Effect<number | undefined>
   /** Throttled, annotated warnings, and keys and errors as the cache shows them (redacted or not). */
   readonly report: Report.Reporter
 }
@@ -173,6 +175,9 @@ export const make = (
   const lockSleep = (duration: Duration.Duration) =>
     lockInProcess ? Effect.sleep(duration) : sleepReal(Duration.toMillis(duration))
 
+  /** The store's version before a producer runs, for its conditional write (`undefined`: unconditional). */
+  const versionMark: Effect.Effect<number | undefined> = store.currentVersion ?? Effect.succeed(undefined)
+
   let lastVersion = 0
   const nextVersion = (now: number) => lastVersion = CacheEntry.nextVersion(now, lastVersion)
 
@@ -186,7 +191,8 @@ export const make = (
     boundLock,
     lockNow,
     lockSleep,
-    nextVersion
+    nextVersion,
+    versionMark
   }
 }
 

@@ -9,7 +9,8 @@
  * 4. `locked`: take the key's lock (or wait for its holder and read again), `reread` under it,
  *    `produce` while a watchdog extends the lease, then `release` it with the value.
  * 5. `planWrite`: what is stored for a produced value (nothing for `skip`, `cacheWrite: false` or a
- *    value that cannot be encoded).
+ *    value that cannot be encoded), conditional on the store's version noted before the producer ran
+ *    (`produceSince`): a key written or deleted meanwhile keeps its newer state.
  * 6. `release` (locked) or `writeUnlocked`: store it, once the callers have their value. Closing the
  *    cache gives both a moment (50 ms) to land, so a value produced just before a shutdown is stored
  *    and its lock freed, without waiting on a dead server.
@@ -114,7 +115,18 @@ const coordinate = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect<Pro
 
 /** Produces without a lock; the value is stored once the callers have it. */
 const produceUnlocked = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect<Produced<A>, E, R> =>
-  Effect.map(run.produce, (value) => ({ value, then: writeUnlocked(run, value) }))
+  produceSince(run, (value, since) => Effect.succeed({ value, then: writeUnlocked(run, value, since) }))
+
+/**
+ * Runs the producer, noting first the store's version (where the store can make a write conditional
+ * on it): the value is then stored only if the key was neither written nor deleted after that, so a
+ * value produced while the key was invalidated or replaced does not overwrite the newer state.
+ */
+const produceSince = <K, A, Id, E, R, B, E2, R2>(
+  run: Run<K, A, Id, E, R>,
+  f: (value: A, since: number | undefined) => Effect.Effect<B, E2, R2>
+): Effect.Effect<B, E | E2, R | R2> =>
+  Effect.flatMap(run.engine.versionMark, (since) => Effect.flatMap(run.produce, (value) => f(value, since)))
 
 /** The second look: under the guard or the lock, another run may have stored the value meanwhile. */
 const reread = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect<Option.Option<A>> =>
@@ -199,9 +211,8 @@ const holding = <K, A, Id, E, R>(
   Effect.flatMap(reread(run), (found) => {
     if (Option.isSome(found)) return Effect.succeed({ value: found.value, write: Option.none() })
     return Effect.flatMap(Effect.fork(watchdog(run, lock, lease)), (fiber) =>
-      run.produce.pipe(
-        Effect.ensuring(Fiber.interrupt(fiber)),
-        Effect.flatMap((value) => Effect.map(planWrite(run, value), (write) => ({ value, write })))
+      produceSince(run, (value, since) => Effect.map(planWrite(run, value, since), (write) => ({ value, write }))).pipe(
+        Effect.ensuring(Fiber.interrupt(fiber))
       ))
   })
 
@@ -230,13 +241,17 @@ const watchdog = <K, A, Id, E, R>(
  * `skip` says so, the value cannot be encoded (logged and counted), or a user `skip` or `ttl` function
  * throws (logged). The caller gets the value in every case.
  */
-const planWrite = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, value: A): Effect.Effect<Option.Option<CacheLock.Write>> => {
+const planWrite = <K, A, Id, E, R>(
+  run: Run<K, A, Id, E, R>,
+  value: A,
+  since: number | undefined
+): Effect.Effect<Option.Option<CacheLock.Write>> => {
   const { engine, key, keyspace, options } = run
   return Effect.suspend(() =>
     options?.cacheWrite === false || (options?.skip ?? keyspace.skip)?.(value) === true
       ? Effect.succeedNone
       : encode(engine, "getOrSet", keyspace, key, value, options).pipe(
-        Effect.map(Option.some),
+        Effect.map((write) => Option.some(since === undefined ? write : { ...write, since })),
         Effect.catchAll((error) => absorb(engine, keyspace.name, error, Option.none<CacheLock.Write>()))
       )
   ).pipe(
@@ -274,12 +289,12 @@ const release = <K, A, Id, E, R>(
 }
 
 /** 6b. Without a lock: stores the produced value once the callers have it. */
-const writeUnlocked = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, value: A): Effect.Effect<void> => {
+const writeUnlocked = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, value: A, since: number | undefined): Effect.Effect<void> => {
   const { engine, key, keyspace } = run
-  return Effect.flatMap(planWrite(run, value), (write) =>
+  return Effect.flatMap(planWrite(run, value, since), (write) =>
     Option.isNone(write)
       ? Effect.void
-      : engine.bound("getOrSet", key, engine.store.set(key, write.value.value, write.value.ttl, engine.timeout)).pipe(
+      : engine.bound("getOrSet", key, engine.store.set(key, write.value.value, write.value.ttl, engine.timeout, since)).pipe(
         Effect.catchAll((error) => absorb(engine, keyspace.name, error, undefined))
       ))
 }

@@ -18,7 +18,7 @@ import {
   TestClock
 } from "effect"
 import { Cache, CacheEntry, CacheKey, CacheStore, Keyspace, MemoryStore } from "../src/index.js"
-import { cacheOver, failingStore, hangingStore, layerSerializing } from "./utils.js"
+import { cacheOver, failingStore, hangingStore, layerSerializing, whileProducing } from "./utils.js"
 
 class User extends Schema.Class<User>("User")({ id: Schema.Number, name: Schema.String }) {}
 class FetchError extends Data.TaggedError("FetchError")<{ readonly id: number }> {}
@@ -98,20 +98,10 @@ for (const [backend, layerFor] of backends) {
           }
           assert.strictEqual(yield* cache.inFlight, 0, "the run finished its write")
         })
-        /** A getOrSet whose producer runs until `during` has run. */
         const racing = (id: number, during: Effect.Effect<unknown, unknown, Cache.Cache>) =>
           Effect.gen(function*() {
-            const started = yield* Deferred.make<void>()
-            const proceed = yield* Deferred.make<void>()
-            const produce = Deferred.succeed(started, undefined).pipe(
-              Effect.zipRight(Deferred.await(proceed)),
-              Effect.as(new User({ id, name: "produced" }))
-            )
-            const fiber = yield* Effect.fork(Users.getOrSet(id, produce))
-            yield* Deferred.await(started)
-            yield* during
-            yield* Deferred.succeed(proceed, undefined)
-            assert.strictEqual((yield* Fiber.join(fiber)).name, "produced", "the callers get what was produced")
+            const got = yield* whileProducing((produce) => Users.getOrSet(id, produce), new User({ id, name: "produced" }), during)
+            assert.strictEqual(got.name, "produced", "the callers get what was produced")
             yield* settled
           })
         // The producer of a missing key runs; meanwhile the data behind it changes and the key is invalidated.

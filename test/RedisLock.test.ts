@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import type { ChildProcess } from "node:child_process"
-import { Deferred, Duration, Effect, Fiber, Layer, Option, Ref, Schedule, Schema } from "effect"
+import { Duration, Effect, Layer, Option, Ref, Schedule, Schema } from "effect"
 import { Redis as IORedis } from "ioredis"
 import { afterAll, beforeAll, inject } from "vitest"
 import { Cache, CacheKey, Keyspace, Redis, RedisLock, RedisStore } from "../src/index.js"
@@ -8,7 +8,7 @@ import { lockKeyOf } from "../src/CacheLock/Redis.js"
 import { report, runFleet, spawnWorker, startTogether, type WorkerOutput } from "../examples/fleet.js"
 import { commandDelta, commandStats, startRedis, stopRedis } from "./setup/servers.js"
 import { lockSuite } from "../src/testing.js"
-import { redisOn } from "./utils.js"
+import { redisOn, whileProducing } from "./utils.js"
 
 const sleep = (duration: Duration.Duration) =>
   Effect.promise(() => new Promise((resolve) => setTimeout(resolve, Duration.toMillis(duration))))
@@ -58,17 +58,8 @@ describe("RedisLock in one process", () => {
           const settled = Effect.repeat(cache.inFlight, { until: (n) => n === 0, schedule: Schedule.spaced("5 millis"), times: 400 })
           const racing = (id: number, during: Effect.Effect<unknown, unknown, Cache.Cache>) =>
             Effect.gen(function*() {
-              const started = yield* Deferred.make<void>()
-              const proceed = yield* Deferred.make<void>()
-              const produce = Deferred.succeed(started, undefined).pipe(
-                Effect.zipRight(Deferred.await(proceed)),
-                Effect.as(new User({ id, name: "produced" }))
-              )
-              const fiber = yield* Effect.fork(Users.getOrSet(id, produce))
-              yield* Deferred.await(started)
-              yield* during
-              yield* Deferred.succeed(proceed, undefined)
-              assert.strictEqual((yield* Fiber.join(fiber)).name, "produced", name)
+              const got = yield* whileProducing((produce) => Users.getOrSet(id, produce), new User({ id, name: "produced" }), during)
+              assert.strictEqual(got.name, "produced", name)
               yield* settled
             })
           yield* racing(1, Users.invalidate(1))

@@ -2,7 +2,7 @@
  * Test stores built on the real memory store: one that keeps only serialized bytes (as a remote store
  * does), one that never answers, one that always fails.
  */
-import { Context, Effect, Layer } from "effect"
+import { Context, Deferred, Effect, Fiber, Layer } from "effect"
 import { inject } from "vitest"
 import { Cache, CacheError, CacheStore, MemoryStore, Redis } from "../src/index.js"
 
@@ -60,3 +60,23 @@ export const cacheOver = (store: CacheStore.CacheStore, options: Cache.Options =
 export const redisOn = (db: number, options: Redis.Options = {}) =>
   Layer.tap(Redis.layer({ url: `${inject("redisUrl")}/${db}`, ...options }), (context) =>
     Effect.promise(() => Context.get(context, Redis.Redis).client.flushdb()))
+
+/**
+ * Runs a `getOrSet` whose producer returns `value` only once `during` has run (an invalidation, a
+ * newer write: what races a producer), and returns what its caller got.
+ */
+export const whileProducing = <A, E, R, E2, R2>(
+  getOrSet: (produce: Effect.Effect<A>) => Effect.Effect<A, E, R>,
+  value: A,
+  during: Effect.Effect<unknown, E2, R2>
+): Effect.Effect<A, E | E2, R | R2> =>
+  Effect.gen(function*() {
+    const started = yield* Deferred.make<void>()
+    const proceed = yield* Deferred.make<void>()
+    const produce = Deferred.succeed(started, undefined).pipe(Effect.zipRight(Deferred.await(proceed)), Effect.as(value))
+    const fiber = yield* Effect.fork(getOrSet(produce))
+    yield* Deferred.await(started)
+    yield* during
+    yield* Deferred.succeed(proceed, undefined)
+    return yield* Fiber.join(fiber)
+  })

@@ -151,6 +151,8 @@ export const make = (options: Options = {}): Effect.Effect<CacheLock.CacheLock, 
     const { client, isCluster } = yield* Redis.Redis
     const scripts = defineScripts(client)
     const commandTimeout = RedisStore.commandTimeoutOf(client, isCluster)
+    // On a Cluster: cut at commandTimeout, and sent again while a migrating slot refuses it (TRYAGAIN).
+    const whole = RedisStore.wholeCall(isCluster, commandTimeout)
     const maxValueBytes = options.maxValueBytes ?? RedisStore.defaultMaxValueBytes
     const waiters = Waiters.make()
 
@@ -201,8 +203,9 @@ export const make = (options: Options = {}): Effect.Effect<CacheLock.CacheLock, 
     // lands. Whatever could not be sent is sent again each time the client is ready.
     const unsettled = new Map<string, string>() // token → entry key
     const settle = (token: string, key: string) =>
-      scripts.cachekitLockRelease(lockKeyOf(key), key, RedisStore.tombstoneKeyOf(key), token, channelOf(key), key, "0", "", "", "", "")
-        .then(() => void unsettled.delete(token), () => {})
+      whole(() =>
+        scripts.cachekitLockRelease(lockKeyOf(key), key, RedisStore.tombstoneKeyOf(key), token, channelOf(key), key, "0", "", "", "", "")
+      )().then(() => void unsettled.delete(token), () => {})
     const abandon = (token: string, key: string) => {
       if (unsettled.size >= maxUnsettled) unsettled.delete(unsettled.keys().next().value!)
       unsettled.set(token, key)
@@ -215,7 +218,7 @@ export const make = (options: Options = {}): Effect.Effect<CacheLock.CacheLock, 
     yield* Effect.addFinalizer(() => Effect.sync(() => client.off("ready", onReady)))
 
     const call = <A>(operation: LockError["operation"], key: string, run: () => Promise<A>) =>
-      Effect.tryPromise({ try: run, catch: (cause) => lockError(client, operation, key, cause) })
+      Effect.tryPromise({ try: whole(run), catch: (cause) => lockError(client, operation, key, cause) })
 
     const lock: CacheLock.CacheLock = {
       name: "redis",
@@ -246,7 +249,7 @@ export const make = (options: Options = {}): Effect.Effect<CacheLock.CacheLock, 
           RedisStore.fenced(
             client,
             mode === "1" ? RedisStore.waitMillis(commandTimeout, wait) : Infinity,
-            (deadline) =>
+            whole((deadline) =>
               scripts.cachekitLockRelease(
                 lockKeyOf(lease.key),
                 lease.key,
@@ -259,7 +262,7 @@ export const make = (options: Options = {}): Effect.Effect<CacheLock.CacheLock, 
                 px,
                 deadline,
                 since
-              ),
+              )),
             (cause): LockError | StoreError =>
               cause instanceof Error && cause.message.includes(writeRefused)
                 ? new StoreError({ reason: "Backend", operation: "set", key: lease.key, store: "redis", cause: cause.message.replace(`${writeRefused} `, "") })

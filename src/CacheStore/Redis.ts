@@ -305,28 +305,55 @@ export const fenced = <E>(
 
 /**
  * @internal
- * What makes a call's `commandTimeout` bound the whole call. A standalone client bounds each command
- * by it. A Cluster client bounds each attempt, then tries again after a redirection or a closed
- * connection (with a slot refresh between tries, up to 16 times): a call on a slot whose master is
- * down took 1.2 s for a 500 ms `commandTimeout`. There the call is cut at `commandTimeout`, with the
- * same error a timed-out command has.
+ * What makes a call on a Cluster settle within its `commandTimeout`, and survive a slot migration.
+ * A standalone client bounds each command by `commandTimeout`, and `run` is used as it is.
+ *
+ * A Cluster client bounds each attempt, then tries again after a redirection or a closed connection
+ * (with a slot refresh between tries, up to 16 times): a call on a slot whose master is down took
+ * 1.2 s for a 500 ms `commandTimeout`. There the call is cut at `commandTimeout`, with the error a
+ * timed-out command has. And while a slot migrates, a script whose keys are split between the two
+ * masters is refused with `TRYAGAIN`, which ioredis does not retry once it has followed an `ASK` in a
+ * pipeline (nor `NOSCRIPT` after an `EVAL` the other master refused): such a refusal means the
+ * command did not run, so it is sent again every {@link redirectRetryMillis} until the cut.
  */
 export const wholeCall = (isCluster: boolean, commandTimeout: number | undefined) =>
 <A extends ReadonlyArray<unknown>, B>(run: (...args: A) => Promise<B>): (...args: A) => Promise<B> =>
-  !isCluster || commandTimeout === undefined ? run : (...args) =>
+  !isCluster ? run : (...args) =>
     new Promise<B>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error("Command timed out (retries included)")), commandTimeout)
-      run(...args).then(
-        (value) => {
-          clearTimeout(timer)
-          resolve(value)
-        },
-        (error: unknown) => {
-          clearTimeout(timer)
-          reject(error)
-        }
+      let settled = false
+      const settle = (f: () => void) => {
+        if (settled) return
+        settled = true
+        clearTimeout(cut)
+        f()
+      }
+      const cut = commandTimeout === undefined ? undefined : setTimeout(
+        () => settle(() => reject(new Error("Command timed out (retries included)"))),
+        commandTimeout
       )
+      let attempts = 0
+      const attempt = () =>
+        run(...args).then(
+          (value) => settle(() => resolve(value)),
+          (error: unknown) => {
+            if (!settled && isNotRun(error) && (cut !== undefined || ++attempts < maxRedirectRetries)) {
+              setTimeout(attempt, redirectRetryMillis)
+            } else {
+              settle(() => reject(error))
+            }
+          }
+        )
+      attempt()
     })
+
+/** @internal How long a Cluster call waits before it is sent again after a refusal that says it did not run. */
+export const redirectRetryMillis = 50
+
+/** Without a `commandTimeout` to cut them, at most this many tries. */
+const maxRedirectRetries = 20
+
+/** A reply that says the command was not run (a slot migrating, a script not loaded on that master). */
+const isNotRun = (error: unknown): boolean => error instanceof Error && /^(TRYAGAIN|ASK|NOSCRIPT)\b/.test(error.message)
 
 /** @internal The bound every command of the client carries (its `commandTimeout`), if it has one. */
 export const commandTimeoutOf = (client: Redis.Client, isCluster: boolean): number | undefined =>

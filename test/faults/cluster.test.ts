@@ -8,13 +8,12 @@ import { assert, describe, it } from "@effect/vitest"
 import calculateSlot from "cluster-key-slot"
 import { type ChildProcess, execFile, spawn } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
-import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { Cause, type Context, Effect, Either, Exit, Layer, Schedule, Schema } from "effect"
+import { Cause, type Context, Effect, Either, Exit, Layer, Option, Schedule, Schema } from "effect"
 import { Redis as IORedis } from "ioredis"
 import { Cache, CacheKey, Keyspace } from "../../src/index.js"
-import { stopRedis, waitForRedis } from "../setup/servers.js"
+import { freeClusterPort, stopRedis, waitForRedis } from "../setup/servers.js"
 import * as Harness from "./harness.js"
 
 const Items = Keyspace.make({ name: "items", key: CacheKey.number, value: Schema.String, ttl: "10 minutes" })
@@ -53,28 +52,6 @@ interface FaultCluster {
   readonly kill: (node: Node) => Promise<void>
   /** Every key containing "::lock:" on every live master. */
   readonly lockKeys: () => Promise<Array<string>>
-}
-
-const isFree = (port: number): Promise<boolean> =>
-  new Promise((resolve) => {
-    const server = createServer()
-    server.unref()
-    server.once("error", () => resolve(false))
-    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)))
-  })
-
-/** A free port whose cluster bus port (port + 10000) is free too. */
-const freeClusterPort = async (taken: Set<number>): Promise<number> => {
-  for (let attempt = 0; attempt < 200; attempt++) {
-    const port = 20_000 + Math.floor(Math.random() * 20_000)
-    if (taken.has(port) || taken.has(port + 10_000)) continue
-    if (await isFree(port) && await isFree(port + 10_000)) {
-      taken.add(port)
-      taken.add(port + 10_000)
-      return port
-    }
-  }
-  throw new Error("no free port pair for a cluster node")
 }
 
 const run = (args: ReadonlyArray<string>, timeout = 30_000): Promise<string> =>
@@ -259,6 +236,37 @@ const counter = () => {
 }
 
 const margin = 150
+
+/** The first `count` item keys (1, 2, …) whose entries share one hash slot: a hot slot. */
+const sameSlotItems = (namespace: string, count: number): Array<number> => {
+  const bySlot = new Map<number, Array<number>>()
+  for (let key = 1;; key++) {
+    const slot = slotOfItem(namespace, key)
+    const group = [...(bySlot.get(slot) ?? []), key]
+    if (group.length === count) return group
+    bySlot.set(slot, group)
+  }
+}
+
+/**
+ * What a node refused since its last `CONFIG RESETSTAT`: errors by kind (ASK, MOVED, TRYAGAIN, …, from
+ * `INFO errorstats`; the few ERR are ioredis's CLIENT SETINFO on each new connection, which Redis 7.0
+ * does not know) and, per command, the calls it redirected or refused (`rejected_calls`), and the
+ * ASKING calls it served.
+ */
+const refusals = async (node: Node) => {
+  const errors: Record<string, number> = {}
+  for (const [, kind, count] of (await node.admin.info("errorstats")).matchAll(/^errorstat_(\w+):count=(\d+)/gm)) {
+    errors[kind!] = Number(count)
+  }
+  const rejected: Record<string, number> = {}
+  let asking = 0
+  for (const [, command, calls, refused] of (await node.admin.info("commandstats")).matchAll(/^cmdstat_([\w|]+):calls=(\d+),.*rejected_calls=(\d+)/gm)) {
+    if (Number(refused) > 0) rejected[command!] = Number(refused)
+    if (command === "asking") asking = Number(calls)
+  }
+  return { errors, rejected, asking }
+}
 
 describe("Redis Cluster faults", () => {
   // -------------------------------------------------------------------------------------------------
@@ -498,6 +506,176 @@ describe("Redis Cluster faults", () => {
         yield* measure("killed, 1 s later")
         console.log(`one master down: ${JSON.stringify(report, null, 1)}`)
         assert.deepStrictEqual(problems, [], "every call on the dead master typed and bounded, every other one fast")
+        assert.deepStrictEqual(unhandled, [], "no unhandled rejection")
+      }).pipe(Effect.scoped, Effect.provide(logs.layer))
+    }), 60_000)
+
+  // -------------------------------------------------------------------------------------------------
+  // 3. A hot slot migrating mid-stampede
+  // -------------------------------------------------------------------------------------------------
+  it.live("slot migration mid-stampede: a hot slot moves (ASK, then MOVED) while its callers wait on the lock; one run per key, every call served in time", () =>
+    Effect.gen(function*() {
+      const logs = yield* Harness.captureLogs
+      yield* Effect.gen(function*() {
+        const cluster = yield* faultCluster({ replicas: 0, nodeTimeout: 2_000, fullCoverage: true })
+        const unhandled = yield* Harness.unhandledRejections
+        const namespace = "mig"
+        // The defaults: commandTimeout 500 ms, lease 3 s, poll interval 200 ms (and the cache's timeout, 1 s).
+        const commandTimeout = 500
+        const lease = 3_000
+        const pollInterval = 200
+        /** ioredis's `retryDelayOnTryAgain`: how long it waits before sending a command that met TRYAGAIN again. */
+        const tryAgainDelay = 100
+        const producerMillis = 400
+        const options: Cache.RedisOptions = { cluster: cluster.startup, namespace }
+        // Three instances, as three processes sharing the cluster; a fourth takes no part in the stampede:
+        // its slot map is the one from before the migration (ioredis refreshes it on MOVED only), so its
+        // first call after the migration meets MOVED.
+        const instances = [yield* instance(options), yield* instance(options), yield* instance(options)] as const
+        const late = yield* instance(options)
+        const keys = sameSlotItems(namespace, 3)
+        const slot = slotOfItem(namespace, keys[0]!)
+        const source = yield* Effect.promise(() => cluster.ownerOf(slot))
+        const { masters } = yield* Effect.promise(() => cluster.topology())
+        assert.strictEqual(masters.length, 3)
+        const target = masters.map(({ node }) => node).find((node) => node !== source)!
+        const third = masters.map(({ node }) => node).find((node) => node !== source && node !== target)!
+        // Nothing warmed: no entry, no script loaded on any connection, the counters from zero.
+        yield* Effect.promise(() => Promise.all(cluster.nodes.map((node) => node.admin.config("RESETSTAT"))))
+
+        const { produce, runs } = counter()
+        const calls = Array.from({ length: 150 }, (_, i) => ({ on: instances[i % 3]!, key: keys[Math.floor(i / 3) % keys.length]! }))
+        const stampede = Effect.forEach(
+          calls,
+          ({ key, on }) => timedExit(Items.getOrSet(key, produce(key, producerMillis, `value ${key}`)), on),
+          { concurrency: "unbounded" }
+        )
+        const started = Date.now()
+        const at: Record<string, number> = {}
+        const mark = (step: string) => void (at[step] = Date.now() - started)
+        // The standard way (as `redis-cli --cluster reshard` moves a slot), in three steps timed on the
+        // producers, so that each kind of command meets each state of the slot.
+        const migration = Effect.promise(async () => {
+          // Every key's lock is held and its producer is running.
+          while (runs.size < keys.length) await pause(5)
+          mark("producers")
+          // 1. The slot opens: the source still serves the keys it has (the held locks) and answers ASK
+          //    for the others (the entries, not written yet): the waiters' re-reads meet ASK.
+          await target.admin.call("CLUSTER", "SETSLOT", slot, "IMPORTING", source.id)
+          await source.admin.call("CLUSTER", "SETSLOT", slot, "MIGRATING", target.id)
+          mark("open")
+          await pause(150)
+          // 2. The slot's keys (the locks) move: the waiters' acquisitions meet ASK; the producers finish
+          //    and release while the slot is still open, so the release script (its keys all in the
+          //    entry's slot) meets ASK, then TRYAGAIN on the target (the lock is there, the entry is not).
+          let moved = 0
+          for (;;) {
+            const batch = await source.admin.call("CLUSTER", "GETKEYSINSLOT", slot, 100) as Array<string>
+            if (batch.length === 0) break
+            await source.admin.call("MIGRATE", "127.0.0.1", target.port, "", 0, 5_000, "REPLACE", "KEYS", ...batch)
+            moved += batch.length
+          }
+          mark("keys moved")
+          while (Date.now() - started < at["producers"]! + producerMillis + 200) await pause(5)
+          // 3. The slot is the target's, on every master (the target first): MOVED from the others.
+          for (const node of [target, source, third]) await node.admin.call("CLUSTER", "SETSLOT", slot, "NODE", target.id)
+          mark("slot given")
+          return moved
+        })
+        const [results, movedKeys] = yield* Effect.all([stampede, migration], { concurrency: "unbounded" })
+        mark("stampede")
+        const perKey = Object.fromEntries(keys.map((key) => [key, runs.get(key) ?? 0]))
+        const during = yield* Effect.promise(() => Promise.all([refusals(source), refusals(target)]))
+
+        // After the migration, at once: a plain get, set and getOrSet on the migrated keys, from every
+        // instance (the fourth first: it still sends the slot's commands to the source).
+        const afterCalls = yield* Effect.forEach([late, ...instances], (on) =>
+          Effect.gen(function*() {
+            const get = yield* timedExit(Effect.map(Items.get(keys[0]!), Option.getOrUndefined), on)
+            const set = yield* timedExit(Items.set(keys[1]!, `set ${keys[1]}`), on)
+            const reread = yield* timedExit(Effect.map(Items.get(keys[1]!), Option.getOrUndefined), on)
+            const getOrSet = yield* timedExit(Items.getOrSet(keys[2]!, produce(keys[2]!, producerMillis, "produced again")), on)
+            return { get, set, reread, getOrSet }
+          }))
+        const after = yield* Effect.promise(() => refusals(source))
+
+        // No lock outlives one lease; the entries are on the target, nothing of the slot on the source.
+        yield* Harness.sleep(lease + 200)
+        const locks = yield* Effect.promise(() => cluster.lockKeys())
+        const owner = yield* Effect.promise(() => cluster.ownerOf(slot, third))
+        const left = yield* Effect.promise(() => source.admin.call("CLUSTER", "COUNTKEYSINSLOT", slot) as Promise<number>)
+        const onTarget = yield* Effect.promise(() =>
+          target.admin.exists(...keys.map((key) => `${namespace}:items:${key}`)) as Promise<number>)
+
+        const latency = stats(results.map((r) => r.millis))
+        // The longest path: the holder's release waits for the slot to be given (a TRYAGAIN is worth
+        // sending again, as ioredis does every 100 ms), then a waiter that missed the wake-up polls,
+        // re-reads and is redirected (two commands). Far below one lease: a lock kept to the end of its
+        // lease cannot pass.
+        const bound = at["slot given"]! + tryAgainDelay + pollInterval + 2 * commandTimeout + margin
+        assert.isBelow(bound, lease, "the bound tells a lock kept for its lease apart")
+        const messages = logs.messages()
+        console.log(
+          `slot migration mid-stampede: slot ${slot} (keys ${keys.join(", ")}) from ${source.port} to ${target.port}, ${movedKeys} keys moved; ` +
+            `steps ${JSON.stringify(at)} ms; latency ${JSON.stringify(latency)}, bound ${bound} ms; producer runs per key ${JSON.stringify(perKey)}; ` +
+            `refused during the stampede: source ${JSON.stringify(during[0])}, target ${JSON.stringify(during[1])}; ` +
+            `after: ${JSON.stringify(afterCalls.map((calls) => Object.fromEntries(Object.entries(calls).map(([name, { millis }]) => [name, millis]))))} ms, ` +
+            `MOVED on the source ${during[0].errors["MOVED"] ?? 0} → ${after.errors["MOVED"] ?? 0}; ` +
+            `entries on the target ${onTarget}/${keys.length}, keys of the slot left on the source ${left}; locks left ${locks.length}; ` +
+            `${messages.length} log lines ${JSON.stringify(messages.slice(0, 5))}`
+        )
+
+        // The migration did what it is here for: re-reads, acquisitions and the release script redirected
+        // (ASK, TRYAGAIN), then MOVED.
+        const [atSource, atTarget] = during
+        assert.isAbove(atSource.errors["ASK"] ?? 0, 0, "the source answered ASK")
+        assert.isAbove(atSource.rejected["get"] ?? 0, 0, "re-reads redirected")
+        assert.isAbove(atSource.rejected["set"] ?? 0, 0, "lock acquisitions redirected")
+        assert.isAbove(
+          (atSource.rejected["eval"] ?? 0) + (atSource.rejected["evalsha"] ?? 0) + (atTarget.rejected["eval"] ?? 0) + (atTarget.rejected["evalsha"] ?? 0),
+          0,
+          "release scripts redirected"
+        )
+        assert.isAbove(atTarget.asking, 0, "ASK followed to the target")
+        assert.isAbove(atSource.errors["MOVED"] ?? 0, 0, "the source answered MOVED once the slot was given")
+
+        // Every caller got the produced value.
+        results.forEach(({ value: exit }, i) =>
+          assert.isTrue(
+            Exit.isSuccess(exit) && exit.value === `value ${calls[i]!.key}`,
+            `call ${i} (key ${calls[i]!.key}): ${describeExit(exit)}`
+          ))
+        // One run per key. A migration gives no lock twice: the source serves SET NX on a lock it holds
+        // and answers ASK for one it does not (the target takes it then), and MIGRATE moves a key in one
+        // step. A second run can only come from a lock whose release failed: kept to the end of its lease,
+        // with no value stored.
+        for (const key of keys) assert.strictEqual(runs.get(key) ?? 0, 1, `key ${key}: one producer run`)
+        // A redirection or a TRYAGAIN is followed, never logged as a failure.
+        assert.deepStrictEqual(messages.filter((message) => message.includes("CROSSSLOT")), [], "no CROSSSLOT")
+        assert.deepStrictEqual(messages, [], "no error logged")
+        results.forEach(({ millis }, i) => assert.isBelow(millis, bound, `call ${i} (key ${calls[i]!.key}) within its bound`))
+
+        // After the migration: every call served at once (no command timed out first), MOVED followed.
+        afterCalls.forEach(({ get, getOrSet, reread, set }, i) => {
+          const name = i === 0 ? "the fourth instance" : `instance ${i}`
+          const checks: ReadonlyArray<readonly [string, { readonly millis: number; readonly value: Exit.Exit<unknown, unknown> }, unknown]> = [
+            ["get", get, `value ${keys[0]}`],
+            ["set", set, undefined],
+            ["get after set", reread, `set ${keys[1]}`],
+            ["getOrSet", getOrSet, `value ${keys[2]}`]
+          ]
+          for (const [call, { millis, value: exit }, expected] of checks) {
+            assert.isTrue(Exit.isSuccess(exit) && exit.value === expected, `${name}, ${call}: ${describeExit(exit)}`)
+            assert.isBelow(millis, commandTimeout / 2, `${name}, ${call}: at once`)
+          }
+        })
+        assert.isAbove(after.errors["MOVED"] ?? 0, atSource.errors["MOVED"] ?? 0, "after the migration, MOVED met (the fourth instance's slot map was stale) and followed")
+        assert.strictEqual(runs.get(keys[2]!), perKey[keys[2]!], "getOrSet after the migration found the value")
+
+        assert.strictEqual(owner, target, "the cluster gives the slot to the target")
+        assert.strictEqual(onTarget, keys.length, "every entry on the target")
+        assert.strictEqual(left, 0, "nothing of the slot left on the source")
+        assert.deepStrictEqual(locks, [], "no lock left after one lease")
         assert.deepStrictEqual(unhandled, [], "no unhandled rejection")
       }).pipe(Effect.scoped, Effect.provide(logs.layer))
     }), 60_000)

@@ -76,12 +76,16 @@ const isFree = (port: number): Promise<boolean> =>
     server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)))
   })
 
-/** A port that is free, and whose cluster bus port (port + 10000) is free too. */
-const freeClusterPort = async (taken: ReadonlySet<number>): Promise<number> => {
+/** A port that is free, and whose cluster bus port (port + 10000) is free too; both are added to `taken`. */
+export const freeClusterPort = async (taken: Set<number>): Promise<number> => {
   for (let attempt = 0; attempt < 200; attempt++) {
     const port = 20_000 + Math.floor(Math.random() * 20_000)
     if (taken.has(port) || taken.has(port + 10_000)) continue
-    if (await isFree(port) && await isFree(port + 10_000)) return port
+    if (await isFree(port) && await isFree(port + 10_000)) {
+      taken.add(port)
+      taken.add(port + 10_000)
+      return port
+    }
   }
   throw new Error("no free port pair for a cluster node")
 }
@@ -102,10 +106,7 @@ export const startCluster = async (): Promise<TestCluster> => {
   const taken = new Set<number>()
   const ports: Array<number> = []
   for (let i = 0; i < 3; i++) {
-    const port = await freeClusterPort(taken)
-    taken.add(port)
-    taken.add(port + 10_000)
-    ports.push(port)
+    ports.push(await freeClusterPort(taken))
   }
   const processes = ports.map((port) =>
     spawn("redis-server", [

@@ -18,7 +18,7 @@ import {
   TestClock
 } from "effect"
 import { Cache, CacheEntry, CacheKey, CacheStore, Keyspace, MemoryStore } from "../src/index.js"
-import { cacheOver, failingStore, hangingStore, layerSerializing, whileProducing } from "./utils.js"
+import { assertSame, cacheOver, failingStore, hangingStore, layerSerializing, whileProducing } from "./utils.js"
 
 class User extends Schema.Class<User>("User")({ id: Schema.Number, name: Schema.String }) {}
 class FetchError extends Data.TaggedError("FetchError")<{ readonly id: number }> {}
@@ -140,7 +140,7 @@ for (const [backend, layerFor] of backends) {
         yield* ByValue.set(3, new User({ id: 3, name: "long" }), { ttl: "30 seconds" })
         yield* NoTtl.set(1, "default")
         yield* TestClock.adjust("2 minutes")
-        assert.deepStrictEqual(
+        assertSame(
           (yield* ByValue.getMany([1, 2, 3])).map(Option.isSome),
           [false, true, false]
         )
@@ -374,7 +374,7 @@ for (const [backend, layerFor] of backends) {
         yield* V1.set(1, { age: 42 })
         assert.isTrue(Option.isNone(yield* V1bumped.get(1)))
         yield* V1.set(1, { age: 42 })
-        assert.deepStrictEqual(yield* V1.get(1), Option.some({ age: 42 }))
+        assertSame(yield* V1.get(1), Option.some({ age: 42 }))
       }).pipe(provide("versions")))
 
     it.effect("a __proto__ payload decodes without touching any prototype", () =>
@@ -471,11 +471,11 @@ describe("Cache layers", () => {
       const Labels = Keyspace.make({ name: "sessions", key: CacheKey.string, value: Schema.String })
       yield* Sessions.set("s1", "session value")
       yield* Labels.set("s1", "default value")
-      assert.deepStrictEqual(yield* Sessions.get("s1"), Option.some("session value"))
-      assert.deepStrictEqual(yield* Labels.get("s1"), Option.some("default value"))
+      assertSame(yield* Sessions.get("s1"), Option.some("session value"))
+      assertSame(yield* Labels.get("s1"), Option.some("default value"))
       assert.strictEqual(yield* Cache.clear, 1)
       assert.isTrue(Option.isNone(yield* Labels.get("s1")))
-      assert.deepStrictEqual(yield* Sessions.get("s1"), Option.some("session value"))
+      assertSame(yield* Sessions.get("s1"), Option.some("session value"))
     }).pipe(
       Effect.provide(Layer.mergeAll(Cache.layer({ namespace: "app" }), Layer.scoped(SessionCache, Cache.make({ namespace: "sess" })))
         .pipe(Layer.provide(MemoryStore.layer())))

@@ -8,6 +8,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { inject } from "vitest"
 import { Config, ConfigProvider, Data, Effect, Layer, Option, Ref, Schema } from "effect"
 import { Cache, CacheKey, Keyspace } from "../src/index.js"
+import { assertSame } from "./utils.js"
 
 /** Runs `self` with configuration read from `entries` only. */
 const withConfig = (entries: Record<string, string>) => <A, E, R>(self: Effect.Effect<A, E, R>) =>
@@ -53,7 +54,7 @@ describe("the README quick start", () => {
       // ---- end of the example ----
 
       const { ada, bob } = yield* memory
-      assert.deepStrictEqual(ada, Option.some(new User({ id: 1, name: "Ada" })))
+      assertSame(ada, Option.some(new User({ id: 1, name: "Ada" })))
       assert.strictEqual(bob.name, "Bob")
       assert.strictEqual(yield* Ref.get(fetches), 1)
 
@@ -62,7 +63,7 @@ describe("the README quick start", () => {
       assert.strictEqual(inMemory.bob.name, "Bob")
       const url = `${inject("redisUrl")}/20`
       const onRedisFromEnv = yield* fromEnv.pipe(withConfig({ CACHE_NAMESPACE: "design-env", CACHE_REDIS_URL: url }))
-      assert.deepStrictEqual(onRedisFromEnv.ada, Option.some(new User({ id: 1, name: "Ada" })))
+      assertSame(onRedisFromEnv.ada, Option.some(new User({ id: 1, name: "Ada" })))
       // The example's URL names the default port; here it runs against the test server.
       const onRedis = yield* program.pipe(Effect.provide(Cache.layerRedis({ url, namespace: "design" })))
       assert.strictEqual(onRedis.bob.name, "Bob")
@@ -132,7 +133,7 @@ describe("DESIGN.md's example, the parts built so far", () => {
       // ---- end of the example ----
 
       const [ada, bob] = yield* program.pipe(Effect.provide(layers[0]))
-      assert.deepStrictEqual(ada, Option.some(new User({ id: 1, org: "acme", name: "Ada" })))
+      assertSame(ada, Option.some(new User({ id: 1, org: "acme", name: "Ada" })))
       assert.strictEqual(bob.name, "Bob")
 
       // layerConfig, with both settings read through the ConfigProvider: the Redis URL is a secret.
@@ -141,7 +142,7 @@ describe("DESIGN.md's example, the parts built so far", () => {
         Effect.provide(layers[2]),
         withConfig({ APP_CACHE_NAMESPACE: "design-config", APP_REDIS_URL: url })
       )
-      assert.deepStrictEqual(onRedis, Option.some(new User({ id: 1, org: "acme", name: "Ada" })))
+      assertSame(onRedis, Option.some(new User({ id: 1, org: "acme", name: "Ada" })))
       const missing = yield* Effect.exit(program.pipe(Effect.provide(layers[2]), withConfig({})))
       assert.isTrue(missing._tag === "Failure", "a missing setting fails the layer, it does not fall back")
       void layers[1] // typechecked; running it needs a Redis on the default port

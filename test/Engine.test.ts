@@ -2,6 +2,7 @@ import { assert, describe, expectTypeOf, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Fiber, Layer, Option, Schema, TestClock } from "effect"
 import { inject } from "vitest"
 import { Cache, CacheEntry, CacheError, CacheKey, Keyspace, Redis, RecordingStore } from "../src/index.js"
+import { assertSame } from "./utils.js"
 
 class User extends Schema.Class<User>("User")({ id: Schema.Number, name: Schema.String }) {}
 const Users = Keyspace.make({ name: "users", key: CacheKey.number, value: User, ttl: "10 minutes" })
@@ -55,7 +56,7 @@ describe("RecordingStore in a user's test", () => {
     Effect.gen(function*() {
       const recording = yield* RecordingStore.RecordingStore
       yield* Users.set(1, new User({ id: 1, name: "Ada" }))
-      assert.deepStrictEqual(yield* Users.get(1), Option.some(new User({ id: 1, name: "Ada" })))
+      assertSame(yield* Users.get(1), Option.some(new User({ id: 1, name: "Ada" })))
       yield* Users.getOrSet(2, Effect.succeed(new User({ id: 2, name: "Bob" })))
       const operations = yield* recording.operations
       assert.deepStrictEqual(operations.map((op) => `${op.operation} ${op.keys.join(",")}`), [

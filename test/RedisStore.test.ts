@@ -6,7 +6,7 @@ import { afterAll, beforeAll, inject } from "vitest"
 import { Cache, CacheEntry, CacheKey, CacheStore, Keyspace, Redis, RedisStore } from "../src/index.js"
 import { commandDelta, commandStats, startRedis, startSentinel, stopRedis, stopSentinel } from "./setup/servers.js"
 import { storeSuite } from "../src/testing.js"
-import { redisOn } from "./utils.js"
+import { assertSame, redisOn } from "./utils.js"
 
 const bytes = (text: string) => new TextEncoder().encode(text)
 
@@ -54,7 +54,7 @@ describe("RedisStore", () => {
   it.effect("a cache over Redis: values round-trip, corrupt bytes are a miss and are dropped", () =>
     Effect.gen(function*() {
       yield* Users.set(1, new User({ id: 1, name: "Ada" }))
-      assert.deepStrictEqual(yield* Users.get(1), Option.some(new User({ id: 1, name: "Ada" })))
+      assertSame(yield* Users.get(1), Option.some(new User({ id: 1, name: "Ada" })))
       const redis = yield* Redis.Redis
       const stored = yield* Effect.promise(() => redis.client.getBuffer("rt:users:1"))
       const entry = CacheEntry.decode(stored!)!
@@ -71,7 +71,7 @@ describe("RedisStore", () => {
       yield* Effect.promise(() => redis.client.set("rt:users:3", `ck1:${Users.fingerprint}:{"id":3,"name":"old"}`))
       assert.isTrue(Option.isNone(yield* Users.get(3)))
       assert.strictEqual((yield* Users.getOrSet(3, Effect.succeed(new User({ id: 3, name: "new" })))).name, "new")
-      assert.deepStrictEqual(yield* Users.get(3), Option.some(new User({ id: 3, name: "new" })))
+      assertSame(yield* Users.get(3), Option.some(new User({ id: 3, name: "new" })))
       yield* Effect.promise(() => redis.client.set("rt:users:2", Buffer.from([0xff, 0x00, 0xfe])))
       assert.isTrue(Option.isNone(yield* Users.get(2)))
       assert.strictEqual(yield* Effect.promise(() => redis.client.exists("rt:users:2")), 0)

@@ -3,7 +3,7 @@
  * does), one that never answers, one that always fails.
  */
 import { Context, Deferred, Effect, Fiber, Layer } from "effect"
-import { inject } from "vitest"
+import { expect, inject } from "vitest"
 import { Cache, CacheError, CacheStore, MemoryStore, Redis } from "../src/index.js"
 
 /** A memory store that refuses live values and is raced against the cache timeout, like a remote store. */
@@ -80,3 +80,11 @@ export const whileProducing = <A, E, R, E2, R2>(
     yield* Deferred.succeed(proceed, undefined)
     return yield* Fiber.join(fiber)
   })
+
+/**
+ * Deep equality that tells `None` from `Some` (chai's `deepStrictEqual` does not: an `Option` is
+ * iterable, and chai compares what two objects with different keys iterate over).
+ */
+export const assertSame = <A>(actual: A, expected: A, message?: string): void => {
+  expect(actual, message).toStrictEqual(expected)
+}

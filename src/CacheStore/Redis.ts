@@ -123,6 +123,9 @@ export const tagForSlot = (slot: number): string => {
   return tags[slot]!
 }
 
+/** How far ahead of Redis's clock an entry's version may be and still count as a newer write. */
+const futureSlackMicros = 1_000_000
+
 /**
  * @internal
  * What every script that writes an entry starts with. `now` is Redis's `TIME` in microseconds, read
@@ -130,7 +133,9 @@ export const tagForSlot = (slot: number): string => {
  * milliseconds, `""` for a caller that waits as long as it takes): such a write is refused, so a write
  * whose caller was told it failed never lands after a newer one. `superseded(key, tombstone, since)`
  * says whether a write conditional on version `since` (`""`: unconditional) comes after a newer write
- * or a later delete (whose tombstone holds its version). `write(key, value, px)` stores the
+ * or a later delete (whose tombstone holds its version); an entry whose version lies over a second
+ * ahead of `now` (stamped before the server's clock was set back) is not taken for a newer write, or it
+ * would hold back every conditional write until the clock caught up with it. `write(key, value, px)` stores the
  * value (px `""`: no expiry; `"-"`: remove instead) and writes the version into its envelope: `now`,
  * kept above the version already under the key. Returns the version (0 for a removal).
  */
@@ -157,7 +162,8 @@ local function superseded(key, tombstone, since)
   local floor = tonumber(since)
   local deleted = redis.call("GET", tombstone)
   if deleted and tonumber(deleted) > floor then return true end
-  return versionAt(key) > floor
+  local version = versionAt(key)
+  return version > floor and version <= now + ${futureSlackMicros}
 end
 local function write(key, value, px)
   if px == "-" then

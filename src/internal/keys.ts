@@ -8,7 +8,8 @@ import { InvalidKeyError, type Operation } from "../CacheError.js"
 import type { Engine } from "./engine.js"
 import type { Definition } from "./model.js"
 
-const controlCharacter = /[\u0000-\u001f\u007f]/
+/** C0 and C1 control characters and DEL (a line break or a terminal escape to a log reader). */
+const controlCharacter = /[\u0000-\u001f\u007f-\u009f]/
 
 /** `String.prototype.isWellFormed` (Node 20+; not yet in the ES2022 lib this package compiles against). */
 const isWellFormed = (s: string): boolean => (s as unknown as { isWellFormed(): boolean }).isWellFormed()

@@ -58,7 +58,11 @@ describe("circuit breaker", () => {
       }).pipe(Effect.provide(Cache.layerRedis({ ...options, namespace: "nobreaker", circuitBreaker: false })), Effect.provide(logs.layer))
       console.log(`Redis frozen for 2 s: ${withBreaker.calls} getOrSet calls answered with the breaker, ${withoutBreaker} without`)
       assert.strictEqual(withBreaker.open, 1, "the gauge shows the open circuit")
-      assert.isAbove(withBreaker.calls, 2_000, "well under 1 ms per call once open (the producer is immediate)")
+      // Idle, the open circuit answers ~10,000–20,000 calls in the 2 s; on a machine busy with other
+      // work, still over 1,000 (about 1 ms a call at most, the first ~750 ms going to the failures
+      // that open it), against ~14 without the breaker.
+      assert.isAbove(withBreaker.calls, 1_000, "about a millisecond per call at most once open (the producer is immediate)")
+      assert.isAbove(withBreaker.calls, 20 * withoutBreaker, "far more calls answered than without the breaker")
       assert.isAtMost(withoutBreaker, 20, "without a breaker every call waits on the frozen server (150 ms each)")
       assert.strictEqual(withBreaker.closedGauge, 0)
       assert.isTrue(withBreaker.closed._tag === "Some", "Redis is used again")

@@ -9,6 +9,7 @@ import { Cause, Effect, Exit, Fiber, Layer, Option, Schema } from "effect"
 import { Cache, CacheKey, CacheError, Keyspace, Redis, RedisStore } from "../../src/index.js"
 import * as Harness from "./harness.js"
 import * as Proxy from "./proxy.js"
+import { assertSame } from "../utils.js"
 
 const Items = Keyspace.make({ name: "items", key: CacheKey.number, value: Schema.String, ttl: "10 minutes" })
 
@@ -61,7 +62,7 @@ describe("late writes", () => {
         assert.isTrue(Option.isSome(error) && CacheError.isStoreError(error.value) && error.value.reason === "Timeout")
       }
       assert.isBelow(waited, 600, "the caller waited its 300 ms bound, not for the slow link")
-      assert.deepStrictEqual(yield* Items.get(1).pipe(Effect.provide(direct)), Option.some("new"))
+      assertSame(yield* Items.get(1).pipe(Effect.provide(direct)), Option.some("new"))
       assert.deepStrictEqual(unhandled, [])
     }).pipe(Effect.scoped), 30_000)
 
@@ -76,7 +77,7 @@ describe("late writes", () => {
         Items.setMany([[1, "new"], [2, "new"]]).pipe(Effect.provide(direct))
       )
       assert.isTrue(Exit.isFailure(exit))
-      assert.deepStrictEqual(yield* Items.getMany([1, 2]).pipe(Effect.provide(direct)), [Option.some("new"), Option.some("new")])
+      assertSame(yield* Items.getMany([1, 2]).pipe(Effect.provide(direct)), [Option.some("new"), Option.some("new")])
     }).pipe(Effect.scoped), 30_000)
 
   it.live("getOrSet: a lock release whose value comes late does not overwrite a newer set, and the lock is still released", () =>
@@ -94,7 +95,7 @@ describe("late writes", () => {
       yield* Items.set(1, "new").pipe(Effect.provide(direct))
       yield* Harness.sleep(lateBy + 300)
       server.proxy.set(Proxy.pass)
-      assert.deepStrictEqual(yield* Items.get(1).pipe(Effect.provide(direct)), Option.some("new"))
+      assertSame(yield* Items.get(1).pipe(Effect.provide(direct)), Option.some("new"))
       assert.deepStrictEqual(yield* Effect.promise(() => server.lockKeys("late")), [], "the late release still released the lock")
       assert.deepStrictEqual(unhandled, [])
     }).pipe(Effect.scoped), 30_000)
@@ -116,7 +117,7 @@ describe("late writes", () => {
       yield* Items.set(1, "new").pipe(Effect.provide(direct))
       yield* Harness.sleep(lateBy + 300)
       server.proxy.set(Proxy.pass)
-      assert.deepStrictEqual(yield* Items.get(1).pipe(Effect.provide(direct)), Option.some("new"))
+      assertSame(yield* Items.get(1).pipe(Effect.provide(direct)), Option.some("new"))
     }).pipe(Effect.scoped), 30_000)
 
   it.live("a write that is slow but within its caller's wait lands: the fence refuses only what its caller gave up on", () =>
@@ -127,7 +128,7 @@ describe("late writes", () => {
       server.proxy.set(Proxy.delay(300), "up")
       yield* Items.set(1, "slow but in time").pipe(Effect.provide(slow))
       server.proxy.set(Proxy.pass)
-      assert.deepStrictEqual(yield* Items.get(1).pipe(Effect.provide(direct)), Option.some("slow but in time"))
+      assertSame(yield* Items.get(1).pipe(Effect.provide(direct)), Option.some("slow but in time"))
       assert.isNotNull(yield* read(server, "late:items:1"))
     }).pipe(Effect.scoped), 30_000)
 })

@@ -53,7 +53,7 @@ export const make = (settings: Settings, events: Events): Breaker => {
   const admit = (): boolean => {
     if (state === "closed") return true
     if (state === "open") {
-      if (Date.now() - openedAt < settings.openForMillis) return false
+      if (performance.now() - openedAt < settings.openForMillis) return false
       state = "half-open"
     }
     if (probing) return false
@@ -64,7 +64,7 @@ export const make = (settings: Settings, events: Events): Breaker => {
   const open = (detail: string): Effect.Effect<void> => {
     const was = state
     state = "open"
-    openedAt = Date.now()
+    openedAt = performance.now()
     probing = false
     // A failed probe re-opens quietly: one line when the outage starts, one when it ends.
     return was === "closed" ? events.onChange("open", detail) : Effect.void

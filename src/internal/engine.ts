@@ -55,7 +55,7 @@ export interface Engine {
   readonly bound: <A>(operation: Operation, key: string | undefined, effect: Effect.Effect<A, StoreError>) => Effect.Effect<A, StoreError>
   /** Bounds a lock operation by the cache's timeout (on real time; an in-process lock is not raced). */
   readonly boundLock: <A, E>(operation: Operation, key: string, effect: Effect.Effect<A, E>) => Effect.Effect<A, E | LockError>
-  /** The lock's time, in epoch milliseconds: the Clock for an in-process lock, real time for a server's. */
+  /** The lock's time, in milliseconds: the Clock for an in-process lock, the monotonic clock for a server's. */
   readonly lockNow: Effect.Effect<number>
   /** Sleeps on the lock's time (see `lockNow`): the watchdog's and the lock waits' pace. */
   readonly lockSleep: (duration: Duration.Duration) => Effect.Effect<void>
@@ -171,7 +171,9 @@ export const make = (
     const raced = timeoutReal(effect, timeoutMillis, () => new LockError({ reason: "Timeout", operation, key, cause: noAnswer }))
     return Breaker.guard(lockBreaker, raced, (refusal) => new LockError({ reason: "Unavailable", operation, key, cause: refusal }))
   }
-  const lockNow = lockInProcess ? Clock.currentTimeMillis : Effect.sync(() => Date.now())
+  // Real time for a remote lock is the monotonic clock: a jump of the wall clock neither cuts a wait
+  // short nor stretches it.
+  const lockNow = lockInProcess ? Clock.currentTimeMillis : Effect.sync(() => performance.now())
   const lockSleep = (duration: Duration.Duration) =>
     lockInProcess ? Effect.sleep(duration) : sleepReal(Duration.toMillis(duration))
 

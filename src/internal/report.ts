@@ -68,7 +68,7 @@ export const make = (options: { readonly cache: string; readonly store: string; 
 
   const warn: Reporter["warn"] = (cause, annotations, message) =>
     Effect.suspend(() => {
-      const now = Date.now()
+      const now = performance.now()
       let window = windows.get(cause)
       if (window === undefined) {
         if (windows.size >= maxCauses) windows.clear()

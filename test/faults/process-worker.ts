@@ -40,11 +40,15 @@ export interface RoundsReport {
   readonly runs: ReadonlyArray<Run>
   /** Calls that failed, by error tag and reason. */
   readonly failures: ReadonlyArray<string>
+  /** Calls whose value was another process's (a hit, or a wait for its holder). */
+  readonly fromOthers: number
+  /** Calls whose value was not a value of their key: none, ever. */
+  readonly wrong: ReadonlyArray<string>
 }
 
 /**
  * `rounds` rounds; in each, one getOrSet per key, all keys at once, with a producer of
- * `producerMillis` that records its run.
+ * `producerMillis` that records its run. Each value is checked: its key's, and whose.
  */
 export const rounds = (options: {
   readonly keys: number
@@ -55,7 +59,9 @@ export const rounds = (options: {
   Effect.gen(function*() {
     const runs: Array<Run> = []
     const failures: Array<string> = []
+    const wrong: Array<string> = []
     let calls = 0
+    let fromOthers = 0
     const produce = (key: number) =>
       Effect.suspend(() => {
         const start = Date.now()
@@ -76,13 +82,17 @@ export const rounds = (options: {
               if (Either.isLeft(result)) {
                 const error = result.left as { _tag?: string; reason?: string }
                 failures.push(`${error._tag}:${error.reason}`)
+              } else if (!result.right.startsWith(`value ${key} from `)) {
+                wrong.push(`key ${key}: ${result.right}`)
+              } else if (result.right !== `value ${key} from ${process.pid}`) {
+                fromOthers++
               }
             })
           ),
         { concurrency: "unbounded", discard: true }
       )
     }
-    return { pid: process.pid, calls, runs, failures }
+    return { pid: process.pid, calls, runs, failures, fromOthers, wrong }
   })
 
 /** What `NodeRuntime.runMain` does (`@effect/platform-node`), on `@effect/platform`'s `makeRunMain`. */

@@ -2,13 +2,13 @@ import { assert, describe, it } from "@effect/vitest"
 import type { ChildProcess } from "node:child_process"
 import { Duration, Effect, Layer, Option, Ref, Schedule, Schema } from "effect"
 import { Redis as IORedis } from "ioredis"
-import { afterAll, beforeAll, inject } from "vitest"
+import { afterAll, beforeAll } from "vitest"
 import { Cache, CacheKey, Keyspace, Redis, RedisLock, RedisStore } from "../src/index.js"
 import { lockKeyOf } from "../src/CacheLock/Redis.js"
 import { report, runFleet, spawnWorker, startTogether, type WorkerOutput } from "../examples/fleet.js"
 import { commandDelta, commandStats, startRedis, stopRedis } from "./setup/servers.js"
 import { lockSuite } from "../src/testing.js"
-import { redisOn, whileProducing } from "./utils.js"
+import { emptiedDatabase, redisOn, whileProducing } from "./utils.js"
 
 const sleep = (duration: Duration.Duration) =>
   Effect.promise(() => new Promise((resolve) => setTimeout(resolve, Duration.toMillis(duration))))
@@ -25,10 +25,7 @@ const Users = Keyspace.make({ name: "users", key: CacheKey.number, value: User, 
 describe("RedisLock in one process", () => {
   it.live("4 cache instances on 4 connections × 250 callers: one producer run", () =>
     Effect.gen(function*() {
-      const url = `${inject("redisUrl")}/11`
-      const admin = new IORedis(url)
-      yield* Effect.addFinalizer(() => Effect.sync(() => admin.disconnect()))
-      yield* Effect.promise(() => admin.flushdb())
+      const { admin, url } = yield* emptiedDatabase(11)
       const calls = yield* Ref.make(0)
       const produce = Ref.update(calls, (n) => n + 1).pipe(Effect.zipRight(Effect.sleep("50 millis")), Effect.as(new User({ id: 1, name: "Ada" })))
       const instance = Effect.all(Array.from({ length: 250 }, () => Users.getOrSet(1, produce)), { concurrency: "unbounded" }).pipe(
@@ -43,10 +40,7 @@ describe("RedisLock in one process", () => {
 
   it.live("a key invalidated or replaced while its producer runs keeps its newer state, with the lock and without", () =>
     Effect.gen(function*() {
-      const url = `${inject("redisUrl")}/12`
-      const admin = new IORedis(url)
-      yield* Effect.addFinalizer(() => Effect.sync(() => admin.disconnect()))
-      yield* Effect.promise(() => admin.flushdb())
+      const { admin, url } = yield* emptiedDatabase(12)
       const withLock = Cache.layerRedis({ url, namespace: "raced" })
       const withoutLock = Cache.layer({ namespace: "raced" }).pipe(
         Layer.provideMerge(RedisStore.layer()),

@@ -3,6 +3,7 @@
  * does), one that never answers, one that always fails.
  */
 import { Context, Deferred, Effect, Fiber, Layer } from "effect"
+import { Redis as IORedis } from "ioredis"
 import { expect, inject } from "vitest"
 import { Cache, CacheError, CacheStore, MemoryStore, Redis } from "../src/index.js"
 
@@ -88,3 +89,12 @@ export const whileProducing = <A, E, R, E2, R2>(
 export const assertSame = <A>(actual: A, expected: A, message?: string): void => {
   expect(actual, message).toStrictEqual(expected)
 }
+
+/** Database `db` of the shared test Redis, emptied, with a plain connection to it for the scope. */
+export const emptiedDatabase = (db: number) =>
+  Effect.gen(function*() {
+    const url = `${inject("redisUrl")}/${db}`
+    const admin = yield* Effect.acquireRelease(Effect.sync(() => new IORedis(url)), (admin) => Effect.sync(() => admin.disconnect()))
+    yield* Effect.promise(() => admin.flushdb())
+    return { url, admin }
+  })

@@ -517,7 +517,11 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore
       if (body instanceof StoreError) return refuse(operation, key, body)
       return write(operation, key, wait, (deadline) =>
         operation === "set"
-          ? scripts.cachekitSet(key, tombstoneKeyOf(key), body, px, deadline, since === undefined ? "" : String(since))
+          ? since === undefined
+            // Unconditional: the script never reads the tombstone, so the entry key stands in for it
+            // (same slot) and a plain set computes no tombstone key.
+            ? scripts.cachekitSet(key, key, body, px, deadline, "")
+            : scripts.cachekitSet(key, tombstoneKeyOf(key), body, px, deadline, String(since))
           : scripts.cachekitAdd(key, body, px, deadline))
     }
 

@@ -30,6 +30,29 @@ const callsFor = (millis: number, from: number) =>
   })
 
 describe("circuit breaker", () => {
+  it.live("the wall clock set back 1 hour while the circuit is open: it still closes on the next probe once Redis answers", () =>
+    Effect.gen(function*() {
+      const server = yield* Harness.server()
+      const clock = yield* Harness.jumpingWallClock
+      const options = { url: server.url, timeout: "200 millis", commandTimeout: "150 millis", namespace: "breaker-clock" } as const
+      yield* Effect.gen(function*() {
+        yield* Items.set(0, "warm")
+        server.pause()
+        // Five failures open it (the default); the sixth call is refused by the open circuit.
+        for (let i = 1; i <= 6; i++) yield* Effect.either(Items.get(i))
+        assert.strictEqual(yield* circuitOpen("breaker-clock", "store"), 1, "open")
+        clock.jump(-3_600_000)
+        server.resume()
+        yield* Effect.promise(() => server.admin.ping())
+        // The next probe comes within openFor (1 s) of real time, whatever the wall clock says.
+        yield* Harness.sleep(1_200)
+        yield* Effect.either(Items.get(0))
+        const read = yield* Effect.either(Items.get(0))
+        assert.isTrue(read._tag === "Right", `Redis answers again: ${read._tag === "Left" ? read.left.message : ""}`)
+        assert.strictEqual(yield* circuitOpen("breaker-clock", "store"), 0, "closed")
+      }).pipe(Effect.provide(Cache.layerRedis(options)))
+    }).pipe(Effect.scoped), 30_000)
+
   it.live("Redis frozen: once open, getOrSet costs its producer plus well under 1 ms; closed again when Redis answers", () =>
     Effect.gen(function*() {
       const server = yield* Harness.server()

@@ -121,3 +121,18 @@ export const captureLogs = Effect.sync(() => {
     )
   }
 })
+
+/**
+ * `Date.now` swapped for the scope: the real wall clock plus an offset that `jump` moves, as an NTP
+ * step or an operator's `date -s` moves it. Timers (`setTimeout`) and `performance.now` are not
+ * touched, as they are not when a real wall clock jumps. Restored when the scope closes.
+ */
+export const jumpingWallClock = Effect.acquireRelease(
+  Effect.sync(() => {
+    const real = Date.now
+    let offset = 0
+    Date.now = () => real.call(Date) + offset
+    return { real, jump: (millis: number) => void (offset += millis) }
+  }),
+  ({ real }) => Effect.sync(() => void (Date.now = real))
+)

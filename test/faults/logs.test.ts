@@ -47,6 +47,32 @@ describe("logs in an outage", () => {
       }
     }).pipe(Effect.scoped), 30_000)
 
+  it.live("the wall clock set back 1 hour mid-outage: the next second's lines still come (the rate window reads the monotonic clock)", () =>
+    Effect.gen(function*() {
+      const logs = yield* Harness.captureLogs
+      const clock = yield* Harness.jumpingWallClock
+      const absorbed = () => logs.lines.filter((line) => line.message.includes("carrying on without the cache")).length
+      const burst = (from: number) =>
+        Effect.forEach(Array.from({ length: 20 }, (_, i) => `user${from + i}@example.com`), (key) => Emails.getOrSet(key, Effect.succeed("produced")), {
+          discard: true
+        })
+      const counts = yield* Effect.gen(function*() {
+        yield* burst(0)
+        const first = absorbed()
+        clock.jump(-3_600_000)
+        yield* Harness.sleep(1_100)
+        yield* burst(100)
+        return { first, second: absorbed() - first }
+      }).pipe(
+        Effect.provide(Cache.layerRedis({ url: "redis://127.0.0.1:1", namespace: "jump", connectTimeout: "100 millis", circuitBreaker: false })),
+        Effect.provide(logs.layer)
+      )
+      assert.isAbove(counts.first, 0, "the outage is logged")
+      // Two causes (the read, the write after the producer), at most 3 lines each in a second.
+      assert.isAtMost(counts.first, 2 * 3, "at most 3 lines per cause in a second")
+      assert.isAbove(counts.second, 0, "a second later, by real time, the outage is logged again")
+    }).pipe(Effect.scoped), 30_000)
+
   it.live("redactKeys: errors and logs show a digest, never the key", () =>
     Effect.gen(function*() {
       const logs = yield* Harness.captureLogs

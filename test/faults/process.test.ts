@@ -81,21 +81,6 @@ const defaultLeaseMillis = 3_000
 const timedNow = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.flatMap(Effect.sync(now), (started) => Effect.map(effect, (value) => ({ value, millis: Math.round(now() - started) })))
 
-/**
- * `Date.now` swapped for the scope: the real wall clock plus an offset that `jump` moves, as an NTP
- * step or an operator's `date -s` moves it. Timers (`setTimeout`) and `performance.now` are not
- * touched, as they are not when a real wall clock jumps. Restored when the scope closes.
- */
-const jumpingWallClock = Effect.acquireRelease(
-  Effect.sync(() => {
-    const real = Date.now
-    let offset = 0
-    Date.now = () => real.call(Date) + offset
-    return { real, jump: (millis: number) => void (offset += millis) }
-  }),
-  ({ real }) => Effect.sync(() => void (Date.now = real))
-)
-
 const hourMillis = 3_600_000
 
 /**
@@ -129,7 +114,7 @@ const clockJump = (jumpMillis: number) =>
       const caches = yield* Effect.forEach([0, 1, 2, 3], () => Layer.build(Cache.layerRedis({ url: server.url, namespace })))
       // Connected and scripts loaded before the clock is touched.
       yield* Effect.forEach(caches, (cache) => Effect.provide(Values.get(-1), cache), { discard: true })
-      const clock = yield* jumpingWallClock
+      const clock = yield* Harness.jumpingWallClock
       const runs: Array<number> = []
       const started = yield* Deferred.make<void>()
       let producing = false

@@ -165,21 +165,25 @@ const unsafeMake = (options: Options): MemoryStore => {
     }
   })
 
-  // At most as many tombstones as entries: past that the oldest go first (a conditional write then
-  // lands as it would without one).
-  const tombstones = new LRUCache<string, Tombstone>({ max: Math.min(capacity, 100_000) })
+  // At most as many tombstones as entries, oldest first out (a conditional write then lands as it
+  // would without one). A Map in insertion order: it costs nothing until a delete, where an LRU
+  // would allocate its slot arrays for `max` up front (16 B per entry of a 100k store).
+  const tombstones = new Map<string, Tombstone>()
+  const maxTombstones = Math.min(capacity, 100_000)
 
   /** Removes the entry under `key` (if any) and leaves a tombstone; whether an entry was there. */
   const remove = (key: string, now: number): boolean => {
     const removed = live(key, now, false) !== undefined && lru.delete(key)
     lastVersion = CacheEntry.nextVersion(now, lastVersion)
+    tombstones.delete(key)
     tombstones.set(key, { version: lastVersion, until: now + tombstoneMillis })
+    if (tombstones.size > maxTombstones) tombstones.delete(tombstones.keys().next().value!)
     return removed
   }
 
   /** Whether `key` was written or deleted after version `since` (so a write conditional on it is skipped). */
   const changedSince = (key: string, since: number, now: number): boolean => {
-    const tombstone = tombstones.peek(key)
+    const tombstone = tombstones.get(key)
     if (tombstone !== undefined) {
       if (tombstone.until <= now) tombstones.delete(key)
       else if (tombstone.version > since) return true

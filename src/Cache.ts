@@ -27,8 +27,10 @@ import * as CacheLock from "./CacheLock.js"
 import * as RedisLock from "./CacheLock/Redis.js"
 import type * as CacheSerializer from "./CacheSerializer.js"
 import * as CacheStore from "./CacheStore.js"
+import * as RedisBus from "./CacheBus/Redis.js"
 import * as MemoryStore from "./CacheStore/Memory.js"
 import * as RedisStore from "./CacheStore/Redis.js"
+import * as TieredStore from "./CacheStore/Tiered.js"
 import * as Engine from "./internal/engine.js"
 import * as Compile from "./internal/keyspace.js"
 import * as Metrics from "./internal/metrics.js"
@@ -218,7 +220,7 @@ export class Cache extends Context.Tag("effect-cachekit/Cache")<Cache, Service>(
  * @since 0.1.0
  * @category metrics
  */
-export const metrics = { ...Metrics.counters, circuitOpen: Metrics.circuit } as const
+export const metrics = { ...Metrics.counters, unsharedWrites: Metrics.unsharedWrites, circuitOpen: Metrics.circuit } as const
 
 /**
  * Builds a cache over the store in context (and the lock, when one is in context). Producers started
@@ -352,6 +354,72 @@ export const layerRedis = (options: RedisOptions = {}): Layer.Layer<Cache | Redi
   layer(options).pipe(Layer.provideMerge(redisBackend(options)))
 
 /**
+ * Options of {@link layerTiered}: the cache's, the memory tier's (`l1`), Redis's (`redis`: client,
+ * store and the distributed lock) and the bus's (`bus`).
+ *
+ * @example
+ * ```ts
+ * import { Cache } from "effect-cachekit"
+ *
+ * const options: Cache.TieredOptions = {
+ *   namespace: "app",
+ *   l1: { capacity: 5_000, maxBytes: 32 * 1024 * 1024 },
+ *   redis: { url: "redis://127.0.0.1:6379", commandTimeout: "200 millis" },
+ *   bus: { heartbeat: "1 second" }
+ * }
+ * ```
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface TieredOptions extends Options {
+  /** The memory tier of each instance. Default `{ capacity: 1_000 }`. */
+  readonly l1?: { readonly capacity?: number | undefined; readonly maxBytes?: number | undefined } | undefined
+  /** Redis: the client's options, the store's, and whether `getOrSet` takes the distributed lock (default `true`). */
+  readonly redis?: (Redis.Options & RedisStore.Options & { readonly distributedLock?: boolean | undefined }) | undefined
+  /** The bus's options (its heartbeat). */
+  readonly bus?: RedisBus.Options | undefined
+}
+
+const tieredBackend = (options: TieredOptions) => {
+  const redis = options.redis ?? {}
+  const client = Redis.layer(redis)
+  // One bus for the store and the lock (a layer is built once per reference): their scripts publish
+  // every write on it, and the memory tier listens to it.
+  const bus = RedisBus.layer(options.bus)
+  const store = TieredStore.layer({ namespace: options.namespace, ...options.l1 }).pipe(
+    Layer.provide(RedisStore.layer(redis).pipe(Layer.provideMerge(bus)))
+  )
+  const backend = redis.distributedLock === false
+    ? store
+    : Layer.merge(store, RedisLock.layer(redis).pipe(Layer.provide(bus)))
+  return backend.pipe(Layer.provideMerge(client))
+}
+
+/**
+ * A two-layer cache: each instance keeps hot entries in memory (live values, no deserialization on a
+ * hit) in front of Redis, and every write, delete and clear is published on a Redis bus so that every
+ * other instance drops its copy; `getOrSet` takes the distributed lock, so a key's producer runs once
+ * across the fleet and every instance ends with the value in memory. While the bus may be missing
+ * messages (a dropped connection, an unanswered heartbeat), an instance checks each copy against Redis
+ * before serving it: see the README's "Two layers" for the exact guarantee.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Cache } from "effect-cachekit"
+ *
+ * declare const program: Effect.Effect<void, never, Cache.Cache>
+ * program.pipe(Effect.provide(Cache.layerTiered({ l1: { capacity: 1_000 }, redis: { url: "redis://127.0.0.1:6379" } })))
+ * ```
+ *
+ * @since 0.3.0
+ * @category layers
+ */
+export const layerTiered = (options: TieredOptions = {}): Layer.Layer<Cache | Redis.Redis> =>
+  layer(options).pipe(Layer.provideMerge(tieredBackend(options)))
+
+/**
  * What {@link layerConfig} and {@link layerFromEnv} choose from: the cache's options, the memory
  * store's, and Redis's; with `redis` (and a `url`, `sentinels` or `cluster`) the cache runs on Redis,
  * otherwise on a memory store; `enabled: false` gives the no-op store.
@@ -372,12 +440,23 @@ export interface ConfigOptions extends Options, MemoryStore.Options {
   readonly enabled?: boolean | undefined
   /** Run on Redis with these client and store options (and the distributed lock). */
   readonly redis?: (Redis.Options & RedisStore.Options & { readonly distributedLock?: boolean | undefined }) | undefined
+  /**
+   * With `redis`: `"redis"` (default) keeps entries in Redis only; `"tiered"` adds a memory tier in
+   * each instance, kept coherent by a bus ({@link layerTiered}; its memory tier takes `capacity` and
+   * `maxBytes`). Without `redis` the cache is in memory whatever this says.
+   */
+  readonly tier?: "redis" | "tiered" | undefined
 }
 
 const fromOptions = (options: ConfigOptions): Layer.Layer<Cache> => {
   if (options.enabled === false) return layer(options).pipe(Layer.provide(CacheStore.layerNoop))
   const redis = options.redis
   if (redis !== undefined && (redis.url !== undefined || redis.sentinels !== undefined || redis.cluster !== undefined)) {
+    if (options.tier === "tiered") {
+      return layer(options).pipe(
+        Layer.provide(tieredBackend({ ...options, l1: { capacity: options.capacity, maxBytes: options.maxBytes }, redis }))
+      )
+    }
     return layer(options).pipe(Layer.provide(redisBackend({ ...options, ...redis })))
   }
   return layerMemory(options)
@@ -417,6 +496,9 @@ export const layerConfig = (options: Config.Config.Wrap<ConfigOptions>): Layer.L
  * - `CACHE_REDIS_URL` (a secret; default none; empty counts as unset): when set, the cache runs on Redis
  *   with the distributed lock.
  * - `CACHE_REDIS_COMMAND_TIMEOUT` (default `"500 millis"`).
+ * - `CACHE_TIER` (`redis` or `tiered`; default `redis`): with a Redis URL, `tiered` adds a memory tier
+ *   in each instance kept coherent by a bus (its capacity and byte budget: `CACHE_MEMORY_CAPACITY`,
+ *   `CACHE_MEMORY_MAX_BYTES`).
  *
  * @example
  * ```ts
@@ -465,7 +547,11 @@ export const config: Config.Config<ConfigOptions> = Config.all({
     Config.map(Option.getOrUndefined),
     Config.withDescription("a byte budget for the memory store")
   ),
-  redis: Config.map(Redis.optionalConfig, Option.getOrUndefined)
+  redis: Config.map(Redis.optionalConfig, Option.getOrUndefined),
+  tier: Config.literal("redis", "tiered")("CACHE_TIER").pipe(
+    Config.withDefault("redis" as const),
+    Config.withDescription("with a Redis URL: redis (entries in Redis only) or tiered (a memory tier per instance, kept coherent by a bus)")
+  )
 })
 
 /**

@@ -400,3 +400,70 @@ export const versionOf = (bytes: Uint8Array): number =>
  * @category encoding
  */
 export const nextVersion = (nowMillis: number, previous: number): number => Math.max(Math.floor(nowMillis * 1000), previous + 1)
+
+const envelopes = new WeakMap<Live, Uint8Array>()
+
+/**
+ * Attaches to a live entry the envelope of the same value, for a two-layer store (capability
+ * `tiered`): it keeps the live entry in memory and sends the envelope to the shared tier. The
+ * envelope is held beside the entry, not in it, so entries kept in memory cost nothing more.
+ *
+ * @example
+ * ```ts
+ * import { CacheEntry } from "effect-cachekit"
+ *
+ * const header = { fingerprint: "abcdefabcdef", version: 0, freshUntil: Infinity, staleUntil: Infinity, tags: [], isFailure: false }
+ * const live = CacheEntry.withEnvelope(CacheEntry.Live.make("Ada", { ...header, size: 5 }), CacheEntry.encode(header, "\"Ada\""))
+ * CacheEntry.envelopeOf(live) // the envelope bytes
+ * ```
+ *
+ * @since 0.3.0
+ * @category encoding
+ */
+export const withEnvelope = (live: Live, envelope: Uint8Array): Live => {
+  envelopes.set(live, envelope)
+  return live
+}
+
+/**
+ * The envelope attached to a live entry by {@link withEnvelope}, if any.
+ *
+ * @example
+ * ```ts
+ * import { CacheEntry } from "effect-cachekit"
+ *
+ * declare const live: CacheEntry.Live
+ * const bytes: Uint8Array | undefined = CacheEntry.envelopeOf(live)
+ * ```
+ *
+ * @since 0.3.0
+ * @category encoding
+ */
+export const envelopeOf = (live: Live): Uint8Array | undefined => envelopes.get(live)
+
+/**
+ * A live entry of a decoded envelope: the decoded `value` beside the envelope's header (its version,
+ * expiry, tags), for a store that keeps in memory what it read from a shared tier.
+ *
+ * @example
+ * ```ts
+ * import { CacheEntry } from "effect-cachekit"
+ *
+ * declare const bytes: Uint8Array
+ * const decoded = CacheEntry.decode(bytes)
+ * const live = decoded === undefined ? undefined : CacheEntry.liveOf(decoded, "the decoded value")
+ * ```
+ *
+ * @since 0.3.0
+ * @category encoding
+ */
+export const liveOf = (decoded: Decoded, value: unknown): Live =>
+  Live.make(value, {
+    fingerprint: decoded.fingerprint,
+    freshUntil: decoded.freshUntil,
+    staleUntil: decoded.staleUntil,
+    tags: decoded.tags,
+    isFailure: decoded.isFailure,
+    size: decoded.body.length,
+    version: decoded.version
+  })

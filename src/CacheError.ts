@@ -63,6 +63,7 @@ export type Operation =
   | "getOrSet"
   | "lock"
   | "unlock"
+  | "publish"
 
 const describeCause = (cause: unknown): string => {
   if (cause === undefined) return ""

@@ -55,7 +55,8 @@ export type Encoded = string | Uint8Array
  *   clearByPrefix: true,
  *   assignsVersions: true,
  *   operationBound: undefined,
- *   conditionalWrites: true
+ *   conditionalWrites: true,
+ *   tiered: false
  * }
  * ```
  *
@@ -89,6 +90,51 @@ export interface Capabilities {
    * delete: a conditional write never lands over a newer write or a later delete.
    */
   readonly conditionalWrites: boolean
+  /**
+   * A two-layer store (see {@link Local}): it keeps decoded values in memory and envelopes in a shared
+   * tier. Writes hand it {@link CacheEntry.Live} entries that carry their envelope
+   * ({@link CacheEntry.withEnvelope}); `getNow` reads only what memory may serve unchecked (a miss
+   * there is read with `get`); and what the cache decodes from the shared tier is handed back to
+   * {@link Local.remember}.
+   */
+  readonly tiered: boolean
+}
+
+/**
+ * What a two-layer store (capability `tiered`) offers the cache beyond the port: a way to keep in
+ * memory what the cache decoded from the shared tier, and what memory holds when the shared tier
+ * cannot be reached.
+ *
+ * @example
+ * ```ts
+ * import type { CacheEntry, CacheStore } from "effect-cachekit"
+ *
+ * const copies = new Map<string, CacheEntry.Live>()
+ * let epoch = 0
+ * const local: CacheStore.Local = {
+ *   mark: () => epoch,
+ *   remember: (key, entry, mark) => { if (mark === epoch) copies.set(key, entry) },
+ *   fallback: (key, now) => { const entry = copies.get(key); return entry !== undefined && now < entry.staleUntil ? entry : undefined }
+ * }
+ * ```
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface Local {
+  /** A mark taken before a read of the shared tier, for {@link Local.remember}. */
+  readonly mark: () => number
+  /**
+   * Keeps in memory an entry the cache read from the shared tier and decoded (its header is the
+   * envelope's, its version the shared tier's), unless something that may make it stale happened
+   * since `mark` (a newer write or a delete heard of, a clear, a gap in the bus).
+   */
+  readonly remember: (key: string, entry: CacheEntry.Live, mark: number) => void
+  /**
+   * The copy memory holds under `key` while physically alive at `now`, whether or not it could be
+   * checked: what the cache serves (counted and logged) when the shared tier fails.
+   */
+  readonly fallback: (key: string, now: number) => CacheEntry.Live | undefined
 }
 
 /**
@@ -188,6 +234,8 @@ export interface CacheStore {
    * store cannot tell.
    */
   readonly currentVersion: Effect.Effect<number | undefined> | undefined
+  /** With `tiered`: the memory tier's hooks. */
+  readonly local: Local | undefined
 }
 
 /**
@@ -218,7 +266,7 @@ export interface Implementation {
    * What the store can do. Left out: `false` (and `operationBound` undefined), except `atomicAdd` and
    * `clearByPrefix`, which default to whether `add` and `clear` are given.
    */
-  readonly capabilities?: Partial<Omit<Capabilities, "synchronousRead" | "conditionalWrites">> | undefined
+  readonly capabilities?: Partial<Omit<Capabilities, "synchronousRead" | "conditionalWrites" | "tiered">> | undefined
   readonly get: CacheStore["get"]
   readonly getNow?: ((key: string, now: number) => CacheEntry.Stored | undefined) | undefined
   readonly getMany?: CacheStore["getMany"] | undefined
@@ -232,6 +280,8 @@ export interface Implementation {
   readonly clear?: CacheStore["clear"] | undefined
   /** With it, the store honours `set`'s `since` and leaves tombstones (`conditionalWrites`). */
   readonly currentVersion?: CacheStore["currentVersion"] | undefined
+  /** With it, the store is a two-layer store (`tiered`). */
+  readonly local?: Local | undefined
 }
 
 /**
@@ -269,7 +319,8 @@ export const make = (impl: Implementation): CacheStore => {
     clearByPrefix: impl.clear !== undefined && (given.clearByPrefix ?? true),
     assignsVersions: given.assignsVersions ?? false,
     operationBound: given.operationBound,
-    conditionalWrites: impl.currentVersion !== undefined
+    conditionalWrites: impl.currentVersion !== undefined,
+    tiered: impl.local !== undefined
   }
   const { get, set } = impl
   const del = impl.delete
@@ -292,7 +343,8 @@ export const make = (impl: Implementation): CacheStore => {
       Effect.fail(
         new StoreError({ reason: "Unsupported", operation: "clear", key: prefix, store: impl.name, cause: "this store cannot clear by prefix" })
       )),
-    currentVersion: impl.currentVersion
+    currentVersion: impl.currentVersion,
+    local: impl.local
   }
 }
 

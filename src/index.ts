@@ -102,3 +102,24 @@ export * as MemoryLock from "./CacheLock/Memory.js"
  * @since 0.1.0
  */
 export * as RedisLock from "./CacheLock/Redis.js"
+
+/**
+ * The invalidation bus port of the two-layer cache.
+ *
+ * @since 0.3.0
+ */
+export * as CacheBus from "./CacheBus.js"
+
+/**
+ * The bus over Redis pub/sub (`effect-cachekit/CacheBus/Redis`).
+ *
+ * @since 0.3.0
+ */
+export * as RedisBus from "./CacheBus/Redis.js"
+
+/**
+ * The two-layer store: memory in front of a shared store, kept coherent by a bus (`effect-cachekit/CacheStore/Tiered`).
+ *
+ * @since 0.3.0
+ */
+export * as TieredStore from "./CacheStore/Tiered.js"

@@ -19,11 +19,14 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
-import type * as Layer from "effect/Layer"
+import * as Context from "effect/Context"
+import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
 import * as Cache from "./Cache.js"
+import * as CacheBus from "./CacheBus.js"
 import * as CacheEntry from "./CacheEntry.js"
 import * as CacheKey from "./CacheKey.js"
 import * as CacheLock from "./CacheLock.js"
@@ -89,6 +92,12 @@ export interface StoreSuiteOptions extends SuiteOptions {
     readonly assignsVersions?: boolean | undefined
     /** Offers `currentVersion`, honours `set`'s `since`, and leaves a tombstone for each delete. Default `false`. */
     readonly conditionalWrites?: boolean | undefined
+    /**
+     * A two-layer store (`local`): `getNow` answers what memory may serve unchecked, live entries
+     * written with their envelope are kept in memory, and `remember` and `fallback` keep and give
+     * copies. Default `false`.
+     */
+    readonly tiered?: boolean | undefined
   } | undefined
 }
 
@@ -179,7 +188,8 @@ export const storeSuite = <ROut, E>(
     synchronousRead: options.capabilities?.synchronousRead ?? false,
     clearByPrefix: options.capabilities?.clearByPrefix ?? true,
     assignsVersions: options.capabilities?.assignsVersions ?? false,
-    conditionalWrites: options.capabilities?.conditionalWrites ?? false
+    conditionalWrites: options.capabilities?.conditionalWrites ?? false,
+    tiered: options.capabilities?.tiered ?? false
   }
   const test = (title: string, body: (store: CacheStore.CacheStore) => Effect.Effect<void, unknown>) =>
     run(title, () => Effect.flatMap(CacheStore.CacheStore, body).pipe(Effect.provide(layer as unknown as Layer.Layer<CacheStore.CacheStore, E>)))
@@ -187,10 +197,11 @@ export const storeSuite = <ROut, E>(
   describe(`CacheStore conformance: ${name}`, () => {
     test("declares the capabilities the suite was told it has", (store) =>
       Effect.sync(() => {
-        const { liveValues, synchronousRead, clearByPrefix, assignsVersions, conditionalWrites } = store.capabilities
-        assert.deepStrictEqual({ liveValues, synchronousRead, clearByPrefix, assignsVersions, conditionalWrites }, claimed)
+        const { liveValues, synchronousRead, clearByPrefix, assignsVersions, conditionalWrites, tiered } = store.capabilities
+        assert.deepStrictEqual({ liveValues, synchronousRead, clearByPrefix, assignsVersions, conditionalWrites, tiered }, claimed)
         assert.strictEqual(store.getNow !== undefined, synchronousRead)
         assert.strictEqual(store.currentVersion !== undefined, conditionalWrites)
+        assert.strictEqual(store.local !== undefined, tiered)
       }))
 
     test("a missing key reads as None", (store) =>
@@ -429,7 +440,57 @@ export const storeSuite = <ROut, E>(
         }))
     }
 
-    if (claimed.synchronousRead) {
+    if (claimed.tiered) {
+      /** A live entry carrying its envelope, as the cache writes one to a two-layer store. */
+      const liveWithEnvelope = (text: string) => {
+        const header = { fingerprint: "suite0000000", version: 0, freshUntil: Infinity, staleUntil: Infinity, tags: [], isFailure: false }
+        return CacheEntry.withEnvelope(CacheEntry.Live.make(text, { ...header, size: text.length }), CacheEntry.encode(header, text))
+      }
+      const local = (store: CacheStore.CacheStore) => store.local!
+
+      test("a live entry written with its envelope is kept in memory, with the version the store gave it", (store) =>
+        Effect.gen(function*() {
+          const live = liveWithEnvelope("v")
+          yield* store.set("t:tier", live, undefined)
+          const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+          assert.strictEqual(store.getNow!("t:tier", now), live, "memory serves the live entry itself")
+          assert.strictEqual(textOf(yield* store.get("t:tier")), "v")
+          if (claimed.assignsVersions) assert.isAbove(live.version, 0)
+          yield* store.set("t:tier", envelope("bytes"), undefined)
+          assert.isUndefined(store.getNow!("t:tier", now), "bytes written through replace the copy in memory")
+          assert.strictEqual(textOf(yield* store.get("t:tier")), "bytes")
+        }))
+
+      test("what the cache decoded from the shared tier is remembered; a delete forgets it", (store) =>
+        Effect.gen(function*() {
+          yield* store.set("t:remember", envelope("w"), undefined)
+          const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+          assert.isUndefined(store.getNow!("t:remember", now))
+          const mark = local(store).mark()
+          const read = Option.getOrThrow(yield* store.get("t:remember"))
+          assert.isFalse(CacheStore.isLive(read), "the shared tier answers with the envelope")
+          const live = CacheEntry.liveOf(CacheEntry.decode(read as Uint8Array)!, "w")
+          local(store).remember("t:remember", live, mark)
+          assert.strictEqual(store.getNow!("t:remember", now), live)
+          assert.strictEqual(local(store).fallback("t:remember", now), live)
+          yield* store.delete("t:remember")
+          assert.isUndefined(store.getNow!("t:remember", now))
+          assert.isUndefined(local(store).fallback("t:remember", now))
+          assert.isTrue(Option.isNone(yield* store.get("t:remember")))
+        }))
+
+      test("remember never replaces a newer copy with an older one", (store) =>
+        Effect.gen(function*() {
+          yield* store.set("t:older", envelope("old"), undefined)
+          const mark = local(store).mark()
+          const old = Option.getOrThrow(yield* store.get("t:older")) as Uint8Array
+          const newer = liveWithEnvelope("new")
+          yield* store.set("t:older", newer, undefined)
+          local(store).remember("t:older", CacheEntry.liveOf(CacheEntry.decode(old)!, "old"), mark)
+          const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+          assert.strictEqual(store.getNow!("t:older", now), newer)
+        }))
+    } else if (claimed.synchronousRead) {
       test("getNow agrees with get, at the Clock's time", (store) =>
         Effect.gen(function*() {
           yield* store.set("t:now", envelope("v"), units(2))
@@ -556,5 +617,135 @@ export const lockSuite = <ROut, E>(
         const outcome = yield* Fiber.join(waiter).pipe(Effect.timeout(units(50)), Effect.either)
         assert.strictEqual(outcome._tag, "Right", "awaitRelease did not end at its timeout")
       }))
+  })
+}
+
+/**
+ * The bus suite's options: how to sever the bus's connection (as a server restart or a network
+ * fault would), for the reconnection case; without it, that case is left out.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import type { BusSuiteOptions } from "effect-cachekit/testing"
+ *
+ * declare const killSubscribers: Effect.Effect<void>
+ * const options: BusSuiteOptions = { sever: killSubscribers }
+ * ```
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface BusSuiteOptions {
+  /** Drops the connections of every bus instance the suite made (e.g. `CLIENT KILL TYPE pubsub`). */
+  readonly sever?: Effect.Effect<void, unknown> | undefined
+}
+
+/** Waits on real time, polling every 2 ms, until `done()` holds; fails after `millis`. */
+const eventually = (what: string, done: () => boolean, millis = 5_000): Effect.Effect<void, Error> =>
+  Effect.async<void, Error>((resume) => {
+    const start = Date.now()
+    const timer = setInterval(() => {
+      if (done()) {
+        clearInterval(timer)
+        resume(Effect.void)
+      } else if (Date.now() - start > millis) {
+        clearInterval(timer)
+        resume(Effect.fail(new Error(`${what}: not within ${millis} ms`)))
+      }
+    }, 2)
+    return Effect.sync(() => clearInterval(timer))
+  })
+
+/** Waits `millis` of real time. */
+const pause = (millis: number) => Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, millis)))
+
+/**
+ * The bus conformance suite: delivery between instances, an instance's own messages filtered out,
+ * messages in the order they were published, trust once subscribed, and (with `sever`) a gap and a
+ * resumption after a dropped connection. Each test builds two fresh instances of `layer` (two
+ * processes, as far as the bus can tell) and uses a namespace of its own. Runs on real time.
+ *
+ * @example
+ * ```ts
+ * import { Layer } from "effect"
+ * import { Redis, RedisBus } from "effect-cachekit"
+ * import { busSuite } from "effect-cachekit/testing"
+ *
+ * busSuite("RedisBus", RedisBus.layer().pipe(Layer.provide(Redis.layer({ url: "redis://127.0.0.1:6379" }))))
+ * ```
+ *
+ * @since 0.3.0
+ * @category suites
+ */
+export const busSuite = <ROut, E>(
+  name: string,
+  layer: Layer.Layer<ROut, E> & Provides<ROut, CacheBus.CacheBus>,
+  options: BusSuiteOptions = {}
+): void => {
+  let namespaces = 0
+  /** Two fresh instances listening on one new namespace, each with what it heard. */
+  const pair = Effect.gen(function*() {
+    const namespace = `bus-suite-${process.pid}-${Date.now().toString(36)}-${namespaces++}`
+    const listen = Effect.gen(function*() {
+      const context = yield* Layer.build(Layer.fresh(layer as unknown as Layer.Layer<CacheBus.CacheBus, E>))
+      const bus = Context.get(context, CacheBus.CacheBus)
+      const heard = { messages: [] as Array<CacheBus.Message>, gaps: 0, resumes: 0 }
+      yield* bus.subscribe(namespace, {
+        onMessage: (message) => void heard.messages.push(message),
+        onGap: () => void heard.gaps++,
+        onResume: () => void heard.resumes++
+      })
+      yield* eventually("the subscription is up", () => heard.resumes > 0 && bus.trusted())
+      return { bus, heard }
+    })
+    return { namespace, a: yield* listen, b: yield* listen }
+  })
+  const test = (title: string, body: Effect.Effect<void, unknown, Scope.Scope>) => it.live(title, () => Effect.scoped(body))
+
+  describe(`CacheBus conformance: ${name}`, () => {
+    test("a message reaches the other instances, not its publisher; instances have distinct origins", Effect.gen(function*() {
+      const { a, b, namespace } = yield* pair
+      assert.notStrictEqual(a.bus.origin, b.bus.origin)
+      const message: CacheBus.Message = { _tag: "Keys", origin: a.bus.origin, entries: [[`${namespace}:users:1`, 1_000_001]] }
+      yield* a.bus.publish(namespace, message)
+      yield* eventually("B hears A's message", () => b.heard.messages.length === 1)
+      assert.deepStrictEqual(b.heard.messages[0], message)
+      yield* pause(50)
+      assert.strictEqual(a.heard.messages.length, 0, "A never hears its own message")
+    }))
+
+    test("messages arrive in the order they were published, keys and versions intact", Effect.gen(function*() {
+      const { a, b, namespace } = yield* pair
+      const sent = Array.from({ length: 100 }, (_, i): CacheBus.Message =>
+        i % 10 === 9
+          ? { _tag: "Clear", origin: a.bus.origin, prefix: `${namespace}:k${i}:`, version: 2_000_000 + i }
+          : { _tag: "Keys", origin: a.bus.origin, entries: [[`${namespace}:k:${i}`, 2_000_000 + i], [`${namespace}:k:${i} b`, 3_000_000 + i]] })
+      yield* Effect.forEach(sent, (message) => a.bus.publish(namespace, message), { discard: true })
+      yield* eventually("B hears all 100", () => b.heard.messages.length === 100)
+      assert.deepStrictEqual(b.heard.messages, sent)
+    }))
+
+    test("a namespace hears only its own channel", Effect.gen(function*() {
+      const { a, b, namespace } = yield* pair
+      yield* a.bus.publish(`${namespace}-other`, { _tag: "Keys", origin: a.bus.origin, entries: [["x:y:1", 1]] })
+      yield* a.bus.publish(namespace, { _tag: "Keys", origin: a.bus.origin, entries: [["x:y:2", 2]] })
+      yield* eventually("B hears its namespace's message", () => b.heard.messages.length >= 1)
+      yield* pause(50)
+      assert.deepStrictEqual(b.heard.messages.map((m) => m._tag === "Keys" ? m.entries[0]![0] : ""), ["x:y:2"])
+    }))
+
+    if (options.sever !== undefined) {
+      const sever = options.sever
+      test("a dropped connection is a gap: no longer trusted until it resumes, then delivery goes on", Effect.gen(function*() {
+        const { a, b, namespace } = yield* pair
+        yield* sever
+        yield* eventually("B hears of the gap", () => b.heard.gaps > 0)
+        yield* eventually("B resumes", () => b.heard.resumes > 1 && b.bus.trusted())
+        yield* eventually("A resumes", () => a.heard.resumes > 1 && a.bus.trusted())
+        yield* a.bus.publish(namespace, { _tag: "Keys", origin: a.bus.origin, entries: [[`${namespace}:after`, 9]] })
+        yield* eventually("B hears A after the gap", () => b.heard.messages.length === 1)
+      }))
+    }
   })
 }

@@ -60,12 +60,13 @@ return 0`
 
 // KEYS: lock, entry, the entry's tombstone. ARGV: token, channel, message, mode ("0" no write, "1"
 // write), value, px (as the store's write takes it), deadline and since (as the store's set takes
-// them). Replies { 1 written | 0 not (the lease was lost) | late | superseded, now }. The write runs
+// them), bus origin. Replies { 1 written | 0 not (the lease was lost) | late | superseded, now, version }. The write runs
 // under pcall: when Redis refuses it (out of memory), the lock is still released and the waiters
 // woken, and the refusal comes back as an error reply after that. A write that comes after its
 // deadline, or after a newer write or delete of the key, is not made; the lock is released all the same.
 const releaseScript = `${RedisStore.writeFunction}
 local written = 0
+local version = 0
 local refused = nil
 if redis.call("GET", KEYS[1]) == ARGV[1] then
   if ARGV[4] == "1" then
@@ -74,17 +75,23 @@ if redis.call("GET", KEYS[1]) == ARGV[1] then
     elseif superseded(KEYS[2], KEYS[3], ARGV[8]) then
       written = ${RedisStore.supersededReply}
     else
-      local ok, err = pcall(write, KEYS[2], ARGV[5], ARGV[6])
-      if ok then written = 1 else refused = err end
+      local ok, result = pcall(write, KEYS[2], ARGV[5], ARGV[6])
+      if ok then
+        written = 1
+        version = result
+      else
+        refused = result
+      end
     end
   end
   redis.call("DEL", KEYS[1])
 end
 redis.call("PUBLISH", ARGV[2], ARGV[3])
+publish()
 if refused then
   return redis.error_reply("${writeRefused} " .. (type(refused) == "table" and refused.err or tostring(refused)))
 end
-return { written, now }`
+return { written, now, version }`
 
 interface Scripts {
   cachekitLockExtend(lock: string, token: string, millis: number): Promise<number>
@@ -99,7 +106,8 @@ interface Scripts {
     value: Buffer | string,
     px: string,
     deadline: string,
-    since: string
+    since: string,
+    origin: string
   ): Promise<RedisStore.Reply>
 }
 
@@ -149,6 +157,7 @@ const defineScripts = (client: Redis.Client): Scripts => {
 export const make = (options: Options = {}): Effect.Effect<CacheLock.CacheLock, never, Redis.Redis | Scope.Scope> =>
   Effect.gen(function*() {
     const { client, isCluster } = yield* Redis.Redis
+    const origin = yield* RedisStore.busOrigin
     const scripts = defineScripts(client)
     const commandTimeout = RedisStore.commandTimeoutOf(client, isCluster)
     // On a Cluster: cut at commandTimeout, and sent again while a migrating slot refuses it (TRYAGAIN).
@@ -204,7 +213,7 @@ export const make = (options: Options = {}): Effect.Effect<CacheLock.CacheLock, 
     const unsettled = new Map<string, string>() // token → entry key
     const settle = (token: string, key: string) =>
       whole(() =>
-        scripts.cachekitLockRelease(lockKeyOf(key), key, RedisStore.tombstoneKeyOf(key), token, channelOf(key), key, "0", "", "", "", "")
+        scripts.cachekitLockRelease(lockKeyOf(key), key, RedisStore.tombstoneKeyOf(key), token, channelOf(key), key, "0", "", "", "", "", "")
       )().then(() => void unsettled.delete(token), () => {})
     const abandon = (token: string, key: string) => {
       if (unsettled.size >= maxUnsettled) unsettled.delete(unsettled.keys().next().value!)
@@ -261,7 +270,8 @@ export const make = (options: Options = {}): Effect.Effect<CacheLock.CacheLock, 
                 value,
                 px,
                 deadline,
-                since
+                since,
+                origin
               )),
             (cause): LockError | StoreError =>
               cause instanceof Error && cause.message.includes(writeRefused)
@@ -275,7 +285,11 @@ export const make = (options: Options = {}): Effect.Effect<CacheLock.CacheLock, 
                 store: "redis",
                 cause: "the value reached Redis after its caller stopped waiting, so it was not stored (the lock was released)"
               })
-          ).pipe(Effect.map((outcome) => outcome === 1 || outcome === RedisStore.supersededReply))
+          ).pipe(Effect.map(([outcome, , version]) => {
+            // The version the write got goes into the envelope the lock was handed (0: not written).
+            if (Option.isSome(write)) RedisStore.stampVersion(write.value.value, outcome === 1 ? version ?? 0 : 0)
+            return outcome === 1 || outcome === RedisStore.supersededReply
+          }))
         if (Option.isNone(write)) return send("0", "", "")
         const px = RedisStore.pxArgument(write.value.ttl)
         // A ttl of zero or less stores nothing and removes what was there, as in the store.

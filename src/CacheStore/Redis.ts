@@ -17,6 +17,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type { Cluster, Redis as IORedis } from "ioredis"
+import * as CacheBus from "../CacheBus.js"
 import * as CacheEntry from "../CacheEntry.js"
 import { StoreError } from "../CacheError.js"
 import * as CacheStore from "../CacheStore.js"
@@ -76,18 +77,33 @@ export const classify = (client: Redis.Client, cause: unknown): "Timeout" | "Aut
 export const tooLarge = (operation: StoreError["operation"], key: string, size: number, limit: number): StoreError =>
   new StoreError({ reason: "TooLarge", operation, key, store: storeName, cause: `${size} bytes exceeds the ${limit}-byte limit` })
 
-/** @internal The argument to send for a stored entry; live entries never reach Redis. */
+/**
+ * @internal
+ * The argument to send for a stored entry: its envelope (a live entry carries one when it is written
+ * through a two-layer store; one without cannot reach Redis).
+ */
 export const argument = (
   operation: StoreError["operation"],
   key: string,
-  value: CacheEntry.Stored,
+  stored: CacheEntry.Stored,
   limit: number
 ): StoreError | Buffer => {
-  if (CacheStore.isLive(value)) {
+  const value = CacheStore.isLive(stored) ? CacheEntry.envelopeOf(stored) : stored
+  if (value === undefined) {
     return new StoreError({ reason: "Backend", operation, key, store: storeName, cause: "a live entry cannot be sent to Redis" })
   }
   if (value.length > limit) return tooLarge(operation, key, value.length, limit)
   return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength)
+}
+
+/**
+ * @internal
+ * Writes the version a script gave an entry into the envelope the store was handed (0: not written),
+ * so that a caller (a two-layer store) learns it.
+ */
+export const stampVersion = (stored: CacheEntry.Stored, version: number): void => {
+  const envelope = CacheStore.isLive(stored) ? CacheEntry.envelopeOf(stored) : stored
+  if (envelope !== undefined) CacheEntry.stampVersion(envelope, Math.max(0, version))
 }
 
 /** @internal The `PX` argument of a write: `""` for no expiry, `"-"` for "store nothing, remove the old value". */
@@ -138,6 +154,10 @@ const futureSlackMicros = 1_000_000
  * would hold back every conditional write until the clock caught up with it. `write(key, value, px)` stores the
  * value (px `""`: no expiry; `"-"`: remove instead) and writes the version into its envelope: `now`,
  * kept above the version already under the key. Returns the version (0 for a removal).
+ *
+ * Every script's last argument is the writer's bus origin (`""`: no bus). With one, each key written
+ * or removed is announced, and `publish()` (called before the script returns) sends one bus message
+ * for them on `"<namespace>::bus"` (see `CacheBus`), in the same step as the writes.
  */
 export const writeFunction = `
 local clock = redis.call("TIME")
@@ -165,9 +185,23 @@ local function superseded(key, tombstone, since)
   local version = versionAt(key)
   return version > floor and version <= now + ${futureSlackMicros}
 end
+local origin = ARGV[#ARGV]
+local announced = {}
+local busNamespace = nil
+local function announce(key, version)
+  if origin == "" then return end
+  busNamespace = busNamespace or string.match(key, "^[^:]*")
+  announced[#announced + 1] = string.format("%.0f", version) .. "\\n" .. key
+end
+local function publish()
+  if #announced > 0 then
+    redis.call("PUBLISH", busNamespace .. "::bus", "K\\n" .. origin .. "\\n" .. table.concat(announced, "\\n"))
+  end
+end
 local function write(key, value, px)
   if px == "-" then
     redis.call("UNLINK", key)
+    announce(key, now)
     return 0
   end
   local version = now
@@ -182,6 +216,7 @@ local function write(key, value, px)
     redis.call("SETRANGE", key, ${CacheEntry.versionOffset}, struct.pack(">d", version))
   end
   versions[key] = version
+  announce(key, version)
   return version
 end
 `
@@ -207,13 +242,15 @@ function luaBytes(binary: string): string {
 }
 
 // Each replies `{ outcome, now }`: the outcome, and Redis's time for the client's server clock.
-// KEYS: entry, its tombstone. ARGV: value, px, deadline, since.
+// KEYS: entry, its tombstone. ARGV: value, px, deadline, since, origin.
 const setScript = `${writeFunction}
 if late(ARGV[3]) then return { ${lateReply}, now } end
 if superseded(KEYS[1], KEYS[2], ARGV[4]) then return { ${supersededReply}, now } end
-return { write(KEYS[1], ARGV[1], ARGV[2]), now }`
+local version = write(KEYS[1], ARGV[1], ARGV[2])
+publish()
+return { version, now }`
 
-// KEYS: entries, then their tombstones (as many). ARGV: the tombstones' px. Replies { removed, now }.
+// KEYS: entries, then their tombstones (as many). ARGV: the tombstones' px, origin. Replies { removed, now }.
 const deleteScript = `${writeFunction}
 local removed = 0
 local half = #KEYS / 2
@@ -221,31 +258,43 @@ local version = string.format("%.0f", now)
 for i = 1, half do
   removed = removed + redis.call("UNLINK", KEYS[i])
   redis.call("SET", KEYS[half + i], version, "PX", ARGV[1])
+  announce(KEYS[i], now)
 end
+publish()
 return { removed, now }`
 
+// KEYS: entries. ARGV: deadline, then value and px per entry, then origin. Replies { count, now, version... }.
 const setManyScript = `${writeFunction}
 if late(ARGV[1]) then return { ${lateReply}, now } end
+local reply = { #KEYS, now }
 for i, key in ipairs(KEYS) do
-  write(key, ARGV[2 * i], ARGV[2 * i + 1])
+  reply[i + 2] = write(key, ARGV[2 * i], ARGV[2 * i + 1])
 end
-return { #KEYS, now }`
+publish()
+return reply`
 
+// KEYS: entry. ARGV: value, px, deadline, origin.
 const addScript = `${writeFunction}
 if late(ARGV[3]) then return { ${lateReply}, now } end
 if redis.call("EXISTS", KEYS[1]) == 1 then
   return { -1, now }
 end
-return { write(KEYS[1], ARGV[1], ARGV[2]), now }`
+local version = write(KEYS[1], ARGV[1], ARGV[2])
+publish()
+return { version, now }`
 
-/** @internal What a write script replies: its outcome, and Redis's time in microseconds. */
-export type Reply = readonly [outcome: number, now: number]
+/**
+ * @internal
+ * What a write script replies: its outcome, Redis's time in microseconds, and (setMany) the version of
+ * each entry.
+ */
+export type Reply = readonly [outcome: number, now: number, ...versions: Array<number>]
 
 interface Scripts {
-  cachekitSet(key: string, tombstone: string, value: Buffer, px: string, deadline: string, since: string): Promise<Reply>
+  cachekitSet(key: string, tombstone: string, value: Buffer, px: string, deadline: string, since: string, origin: string): Promise<Reply>
   cachekitDelete(...keysThenArgs: Array<string | number>): Promise<Reply>
   cachekitSetMany(...keysThenArgs: Array<string | Buffer | number>): Promise<Reply>
-  cachekitAdd(key: string, value: Buffer, px: string, deadline: string): Promise<Reply>
+  cachekitAdd(key: string, value: Buffer, px: string, deadline: string, origin: string): Promise<Reply>
   pipeline(): ScriptPipeline
 }
 
@@ -285,14 +334,14 @@ export const fenced = <E>(
   send: (deadline: string) => Promise<Reply>,
   onError: (cause: unknown) => E,
   onLate: () => E
-): Effect.Effect<number, E> => {
+): Effect.Effect<Reply, E> => {
   const clock = Redis.serverClock(client)
   const run = (sentAt: number, deadline: number | undefined) =>
     Effect.flatMap(
       Effect.tryPromise({ try: () => send(deadline === undefined ? "" : String(deadline)), catch: onError }),
-      ([outcome, now]) => {
-        clock.observe(sentAt, now)
-        return outcome === lateReply ? Effect.fail(onLate()) : Effect.succeed(outcome)
+      (reply) => {
+        clock.observe(sentAt, reply[1])
+        return reply[0] === lateReply ? Effect.fail(onLate()) : Effect.succeed(reply)
       }
     )
   return Effect.suspend(() => {
@@ -373,6 +422,16 @@ export const commandTimeoutOf = (client: Redis.Client, isCluster: boolean): numb
 export const waitMillis = (commandTimeout: number | undefined, wait: Duration.Duration | undefined): number =>
   Math.min(commandTimeout ?? Infinity, wait === undefined ? Infinity : Duration.toMillis(wait))
 
+/**
+ * @internal
+ * The origin the write scripts publish under: the Redis bus's, when one is in context (its messages
+ * then come from the same scripts as the writes); `""` (no message) otherwise.
+ */
+export const busOrigin: Effect.Effect<string> = Effect.map(
+  Effect.serviceOption(CacheBus.CacheBus),
+  (bus) => bus._tag === "Some" && bus.value.name === "redis" ? bus.value.origin : ""
+)
+
 /** Escapes the glob characters of a SCAN pattern so a prefix matches literally. */
 const escapeGlob = (prefix: string): string => prefix.replace(/[*?[\]\\]/g, (c) => `\\${c}`)
 
@@ -413,7 +472,7 @@ const chunks = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray<A
  * @category constructors
  */
 export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore, never, Redis.Redis> =>
-  Effect.flatMap(Redis.Redis, ({ client, isCluster }) => {
+  Effect.flatMap(Effect.zip(Redis.Redis, busOrigin), ([{ client, isCluster }, origin]) => {
     const maxValueBytes = options.maxValueBytes ?? defaultMaxValueBytes
     const scanCount = options.scanCount ?? 1_000
     const scripts = defineWriteScripts(client)
@@ -438,7 +497,7 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore
     /** Drops a key whose new value was refused, so no stale value outlives the write. */
     const refuse = (operation: StoreError["operation"], key: string, error: StoreError) =>
       error.reason === "TooLarge"
-        ? Effect.zipRight(call(operation, key, () => client.unlink(key)).pipe(Effect.ignore), Effect.fail(error))
+        ? Effect.zipRight(deleteAll(operation, [key]).pipe(Effect.ignore), Effect.fail(error))
         : Effect.fail(error)
 
     const unlinkAll = (operation: StoreError["operation"], keys: ReadonlyArray<string>) =>
@@ -462,7 +521,8 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore
                 group.length * 2,
                 ...group.map((i) => keys[i]!),
                 ...group.map((i) => tombstoneKeyOf(keys[i]!)),
-                tombstoneMillis
+                tombstoneMillis,
+                origin
               ]
               // As for setMany: on a Cluster, routed by its keys in a pipeline of its own.
               return isCluster ? execOne(scripts.pipeline().cachekitDelete(...args)) : scripts.cachekitDelete(...args)
@@ -501,6 +561,7 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore
       send: (deadline: string) => Promise<Reply>
     ) => fenced(client, waitMillis(commandTimeout, wait), whole(send), (cause) => failure(operation, key, cause), late(operation, key))
 
+
     const writeOne = (
       operation: "set" | "add",
       key: string,
@@ -511,18 +572,25 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore
     ) => {
       const px = pxArgument(ttl)
       if (px === "-") {
-        return operation === "add" ? Effect.succeed(-1) : Effect.as(call(operation, key, () => client.unlink(key)), 0)
+        // A removal: as a delete (its tombstone, its bus message).
+        return operation === "add" ? Effect.succeed(-1) : Effect.as(deleteAll(operation, [key]), 0)
       }
       const body = argument(operation, key, value, maxValueBytes)
       if (body instanceof StoreError) return refuse(operation, key, body)
-      return write(operation, key, wait, (deadline) =>
-        operation === "set"
-          ? since === undefined
-            // Unconditional: the script never reads the tombstone, so the entry key stands in for it
-            // (same slot) and a plain set computes no tombstone key.
-            ? scripts.cachekitSet(key, key, body, px, deadline, "")
-            : scripts.cachekitSet(key, tombstoneKeyOf(key), body, px, deadline, String(since))
-          : scripts.cachekitAdd(key, body, px, deadline))
+      return Effect.map(
+        write(operation, key, wait, (deadline) =>
+          operation === "set"
+            ? since === undefined
+              // Unconditional: the script never reads the tombstone, so the entry key stands in for it
+              // (same slot) and a plain set computes no tombstone key.
+              ? scripts.cachekitSet(key, key, body, px, deadline, "", origin)
+              : scripts.cachekitSet(key, tombstoneKeyOf(key), body, px, deadline, String(since), origin)
+            : scripts.cachekitAdd(key, body, px, deadline, origin)),
+        ([outcome]) => {
+          stampVersion(value, outcome)
+          return outcome
+        }
+      )
     }
 
     const store = CacheStore.make({
@@ -574,17 +642,21 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore
         return Effect.forEach(
           groupBySlot(entries.map((entry) => entry.key), isCluster).flatMap((group) => chunks(group, writeChunk)),
           (group) =>
-            write("setMany", undefined, wait, (deadline) => {
-              const args = [
-                group.length,
-                ...group.map((i) => entries[i]!.key),
-                deadline,
-                ...group.flatMap((i) => [bodies[i]!, pxArgument(entries[i]!.ttl)])
-              ]
-              // Auto-pipelining routes a command by its first argument, here the key count: on a
-              // Cluster, a batch of one slot goes in a pipeline of its own, routed by its keys.
-              return isCluster ? execOne(scripts.pipeline().cachekitSetMany(...args)) : scripts.cachekitSetMany(...args)
-            }),
+            Effect.map(
+              write("setMany", undefined, wait, (deadline) => {
+                const args = [
+                  group.length,
+                  ...group.map((i) => entries[i]!.key),
+                  deadline,
+                  ...group.flatMap((i) => [bodies[i]!, pxArgument(entries[i]!.ttl)]),
+                  origin
+                ]
+                // Auto-pipelining routes a command by its first argument, here the key count: on a
+                // Cluster, a batch of one slot goes in a pipeline of its own, routed by its keys.
+                return isCluster ? execOne(scripts.pipeline().cachekitSetMany(...args)) : scripts.cachekitSetMany(...args)
+              }),
+              (reply) => group.forEach((i, j) => stampVersion(entries[i]!.value, reply[j + 2] ?? 0))
+            ),
           { concurrency: "unbounded", discard: true }
         )
       },
@@ -594,10 +666,17 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore
       has: (key) => Effect.map(call("has", key, () => client.exists(key)), (n) => n > 0),
       clear: (prefix) => {
         const nodes: ReadonlyArray<IORedis> = isCluster ? (client as Cluster).nodes("master") : [client as IORedis]
-        return Effect.map(
+        const removed = Effect.map(
           Effect.forEach(nodes, (node) => scanNode(node, prefix), { concurrency: "unbounded" }),
           (counts) => counts.reduce((a, b) => a + b, 0)
         )
+        if (origin === "") return removed
+        // With a bus: once the walk is done, one message for the prefix, as of Redis's time then.
+        return Effect.tap(removed, () =>
+          call("clear", prefix, () => {
+            const message = CacheBus.encode({ _tag: "Clear", origin, prefix, version: serverClock.now() ?? Date.now() * 1000 })
+            return client.publish(CacheBus.channelOf(CacheStore.namespaceOf(prefix)), message)
+          }))
       },
       currentVersion: Effect.sync(() => serverClock.now())
     })

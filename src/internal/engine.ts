@@ -169,6 +169,9 @@ export const make = (
   const boundLock = <A, E>(operation: Operation, key: string, effect: Effect.Effect<A, E>): Effect.Effect<A, E | LockError> => {
     if (lockInProcess) return effect
     const raced = timeoutReal(effect, timeoutMillis, () => new LockError({ reason: "Timeout", operation, key, cause: noAnswer }))
+    // A release is never skipped: the breaker opens on failures of any key (a dead master's), and a
+    // release it refused would leave a healthy key's lock held to the end of its lease, its value unstored.
+    if (operation === "unlock") return raced
     return Breaker.guard(lockBreaker, raced, (refusal) => new LockError({ reason: "Unavailable", operation, key, cause: refusal }))
   }
   // Real time for a remote lock is the monotonic clock: a jump of the wall clock neither cuts a wait

@@ -28,7 +28,7 @@ import { absorb, type Engine } from "./engine.js"
 import { isInvalidKey, storeKey } from "./keys.js"
 import type { Definition, GetOrSetOptions } from "./model.js"
 import { lookup, Outcome, reread as rereadEntry } from "./read.js"
-import { encode } from "./write.js"
+import { encode, remember } from "./write.js"
 
 /** One call's miss path: everything the steps below consult. */
 interface Run<K, A, Id, E, R> {
@@ -276,11 +276,14 @@ const release = <K, A, Id, E, R>(
   write: Option.Option<CacheLock.Write>
 ): Effect.Effect<void> => {
   const { engine, key, keyspace } = run
+  const mark = engine.store.local?.mark() ?? 0
   return Effect.flatMap(Effect.either(engine.boundLock("unlock", key, lock.release(lease, write, engine.timeout))), (released) =>
     released._tag === "Left"
       ? absorb(engine, keyspace.name, released.left, undefined)
-      : released.right || Option.isNone(write)
+      : Option.isNone(write)
       ? Effect.void
+      : released.right
+      ? Effect.sync(() => remember(engine, key, write.value.value, mark))
       : engine.report.warn(
         `${keyspace.name}\u0000lease-lost`,
         { keyspace: keyspace.name, operation: "getOrSet" },

@@ -19,6 +19,11 @@ export const counters = {
   })
 } as const
 
+export const unsharedWrites = Metric.counter("effect_cachekit_unshared_writes_total", {
+  description: "writes a two-layer cache kept in memory only, because the shared tier failed",
+  incremental: true
+})
+
 export const circuit = Metric.gauge("effect_cachekit_circuit_open", {
   description: "1 while the circuit breaker in front of a backend (label backend: store or lock) is open, 0 while it is closed"
 })

@@ -14,7 +14,7 @@ import * as Option from "effect/Option"
 import * as CacheEntry from "../CacheEntry.js"
 import { CodecError, type Operation, type StoreError } from "../CacheError.js"
 import * as CacheStore from "../CacheStore.js"
-import type { Engine } from "./engine.js"
+import type { Counters, Engine } from "./engine.js"
 import { needsAsync } from "./keyspace.js"
 import type { Definition } from "./model.js"
 
@@ -67,12 +67,64 @@ export const classify = <K, A, Id>(keyspace: Definition<K, A, Id>, stored: Cache
   }
   const entry = CacheEntry.decode(stored)
   if (entry === undefined) return notAnEnvelope
+  return classifyEntry(keyspace, entry, now)
+}
+
+/** What a decoded envelope gives a keyspace at `now` (see `classify`). */
+const classifyEntry = <K, A, Id>(keyspace: Definition<K, A, Id>, entry: CacheEntry.Decoded, now: number): A | Outcome => {
   if (entry.fingerprint !== keyspace.fingerprint) {
     return invalid(`the entry was written under fingerprint ${entry.fingerprint}, not ${keyspace.fingerprint}`)
   }
   if (CacheEntry.status(entry, now) !== "fresh" || entry.isFailure) return Miss
   return decodeBody(keyspace, entry.body)
 }
+
+/**
+ * `classify` for what a store read returned: on a two-layer store, an envelope from the shared tier
+ * that decodes to a fresh value is handed back to memory, unless something happened since `mark`.
+ */
+const classifyRead = <K, A, Id>(
+  local: CacheStore.Local | undefined,
+  keyspace: Definition<K, A, Id>,
+  key: string,
+  stored: CacheEntry.Stored,
+  now: number,
+  mark: number
+): A | Outcome => {
+  if (local === undefined || CacheStore.isLive(stored)) return classify(keyspace, stored, now)
+  const entry = CacheEntry.decode(stored)
+  if (entry === undefined) return notAnEnvelope
+  const found = classifyEntry(keyspace, entry, now)
+  if (!(found instanceof Outcome)) local.remember(key, CacheEntry.liveOf(entry, found), mark)
+  return found
+}
+
+/**
+ * A two-layer store whose shared tier failed: the copy memory holds, if it is still fresh (counted as
+ * an error and logged at a bounded rate, as `getOrSet` does with any store failure); else the failure.
+ */
+const fallback = <K, A, Id>(
+  engine: Engine,
+  local: CacheStore.Local,
+  keyspace: Definition<K, A, Id>,
+  key: string,
+  error: StoreError
+): Effect.Effect<A, StoreError> =>
+  Effect.clockWith((clock) => {
+    const now = clock.unsafeCurrentTimeMillis()
+    const copy = local.fallback(key, now)
+    const found = copy === undefined ? Miss : classify(keyspace, copy, now)
+    if (found instanceof Outcome) return Effect.fail(error)
+    engine.bindingOf(keyspace).counters.errors()
+    return Effect.as(
+      engine.report.warn(
+        `${keyspace.name}\u0000${error._tag}\u0000${error.reason}\u0000fallback`,
+        { keyspace: keyspace.name, operation: error.operation },
+        () => `${engine.report.error(error).message}; serving the copy held in memory`
+      ),
+      found
+    )
+  })
 
 /** Drops an entry that cannot be decoded; the read becomes a miss. */
 export const heal = <K, A, Id>(
@@ -112,20 +164,28 @@ const settle = <K, A, Id>(
   }
 }
 
-/** Reads and classifies one entry from the store (for stores without a synchronous read). */
+/**
+ * Reads and classifies one entry from the store (for stores without a synchronous read, and for what
+ * a two-layer store's memory could not answer).
+ */
 const readStored = <K, A, Id>(
   engine: Engine,
   operation: Operation,
   keyspace: Definition<K, A, Id>,
   key: string
-): Effect.Effect<A | Outcome, StoreError> =>
-  Effect.flatMap(engine.bound(operation, key, engine.store.get(key)), (stored) =>
-    Option.isNone(stored)
-      ? Effect.succeed(Miss)
-      : Effect.clockWith((clock) => {
-        const found = classify(keyspace, stored.value, clock.unsafeCurrentTimeMillis())
-        return found instanceof Outcome ? settle(engine, operation, keyspace, key, found) : Effect.succeed(found)
-      }))
+): Effect.Effect<A | Outcome, StoreError> => {
+  const local = engine.store.local
+  const read = (mark: number) =>
+    Effect.flatMap(engine.bound(operation, key, engine.store.get(key)), (stored) =>
+      Option.isNone(stored)
+        ? Effect.succeed(Miss)
+        : Effect.clockWith((clock) => {
+          const found = classifyRead(local, keyspace, key, stored.value, clock.unsafeCurrentTimeMillis(), mark)
+          return found instanceof Outcome ? settle(engine, operation, keyspace, key, found) : Effect.succeed(found)
+        }))
+  if (local === undefined) return read(0)
+  return Effect.suspend(() => Effect.catchAll(read(local.mark()), (error) => fallback(engine, local, keyspace, key, error)))
+}
 
 /** What a caller does with a read: a hit, a miss, or a store failure. */
 export interface Continuation<A, X, E, R> {
@@ -152,6 +212,8 @@ export const lookup = <K, A, Id, X, E, R>(
       const now = clock.unsafeCurrentTimeMillis()
       const stored = getNow(key, now)
       if (stored === undefined) {
+        // A two-layer store's memory had nothing it may serve unchecked: read the shared tier.
+        if (engine.store.local !== undefined) return lookupShared(engine, operation, keyspace, key, counters, k)
         counters.misses()
         return k.onMiss()
       }
@@ -170,8 +232,19 @@ export const lookup = <K, A, Id, X, E, R>(
       })
     })
   }
-  // Readers of one key under one schema share one request.
-  return Effect.matchEffect(engine.reads.share(`${key}\u0000${keyspace.fingerprint}`, readStored(engine, operation, keyspace, key)), {
+  return lookupShared(engine, operation, keyspace, key, counters, k)
+}
+
+/** The read of a store that does I/O: readers of one key under one schema share one request. */
+const lookupShared = <K, A, Id, X, E, R>(
+  engine: Engine,
+  operation: Operation,
+  keyspace: Definition<K, A, Id>,
+  key: string,
+  counters: Counters,
+  k: Continuation<A, X, E, R>
+): Effect.Effect<X, E, R> =>
+  Effect.matchEffect(engine.reads.share(`${key}\u0000${keyspace.fingerprint}`, readStored(engine, operation, keyspace, key)), {
     onFailure: k.onFailure,
     onSuccess: (found) => {
       if (found instanceof Outcome) {
@@ -182,7 +255,6 @@ export const lookup = <K, A, Id, X, E, R>(
       return k.onHit(found)
     }
   })
-}
 
 /**
  * Reads `key` without counting or sharing: `getOrSet`'s second look under its guard or lock, where a
@@ -198,7 +270,9 @@ export const reread = <K, A, Id>(
   return Effect.clockWith((clock) => {
     const now = clock.unsafeCurrentTimeMillis()
     const stored = getNow(key, now)
-    if (stored === undefined) return Effect.succeed(Miss)
+    if (stored === undefined) {
+      return engine.store.local === undefined ? Effect.succeed(Miss) : readStored(engine, "getOrSet", keyspace, key)
+    }
     const found = classify(keyspace, stored, now)
     return found instanceof Outcome ? settle(engine, "getOrSet", keyspace, key, found) : Effect.succeed(found)
   })
@@ -212,6 +286,24 @@ export const lookupMany = <K, A, Id>(
   engine: Engine,
   keyspace: Definition<K, A, Id>,
   keys: ReadonlyArray<string>
+): Effect.Effect<Array<Option.Option<A>>, StoreError> => {
+  const local = engine.store.local
+  if (local === undefined) return readMany(engine, keyspace, keys, undefined, 0)
+  // A two-layer store whose shared tier failed: each key from memory where it holds a fresh copy.
+  return Effect.suspend(() =>
+    Effect.catchAll(readMany(engine, keyspace, keys, local, local.mark()), (error) =>
+      Effect.forEach(keys, (key) => Effect.option(fallback(engine, local, keyspace, key, error))).pipe(
+        Effect.flatMap((found) => found.every(Option.isNone) ? Effect.fail(error) : Effect.succeed(found))
+      ))
+  )
+}
+
+const readMany = <K, A, Id>(
+  engine: Engine,
+  keyspace: Definition<K, A, Id>,
+  keys: ReadonlyArray<string>,
+  local: CacheStore.Local | undefined,
+  mark: number
 ): Effect.Effect<Array<Option.Option<A>>, StoreError> =>
   Effect.flatMap(engine.bound("getMany", undefined, engine.store.getMany(keys)), (stored) =>
     Effect.clockWith((clock) => {
@@ -222,7 +314,7 @@ export const lookupMany = <K, A, Id>(
       const later: Array<readonly [number, Outcome]> = []
       for (let i = 0; i < stored.length; i++) {
         const entry = stored[i]!
-        const found = Option.isNone(entry) ? Miss : classify(keyspace, entry.value, now)
+        const found = Option.isNone(entry) ? Miss : classifyRead(local, keyspace, keys[i]!, entry.value, now, mark)
         if (!(found instanceof Outcome)) {
           c.hits()
           out[i] = Option.some(found)

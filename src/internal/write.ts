@@ -47,10 +47,13 @@ export const encode = <K, A, Id>(
         const now = clock.unsafeCurrentTimeMillis()
         const ttl = ttlOf(engine, keyspace, value, options?.ttl)
         const freshUntil = ttl === undefined ? Infinity : now + Duration.toMillis(ttl)
-        const { assignsVersions, liveValues } = engine.store.capabilities
+        const { assignsVersions, liveValues, tiered } = engine.store.capabilities
         const version = assignsVersions ? 0 : engine.nextVersion(now)
         const header = { fingerprint: keyspace.fingerprint, version, freshUntil, staleUntil: freshUntil, tags: [], isFailure: false }
-        const stored: CacheEntry.Stored = liveValues
+        // A two-layer store keeps the live value in memory and sends the envelope to the shared tier.
+        const stored: CacheEntry.Stored = tiered
+          ? CacheEntry.withEnvelope(CacheEntry.Live.make(value, { ...header, size: body.length }), CacheEntry.encode(header, body))
+          : liveValues
           ? CacheEntry.Live.make(value, { ...header, size: body.length })
           : CacheEntry.encode(header, body)
         return Effect.succeed({ value: stored, ttl })
@@ -70,3 +73,18 @@ export const write = <K, A, Id>(
     encode(engine, operation, keyspace, key, value, options),
     (entry) => engine.bound(operation, key, engine.store.set(key, entry.value, entry.ttl, engine.timeout))
   )
+
+/**
+ * After the lock stored a value through its own script, a two-layer store keeps the live entry in
+ * memory with the version the write got (read back from its envelope; 0: it was not written), unless
+ * something happened since `mark`.
+ */
+export const remember = (engine: Engine, key: string, stored: CacheEntry.Stored, mark: number): void => {
+  const local = engine.store.local
+  if (local === undefined || !(stored instanceof CacheEntry.Live)) return
+  const envelope = CacheEntry.envelopeOf(stored)
+  const version = envelope === undefined ? 0 : CacheEntry.versionOf(envelope)
+  if (version <= 0) return
+  stored.version = version
+  local.remember(key, stored, mark)
+}

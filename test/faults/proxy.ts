@@ -30,6 +30,11 @@ export interface Proxy {
    * forwarded, so the action can decide the fate of that command's reply).
    */
   readonly when: (pattern: string, action: () => void) => void
+  /**
+   * Blackholes, in both directions and for good, every open connection whose client has sent bytes
+   * containing `pattern` (e.g. `"subscribe"`: the pub/sub connections), leaving the others alone.
+   */
+  readonly blackholeWhere: (pattern: string) => void
   /** Bytes that went from the client to the server so far. */
   readonly bytesUp: () => number
   readonly close: () => Promise<void>
@@ -38,24 +43,32 @@ export interface Proxy {
 /** Starts a proxy on a free loopback port in front of `127.0.0.1:targetPort`. */
 export const start = (targetPort: number): Promise<Proxy> => {
   const modes: Record<Direction, Mode> = { up: pass, down: pass }
-  const open = new Set<{ client: Socket; server: Socket }>()
+  interface Pair {
+    readonly client: Socket
+    readonly server: Socket
+    /** Everything the client sent (latin1), for `blackholeWhere`. */
+    sent: string
+    swallowed: boolean
+  }
+  const open = new Set<Pair>()
   let refusing = false
   let up = 0
   const triggers: Array<{ pattern: string; action: () => void }> = []
 
-  const forward = (from: Socket, to: Socket, direction: Direction) => {
+  const forward = (from: Socket, to: Socket, direction: Direction, pair: Pair) => {
     // Delayed chunks leave in the order they came, each no sooner than its own delay.
     let lastRelease = 0
     from.on("data", (chunk: Buffer) => {
-      if (direction === "up" && triggers.length > 0) {
+      if (direction === "up") {
         const text = chunk.toString("latin1")
+        if (pair.sent.length < 65_536) pair.sent += text
         for (const trigger of triggers.splice(0)) {
           if (text.includes(trigger.pattern)) trigger.action()
           else triggers.push(trigger)
         }
       }
       const mode = modes[direction]
-      if (mode._tag === "Blackhole") return
+      if (mode._tag === "Blackhole" || pair.swallowed) return
       if (direction === "up") up += chunk.length
       if (mode._tag === "Pass" && lastRelease <= Date.now()) {
         to.write(chunk)
@@ -76,7 +89,7 @@ export const start = (targetPort: number): Promise<Proxy> => {
       return
     }
     const upstream = new Socket()
-    const pair = { client, server: upstream }
+    const pair: Pair = { client, server: upstream, sent: "", swallowed: false }
     open.add(pair)
     const end = () => {
       open.delete(pair)
@@ -87,8 +100,8 @@ export const start = (targetPort: number): Promise<Proxy> => {
     upstream.on("error", end)
     client.on("close", end)
     upstream.on("close", end)
-    forward(client, upstream, "up")
-    forward(upstream, client, "down")
+    forward(client, upstream, "up", pair)
+    forward(upstream, client, "down", pair)
     upstream.connect(targetPort, "127.0.0.1")
   })
 
@@ -114,6 +127,11 @@ export const start = (targetPort: number): Promise<Proxy> => {
           refusing = value
         },
         when: (pattern, action) => void triggers.push({ pattern, action }),
+        blackholeWhere: (pattern) => {
+          for (const pair of open) {
+            if (pair.sent.includes(pattern)) pair.swallowed = true
+          }
+        },
         bytesUp: () => up,
         close: () =>
           new Promise<void>((done) => {

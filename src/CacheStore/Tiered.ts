@@ -1,0 +1,359 @@
+/**
+ * The two-layer store: a bounded memory tier (L1: live values, no deserialization on a hit) in front
+ * of a shared store (L2: Redis), kept coherent across instances by a {@link CacheBus.CacheBus}.
+ *
+ * - Reads: memory, when it may be served unchecked; otherwise the shared tier, and what the cache
+ *   decodes from it is kept in memory with the shared entry's header (version, expiry: never longer
+ *   than the shared entry's).
+ * - Writes, deletes and clears go to the shared tier first (whose scripts publish them on the bus),
+ *   then to memory with the version the shared tier gave them.
+ * - Every other instance's write, delete or clear heard on the bus drops the older copies from memory,
+ *   and a short record of its version keeps a read that was under way from bringing an older copy back.
+ * - **When the bus may be missing messages** (its connection dropped, or its heartbeat went
+ *   unanswered), memory is not served unchecked: each copy is checked against the shared tier (one
+ *   `GET`, compared by version, no decoding when it matches) until the subscription is back; then every
+ *   copy held from before is checked once more on its next read. So no instance serves a value another
+ *   instance replaced more than one heartbeat after the bus went silent (messages themselves arrive in
+ *   a few milliseconds).
+ * - When the shared tier fails, memory keeps serving its fresh copies (the cache counts and logs it);
+ *   a write still goes to memory, is counted in `effect_cachekit_unshared_writes_total`, and fails with
+ *   the shared tier's error, so the caller knows other instances do not see it.
+ *
+ * `Cache.layerTiered` builds it over Redis, with the Redis bus and lock.
+ *
+ * @since 0.3.0
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as MetricLabel from "effect/MetricLabel"
+import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
+import { LRUCache } from "lru-cache"
+import * as CacheBus from "../CacheBus.js"
+import * as CacheEntry from "../CacheEntry.js"
+import { StoreError } from "../CacheError.js"
+import * as CacheStore from "../CacheStore.js"
+import * as Metrics from "../internal/metrics.js"
+
+/**
+ * Options of the two-layer store's memory tier.
+ *
+ * @example
+ * ```ts
+ * import { TieredStore } from "effect-cachekit"
+ *
+ * const options: TieredStore.Options = { namespace: "app", capacity: 5_000, maxBytes: 32 * 1024 * 1024 }
+ * ```
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface Options {
+  /** The namespace whose bus channel the store listens to: the cache's. Default `"cache"`. */
+  readonly namespace?: string | undefined
+  /** The most entries kept in memory; the least recently used are dropped past it. Default 1,000. */
+  readonly capacity?: number | undefined
+  /** A budget for the sum of entry sizes in memory (key length plus serialized length). Unbounded by default. */
+  readonly maxBytes?: number | undefined
+}
+
+/** How long a write or delete heard on the bus is remembered, to refuse an older copy read before it. */
+const heardMillis = 30_000
+
+/**
+ * Builds a two-layer store over a shared store and a bus; it listens to the bus for the life of the
+ * scope.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { CacheBus, CacheStore, TieredStore } from "effect-cachekit"
+ *
+ * const store = Effect.gen(function* () {
+ *   const shared = yield* CacheStore.CacheStore
+ *   const bus = yield* CacheBus.CacheBus
+ *   return yield* TieredStore.make(shared, bus, { namespace: "app", capacity: 1_000 })
+ * })
+ * ```
+ *
+ * @since 0.3.0
+ * @category constructors
+ */
+export const make = (
+  shared: CacheStore.CacheStore,
+  bus: CacheBus.CacheBus,
+  options: Options = {}
+): Effect.Effect<CacheStore.CacheStore, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const namespace = options.namespace ?? "cache"
+    const capacity = options.capacity ?? 1_000
+    if (!Number.isSafeInteger(capacity) || capacity < 1) {
+      throw new RangeError(`TieredStore capacity must be a positive integer, got ${capacity}`)
+    }
+    const sized = options.maxBytes !== undefined
+    const memory = new LRUCache<string, CacheEntry.Live>({ max: capacity, ...(sized ? { maxSize: options.maxBytes! } : {}) })
+    /** Writes and deletes heard of (key → newest version, until when it is kept), oldest first. */
+    const heard = new Map<string, { version: number; until: number }>()
+    const maxHeard = Math.max(capacity, 10_000)
+    /** Bumped by every gap, resumption and clear: a read under way across one is not kept. */
+    let epoch = 0
+    /** Subscribed and not in a gap. */
+    let listening = false
+    /** Copies held from before the last resumption: each is checked on its next read. */
+    let suspects: Set<string> | undefined
+    const unsharedLabels = [MetricLabel.make("cache", namespace), MetricLabel.make("store", "tiered")]
+    const unshared = () => Metrics.unsharedWrites.unsafeUpdate(1, unsharedLabels)
+
+    const trusted = () => listening && bus.trusted()
+
+    /** The copy under `key` while physically alive at `now`. */
+    const alive = (key: string, now: number): CacheEntry.Live | undefined => {
+      const entry = memory.get(key)
+      if (entry === undefined) return undefined
+      if (entry.staleUntil <= now) {
+        memory.delete(key)
+        return undefined
+      }
+      return entry
+    }
+
+    const drop = (key: string) => {
+      memory.delete(key)
+      suspects?.delete(key)
+    }
+
+    /** Remembers that `key` reached `version` elsewhere, and drops any older copy. */
+    const hear = (key: string, version: number) => {
+      const known = heard.get(key)
+      if (known === undefined || known.version < version) {
+        heard.delete(key)
+        heard.set(key, { version, until: performance.now() + heardMillis })
+        if (heard.size > maxHeard) heard.delete(heard.keys().next().value!)
+      }
+      const entry = memory.peek(key)
+      if (entry !== undefined && entry.version < version) drop(key)
+    }
+
+    /** Keeps `entry` unless the epoch moved since `mark`, or a newer version is known or held. */
+    const keep = (key: string, entry: CacheEntry.Live, mark: number) => {
+      if (mark !== epoch || entry.version <= 0) return drop(key)
+      const known = heard.get(key)
+      if (known !== undefined) {
+        if (known.until <= performance.now()) heard.delete(key)
+        else if (known.version > entry.version) return
+      }
+      const held = memory.peek(key)
+      if (held !== undefined && held.version > entry.version) return
+      put(key, entry)
+      suspects?.delete(key)
+    }
+
+    const put = (key: string, entry: CacheEntry.Live) => {
+      const size = Math.max(1, key.length + entry.size)
+      if (!sized) memory.set(key, entry)
+      else if (size > options.maxBytes!) drop(key)
+      else memory.set(key, entry, { size })
+    }
+
+    const clearMemory = (prefix: string) => {
+      epoch++
+      for (const key of Array.from(memory.keys())) {
+        if (key.startsWith(prefix)) drop(key)
+      }
+    }
+
+    yield* bus.subscribe(namespace, {
+      onMessage: (message) => {
+        if (message._tag === "Clear") return clearMemory(message.prefix)
+        for (const [key, version] of message.entries) hear(key, version)
+      },
+      onGap: () => {
+        listening = false
+        epoch++
+      },
+      onResume: () => {
+        epoch++
+        suspects = memory.size === 0 ? undefined : new Set(memory.keys())
+        listening = true
+      }
+    })
+
+    const withNow = <A, E>(f: (now: number) => Effect.Effect<A, E>): Effect.Effect<A, E> =>
+      Effect.clockWith((clock) => f(clock.unsafeCurrentTimeMillis()))
+
+    /** What memory may serve without asking the shared tier. */
+    const getNow = (key: string, now: number): CacheEntry.Live | undefined => {
+      if (!trusted() || (suspects !== undefined && suspects.has(key))) return undefined
+      return alive(key, now)
+    }
+
+    /** A shared read checked against memory: the copy when its version matches (no decoding), else what the shared tier holds. */
+    const reconcile = (key: string, found: Option.Option<CacheEntry.Stored>, now: number): Option.Option<CacheEntry.Stored> => {
+      const copy = memory.peek(key)
+      if (copy === undefined) return found
+      if (Option.isSome(found) && !CacheStore.isLive(found.value) && CacheEntry.versionOf(found.value) === copy.version) {
+        suspects?.delete(key)
+        return copy.staleUntil > now ? Option.some(copy) : Option.none()
+      }
+      drop(key)
+      return found
+    }
+
+    const envelope = (operation: StoreError["operation"], key: string, stored: CacheEntry.Stored): Uint8Array | StoreError => {
+      if (!CacheStore.isLive(stored)) return stored
+      return CacheEntry.envelopeOf(stored) ??
+        new StoreError({ reason: "Backend", operation, key, store: "tiered", cause: "a live entry without its envelope cannot be shared" })
+    }
+
+    /**
+     * After a shared write: memory keeps the live entry with the version it got; it drops its copy
+     * when bytes were written, or the write was a removal or was skipped (a newer write or delete).
+     */
+    const afterWrite = (key: string, stored: CacheEntry.Stored, bytes: Uint8Array, mark: number) => {
+      const version = CacheEntry.versionOf(bytes)
+      if (!CacheStore.isLive(stored) || version <= 0) return drop(key)
+      stored.version = version
+      keep(key, stored, mark)
+    }
+
+    /** The shared tier refused or missed a write: memory keeps it anyway (counted), the caller hears the error. */
+    const unsharedWrite = (key: string, stored: CacheEntry.Stored, error: StoreError, now: number) => {
+      if (error.reason === "TooLarge" || !CacheStore.isLive(stored) || stored.staleUntil <= now) {
+        drop(key)
+        return Effect.fail(error)
+      }
+      unshared()
+      stored.version = Math.max(Math.floor(now * 1000), (memory.peek(key)?.version ?? 0) + 1)
+      put(key, stored)
+      return Effect.fail(error)
+    }
+
+    /** After a delete (done or not): memory drops its copies, and a read under way cannot bring them back. */
+    const forget = (keys: ReadonlyArray<string>) =>
+      Effect.map(shared.currentVersion ?? Effect.succeed(undefined), (version) => {
+        for (const key of keys) {
+          if (version !== undefined) hear(key, version)
+          drop(key)
+        }
+      })
+
+    const set: CacheStore.CacheStore["set"] = (key, stored, ttl, wait, since) =>
+      withNow((now) => {
+        const bytes = envelope("set", key, stored)
+        if (bytes instanceof StoreError) return Effect.fail(bytes)
+        const mark = epoch
+        return shared.set(key, bytes, ttl, wait, since).pipe(
+          Effect.matchEffect({
+            onFailure: (error) => unsharedWrite(key, stored, error, now),
+            onSuccess: () => Effect.sync(() => afterWrite(key, stored, bytes, mark))
+          })
+        )
+      })
+
+    return CacheStore.make({
+      name: "tiered",
+      capabilities: {
+        inProcess: false,
+        liveValues: false,
+        atomicAdd: shared.capabilities.atomicAdd,
+        nativeTtl: shared.capabilities.nativeTtl,
+        assignsVersions: shared.capabilities.assignsVersions,
+        operationBound: shared.capabilities.operationBound
+      },
+      get: (key) =>
+        withNow((now) => {
+          const copy = getNow(key, now)
+          if (copy !== undefined) return Effect.succeed(Option.some<CacheEntry.Stored>(copy))
+          return Effect.map(shared.get(key), (found) => reconcile(key, found, now))
+        }),
+      getNow,
+      getMany: (keys) =>
+        withNow((now) => {
+          const out = new Array<Option.Option<CacheEntry.Stored>>(keys.length)
+          const rest: Array<number> = []
+          for (let i = 0; i < keys.length; i++) {
+            const copy = getNow(keys[i]!, now)
+            if (copy === undefined) rest.push(i)
+            else out[i] = Option.some(copy)
+          }
+          if (rest.length === 0) return Effect.succeed(out)
+          return Effect.map(shared.getMany(rest.map((i) => keys[i]!)), (found) => {
+            rest.forEach((index, j) => out[index] = reconcile(keys[index]!, found[j]!, now))
+            return out
+          })
+        }),
+      set,
+      setMany: (entries, wait) =>
+        withNow((now) => {
+          const sent: Array<CacheStore.Entry> = []
+          for (const entry of entries) {
+            const bytes = envelope("setMany", entry.key, entry.value)
+            if (bytes instanceof StoreError) return Effect.fail(bytes)
+            sent.push({ key: entry.key, value: bytes, ttl: entry.ttl })
+          }
+          const mark = epoch
+          return shared.setMany(sent, wait).pipe(
+            Effect.matchEffect({
+              onFailure: (error) =>
+                Effect.forEach(entries, (entry) => Effect.ignore(unsharedWrite(entry.key, entry.value, error, now)), { discard: true }).pipe(
+                  Effect.zipRight(Effect.fail(error))
+                ),
+              onSuccess: () =>
+                Effect.sync(() => entries.forEach((entry, i) => afterWrite(entry.key, entry.value, sent[i]!.value as Uint8Array, mark)))
+            })
+          )
+        }),
+      add: (key, stored, ttl, wait) =>
+        Effect.suspend(() => {
+          const bytes = envelope("add", key, stored)
+          if (bytes instanceof StoreError) return Effect.fail(bytes)
+          const mark = epoch
+          return Effect.tap(shared.add(key, bytes, ttl, wait), (added) => added ? afterWrite(key, stored, bytes, mark) : undefined)
+        }),
+      delete: (key) => Effect.ensuring(shared.delete(key), forget([key])),
+      deleteMany: (keys) => Effect.ensuring(shared.deleteMany(keys), forget(keys)),
+      has: (key) =>
+        withNow((now) => getNow(key, now) !== undefined ? Effect.succeed(true) : shared.has(key)),
+      clear: (prefix) => Effect.ensuring(shared.clear(prefix), Effect.sync(() => clearMemory(prefix))),
+      ...(shared.currentVersion === undefined ? {} : { currentVersion: shared.currentVersion }),
+      local: {
+        mark: () => epoch,
+        remember: keep,
+        fallback: alive
+      }
+    })
+  })
+
+/**
+ * The two-layer store as a layer: over the shared store and the bus in context, it provides the
+ * {@link CacheStore.CacheStore} the cache uses.
+ *
+ * @example
+ * ```ts
+ * import { Layer } from "effect"
+ * import { Cache, Redis, RedisBus, RedisStore, TieredStore } from "effect-cachekit"
+ *
+ * // Cache.layerTiered builds this, plus the Redis lock.
+ * const CacheLive = Cache.layer({ namespace: "app" }).pipe(
+ *   Layer.provide(TieredStore.layer({ namespace: "app", capacity: 1_000 })),
+ *   // The bus in the shared store's context: its write scripts publish on it.
+ *   Layer.provide(RedisStore.layer().pipe(Layer.provideMerge(RedisBus.layer()))),
+ *   Layer.provide(Redis.layer({ url: "redis://127.0.0.1:6379" }))
+ * )
+ * ```
+ *
+ * @since 0.3.0
+ * @category layers
+ */
+export const layer = (options: Options = {}): Layer.Layer<CacheStore.CacheStore, never, CacheStore.CacheStore | CacheBus.CacheBus> =>
+  Layer.scoped(
+    CacheStore.CacheStore,
+    Effect.flatMap(Effect.zip(CacheStore.CacheStore, CacheBus.CacheBus), ([shared, bus]) => make(shared, bus, options))
+  )
+
+/**
+ * @internal
+ * How long a write or delete heard on the bus is remembered.
+ */
+export const heardFor: Duration.Duration = Duration.millis(heardMillis)

@@ -13,6 +13,8 @@ export interface WorkerOptions {
   readonly callers: number
   readonly producerMillis: number
   readonly leaseMillis: number
+  /** `"tiered"`: the workers use `Cache.layerTiered`. Default `"redis"`. */
+  readonly tier?: "redis" | "tiered" | undefined
 }
 
 export interface WorkerOutput {
@@ -24,6 +26,8 @@ export interface WorkerOutput {
     readonly value: { readonly by: number; readonly finishedAt: number }
     readonly returnedAt: number
   }>
+  /** Whether the value ended in the worker's memory tier (a two-layer cache; `false` otherwise). */
+  readonly inMemory?: boolean | undefined
 }
 
 export interface Worker {
@@ -47,7 +51,8 @@ export const spawnWorker = (options: WorkerOptions): Worker =>
     options.key,
     String(options.callers),
     String(options.producerMillis),
-    String(options.leaseMillis)
+    String(options.leaseMillis),
+    options.tier ?? "redis"
   ])
 
 /**

@@ -220,7 +220,12 @@ export class Cache extends Context.Tag("effect-cachekit/Cache")<Cache, Service>(
  * @since 0.1.0
  * @category metrics
  */
-export const metrics = { ...Metrics.counters, unsharedWrites: Metrics.unsharedWrites, circuitOpen: Metrics.circuit } as const
+export const metrics = {
+  ...Metrics.counters,
+  unsharedWrites: Metrics.unsharedWrites,
+  refreshFailures: Metrics.refreshFailures,
+  circuitOpen: Metrics.circuit
+} as const
 
 /**
  * Builds a cache over the store in context (and the lock, when one is in context). Producers started
@@ -822,8 +827,10 @@ export const memoize: {
 } = dual(
   (args) => Effect.isEffect(args[0]),
   <A, E, R, I, Id>(self: Effect.Effect<A, E, R>, options: MemoizeOptions<A, I, Id>): Effect.Effect<A, E, R | Id> => {
+    // The call's own onProduced runs through getOrSet's options; the entry has none of its own.
+    const { onProduced: _, ...policy } = options
     const single = Compile.make(
-      { ...options, name: options.key, key: CacheKey.string },
+      { ...policy, name: options.key, key: CacheKey.string },
       Cache as unknown as Context.Tag<Id, Service>,
       "single"
     )

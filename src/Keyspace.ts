@@ -82,6 +82,22 @@ export interface Keyspace<K, A, Id = Cache.Cache> extends Definition<K, A, Id>, 
   readonly getOrSet: Model.GetOrSet<K, A, Id>
   /** An effectful function whose results are cached by argument, with `getOrSet`'s guarantees. */
   readonly memoize: Model.Memoize<K, A, Id>
+  /**
+   * A layer that fills the cache on start with `produce` for each key (through `getOrSet`: cached
+   * keys are left alone, one producer per key runs across the fleet). With `timeout`, the program
+   * starts after it at the latest (on the Clock) and the rest completes in the background, logged;
+   * failures are logged with their count.
+   */
+  readonly warmUp: Model.WarmUp<K, A, Id>
+  /**
+   * A layer that refreshes `key` every `every`, for as long as its scope lives: periods are aligned
+   * on the Clock, the first instance to claim a period (an atomic insert in the store) runs the
+   * producer, the others skip it, so across a fleet sharing a store the producer runs once per
+   * period. On start the entry is filled if it is missing. A failed refresh keeps the old value and
+   * is logged and counted (`Cache.metrics.refreshFailures`). Keep the keyspace's ttl above `every`,
+   * or the entry expires between refreshes.
+   */
+  readonly refreshEvery: Model.RefreshEvery<K, A, Id>
 }
 
 /**

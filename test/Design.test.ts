@@ -97,6 +97,7 @@ describe("DESIGN.md's example, the parts built so far", () => {
           fetched.push(id)
           return new User({ id, org: "acme", name: id === 2 ? "Bob" : `user ${id}` })
         })
+      const fetchRate = (_currency: string): Effect.Effect<number> => Effect.succeed(1.08)
       let configLoads = 0
       const loadConfig: Effect.Effect<typeof AppConfig.Type> = Effect.sync(() => {
         configLoads++
@@ -126,10 +127,16 @@ describe("DESIGN.md's example, the parts built so far", () => {
       const layers = [
         Cache.layerMemory({ capacity: 10_000 }),
         Cache.layerRedis({ url: "redis://127.0.0.1:6379" }),
+        Cache.layerTiered({ l1: { capacity: 1_000 }, redis: { url: "redis://127.0.0.1:6379" } }), // L1 + L2 + bus
         Cache.layerConfig({ namespace: Config.string("APP_CACHE_NAMESPACE"), redis: { url: Config.redacted("APP_REDIS_URL") } }),
                                                                 // Effect's convention: Config.Wrap<Options>
-        Cache.layerFromEnv                                      // CACHE_ENABLED, CACHE_REDIS_URL, ...
+        Cache.layerFromEnv                                      // CACHE_ENABLED, CACHE_REDIS_URL, CACHE_TIER, ...
       ] as const
+
+      // Background work is a layer too: it lives and stops with the program's scope.
+      const Warm = Users.warmUp([1, 2, 3], fetchUser, { timeout: "10 seconds" })   // Layer, bounded start
+      const Rates = Keyspace.make({ name: "rates", key: CacheKey.string, value: Schema.Number, ttl: "10 minutes" })
+      const RatesRefresh = Rates.refreshEvery("EUR", fetchRate("EUR"), "5 minutes")  // once per fleet per period
       // ---- end of the example ----
 
       const [ada, bob] = yield* program.pipe(Effect.provide(layers[0]))
@@ -139,13 +146,34 @@ describe("DESIGN.md's example, the parts built so far", () => {
       // layerConfig, with both settings read through the ConfigProvider: the Redis URL is a secret.
       const url = `${inject("redisUrl")}/21`
       const [onRedis] = yield* program.pipe(
-        Effect.provide(layers[2]),
+        Effect.provide(layers[3]),
         withConfig({ APP_CACHE_NAMESPACE: "design-config", APP_REDIS_URL: url })
       )
       assertSame(onRedis, Option.some(new User({ id: 1, org: "acme", name: "Ada" })))
-      const missing = yield* Effect.exit(program.pipe(Effect.provide(layers[2]), withConfig({})))
+      const missing = yield* Effect.exit(program.pipe(Effect.provide(layers[3]), withConfig({})))
       assert.isTrue(missing._tag === "Failure", "a missing setting fails the layer, it does not fall back")
-      void layers[1] // typechecked; running it needs a Redis on the default port
+      void layers[1] // typechecked; running it (and layers[2]) needs a Redis on the default port
+
+      // The two-layer cache, as written but on the test server, and from the environment (CACHE_TIER).
+      const tieredUrl = `${inject("redisUrl")}/23`
+      const [tieredAda, tieredBob] = yield* program.pipe(
+        Effect.provide(Cache.layerTiered({ namespace: "design-tiered", l1: { capacity: 1_000 }, redis: { url: tieredUrl } }))
+      )
+      assertSame(tieredAda, Option.some(new User({ id: 1, org: "acme", name: "Ada" })))
+      assert.strictEqual(tieredBob.name, "Bob")
+      const storeName = yield* Effect.map(Cache.Cache, (cache) => cache.store.name).pipe(
+        Effect.provide(layers[4]),
+        withConfig({ CACHE_NAMESPACE: "design-env", CACHE_REDIS_URL: tieredUrl, CACHE_TIER: "tiered" })
+      )
+      assert.strictEqual(storeName, "tiered")
+
+      // Warm-up and refresh, on a cache of their own.
+      yield* Effect.gen(function*() {
+        const before = fetched.length
+        assert.strictEqual((yield* Users.getOrSet(2, fetchUser(2))).name, "Bob", "warmed up: no fetch")
+        assert.deepStrictEqual(fetched.slice(before), [])
+        assertSame(yield* Rates.get("EUR"), Option.some(1.08))
+      }).pipe(Effect.provide(Layer.mergeAll(Warm, RatesRefresh).pipe(Layer.provideMerge(Cache.layerMemory()))))
 
       yield* Effect.gen(function*() {
         const before = fetched.length
@@ -161,6 +189,6 @@ describe("DESIGN.md's example, the parts built so far", () => {
         assert.strictEqual(yield* Configs.clear, 1)
         assert.deepStrictEqual(yield* config, { flags: ["x"] })
         assert.strictEqual(configLoads, 1, "clearing the keyspace left the memoized value alone")
-      }).pipe(Effect.provide(layers[3]), withConfig({ CACHE_NAMESPACE: "design-env" }))
+      }).pipe(Effect.provide(layers[4]), withConfig({ CACHE_NAMESPACE: "design-env" }))
     }))
 })

@@ -6,6 +6,7 @@ import { afterAll, beforeAll } from "vitest"
 import { Cache, CacheBus, CacheKey, CacheStore, Keyspace, Redis, RedisBus, RedisStore, TieredStore } from "../src/index.js"
 import { busSuite, storeSuite } from "../src/testing.js"
 import * as Proxy from "./faults/proxy.js"
+import { runFleet } from "../examples/fleet.js"
 import { commandDelta, commandStats, startRedis, stopRedis } from "./setup/servers.js"
 import { assertSame } from "./utils.js"
 
@@ -276,4 +277,22 @@ describe("Cache.layerTiered", () => {
       yield* on(a, Users.set(1, ada))
       yield* until(Effect.map(on(b, Users.get(1)), nameOf), (name) => name === "Ada")
     }))
+})
+
+describe("Cache.layerTiered across 4 real processes", () => {
+  it("4 processes × 250 callers on one cold key: one producer run, and every process ends with the value in memory", { timeout: 60_000 }, async () => {
+    const admin = new IORedis(urlOf(4))
+    await admin.flushdb()
+    const fleet = await runFleet(4, { url: urlOf(4), namespace: "tiered-fleet", key: "cold", callers: 250, producerMillis: 50, leaseMillis: 10_000, tier: "tiered" })
+    const runs = Number(await admin.get("runs:cold"))
+    admin.disconnect()
+    console.log(
+      `tiered stampede: producer runs ${runs}; ${fleet.callers} callers got ${fleet.distinctValues} value(s); last caller ` +
+        `${fleet.lastWaiterMillis} ms after the producer finished; in memory: ${fleet.outputs.map((o) => o.inMemory).join(", ")}`
+    )
+    assert.strictEqual(runs, 1)
+    assert.strictEqual(fleet.callers, 1_000)
+    assert.strictEqual(fleet.distinctValues, 1)
+    assert.isTrue(fleet.outputs.every((o) => o.inMemory === true), "every process has the value in its memory tier")
+  })
 })

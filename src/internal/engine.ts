@@ -18,7 +18,7 @@ import * as Coalesce from "./coalesce.js"
 import * as Breaker from "./breaker.js"
 import * as Metrics from "./metrics.js"
 import * as Report from "./report.js"
-import type { Definition } from "./model.js"
+import type { Definition, Service } from "./model.js"
 import { sleepReal, timeoutReal } from "./realTime.js"
 import type * as SingleFlight from "./singleFlight.js"
 
@@ -65,6 +65,8 @@ export interface Engine {
   readonly versionMark: Effect.Effect<number | undefined>
   /** Throttled, annotated warnings, and keys and errors as the cache shows them (redacted or not). */
   readonly report: Report.Reporter
+  /** The service over this engine, once made: what hooks (`onProduced`) get as their cache. */
+  readonly service: { current: Service | undefined }
 }
 
 /** A keyspace as one cache uses it. */
@@ -197,7 +199,8 @@ export const make = (
     lockNow,
     lockSleep,
     nextVersion,
-    versionMark
+    versionMark,
+    service: { current: undefined }
   }
 }
 

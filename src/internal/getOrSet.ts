@@ -14,10 +14,12 @@
  * 6. `release` (locked) or `writeUnlocked`: store it, once the callers have their value. Closing the
  *    cache gives both a moment (50 ms) to land, so a value produced just before a shutdown is stored
  *    and its lock freed, without waiting on a dead server.
+ * 7. `produced`: then the `onProduced` hooks (the keyspace's, the call's), failures logged.
  *
  * Store and lock failures never reach the caller: they are absorbed (logged, counted) and the
  * producer's value is returned; only `lockMode: "at-most-once"` turns a lock failure into a `LockError`.
  */
+import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
@@ -34,6 +36,8 @@ import { encode, remember } from "./write.js"
 interface Run<K, A, Id, E, R> {
   readonly engine: Engine
   readonly keyspace: Definition<K, A, Id>
+  /** The caller's key, for `onProduced`. */
+  readonly userKey: K
   /** The store key. */
   readonly key: string
   readonly produce: Effect.Effect<A, E, R>
@@ -65,6 +69,7 @@ export const getOrSet = <K, A, Id, E, R>(
   const run = (readFirst: boolean, storeFailed = false): Run<K, A, Id, E, R> => ({
     engine,
     keyspace,
+    userKey: key,
     key: full,
     produce,
     options,
@@ -115,7 +120,31 @@ const coordinate = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect<Pro
 
 /** Produces without a lock; the value is stored once the callers have it. */
 const produceUnlocked = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect<Produced<A>, E, R> =>
-  produceSince(run, (value, since) => Effect.succeed({ value, then: writeUnlocked(run, value, since) }))
+  produceSince(run, (value, since) => Effect.succeed({ value, then: Effect.zipRight(writeUnlocked(run, value, since), produced(run, value)) }))
+
+/**
+ * 7. After a producer ran and its value was stored: the keyspace's `onProduced`, then the call's,
+ * with the keyspace's cache in context; a failure or defect is logged, nothing else.
+ */
+const produced = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, value: A): Effect.Effect<void> => {
+  const { engine, keyspace, options } = run
+  const own = keyspace.onProduced
+  const call = options?.onProduced
+  if (own === undefined && call === undefined) return Effect.void
+  const service = engine.service.current
+  const hooks = Effect.suspend(() => {
+    const first = own === undefined || service === undefined
+      ? Effect.void
+      : Effect.provideService(own(run.userKey, value), keyspace.cache, service)
+    return call === undefined ? first : Effect.zipRight(first, call(value))
+  })
+  return Effect.catchAllCause(hooks, (cause) =>
+    engine.report.warn(
+      `${keyspace.name}\u0000onProduced`,
+      { keyspace: keyspace.name, operation: "getOrSet" },
+      () => `an onProduced hook failed (${Cause.pretty(cause).split("\n")[0]}); the value was stored all the same`
+    ))
+}
 
 /**
  * Runs the producer, noting first the store's version (where the store can make a write conditional
@@ -207,11 +236,11 @@ const holding = <K, A, Id, E, R>(
   run: Run<K, A, Id, E, R>,
   lock: CacheLock.CacheLock,
   lease: CacheLock.Lease
-): Effect.Effect<{ readonly value: A; readonly write: Option.Option<CacheLock.Write> }, E, R> =>
+): Effect.Effect<{ readonly ran: boolean; readonly value: A; readonly write: Option.Option<CacheLock.Write> }, E, R> =>
   Effect.flatMap(reread(run), (found) => {
-    if (Option.isSome(found)) return Effect.succeed({ value: found.value, write: Option.none() })
+    if (Option.isSome(found)) return Effect.succeed({ ran: false, value: found.value, write: Option.none() })
     return Effect.flatMap(Effect.fork(watchdog(run, lock, lease)), (fiber) =>
-      produceSince(run, (value, since) => Effect.map(planWrite(run, value, since), (write) => ({ value, write }))).pipe(
+      produceSince(run, (value, since) => Effect.map(planWrite(run, value, since), (write) => ({ ran: true, value, write }))).pipe(
         Effect.ensuring(Fiber.interrupt(fiber))
       ))
   })

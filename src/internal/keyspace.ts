@@ -28,6 +28,12 @@ export interface Options<K, A, I, Id> {
   readonly version?: string | undefined
   /** The cache to use when a program has more than one; defaults to `Cache.Cache`. */
   readonly cache?: Context.Tag<Id, Service> | undefined
+  /**
+   * Runs after a producer of this keyspace ran and its value was stored, once the callers have the
+   * value, with the keyspace's cache in context: for side effects such as warming a related key
+   * (vetoing a value is `skip`'s job). A failure is logged and changes nothing else.
+   */
+  readonly onProduced?: ((key: K, value: A) => Effect.Effect<void, unknown, Id>) | undefined
 }
 
 
@@ -101,6 +107,7 @@ export const make = <K, A, I, Id>(
       const fixed = Duration.decode(ttl)
       return () => fixed
     })(),
-    skip: options.skip
+    skip: options.skip,
+    onProduced: options.onProduced
   }
 }

@@ -24,6 +24,11 @@ export const unsharedWrites = Metric.counter("effect_cachekit_unshared_writes_to
   incremental: true
 })
 
+export const refreshFailures = Metric.counter("effect_cachekit_refresh_failures_total", {
+  description: "refreshEvery runs whose producer failed (the old value stayed)",
+  incremental: true
+})
+
 export const circuit = Metric.gauge("effect_cachekit_circuit_open", {
   description: "1 while the circuit breaker in front of a backend (label backend: store or lock) is open, 0 while it is closed"
 })

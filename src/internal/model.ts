@@ -7,6 +7,7 @@ import type * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import type * as Either from "effect/Either"
+import type * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
 import type { CodecError, InvalidKeyError, LockError, StoreError } from "../CacheError.js"
@@ -43,6 +44,8 @@ export interface Definition<K, A, Id> {
   readonly ttl: ((value: A) => Duration.DurationInput) | undefined
   /** Values for which this returns `true` are returned to the caller but not cached. */
   readonly skip: ((value: A) => boolean) | undefined
+  /** Runs after a producer of this keyspace ran (its value stored), with the cache in context. */
+  readonly onProduced: ((key: K, value: A) => Effect.Effect<void, unknown, Id>) | undefined
 }
 
 /** Per-write options. */
@@ -60,6 +63,12 @@ export interface GetOrSetOptions<A, M extends CacheLock.Mode = CacheLock.Mode> e
   /** Values for which this returns `true` are returned but not cached; overrides the keyspace's `skip`. */
   readonly skip?: ((value: A) => boolean) | undefined
   /**
+   * Runs after this call's producer ran and its value was stored (after the keyspace's own
+   * `onProduced`), once the callers have the value: for side effects such as warming a related key.
+   * A failure is logged and changes nothing else. Not run when the value came from the cache.
+   */
+  readonly onProduced?: ((value: A) => Effect.Effect<void, unknown>) | undefined
+  /**
    * What a caller does when another instance holds the key's lock past the wait limit:
    * `"at-least-once"` (default) runs the producer itself; `"at-most-once"` fails with a `LockError`.
    * Only matters when a `CacheLock` is in context.
@@ -68,6 +77,35 @@ export interface GetOrSetOptions<A, M extends CacheLock.Mode = CacheLock.Mode> e
   /** Overrides the cache's `lock.timeout` for this call. */
   readonly lockTimeout?: Duration.DurationInput | undefined
 }
+
+/** Options of `warmUp`. */
+export interface WarmUpOptions {
+  /**
+   * The longest the layer holds up the program's start (on the Clock); what is left then completes in
+   * the background. Default: until every key is done.
+   */
+  readonly timeout?: Duration.DurationInput | undefined
+  /** How many keys are produced at once. Default 16. */
+  readonly concurrency?: number | undefined
+}
+
+/** Options of `refreshEvery`: `getOrSet`'s, but it always runs the producer, at least once. */
+export interface RefreshOptions<A> extends Omit<GetOrSetOptions<A, "at-least-once">, "cacheRead" | "lockMode"> {}
+
+/** `warmUp` on a keyspace `K`, `A` whose cache is `Id`. */
+export type WarmUp<K, A, Id> = <E, R>(
+  keys: Iterable<K>,
+  produce: (key: K) => Effect.Effect<A, E, R>,
+  options?: WarmUpOptions
+) => Layer.Layer<never, never, Id | R>
+
+/** `refreshEvery` on a keyspace `K`, `A` whose cache is `Id`. */
+export type RefreshEvery<K, A, Id> = <E, R>(
+  key: K,
+  produce: Effect.Effect<A, E, R>,
+  every: Duration.DurationInput,
+  options?: RefreshOptions<A>
+) => Layer.Layer<never, never, Id | R>
 
 /** The lock error a `getOrSet` call may fail with: none unless its mode may be `"at-most-once"`. */
 export type LockErrorOf<M extends CacheLock.Mode> = "at-most-once" extends M ? LockError : never
@@ -145,6 +183,17 @@ export interface Service extends ServiceMethods {
   readonly inFlight: Effect.Effect<number>
   /** Removes every entry of the namespace (internal keys excepted); returns how many. */
   readonly clear: Effect.Effect<number, StoreError>
+  /**
+   * Claims `occasion` for a key across every instance sharing the store: `true` for exactly one
+   * caller per key and occasion within `ttl` (an atomic insert into an internal key), `false` for the
+   * others. `refreshEvery` claims each period this way.
+   */
+  readonly claim: <K, A, Id>(
+    keyspace: Definition<K, A, Id>,
+    key: K,
+    occasion: string,
+    ttl: Duration.DurationInput
+  ) => Effect.Effect<boolean, InvalidKeyError | StoreError>
   readonly getOrSet: <K, A, Id, E, R, M extends CacheLock.Mode = "at-least-once">(
     keyspace: Definition<K, A, Id>,
     key: K,

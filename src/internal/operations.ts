@@ -4,11 +4,13 @@
  * table, so adding an operation means adding one row.
  */
 import type * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type { InvalidKeyError, StoreError } from "../CacheError.js"
 import type * as CacheLock from "../CacheLock.js"
-import type * as CacheStore from "../CacheStore.js"
+import * as CacheStore from "../CacheStore.js"
+import * as Background from "./background.js"
 import type { Engine } from "./engine.js"
 import { getOrSet } from "./getOrSet.js"
 import { isInvalidKey, prefixOf, storeKey, storeKeys } from "./keys.js"
@@ -22,8 +24,10 @@ import type {
   Memoize,
   Operation,
   Operations,
+  RefreshEvery,
   Service,
   ServiceMethods,
+  WarmUp,
   WithRequirement
 } from "./model.js"
 import { type Continuation, lookup, lookupMany } from "./read.js"
@@ -124,7 +128,12 @@ export const makeService = (engine: Engine): Service => {
   }
   const namespacePrefix = `${engine.namespace}:`
   const clear = engine.bound("clear", namespacePrefix, engine.store.clear(namespacePrefix))
-  return {
+  const claim: Service["claim"] = (keyspace, key, occasion, ttl) =>
+    whenValid(storeKey(engine, "add", keyspace, key), (full) => {
+      const marker = CacheStore.internalKey(engine.namespace, "claim", `${occasion}:${full}`)
+      return engine.bound("add", marker, engine.store.add(marker, new Uint8Array([1]), Duration.decode(ttl), engine.timeout))
+    })
+  const service: Service = {
     ...(methods as unknown as ServiceMethods),
     namespace: engine.namespace,
     store: engine.store,
@@ -135,8 +144,11 @@ export const makeService = (engine: Engine): Service => {
     clear: redacting ? Effect.mapError(clear, redact) : clear,
     getOrSet: redacting
       ? (keyspace, key, produce, options) => Effect.mapError(getOrSet(engine, keyspace, key, produce, options), redact) as any
-      : (keyspace, key, produce, options) => getOrSet(engine, keyspace, key, produce, options) as any
+      : (keyspace, key, produce, options) => getOrSet(engine, keyspace, key, produce, options) as any,
+    claim: redacting ? (keyspace, key, occasion, ttl) => Effect.mapError(claim(keyspace, key, occasion, ttl), redact) : claim
   }
+  engine.service.current = service
+  return service
 }
 
 /** The accessors: each operation on the cache a keyspace names, read from context. */
@@ -162,6 +174,8 @@ export const makeHandle = <K, A, Id>(keyspace: Definition<K, A, Id>): HandleMeth
   readonly clear: WithRequirement<ReturnType<Operations<K, A>["clearKeyspace"]>, Id>
   readonly getOrSet: GetOrSet<K, A, Id>
   readonly memoize: Memoize<K, A, Id>
+  readonly warmUp: WarmUp<K, A, Id>
+  readonly refreshEvery: RefreshEvery<K, A, Id>
 } => {
   const methods: Record<string, unknown> = {}
   for (const name of operationNames) {
@@ -173,6 +187,8 @@ export const makeHandle = <K, A, Id>(keyspace: Definition<K, A, Id>): HandleMeth
     ...(methods as unknown as HandleMethods<K, A, Id>),
     clear: accessors.clearKeyspace(keyspace) as WithRequirement<ReturnType<Operations<K, A>["clearKeyspace"]>, Id>,
     getOrSet: (key, produce, options) => getOrSetAccessor(keyspace, key, produce, options),
-    memoize: (f, options) => (key) => getOrSetAccessor(keyspace, key, f(key), options)
+    memoize: (f, options) => (key) => getOrSetAccessor(keyspace, key, f(key), options),
+    warmUp: (keys, produce, options) => Background.warmUp(keyspace, keys, produce, options),
+    refreshEvery: (key, produce, every, options) => Background.refreshEvery(keyspace, key, produce, every, options)
   }
 }

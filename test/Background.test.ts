@@ -1,0 +1,148 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Exit, Layer, Metric, Option, Schema, Scope, TestClock } from "effect"
+import { Cache, CacheKey, Keyspace } from "../src/index.js"
+import { assertSame, emptiedDatabase } from "./utils.js"
+
+const Rates = Keyspace.make({ name: "rates", key: CacheKey.string, value: Schema.Number, ttl: "10 minutes" })
+
+const sleep = (millis: number) => Effect.promise(() => new Promise((resolve) => setTimeout(resolve, millis)))
+
+describe("onProduced", () => {
+  it.effect("runs after a producer ran, with the cache in context; not on a hit; a failing hook changes nothing else", () =>
+    Effect.gen(function*() {
+      const Names = Keyspace.make({ name: "names", key: CacheKey.number, value: Schema.String })
+      const seen: Array<string> = []
+      const Users = Keyspace.make({
+        name: "users",
+        key: CacheKey.number,
+        value: Schema.Struct({ id: Schema.Number, name: Schema.String }),
+        // Warm a related key: the hook's effect needs the cache, which the keyspace's cache provides.
+        onProduced: (id, user) => Effect.zipRight(Effect.sync(() => seen.push(`users:${id}`)), Names.set(id, user.name))
+      })
+      const user = yield* Users.getOrSet(1, Effect.succeed({ id: 1, name: "Ada" }))
+      assert.strictEqual(user.name, "Ada")
+      assertSame(yield* Names.get(1), Option.some("Ada"))
+      yield* Users.getOrSet(1, Effect.succeed({ id: 1, name: "not produced" }))
+      assert.deepStrictEqual(seen, ["users:1"], "a hit runs no hook")
+
+      // The call's own hook runs after the keyspace's; a failing one is logged, the value stored.
+      const order: Array<string> = []
+      const value = yield* Users.getOrSet(2, Effect.succeed({ id: 2, name: "Bob" }), {
+        onProduced: (produced) => Effect.zipRight(Effect.sync(() => order.push(produced.name)), Effect.fail("hook failed"))
+      })
+      assert.strictEqual(value.name, "Bob")
+      assert.deepStrictEqual(seen, ["users:1", "users:2"])
+      assert.deepStrictEqual(order, ["Bob"])
+      assertSame(yield* Users.get(2), Option.some({ id: 2, name: "Bob" }))
+      // Through memoize too, and through Cache.memoize.
+      const memoized = Users.memoize((id: number) => Effect.succeed({ id, name: `user ${id}` }), {
+        onProduced: (produced) => Effect.sync(() => order.push(produced.name))
+      })
+      yield* memoized(3)
+      yield* memoized(3)
+      let loads = 0
+      const config = Effect.sync(() => ++loads).pipe(
+        Cache.memoize({ key: "config", value: Schema.Number, onProduced: (n) => Effect.sync(() => order.push(`config ${n}`)) })
+      )
+      yield* config
+      yield* config
+      assert.deepStrictEqual(order, ["Bob", "user 3", "config 1"])
+    }).pipe(Effect.provide(Cache.layerMemory())))
+})
+
+describe("warmUp", () => {
+  it.live("fills the cache on start; a slow producer does not hold the start past the timeout, and completes in the background", () =>
+    Effect.gen(function*() {
+      const produced: Array<string> = []
+      const fetchRate = (currency: string) =>
+        Effect.zipRight(currency === "SLOW" ? sleep(600) : Effect.void, Effect.sync(() => {
+          produced.push(currency)
+          return currency.length
+        }))
+      const cache = Cache.layerMemory()
+      const scope = yield* Scope.make()
+      const started = performance.now()
+      const context = yield* Layer.buildWithScope(
+        Rates.warmUp(["EUR", "USD", "SLOW"], fetchRate, { timeout: "150 millis" }).pipe(Layer.provideMerge(cache)),
+        scope
+      )
+      const startMillis = performance.now() - started
+      assert.isBelow(startMillis, 450, `the start took ${startMillis.toFixed(0)} ms, past its 150 ms timeout`)
+      const read = (currency: string) => Effect.provide(Rates.get(currency), context)
+      assertSame(yield* read("EUR"), Option.some(3))
+      assertSame(yield* read("USD"), Option.some(3))
+      assertSame(yield* read("SLOW"), Option.none(), "the slow key is still being produced")
+      yield* sleep(700)
+      assertSame(yield* read("SLOW"), Option.some(4), "and lands in the background")
+      // Warming a cached key again leaves it alone.
+      const again = yield* Layer.buildWithScope(
+        Rates.warmUp(["EUR"], () => Effect.succeed(99)).pipe(Layer.provide(Layer.succeedContext(context))),
+        scope
+      )
+      void again
+      assertSame(yield* read("EUR"), Option.some(3))
+      assert.deepStrictEqual(produced.sort(), ["EUR", "SLOW", "USD"])
+      yield* Scope.close(scope, Exit.void)
+    }))
+
+  it.effect("without a timeout the start waits for every key; failures are counted in a log line, not a failed start", () =>
+    Effect.gen(function*() {
+      const context = yield* Layer.build(
+        Rates.warmUp(["A", "B", "C"], (c) => c === "B" ? Effect.fail("no rate for B") : Effect.succeed(1)).pipe(
+          Layer.provideMerge(Cache.layerMemory())
+        )
+      )
+      const found = yield* Effect.provide(Rates.getMany(["A", "B", "C"]), context)
+      assertSame(found, [Option.some(1), Option.none(), Option.some(1)])
+    }).pipe(Effect.scoped))
+})
+
+describe("refreshEvery", () => {
+  it.effect("refreshes on every period of the Clock; a failed refresh keeps the old value and is counted", () =>
+    Effect.gen(function*() {
+      let n = 0
+      let failing = false
+      const produce = Effect.suspend(() => failing ? Effect.fail("source down") : Effect.succeed(++n))
+      const context = yield* Layer.build(Rates.refreshEvery("EUR", produce, "1 minute").pipe(Layer.provideMerge(Cache.layerMemory())))
+      const read = Effect.provide(Rates.get("EUR"), context)
+      yield* TestClock.adjust("1 millis")
+      assertSame(yield* read, Option.some(1), "filled on start")
+      yield* TestClock.adjust("1 minute")
+      assertSame(yield* read, Option.some(2))
+      yield* TestClock.adjust("1 minute")
+      assertSame(yield* read, Option.some(3))
+      failing = true
+      const failures = Cache.metrics.refreshFailures.pipe(Metric.tagged("cache", "cache"), Metric.tagged("keyspace", "rates"))
+      const before = (yield* Metric.value(failures)).count
+      yield* TestClock.adjust("1 minute")
+      assertSame(yield* read, Option.some(3), "the old value stays")
+      assert.strictEqual((yield* Metric.value(failures)).count - before, 1)
+      failing = false
+      yield* TestClock.adjust("1 minute")
+      assertSame(yield* read, Option.some(4))
+    }).pipe(Effect.scoped))
+
+  it.live("3 instances sharing Redis over 5 periods run the producer about 5 times, not 15", () =>
+    Effect.gen(function*() {
+      const { url } = yield* emptiedDatabase(22)
+      let runs = 0
+      const produce = Effect.sync(() => ++runs)
+      const period = 200
+      const instances = yield* Effect.forEach([1, 2, 3], () =>
+        Layer.build(
+          Rates.refreshEvery("EUR", produce, `${period} millis`).pipe(
+            Layer.provideMerge(Cache.layerRedis({ url, namespace: "refresh-fleet" }))
+          )
+        ))
+      const from = Date.now()
+      yield* sleep(5 * period + period / 2)
+      // The periods that began meanwhile (the clocks of the three instances are this process's).
+      const periods = Math.floor(Date.now() / period) - Math.floor(from / period)
+      console.log(`refreshEvery: 3 instances, ${period} ms period, ${periods} periods began: ${runs} producer runs, the fill on start included`)
+      assert.isAtLeast(runs, periods, "every period refreshed")
+      assert.isAtMost(runs, periods + 2, "once per period across the 3 instances (plus the fill on start)")
+      const value = yield* Effect.provide(Rates.get("EUR"), instances[0]!)
+      assert.isTrue(Option.isSome(value) && value.value >= runs - 1)
+    }).pipe(Effect.scoped))
+})
+

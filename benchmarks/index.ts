@@ -171,7 +171,7 @@ const main = async () => {
   ]))
 
   if (selected("heap")) results.push(await heapPerEntry())
-  if (selected("redis")) results.push(...(await redisCases()))
+  if (selected("redis") || selected("tiered")) results.push(...(await redisCases()))
   writeResults(results)
   await bento.disconnect()
 }

@@ -15,8 +15,9 @@ import { do_not_optimize } from "mitata"
 import { runFleet } from "../examples/fleet.js"
 import { Cache, CacheKey, Keyspace } from "../src/index.js"
 import { commandDelta, commandStats, startRedis, stopRedis } from "../test/setup/servers.js"
-import { type Result, runCase, value } from "./harness.js"
+import { type Result, runCase, selected, value } from "./harness.js"
 import { peerStampede } from "./peers.js"
+import { tieredCases } from "./tiered.js"
 
 const User = Schema.Struct({ id: Schema.Number, name: Schema.String })
 const Users = Keyspace.make({ name: "users", key: CacheKey.number, value: User, ttl: "1 hour" })
@@ -37,6 +38,8 @@ export const redisCases = async (): Promise<Array<Result>> => {
   const admin = new IORedis(server.port, "127.0.0.1")
   const results: Array<Result> = []
   try {
+    if (selected("tiered")) results.push(...(await tieredCases(url, server.port)))
+    if (!selected("redis")) return results
     const plain = new IORedis(server.port, "127.0.0.1")
     const piped = new IORedis(server.port, "127.0.0.1", { enableAutoPipelining: true })
     const ours = ManagedRuntime.make(Cache.layerRedis({ url, namespace: "bench" }))

@@ -3,7 +3,8 @@
  *
  * It uses `Cache.layerFromEnv`, so the environment picks the backend (`CACHE_ENABLED`, `CACHE_NAMESPACE`,
  * `CACHE_MEMORY_CAPACITY`, ...). With `CACHE_REDIS_URL` set it runs on Redis and adds a stampede across
- * 4 processes: `CACHE_REDIS_URL=redis://127.0.0.1:6379 npm start`.
+ * 4 processes: `CACHE_REDIS_URL=redis://127.0.0.1:6379 npm start` (add `CACHE_TIER=tiered` for the two-layer
+ * cache).
  */
 import { Console, Duration, Effect, Option, Ref, Schema } from "effect"
 import { Cache, CacheKey, Keyspace } from "../src/index.js"
@@ -87,9 +88,11 @@ const tour = Effect.gen(function*() {
     })`
   ])
 
-  // 5. On Redis: 4 processes × 250 callers on one cold key, coordinated by the distributed lock.
+  // 5. On Redis: 4 processes × 250 callers on one cold key, coordinated by the distributed lock; on the
+  // two-layer cache (CACHE_TIER=tiered), every process ends with the value in its memory.
   const redisUrl = process.env.CACHE_REDIS_URL
-  if (cache.store.name === "redis" && redisUrl !== undefined) {
+  const tiered = cache.store.name === "tiered"
+  if ((cache.store.name === "redis" || tiered) && redisUrl !== undefined) {
     const fleet = yield* Effect.promise(() =>
       runFleet(4, {
         url: redisUrl,
@@ -97,14 +100,18 @@ const tour = Effect.gen(function*() {
         key: `stampede-${Date.now()}`,
         callers: 250,
         producerMillis: 50,
-        leaseMillis: 10_000
+        leaseMillis: 10_000,
+        tier: tiered ? "tiered" : "redis"
       })
     )
+    const inMemory = fleet.outputs.filter((output) => output.inMemory === true).length
     rows.push([
       "4 processes × 250 callers on one cold key",
       `producer ran ${fleet.runs}× in total, ${
         fleet.distinctValues === 1 ? `all ${fleet.callers.toLocaleString("en")} got the same value` : "VALUES DIFFER"
-      }, last caller ${fleet.lastWaiterMillis} ms after the producer finished`
+      }, last caller ${fleet.lastWaiterMillis} ms after the producer finished${
+        tiered ? `; the value is in the memory of ${inMemory} of 4 processes` : ""
+      }`
     ])
   }
 

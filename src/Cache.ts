@@ -255,8 +255,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Cache
     const flights = SingleFlight.make(scope)
     yield* Effect.addFinalizer(() => flights.settle(50))
     const lock = Option.getOrUndefined(yield* Effect.serviceOption(CacheLock.CacheLock))
-    const engine = Engine.make({
-      store,
+    const settings = {
       namespace: Compile.validateName("namespace", options.namespace ?? "cache"),
       timeout: Duration.decode(options.timeout ?? "1 second"),
       defaultTtl: options.defaultTtl === undefined ? undefined : Duration.decode(options.defaultTtl),
@@ -273,8 +272,17 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Cache
         timeout: Duration.decode(options.lock?.timeout ?? "10 seconds"),
         pollInterval: Duration.decode(options.lock?.pollInterval ?? "200 millis")
       }
-    })
-    return Operations.makeService(engine)
+    }
+    const engine = Engine.make({ ...settings, store })
+    // A two-layer store: keyspaces kept in one tier run on that tier's store (memory only: no lock).
+    const tiers = store.local?.tiers
+    return Operations.makeService(
+      engine,
+      tiers === undefined ? undefined : {
+        local: Engine.make({ ...settings, store: tiers.local, lock: undefined }),
+        shared: Engine.make({ ...settings, store: tiers.shared })
+      }
+    )
   })
 
 /**

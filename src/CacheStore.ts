@@ -135,6 +135,12 @@ export interface Local {
    * checked: what the cache serves (counted and logged) when the shared tier fails.
    */
   readonly fallback: (key: string, now: number) => CacheEntry.Live | undefined
+  /**
+   * Each tier as a store of its own, for keyspaces that use one (`tier: "local"`, `"shared"`):
+   * `local` keeps live values in this instance's memory only (its deletes and clears still reach the
+   * other instances' memory); `shared` is the shared store alone.
+   */
+  readonly tiers?: { readonly local: CacheStore; readonly shared: CacheStore } | undefined
 }
 
 /**

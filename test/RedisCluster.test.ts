@@ -4,11 +4,11 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, Layer, Option, Ref, Schema } from "effect"
-import type { Cluster } from "ioredis"
+import { type Cluster, Redis as IORedis } from "ioredis"
 import { afterAll, beforeAll } from "vitest"
-import { Cache, CacheKey, CacheStore, Keyspace, Redis, RedisLock, RedisStore } from "../src/index.js"
+import { Cache, CacheKey, CacheStore, Keyspace, Redis, RedisBus, RedisLock, RedisStore } from "../src/index.js"
 import { startCluster, stopCluster, type TestCluster } from "./setup/servers.js"
-import { lockSuite, storeSuite } from "../src/testing.js"
+import { busSuite, lockSuite, storeSuite } from "../src/testing.js"
 
 let cluster: TestCluster
 beforeAll(async () => {
@@ -43,6 +43,28 @@ lockSuite(
   "RedisLock on a 3-master Cluster",
   RedisLock.layer().pipe(Layer.provideMerge(RedisStore.layer()), Layer.provideMerge(clusterClient)),
   { unit: "100 millis", advance: sleep, live: true }
+)
+
+busSuite(
+  "RedisBus on a 3-master Cluster",
+  RedisBus.layer({ heartbeat: "300 millis" }).pipe(Layer.provide(Layer.unwrapEffect(Effect.sync(() =>
+    Redis.layer({ cluster: cluster.ports.map((port) => ({ host: "127.0.0.1", port })), connectTimeout: "5 seconds" })
+  )))),
+  {
+    // A message published on one master reaches the others over the cluster bus: not in one order.
+    ordered: false,
+    // Every master's pub/sub connections: the subscriber is on one of them.
+    sever: Effect.promise(() =>
+      Promise.all(cluster.ports.map(async (port) => {
+        const admin = new IORedis(port, "127.0.0.1")
+        try {
+          await admin.client("KILL", "TYPE", "pubsub")
+        } finally {
+          admin.disconnect()
+        }
+      }))
+    )
+  }
 )
 
 class User extends Schema.Class<User>("User")({ id: Schema.Number, name: Schema.String }) {}
@@ -87,4 +109,30 @@ describe("Cache on a Redis Cluster", () => {
       assert.strictEqual(yield* Ref.get(calls), 3, "one run per key, three keys on different slots")
       assert.isTrue(users.every((u) => u.name === "Ada"))
     }))
+
+  it.live("a two-layer cache on a Cluster: writes on one instance reach the other's memory, keys on every master", () =>
+    Effect.gen(function*() {
+      const tiered = () =>
+        Layer.build(Cache.layerTiered({
+          namespace: "cl-tiered",
+          redis: { cluster: cluster.ports.map((port) => ({ host: "127.0.0.1", port })), connectTimeout: "5 seconds" }
+        }))
+      const a = yield* tiered()
+      const b = yield* tiered()
+      const ids = Array.from({ length: 30 }, (_, i) => i)
+      yield* Users.setMany(ids.map((i) => [i, new User({ id: i, name: "v1" })] as const)).pipe(Effect.provide(a))
+      const first = yield* Users.getMany(ids).pipe(Effect.provide(b))
+      assert.isTrue(first.every((user) => Option.isSome(user) && user.value.name === "v1"))
+      const storeB = yield* Effect.map(Cache.Cache, (cache) => cache.store).pipe(Effect.provide(b))
+      assert.isTrue(ids.every((i) => storeB.getNow!(`cl-tiered:users:${i}`, Date.now()) !== undefined), "B serves them from memory")
+      yield* Users.setMany(ids.map((i) => [i, new User({ id: i, name: "v2" })] as const)).pipe(Effect.provide(a))
+      yield* Users.invalidate(0).pipe(Effect.provide(a))
+      const start = Date.now()
+      for (;;) {
+        const seen = yield* Users.getMany(ids).pipe(Effect.provide(b))
+        if (Option.isNone(seen[0]!) && seen.slice(1).every((user) => Option.isSome(user) && user.value.name === "v2")) break
+        assert.isBelow(Date.now() - start, 2_000, "B follows A within 2 s")
+        yield* sleep(Duration.millis(5))
+      }
+    }).pipe(Effect.scoped))
 })

@@ -296,3 +296,44 @@ describe("Cache.layerTiered across 4 real processes", () => {
     assert.isTrue(fleet.outputs.every((o) => o.inMemory === true), "every process has the value in its memory tier")
   })
 })
+
+describe("Cache.layerTiered: a keyspace in one tier", () => {
+  interface Handle {
+    readonly id: bigint
+    readonly run: () => number
+  }
+  const Handles = Keyspace.make({ name: "handles", key: CacheKey.string, value: Schema.Any as Schema.Schema<Handle>, tier: "local" })
+  const Blobs = Keyspace.make({ name: "blobs", key: CacheKey.string, value: Schema.String, tier: "shared" })
+
+  it.scoped("tier local: never serialized, kept in each instance's memory only; an invalidation on one instance reaches the others", () =>
+    Effect.gen(function*() {
+      const { admin, url } = yield* database(7)
+      const a = yield* instance(url, "tiered9")
+      const b = yield* instance(url, "tiered9")
+      // A bigint and a function: JSON could not carry them, and nothing tries.
+      const handle: Handle = { id: 1n, run: () => 42 }
+      yield* on(a, Handles.set("h", handle))
+      const got = yield* on(a, Handles.get("h"))
+      assert.isTrue(Option.isSome(got) && got.value === handle, "the same object back")
+      assertSame(yield* on(b, Handles.get("h")), Option.none(), "not shared")
+      assert.deepStrictEqual(yield* Effect.promise(() => admin.keys("tiered9:*")), [], "nothing in Redis")
+      const own = yield* on(b, Handles.getOrSet("h", Effect.succeed<Handle>({ id: 2n, run: () => 7 })))
+      assert.strictEqual(own.run(), 7)
+      yield* on(a, Handles.invalidate("h"))
+      yield* until(on(b, Handles.get("h")), Option.isNone)
+      assertSame(yield* on(a, Handles.get("h")), Option.none())
+    }))
+
+  it.scoped("tier shared: entries are read from Redis each time and never kept in memory", () =>
+    Effect.gen(function*() {
+      const { admin, url } = yield* database(8)
+      const a = yield* instance(url, "tiered10")
+      yield* on(a, Blobs.set("big", "x".repeat(1_000)))
+      const before = yield* Effect.promise(() => commandStats(admin))
+      for (let i = 0; i < 3; i++) assertSame(yield* on(a, Blobs.get("big")), Option.some("x".repeat(1_000)))
+      const delta = commandDelta(before, yield* Effect.promise(() => commandStats(admin)), ["info", "ping"])
+      assert.strictEqual(delta.get, 3)
+      assert.isUndefined(yield* unchecked(a, "tiered10:blobs:big"))
+      assert.strictEqual(yield* on(a, Effect.map(Cache.Cache, (cache) => cache.store.local!.fallback("tiered10:blobs:big", 0))), undefined)
+    }))
+})

@@ -14,7 +14,10 @@
  *   again, the channels subscribed again, and once a `PING` sent after the subscriptions is answered,
  *   listeners hear `onResume`.
  * - On a Cluster, classic pub/sub reaches every node: the subscriber is a plain connection to one of
- *   the masters (the next one is tried after a failed connection).
+ *   the masters (the next one is tried after a failed connection). A message published on another
+ *   master reaches it over the cluster bus, so there a `PING`'s answer vouches for the messages
+ *   published before it up to that hop (milliseconds), and messages of different masters may arrive
+ *   out of order (each carries its version).
  *
  * @since 0.3.0
  */

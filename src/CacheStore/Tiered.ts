@@ -251,6 +251,74 @@ export const make = (
         )
       })
 
+    /**
+     * The memory tier alone, for keyspaces kept there (`tier: "local"`): live values in this instance,
+     * versioned on the shared store's clock (a lower bound of it); served only while the bus is trusted
+     * (nothing can be checked), and its deletes and clears are published so the other instances drop
+     * their copies.
+     */
+    const localVersion = Effect.map(shared.currentVersion ?? Effect.succeed(undefined), (version) => version ?? Date.now() * 1000)
+    const localWrite = (operation: StoreError["operation"], key: string, stored: CacheEntry.Stored, ttl: Duration.Duration | undefined, version: number) => {
+      if (!CacheStore.isLive(stored)) {
+        return new StoreError({ reason: "Backend", operation, key, store: "tiered-local", cause: "the memory tier keeps live values only" })
+      }
+      const millis = CacheStore.ttlMillis(ttl)
+      if (millis !== undefined && millis <= 0) return drop(key)
+      stored.version = Math.max(version, (memory.peek(key)?.version ?? 0) + 1)
+      put(key, stored)
+      suspects?.delete(key)
+    }
+    // A delete of a memory-only key goes through the shared store's delete, whose script publishes it
+    // with Redis's own time: every copy elsewhere was written before that (its version is a lower bound
+    // of Redis's time then), so every instance drops it.
+    const forgetLocally = (keys: ReadonlyArray<string>) =>
+      Effect.suspend(() => {
+        let removed = 0
+        for (const key of keys) {
+          if (memory.has(key)) removed++
+          drop(key)
+        }
+        return Effect.as(shared.deleteMany(keys), removed)
+      })
+    const local = CacheStore.make({
+      name: "tiered-local",
+      capabilities: { inProcess: true, liveValues: true, atomicAdd: true, nativeTtl: false, assignsVersions: true },
+      get: (key) => withNow((now) => Effect.succeed(Option.fromNullable(getNow(key, now) as CacheEntry.Stored | undefined))),
+      getNow,
+      getMany: (keys) => withNow((now) => Effect.succeed(keys.map((key) => Option.fromNullable(getNow(key, now) as CacheEntry.Stored | undefined)))),
+      set: (key, stored, ttl) =>
+        Effect.flatMap(localVersion, (version) => {
+          const error = localWrite("set", key, stored, ttl, version)
+          return error === undefined ? Effect.void : Effect.fail(error)
+        }),
+      setMany: (entries) =>
+        Effect.flatMap(localVersion, (version) => {
+          for (const entry of entries) {
+            const error = localWrite("setMany", entry.key, entry.value, entry.ttl, version)
+            if (error !== undefined) return Effect.fail(error)
+          }
+          return Effect.void
+        }),
+      add: (key, stored, ttl) =>
+        withNow((now) => {
+          if (getNow(key, now) !== undefined) return Effect.succeed(false)
+          return Effect.flatMap(localVersion, (version) => {
+            const error = localWrite("add", key, stored, ttl, version)
+            return error === undefined ? Effect.succeed(true) : Effect.fail(error)
+          })
+        }),
+      delete: (key) => Effect.map(forgetLocally([key]), (removed) => removed > 0),
+      deleteMany: (keys) => forgetLocally(keys),
+      has: (key) => withNow((now) => Effect.succeed(getNow(key, now) !== undefined)),
+      clear: (prefix) =>
+        Effect.flatMap(localVersion, (version) => {
+          const removed = Array.from(memory.keys()).filter((key) => key.startsWith(prefix)).length
+          clearMemory(prefix)
+          // A clear drops every copy under the prefix whatever its version.
+          return Effect.as(bus.publish(namespace, { _tag: "Clear", origin: bus.origin, prefix, version }), removed)
+        })
+    })
+
     return CacheStore.make({
       name: "tiered",
       capabilities: {
@@ -320,7 +388,8 @@ export const make = (
       local: {
         mark: () => epoch,
         remember: keep,
-        fallback: alive
+        fallback: alive,
+        tiers: { local, shared }
       }
     })
   })

@@ -34,6 +34,13 @@ export interface Options<K, A, I, Id> {
    * (vetoing a value is `skip`'s job). A failure is logged and changes nothing else.
    */
   readonly onProduced?: ((key: K, value: A) => Effect.Effect<void, unknown, Id>) | undefined
+  /**
+   * Where a two-layer cache keeps this keyspace's entries: `"both"` (default) in memory and in the
+   * shared store; `"local"` in each instance's memory only (live values, never serialized: for objects
+   * that cannot be; its invalidations still reach every instance); `"shared"` in the shared store only
+   * (values too big to copy into every instance's memory). Other caches have one store and ignore it.
+   */
+  readonly tier?: "local" | "shared" | "both" | undefined
 }
 
 
@@ -108,6 +115,7 @@ export const make = <K, A, I, Id>(
       return () => fixed
     })(),
     skip: options.skip,
-    onProduced: options.onProduced
+    onProduced: options.onProduced,
+    tier: options.tier ?? "both"
   }
 }

@@ -44,6 +44,8 @@ export interface Definition<K, A, Id> {
   readonly ttl: ((value: A) => Duration.DurationInput) | undefined
   /** Values for which this returns `true` are returned to the caller but not cached. */
   readonly skip: ((value: A) => boolean) | undefined
+  /** Where a two-layer cache keeps the entries: memory and shared store, memory only, shared store only. */
+  readonly tier: "local" | "shared" | "both"
   /** Runs after a producer of this keyspace ran (its value stored), with the cache in context. */
   readonly onProduced: ((key: K, value: A) => Effect.Effect<void, unknown, Id>) | undefined
 }

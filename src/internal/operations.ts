@@ -112,19 +112,26 @@ const operationNames = Object.keys(table) as ReadonlyArray<Operation>
 type Call = (engine: Engine, keyspace: Definition<any, any, any>, a?: unknown, b?: unknown, c?: unknown) => any
 type MethodCall = (keyspace: Definition<any, any, any>, a?: unknown, b?: unknown, c?: unknown) => any
 
-/** The service over an engine: the table's operations, `clear`, `getOrSet` and the engine's settings. */
-export const makeService = (engine: Engine): Service => {
+/**
+ * The service over an engine: the table's operations, `clear`, `getOrSet` and the engine's settings.
+ * A two-layer store's single tiers have engines of their own (`tiers`), for keyspaces kept in one tier.
+ */
+export const makeService = (engine: Engine, tiers?: { readonly local: Engine; readonly shared: Engine }): Service => {
   const methods: Record<string, unknown> = {}
   // With keys redacted, every error leaves the cache through one mapping; without, nothing is added.
   const redact = engine.report.error
   const redacting = engine.report.redactsKeys
+  const engineOf = (keyspace: Definition<any, any, any>): Engine =>
+    tiers === undefined || keyspace.tier === "both" ? engine : keyspace.tier === "local" ? tiers.local : tiers.shared
   for (const name of operationNames) {
     const implementation = table[name] as unknown as Call
     methods[name] = redacting
       ? (keyspace: Definition<any, any, any>, a?: unknown, b?: unknown, c?: unknown) =>
-        Effect.mapError(implementation(engine, keyspace, a, b, c), redact)
+        Effect.mapError(implementation(engineOf(keyspace), keyspace, a, b, c), redact)
+      : tiers === undefined
+      ? (keyspace: Definition<any, any, any>, a?: unknown, b?: unknown, c?: unknown) => implementation(engine, keyspace, a, b, c)
       : (keyspace: Definition<any, any, any>, a?: unknown, b?: unknown, c?: unknown) =>
-        implementation(engine, keyspace, a, b, c)
+        implementation(engineOf(keyspace), keyspace, a, b, c)
   }
   const namespacePrefix = `${engine.namespace}:`
   const clear = engine.bound("clear", namespacePrefix, engine.store.clear(namespacePrefix))
@@ -143,11 +150,12 @@ export const makeService = (engine: Engine): Service => {
     inFlight: Effect.sync(() => engine.flights.size()),
     clear: redacting ? Effect.mapError(clear, redact) : clear,
     getOrSet: redacting
-      ? (keyspace, key, produce, options) => Effect.mapError(getOrSet(engine, keyspace, key, produce, options), redact) as any
-      : (keyspace, key, produce, options) => getOrSet(engine, keyspace, key, produce, options) as any,
+      ? (keyspace, key, produce, options) => Effect.mapError(getOrSet(engineOf(keyspace), keyspace, key, produce, options), redact) as any
+      : (keyspace, key, produce, options) => getOrSet(engineOf(keyspace), keyspace, key, produce, options) as any,
     claim: redacting ? (keyspace, key, occasion, ttl) => Effect.mapError(claim(keyspace, key, occasion, ttl), redact) : claim
   }
   engine.service.current = service
+  if (tiers !== undefined) tiers.local.service.current = tiers.shared.service.current = service
   return service
 }
 

@@ -41,7 +41,10 @@ export const encode = <K, A, Id>(
   options: WriteOptions<A> | undefined
 ): Effect.Effect<CacheLock.Write, CodecError> =>
   Effect.flatMap(
-    Effect.mapError(keyspace.encodeValue(value), (cause) => new CodecError({ reason: "Encode", operation, key, cause })),
+    // A keyspace kept in memory only (`tier: "local"`) on a store of live values is never serialized.
+    keyspace.tier === "local" && engine.store.capabilities.liveValues && !engine.store.capabilities.tiered
+      ? unserialized
+      : Effect.mapError(keyspace.encodeValue(value), (cause) => new CodecError({ reason: "Encode", operation, key, cause })),
     (body) =>
       Effect.clockWith((clock) => {
         const now = clock.unsafeCurrentTimeMillis()
@@ -59,6 +62,9 @@ export const encode = <K, A, Id>(
         return Effect.succeed({ value: stored, ttl })
       })
   )
+
+/** The body of a value that is not serialized: it counts one byte toward a byte budget. */
+const unserialized = Effect.succeed(" ")
 
 /** Encodes and stores one value. */
 export const write = <K, A, Id>(

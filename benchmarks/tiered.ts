@@ -2,7 +2,7 @@
  * The two-layer cases, on the benchmark's Redis: hits served from memory by a two-layer cache (ours:
  * `Cache.layerTiered`; bentocache: memory L1 + Redis L2 + its Redis bus), and how long a write on one
  * process takes to reach a reader in another (from the write's acknowledgement to the first read that
- * returns the new value), p50 and p99.
+ * returns the new value), p50 and p99, from the write's call and from its acknowledgement.
  */
 import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
@@ -72,7 +72,7 @@ const percentile = (sorted: ReadonlyArray<number>, p: number) => sorted[Math.min
  */
 const invalidationLatency = async (url: string, port: number): Promise<Result> => {
   const WRITES = 200
-  const rows: Array<{ name: string; p50: number; p99: number; max: number; seen: number }> = []
+  const rows: Array<{ name: string; p50: number; p99: number; startP50: number; startP99: number; seen: number }> = []
   for (const contender of ["ours", "bentocache"] as const) {
     const key = `k-${contender}-${Date.now()}`
     let write: (n: number) => Promise<unknown>
@@ -107,8 +107,10 @@ const invalidationLatency = async (url: string, port: number): Promise<Result> =
       }
     })
     await isReady
+    const started = new Map<number, number>()
     const written = new Map<number, number>()
     for (let n = 1; n <= WRITES; n++) {
+      started.set(n, performance.timeOrigin + performance.now())
       await write(n)
       written.set(n, performance.timeOrigin + performance.now())
       await new Promise((resolve) => setTimeout(resolve, 5))
@@ -117,24 +119,33 @@ const invalidationLatency = async (url: string, port: number): Promise<Result> =
     child.stdin.end()
     await new Promise((resolve) => child.once("exit", resolve))
     await close()
-    const latencies = Array.from(written, ([n, at]) => seen.has(n) ? Math.max(0, seen.get(n)! - at) : undefined)
-      .filter((x): x is number => x !== undefined)
-      .sort((a, b) => a - b)
+    const since = (from: Map<number, number>) =>
+      Array.from(from, ([n, at]) => seen.has(n) ? Math.max(0, seen.get(n)! - at) : undefined)
+        .filter((x): x is number => x !== undefined)
+        .sort((a, b) => a - b)
+    const fromAck = since(written)
+    const fromStart = since(started)
     rows.push({
       name: contender === "ours" ? "effect-cachekit layerTiered (Redis bus)" : "bentocache (memory + redis + bus)",
-      p50: percentile(latencies, 0.5),
-      p99: percentile(latencies, 0.99),
-      max: latencies[latencies.length - 1] ?? NaN,
-      seen: latencies.length
+      p50: percentile(fromAck, 0.5),
+      p99: percentile(fromAck, 0.99),
+      startP50: percentile(fromStart, 0.5),
+      startP99: percentile(fromStart, 0.99),
+      seen: fromAck.length
     })
   }
-  const title = "Invalidation across 2 processes: a write's acknowledgement to the other process's first read of the new value"
+  const title = "Invalidation across 2 processes: from a write to the other process's first read of the new value"
   const lines = [
     `### ${title}`,
     "",
-    "| contender | p50 | p99 | max | writes seen (of 200; a reader may skip a value overtaken by the next) |",
-    "| --- | ---: | ---: | ---: | ---: |",
-    ...rows.map((r) => `| ${r.name} | ${r.p50.toFixed(2)} ms | ${r.p99.toFixed(2)} ms | ${r.max.toFixed(2)} ms | ${r.seen} |`),
+    "From the write's call (what a user waits for: ours is one script that writes and publishes; bentocache",
+    "sets, then publishes) and from its acknowledgement. A reader may skip a value overtaken by the next.",
+    "",
+    "| contender | from the call, p50 | p99 | from the acknowledgement, p50 | p99 | writes seen (of 200) |",
+    "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ...rows.map((r) =>
+      `| ${r.name} | ${r.startP50.toFixed(2)} ms | ${r.startP99.toFixed(2)} ms | ${r.p50.toFixed(2)} ms | ${r.p99.toFixed(2)} ms | ${r.seen} |`
+    ),
     ""
   ]
   console.log(lines.join("\n"))

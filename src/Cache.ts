@@ -274,6 +274,13 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Cache
       }
     }
     const engine = Engine.make({ ...settings, store })
+    const heard = store.local?.namespace
+    if (heard !== undefined && heard !== settings.namespace) {
+      yield* Effect.logWarning(
+        `effect-cachekit: the two-layer store hears the bus of namespace "${heard}", not this cache's ("${settings.namespace}"): ` +
+          "other instances' writes will not reach its memory; give TieredStore.layer the cache's namespace"
+      )
+    }
     // A two-layer store: keyspaces kept in one tier run on that tier's store (memory only: no lock).
     const tiers = store.local?.tiers
     return Operations.makeService(

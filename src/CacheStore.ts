@@ -141,6 +141,8 @@ export interface Local {
    * other instances' memory); `shared` is the shared store alone.
    */
   readonly tiers?: { readonly local: CacheStore; readonly shared: CacheStore } | undefined
+  /** The namespace whose bus messages the store hears: a cache of another namespace would not be kept coherent. */
+  readonly namespace?: string | undefined
 }
 
 /**

@@ -183,8 +183,49 @@ describe("Cache.layerTiered", () => {
       const store = yield* on(a, Effect.map(Cache.Cache, (cache) => cache.store))
       assert.strictEqual(store.name, "tiered")
       assert.isTrue(store.capabilities.tiered)
+      // The bus stayed up, yet the unshared copy is not served unchecked: once Redis answers, it is
+      // checked, and Redis never had it.
+      assert.isUndefined(yield* unchecked(a, "tiered5:users:2"))
       yield* Effect.sync(() => client.connect().catch(() => {}))
+      yield* until(Effect.map(on(a, Effect.either(Users.get(2))), (found) => found._tag === "Right" && Option.isNone(found.right)), (done) => done)
       assert.isTrue(CacheStore.isInternalKey(`${"tiered5"}::bus`))
+    }))
+
+  it.scoped("an open circuit breaker does not keep a two-layer cache's writes and deletes from its memory", () =>
+    Effect.gen(function*() {
+      const { url } = yield* database(9)
+      const a = yield* instance(url, "tiered11", { timeout: "200 millis", redis: { url, commandTimeout: "100 millis" } })
+      yield* on(a, Users.set(1, ada))
+      yield* on(a, Users.set(2, ada))
+      const client = (yield* on(a, Redis.Redis)).client as IORedis
+      client.disconnect(false)
+      // Enough failed reads of a key memory does not hold to open the breaker.
+      for (let i = 0; i < 6; i++) yield* on(a, Effect.either(Users.get(99)))
+      const refused = yield* on(a, Effect.flip(Users.get(98)))
+      assert.include(String(refused.cause), "circuit is open", "the breaker is open")
+      assertSame(yield* on(a, Users.get(1)), Option.some(ada), "reads are served from memory")
+      assert.isTrue(Exit.isFailure(yield* on(a, Effect.exit(Users.set(1, grace)))))
+      assertSame(yield* on(a, Users.get(1)), Option.some(grace), "the refused write is kept in memory all the same")
+      yield* on(a, Effect.exit(Users.invalidate(2)))
+      assert.isTrue(Option.isNone(yield* on(a, Effect.orElseSucceed(Users.get(2), () => Option.none()))), "the delete dropped the copy")
+      yield* Effect.sync(() => client.connect().catch(() => {}))
+    }))
+
+  it.scoped("a delete is newer than what it removes, even an entry whose version is ahead of Redis's clock", () =>
+    Effect.gen(function*() {
+      const { admin, url } = yield* database(10)
+      const a = yield* instance(url, "tiered12")
+      const b = yield* instance(url, "tiered12")
+      yield* on(a, Users.set(1, ada))
+      // The entry's version 10 s ahead of Redis's clock (written before the server's clock was set back).
+      const ahead = Buffer.alloc(8)
+      ahead.writeDoubleBE((Date.now() + 10_000) * 1000)
+      yield* Effect.promise(() => admin.setrange("tiered12:users:1", 16, ahead))
+      assertSame(yield* on(b, Users.get(1)), Option.some(ada))
+      assert.isDefined(yield* unchecked(b, "tiered12:users:1"))
+      yield* on(a, Users.invalidate(1))
+      yield* until(unchecked(b, "tiered12:users:1"), (copy) => copy === undefined)
+      assertSame(yield* on(b, Users.get(1)), Option.none())
     }))
 
   it.scoped("a silent drop of the bus (a blackholed link, no reset): B serves its old copy for at most one heartbeat, then checks Redis", () =>

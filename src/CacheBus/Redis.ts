@@ -87,9 +87,9 @@ export const make = (options: Options = {}): Effect.Effect<CacheBus.CacheBus, ne
     let generation = 0
     let resubscribing = false
 
-    const subscriber = yield* Effect.acquireRelease(
+    const { connection: subscriber } = yield* Effect.acquireRelease(
       Effect.sync(() => connectSubscriber(client, isCluster)),
-      (connection) => Effect.sync(() => connection.disconnect())
+      ({ close }) => Effect.sync(close)
     )
 
     const gap = () => {
@@ -119,13 +119,19 @@ export const make = (options: Options = {}): Effect.Effect<CacheBus.CacheBus, ne
       const mine = ++generation
       resubscribing = true
       const sentAt = performance.now()
+      // A round that never settles (a link dropping packets after it came up): made again.
+      const timer = setTimeout(() => {
+        if (mine === generation && !up) reconnect()
+      }, heartbeatMillis + (commandTimeout ?? 0)).unref()
       confirm(Array.from(listeners.keys())).then(() => {
+        clearTimeout(timer)
         if (mine !== generation) return
         resubscribing = false
         up = true
         confirmedAt = sentAt
         for (const set of listeners.values()) for (const subscription of set) resume(subscription)
       }, () => {
+        clearTimeout(timer)
         // The connection failed again: its close and its next ready start another round.
         if (mine === generation) resubscribing = false
       })
@@ -158,7 +164,7 @@ export const make = (options: Options = {}): Effect.Effect<CacheBus.CacheBus, ne
       let answered = false
       const timer = setTimeout(() => {
         if (!answered && mine === generation) reconnect()
-      }, heartbeatMillis)
+      }, heartbeatMillis).unref()
       subscriber.ping().then(() => {
         answered = true
         clearTimeout(timer)
@@ -253,8 +259,9 @@ interface Subscription {
 }
 
 /** The subscriber's connection: a duplicate of a standalone client, a plain connection to a Cluster master. */
-const connectSubscriber = (client: Redis.Client, isCluster: boolean): IORedis => {
+const connectSubscriber = (client: Redis.Client, isCluster: boolean): { readonly connection: IORedis; readonly close: () => void } => {
   let connection: IORedis
+  let close = () => connection.disconnect()
   if (isCluster) {
     const cluster = client as Cluster
     const masters = () =>
@@ -279,10 +286,15 @@ const connectSubscriber = (client: Redis.Client, isCluster: boolean): IORedis =>
       connection.options.port = node.port
     }
     if (first === undefined) {
-      cluster.once("ready", () => {
+      const onReady = () => {
         moveOn()
         connection.connect().catch(() => {})
-      })
+      }
+      cluster.once("ready", onReady)
+      close = () => {
+        cluster.off("ready", onReady)
+        connection.disconnect()
+      }
     }
     // A master that is gone: the next attempt goes to another one.
     connection.on("reconnecting", moveOn)
@@ -290,7 +302,7 @@ const connectSubscriber = (client: Redis.Client, isCluster: boolean): IORedis =>
     connection = (client as IORedis).duplicate({ enableOfflineQueue: true, autoResubscribe: false, maxRetriesPerRequest: null })
   }
   connection.on("error", () => {})
-  return connection
+  return { connection, close: () => close() }
 }
 
 /**

@@ -198,10 +198,18 @@ local function publish()
     redis.call("PUBLISH", busNamespace .. "::bus", "K\\n" .. origin .. "\\n" .. table.concat(announced, "\\n"))
   end
 end
+-- The version of a removal: above the entry's, so the delete is newer than what it removes.
+local function removal(key)
+  local version = versionAt(key)
+  if version >= now then return version + 1 end
+  return now
+end
 local function write(key, value, px)
   if px == "-" then
+    local version = removal(key)
     redis.call("UNLINK", key)
-    announce(key, now)
+    versions[key] = 0
+    announce(key, version)
     return 0
   end
   local version = now
@@ -254,11 +262,11 @@ return { version, now }`
 const deleteScript = `${writeFunction}
 local removed = 0
 local half = #KEYS / 2
-local version = string.format("%.0f", now)
 for i = 1, half do
+  local version = removal(KEYS[i])
   removed = removed + redis.call("UNLINK", KEYS[i])
-  redis.call("SET", KEYS[half + i], version, "PX", ARGV[1])
-  announce(KEYS[i], now)
+  redis.call("SET", KEYS[half + i], string.format("%.0f", version), "PX", ARGV[1])
+  announce(KEYS[i], version)
 end
 publish()
 return { removed, now }`
@@ -671,12 +679,14 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore
           (counts) => counts.reduce((a, b) => a + b, 0)
         )
         if (origin === "") return removed
-        // With a bus: once the walk is done, one message for the prefix, as of Redis's time then.
-        return Effect.tap(removed, () =>
-          call("clear", prefix, () => {
-            const message = CacheBus.encode({ _tag: "Clear", origin, prefix, version: serverClock.now() ?? Date.now() * 1000 })
-            return client.publish(CacheBus.channelOf(CacheStore.namespaceOf(prefix)), message)
-          }))
+        // With a bus: one message for the prefix once the walk ends, however it ends (done, failed or
+        // cut short), since what it removed is gone either way; sent in the background, so a clear cut
+        // short by its timeout does not wait for it.
+        const publish = Effect.ignore(call("clear", prefix, () => {
+          const message = CacheBus.encode({ _tag: "Clear", origin, prefix, version: serverClock.now() ?? Date.now() * 1000 })
+          return client.publish(CacheBus.channelOf(CacheStore.namespaceOf(prefix)), message)
+        }))
+        return Effect.ensuring(removed, Effect.asVoid(Effect.forkDaemon(publish)))
       },
       currentVersion: Effect.sync(() => serverClock.now())
     })

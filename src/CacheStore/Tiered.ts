@@ -19,7 +19,9 @@
  *   a write still goes to memory, is counted in `effect_cachekit_unshared_writes_total`, and fails with
  *   the shared tier's error, so the caller knows other instances do not see it.
  *
- * `Cache.layerTiered` builds it over Redis, with the Redis bus and lock.
+ * `Cache.layerTiered` builds it over Redis, with the Redis bus and lock. Built by hand, the shared store
+ * (and the lock) must have the same bus in their context, so that their scripts publish every write,
+ * and the store's `namespace` must be the cache's (the cache warns at start when it is not).
  *
  * @since 0.3.0
  */
@@ -120,7 +122,13 @@ export const make = (
 
     const drop = (key: string) => {
       memory.delete(key)
-      suspects?.delete(key)
+      unsuspect(key)
+    }
+
+    const unsuspect = (key: string) => {
+      if (suspects === undefined) return
+      suspects.delete(key)
+      if (suspects.size === 0) suspects = undefined
     }
 
     /** Remembers that `key` reached `version` elsewhere, and drops any older copy. */
@@ -128,8 +136,14 @@ export const make = (
       const known = heard.get(key)
       if (known === undefined || known.version < version) {
         heard.delete(key)
-        heard.set(key, { version, until: performance.now() + heardMillis })
-        if (heard.size > maxHeard) heard.delete(heard.keys().next().value!)
+        const at = performance.now()
+        heard.set(key, { version, until: at + heardMillis })
+        if (heard.size > maxHeard) {
+          const [oldest, record] = heard.entries().next().value!
+          heard.delete(oldest)
+          // Forgotten before its time (a burst of messages): a read under way might have needed it.
+          if (record.until > at) epoch++
+        }
       }
       const entry = memory.peek(key)
       if (entry !== undefined && entry.version < version) drop(key)
@@ -146,7 +160,7 @@ export const make = (
       const held = memory.peek(key)
       if (held !== undefined && held.version > entry.version) return
       put(key, entry)
-      suspects?.delete(key)
+      unsuspect(key)
     }
 
     const put = (key: string, entry: CacheEntry.Live) => {
@@ -193,7 +207,7 @@ export const make = (
       const copy = memory.peek(key)
       if (copy === undefined) return found
       if (Option.isSome(found) && !CacheStore.isLive(found.value) && CacheEntry.versionOf(found.value) === copy.version) {
-        suspects?.delete(key)
+        unsuspect(key)
         return copy.staleUntil > now ? Option.some(copy) : Option.none()
       }
       drop(key)
@@ -212,7 +226,11 @@ export const make = (
      */
     const afterWrite = (key: string, stored: CacheEntry.Stored, bytes: Uint8Array, mark: number) => {
       const version = CacheEntry.versionOf(bytes)
-      if (!CacheStore.isLive(stored) || version <= 0) return drop(key)
+      if (!CacheStore.isLive(stored) || version <= 0) {
+        // A removal (ttl of zero or less), a skipped write, or bytes: whatever is held may be older.
+        epoch++
+        return drop(key)
+      }
       stored.version = version
       keep(key, stored, mark)
     }
@@ -226,16 +244,19 @@ export const make = (
       unshared()
       stored.version = Math.max(Math.floor(now * 1000), (memory.peek(key)?.version ?? 0) + 1)
       put(key, stored)
+      // Its version is this machine's guess: served only while Redis cannot be asked (fallback), and
+      // checked against Redis on the first read that reaches it.
+      ;(suspects ??= new Set()).add(key)
       return Effect.fail(error)
     }
 
     /** After a delete (done or not): memory drops its copies, and a read under way cannot bring them back. */
+    // Its version is Redis's, which this instance does not learn: a read under way (of the removed
+    // value) is refused by moving the epoch.
     const forget = (keys: ReadonlyArray<string>) =>
-      Effect.map(shared.currentVersion ?? Effect.succeed(undefined), (version) => {
-        for (const key of keys) {
-          if (version !== undefined) hear(key, version)
-          drop(key)
-        }
+      Effect.sync(() => {
+        epoch++
+        for (const key of keys) drop(key)
       })
 
     const set: CacheStore.CacheStore["set"] = (key, stored, ttl, wait, since) =>
@@ -258,15 +279,17 @@ export const make = (
      * their copies.
      */
     const localVersion = Effect.map(shared.currentVersion ?? Effect.succeed(undefined), (version) => version ?? Date.now() * 1000)
-    const localWrite = (operation: StoreError["operation"], key: string, stored: CacheEntry.Stored, ttl: Duration.Duration | undefined, version: number) => {
-      if (!CacheStore.isLive(stored)) {
-        return new StoreError({ reason: "Backend", operation, key, store: "tiered-local", cause: "the memory tier keeps live values only" })
-      }
+    const localWrite = (key: string, stored: CacheEntry.Stored, ttl: Duration.Duration | undefined, version: number, now: number) => {
       const millis = CacheStore.ttlMillis(ttl)
       if (millis !== undefined && millis <= 0) return drop(key)
-      stored.version = Math.max(version, (memory.peek(key)?.version ?? 0) + 1)
-      put(key, stored)
-      suspects?.delete(key)
+      // Bytes (a claim's marker, an envelope) are kept as the value of a live entry that expires with them.
+      const expiry = millis === undefined ? Infinity : now + millis
+      const entry = CacheStore.isLive(stored)
+        ? stored
+        : CacheEntry.Live.make(stored, { fingerprint: "bytes0000000", freshUntil: expiry, staleUntil: expiry, size: stored.length })
+      entry.version = Math.max(version, (memory.peek(key)?.version ?? 0) + 1)
+      put(key, entry)
+      unsuspect(key)
     }
     // A delete of a memory-only key goes through the shared store's delete, whose script publishes it
     // with Redis's own time: every copy elsewhere was written before that (its version is a lower bound
@@ -286,25 +309,21 @@ export const make = (
       get: (key) => withNow((now) => Effect.succeed(Option.fromNullable(getNow(key, now) as CacheEntry.Stored | undefined))),
       getNow,
       getMany: (keys) => withNow((now) => Effect.succeed(keys.map((key) => Option.fromNullable(getNow(key, now) as CacheEntry.Stored | undefined)))),
-      set: (key, stored, ttl) =>
-        Effect.flatMap(localVersion, (version) => {
-          const error = localWrite("set", key, stored, ttl, version)
-          return error === undefined ? Effect.void : Effect.fail(error)
-        }),
+      set: (key, stored, ttl) => withNow((now) => Effect.map(localVersion, (version) => localWrite(key, stored, ttl, version, now))),
       setMany: (entries) =>
-        Effect.flatMap(localVersion, (version) => {
-          for (const entry of entries) {
-            const error = localWrite("setMany", entry.key, entry.value, entry.ttl, version)
-            if (error !== undefined) return Effect.fail(error)
-          }
-          return Effect.void
-        }),
+        withNow((now) =>
+          Effect.map(localVersion, (version) => {
+            for (const entry of entries) localWrite(entry.key, entry.value, entry.ttl, version, now)
+          })
+        ),
       add: (key, stored, ttl) =>
         withNow((now) => {
-          if (getNow(key, now) !== undefined) return Effect.succeed(false)
-          return Effect.flatMap(localVersion, (version) => {
-            const error = localWrite("add", key, stored, ttl, version)
-            return error === undefined ? Effect.succeed(true) : Effect.fail(error)
+          if (alive(key, now) !== undefined) return Effect.succeed(false)
+          return Effect.map(localVersion, (version) => {
+            // Checked again after the version's read, so two adds cannot both win.
+            if (alive(key, now) !== undefined) return false
+            localWrite(key, stored, ttl, version, now)
+            return true
           })
         }),
       delete: (key) => Effect.map(forgetLocally([key]), (removed) => removed > 0),
@@ -389,7 +408,8 @@ export const make = (
         mark: () => epoch,
         remember: keep,
         fallback: alive,
-        tiers: { local, shared }
+        tiers: { local, shared },
+        namespace
       }
     })
   })

@@ -53,6 +53,11 @@ export interface Engine {
   readonly bindingOf: (keyspace: Definition<any, any, any>) => Binding
   /** Bounds a store operation by the cache's timeout, where the store does not bound it itself. */
   readonly bound: <A>(operation: Operation, key: string | undefined, effect: Effect.Effect<A, StoreError>) => Effect.Effect<A, StoreError>
+  /**
+   * `bound`, for an operation that changes the store (a write, a delete, a clear): a two-layer store's
+   * are never refused by the breaker, since its memory must drop or keep its copy whatever Redis does.
+   */
+  readonly boundWrite: <A>(operation: Operation, key: string | undefined, effect: Effect.Effect<A, StoreError>) => Effect.Effect<A, StoreError>
   /** Bounds a lock operation by the cache's timeout (on real time; an in-process lock is not raced). */
   readonly boundLock: <A, E>(operation: Operation, key: string, effect: Effect.Effect<A, E>) => Effect.Effect<A, E | LockError>
   /** The lock's time, in milliseconds: the Clock for an in-process lock, the monotonic clock for a server's. */
@@ -157,6 +162,9 @@ export const make = (
   // (batches send one command per hash slot, concurrently). `clear` walks the keyspace step by step:
   // it keeps the race.
   const storeBreaker = inProcess ? undefined : breakerFor("store")
+  // A two-layer store's writes, deletes and clears always reach it (bounded, not refused by the
+  // breaker): its memory must drop or keep its copy whether or not Redis takes the change.
+  const tiered = store.capabilities.tiered
   const bound = <A>(operation: Operation, key: string | undefined, effect: Effect.Effect<A, StoreError>): Effect.Effect<A, StoreError> => {
     if (inProcess) return effect
     const raced = selfBounded && operation !== "clear"
@@ -165,6 +173,12 @@ export const make = (
     return Breaker.guard(storeBreaker, raced, (refusal) =>
       new StoreError({ reason: "Unavailable", operation, key, store: store.name, cause: refusal }))
   }
+  const boundWrite = <A>(operation: Operation, key: string | undefined, effect: Effect.Effect<A, StoreError>): Effect.Effect<A, StoreError> =>
+    !tiered || inProcess
+      ? bound(operation, key, effect)
+      : selfBounded && operation !== "clear"
+      ? effect
+      : timeoutReal(effect, timeoutMillis, () => new StoreError({ reason: "Timeout", operation, key, store: store.name, cause: noAnswer }))
 
   const lockInProcess = config.lock?.inProcess ?? true
   const lockBreaker = lockInProcess ? undefined : breakerFor("lock")
@@ -195,6 +209,7 @@ export const make = (
     counters,
     bindingOf,
     bound,
+    boundWrite,
     boundLock,
     lockNow,
     lockSleep,

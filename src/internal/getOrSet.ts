@@ -326,7 +326,7 @@ const writeUnlocked = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, value: A, since
   return Effect.flatMap(planWrite(run, value, since), (write) =>
     Option.isNone(write)
       ? Effect.void
-      : engine.bound("getOrSet", key, engine.store.set(key, write.value.value, write.value.ttl, engine.timeout, since)).pipe(
+      : engine.boundWrite("getOrSet", key, engine.store.set(key, write.value.value, write.value.ttl, engine.timeout, since)).pipe(
         Effect.catchAll((error) => absorb(engine, keyspace.name, error, undefined))
       ))
 }

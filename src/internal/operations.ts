@@ -79,27 +79,27 @@ export const table: { readonly [Op in Operation]: Implementation<Op> } = {
               value: entry.value,
               ttl: entry.ttl
             }))),
-          (encoded) => engine.bound("setMany", undefined, engine.store.setMany(encoded, engine.timeout))
+          (encoded) => engine.boundWrite("setMany", undefined, engine.store.setMany(encoded, engine.timeout))
         ))
     }),
   add: (engine, keyspace, key, value, options) =>
     whenValid(storeKey(engine, "add", keyspace, key), (full) =>
       Effect.flatMap(
         encode(engine, "add", keyspace, full, value, options),
-        (entry) => engine.bound("add", full, engine.store.add(full, entry.value, entry.ttl, engine.timeout))
+        (entry) => engine.boundWrite("add", full, engine.store.add(full, entry.value, entry.ttl, engine.timeout))
       )),
   has: (engine, keyspace, key) =>
     whenValid(storeKey(engine, "has", keyspace, key), (full) => engine.bound("has", full, engine.store.has(full))),
   invalidate: (engine, keyspace, key) =>
-    whenValid(storeKey(engine, "delete", keyspace, key), (full) => Effect.asVoid(engine.bound("delete", full, engine.store.delete(full)))),
+    whenValid(storeKey(engine, "delete", keyspace, key), (full) => Effect.asVoid(engine.boundWrite("delete", full, engine.store.delete(full)))),
   invalidateMany: (engine, keyspace, keys) =>
     whenAllValid(storeKeys(engine, "deleteMany", keyspace, keys), (full) =>
-      Effect.asVoid(engine.bound("deleteMany", undefined, engine.store.deleteMany(full)))),
+      Effect.asVoid(engine.boundWrite("deleteMany", undefined, engine.store.deleteMany(full)))),
   clearKeyspace: (engine, keyspace) => {
     const prefix = prefixOf(engine, keyspace)
     return keyspace.kind === "single"
-      ? Effect.map(engine.bound("delete", prefix, engine.store.delete(prefix)), (removed) => removed ? 1 : 0)
-      : engine.bound("clear", prefix, engine.store.clear(prefix))
+      ? Effect.map(engine.boundWrite("delete", prefix, engine.store.delete(prefix)), (removed) => removed ? 1 : 0)
+      : engine.boundWrite("clear", prefix, engine.store.clear(prefix))
   }
 }
 
@@ -134,12 +134,15 @@ export const makeService = (engine: Engine, tiers?: { readonly local: Engine; re
         implementation(engineOf(keyspace), keyspace, a, b, c)
   }
   const namespacePrefix = `${engine.namespace}:`
-  const clear = engine.bound("clear", namespacePrefix, engine.store.clear(namespacePrefix))
-  const claim: Service["claim"] = (keyspace, key, occasion, ttl) =>
-    whenValid(storeKey(engine, "add", keyspace, key), (full) => {
-      const marker = CacheStore.internalKey(engine.namespace, "claim", `${occasion}:${full}`)
-      return engine.bound("add", marker, engine.store.add(marker, new Uint8Array([1]), Duration.decode(ttl), engine.timeout))
+  const clear = engine.boundWrite("clear", namespacePrefix, engine.store.clear(namespacePrefix))
+  // On the keyspace's own store: a keyspace kept in memory only claims per instance.
+  const claim: Service["claim"] = (keyspace, key, occasion, ttl) => {
+    const on = engineOf(keyspace)
+    return whenValid(storeKey(on, "add", keyspace, key), (full) => {
+      const marker = CacheStore.internalKey(on.namespace, "claim", `${occasion}:${full}`)
+      return on.boundWrite("add", marker, on.store.add(marker, new Uint8Array([1]), Duration.decode(ttl), on.timeout))
     })
+  }
   const service: Service = {
     ...(methods as unknown as ServiceMethods),
     namespace: engine.namespace,

@@ -141,7 +141,7 @@ export const heal = <K, A, Id>(
     { keyspace: keyspace.name, operation },
     () => `${engine.report.error(error).message}; dropping the entry`
   ).pipe(
-    Effect.zipRight(engine.bound("delete", key, engine.store.delete(key)).pipe(Effect.ignore)),
+    Effect.zipRight(engine.boundWrite("delete", key, engine.store.delete(key)).pipe(Effect.ignore)),
     Effect.as(Miss)
   )
 }
@@ -335,7 +335,7 @@ const readMany = <K, A, Id>(
         `${keyspace.name}\u0000decode\u0000getMany`,
         { keyspace: keyspace.name, operation: "getMany" },
         () => `getMany could not decode ${invalid.length} value(s) (e.g. key "${engine.report.key(invalid[0]!)}"); dropping them`
-      ).pipe(Effect.zipRight(engine.bound("deleteMany", undefined, engine.store.deleteMany(invalid)).pipe(Effect.ignore)))
+      ).pipe(Effect.zipRight(engine.boundWrite("deleteMany", undefined, engine.store.deleteMany(invalid)).pipe(Effect.ignore)))
       const slow = later.length === 0 ? Effect.void : Effect.forEach(later, ([i, outcome]) =>
         Effect.map(settle(engine, "getMany", keyspace, keys[i]!, outcome), (found) => {
           if (found instanceof Outcome) return c.misses()

@@ -77,7 +77,7 @@ export const write = <K, A, Id>(
 ) =>
   Effect.flatMap(
     encode(engine, operation, keyspace, key, value, options),
-    (entry) => engine.bound(operation, key, engine.store.set(key, entry.value, entry.ttl, engine.timeout))
+    (entry) => engine.boundWrite(operation, key, engine.store.set(key, entry.value, entry.ttl, engine.timeout))
   )
 
 /**

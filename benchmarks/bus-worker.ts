@@ -6,11 +6,9 @@
  * argv: contender url key. Prints "ready" once it serves the key's first value from memory, then one
  * line `<value> <at>` per change; exits when standard input closes.
  */
-import { BentoCache, bentostore } from "bentocache"
-import { memoryDriver } from "bentocache/drivers/memory"
-import { redisBusDriver, redisDriver } from "bentocache/drivers/redis"
 import { Effect, ManagedRuntime, Option, Schema } from "effect"
 import { Cache, CacheKey, Keyspace } from "../src/index.js"
+import { bentoTiered, connectionOf } from "./bento.js"
 
 const [contender, url, key] = process.argv.slice(2) as [string, string, string]
 const Counters = Keyspace.make({ name: "latency", key: CacheKey.string, value: Schema.Number, ttl: "1 hour" })
@@ -21,17 +19,7 @@ const reader = (): (() => Promise<number | undefined>) => {
     const read = Effect.map(Counters.get(key), Option.getOrUndefined)
     return () => runtime.runPromise(read)
   }
-  const { hostname, port } = new URL(url)
-  const connection = { host: hostname, port: Number(port) }
-  const bento = new BentoCache({
-    default: "tiered",
-    stores: {
-      tiered: bentostore()
-        .useL1Layer(memoryDriver({ maxItems: 1_000 }))
-        .useL2Layer(redisDriver({ connection }))
-        .useBus(redisBusDriver({ connection }))
-    }
-  })
+  const bento = bentoTiered(connectionOf(url), 1_000)
   return () => bento.get<number>({ key })
 }
 

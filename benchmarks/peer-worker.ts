@@ -6,12 +6,10 @@
  * argv: peer url key callers producerMillis
  */
 import { cachified, type Cache as CachifiedCache, type CacheEntry } from "@epic-web/cachified"
-import { BentoCache, bentostore } from "bentocache"
-import { memoryDriver } from "bentocache/drivers/memory"
-import { redisBusDriver, redisDriver } from "bentocache/drivers/redis"
 import { createCache } from "cache-manager"
 import { Redis as IORedis } from "ioredis"
 import { Keyv } from "keyv"
+import { bentoTiered, connectionOf } from "./bento.js"
 
 const [peer, url, key, callers, producerMillis] = process.argv.slice(2) as [string, string, string, string, string]
 const redis = new IORedis(url)
@@ -26,17 +24,7 @@ type Produced = Awaited<ReturnType<typeof produce>>
 const getOrSet = (): (() => Promise<Produced>) => {
   switch (peer) {
     case "bentocache": {
-      const { hostname, port } = new URL(url)
-      const connection = { host: hostname, port: Number(port) }
-      const bento = new BentoCache({
-        default: "tiered",
-        stores: {
-          tiered: bentostore()
-            .useL1Layer(memoryDriver({ maxItems: 1_000 }))
-            .useL2Layer(redisDriver({ connection }))
-            .useBus(redisBusDriver({ connection }))
-        }
-      })
+      const bento = bentoTiered(connectionOf(url), 1_000)
       return () => bento.getOrSet({ key, factory: produce, ttl: "1m" })
     }
     case "cache-manager": {

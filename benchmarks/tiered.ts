@@ -6,35 +6,20 @@
  */
 import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
-import { BentoCache, bentostore } from "bentocache"
-import { memoryDriver } from "bentocache/drivers/memory"
-import { redisBusDriver, redisDriver } from "bentocache/drivers/redis"
 import { Effect, ManagedRuntime, Schema } from "effect"
 import { do_not_optimize } from "mitata"
 import { Cache, CacheKey, Keyspace } from "../src/index.js"
+import { bentoTiered } from "./bento.js"
 import { type Result, runCase, value } from "./harness.js"
 
 const User = Schema.Struct({ id: Schema.Number, name: Schema.String })
 const Users = Keyspace.make({ name: "users", key: CacheKey.number, value: User, ttl: "1 hour" })
 const Counters = Keyspace.make({ name: "latency", key: CacheKey.string, value: Schema.Number, ttl: "1 hour" })
 
-const bentoTiered = (port: number) => {
-  const connection = { host: "127.0.0.1", port }
-  return new BentoCache({
-    default: "tiered",
-    stores: {
-      tiered: bentostore()
-        .useL1Layer(memoryDriver({ maxItems: 10_000 }))
-        .useL2Layer(redisDriver({ connection }))
-        .useBus(redisBusDriver({ connection }))
-    }
-  })
-}
-
 export const tieredCases = async (url: string, port: number): Promise<Array<Result>> => {
   const results: Array<Result> = []
   const ours = ManagedRuntime.make(Cache.layerTiered({ namespace: "bench-tiered", l1: { capacity: 10_000 }, redis: { url } }))
-  const bento = bentoTiered(port)
+  const bento = bentoTiered({ host: "127.0.0.1", port }, 10_000)
   const ids = Array.from({ length: 1_000 }, (_, i) => i)
   await ours.runPromise(Effect.forEach(ids, (i) => Users.set(i, value(i)), { discard: true }))
   for (const i of ids) await bento.set({ key: `t${i}`, value: value(i), ttl: "1h" })
@@ -82,7 +67,7 @@ const invalidationLatency = async (url: string, port: number): Promise<Result> =
       write = (n) => runtime.runPromise(Counters.set(key, n))
       close = () => runtime.dispose()
     } else {
-      const bento = bentoTiered(port)
+      const bento = bentoTiered({ host: "127.0.0.1", port }, 10_000)
       write = (n) => bento.set({ key, value: n, ttl: "1h" })
       close = () => bento.disconnect()
     }

@@ -58,6 +58,12 @@ export interface Engine {
    * are never refused by the breaker, since its memory must drop or keep its copy whatever Redis does.
    */
   readonly boundWrite: <A>(operation: Operation, key: string | undefined, effect: Effect.Effect<A, StoreError>) => Effect.Effect<A, StoreError>
+  /**
+   * `bound` without the breaker: for a read right after the lock answered for the same key (its lock
+   * key lives in the entry's hash slot), which says the key's server is up whatever other keys' failures
+   * opened the breaker.
+   */
+  readonly boundUnguarded: <A>(operation: Operation, key: string | undefined, effect: Effect.Effect<A, StoreError>) => Effect.Effect<A, StoreError>
   /** Bounds a lock operation by the cache's timeout (on real time; an in-process lock is not raced). */
   readonly boundLock: <A, E>(operation: Operation, key: string, effect: Effect.Effect<A, E>) => Effect.Effect<A, E | LockError>
   /** The lock's time, in milliseconds: the Clock for an in-process lock, the monotonic clock for a server's. */
@@ -173,12 +179,12 @@ export const make = (
     return Breaker.guard(storeBreaker, raced, (refusal) =>
       new StoreError({ reason: "Unavailable", operation, key, store: store.name, cause: refusal }))
   }
-  const boundWrite = <A>(operation: Operation, key: string | undefined, effect: Effect.Effect<A, StoreError>): Effect.Effect<A, StoreError> =>
-    !tiered || inProcess
-      ? bound(operation, key, effect)
-      : selfBounded && operation !== "clear"
+  const boundUnguarded = <A>(operation: Operation, key: string | undefined, effect: Effect.Effect<A, StoreError>): Effect.Effect<A, StoreError> =>
+    inProcess || (selfBounded && operation !== "clear")
       ? effect
       : timeoutReal(effect, timeoutMillis, () => new StoreError({ reason: "Timeout", operation, key, store: store.name, cause: noAnswer }))
+  const boundWrite = <A>(operation: Operation, key: string | undefined, effect: Effect.Effect<A, StoreError>): Effect.Effect<A, StoreError> =>
+    tiered ? boundUnguarded(operation, key, effect) : bound(operation, key, effect)
 
   const lockInProcess = config.lock?.inProcess ?? true
   const lockBreaker = lockInProcess ? undefined : breakerFor("lock")
@@ -210,6 +216,7 @@ export const make = (
     bindingOf,
     bound,
     boundWrite,
+    boundUnguarded,
     boundLock,
     lockNow,
     lockSleep,

@@ -157,10 +157,15 @@ const produceSince = <K, A, Id, E, R, B, E2, R2>(
 ): Effect.Effect<B, E | E2, R | R2> =>
   Effect.flatMap(run.engine.versionMark, (since) => Effect.flatMap(run.produce, (value) => f(value, since)))
 
-/** The second look: under the guard or the lock, another run may have stored the value meanwhile. */
-const reread = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect<Option.Option<A>> =>
+/**
+ * The second look: under the guard or the lock, another run may have stored the value meanwhile.
+ * `afterLock`: a lock on the store's server has just answered for the key (its key is in the entry's
+ * hash slot), so that server is up: an open breaker (other keys' failures) does not turn this read
+ * into a miss and a second producer run.
+ */
+const reread = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, afterLock = false): Effect.Effect<Option.Option<A>> =>
   run.readFirst
-    ? rereadEntry(run.engine, run.keyspace, run.key).pipe(
+    ? rereadEntry(run.engine, run.keyspace, run.key, !afterLock || run.engine.lock?.inProcess !== false).pipe(
       Effect.map((found) => found instanceof Outcome ? Option.none<A>() : Option.some(found)),
       Effect.catchAll((error) => absorb(run.engine, run.keyspace.name, error, Option.none<A>()))
     )
@@ -187,7 +192,7 @@ const locked = <K, A, Id, E, R>(
         return withoutLock(run, new LockError({ reason: "Timeout", operation: "lock", key, cause: `another instance held the lock for over ${waitLimit} ms` }))
       }
       return lock.awaitRelease(key, Duration.millis(Math.min(remaining, pollMillis))).pipe(
-        Effect.zipRight(reread(run)),
+        Effect.zipRight(reread(run, true)),
         Effect.flatMap((hit) => Option.isSome(hit) ? Effect.succeed(found(hit.value)) : attempt(deadline))
       )
     }))
@@ -237,7 +242,7 @@ const holding = <K, A, Id, E, R>(
   lock: CacheLock.CacheLock,
   lease: CacheLock.Lease
 ): Effect.Effect<{ readonly ran: boolean; readonly value: A; readonly write: Option.Option<CacheLock.Write> }, E, R> =>
-  Effect.flatMap(reread(run), (found) => {
+  Effect.flatMap(reread(run, true), (found) => {
     if (Option.isSome(found)) return Effect.succeed({ ran: false, value: found.value, write: Option.none() })
     return Effect.flatMap(Effect.fork(watchdog(run, lock, lease)), (fiber) =>
       produceSince(run, (value, since) => Effect.map(planWrite(run, value, since), (write) => ({ ran: true, value, write }))).pipe(

@@ -172,11 +172,13 @@ const readStored = <K, A, Id>(
   engine: Engine,
   operation: Operation,
   keyspace: Definition<K, A, Id>,
-  key: string
+  key: string,
+  guarded = true
 ): Effect.Effect<A | Outcome, StoreError> => {
   const local = engine.store.local
+  const bound = guarded ? engine.bound : engine.boundUnguarded
   const read = (mark: number) =>
-    Effect.flatMap(engine.bound(operation, key, engine.store.get(key)), (stored) =>
+    Effect.flatMap(bound(operation, key, engine.store.get(key)), (stored) =>
       Option.isNone(stored)
         ? Effect.succeed(Miss)
         : Effect.clockWith((clock) => {
@@ -258,20 +260,22 @@ const lookupShared = <K, A, Id, X, E, R>(
 
 /**
  * Reads `key` without counting or sharing: `getOrSet`'s second look under its guard or lock, where a
- * store failure is absorbed as a miss by the caller.
+ * store failure is absorbed as a miss by the caller. `guarded: false` after the lock answered for the
+ * key: the breaker (opened by other keys' failures) does not refuse it.
  */
 export const reread = <K, A, Id>(
   engine: Engine,
   keyspace: Definition<K, A, Id>,
-  key: string
+  key: string,
+  guarded = true
 ): Effect.Effect<A | Outcome, StoreError> => {
   const getNow = engine.store.getNow
-  if (getNow === undefined) return readStored(engine, "getOrSet", keyspace, key)
+  if (getNow === undefined) return readStored(engine, "getOrSet", keyspace, key, guarded)
   return Effect.clockWith((clock) => {
     const now = clock.unsafeCurrentTimeMillis()
     const stored = getNow(key, now)
     if (stored === undefined) {
-      return engine.store.local === undefined ? Effect.succeed(Miss) : readStored(engine, "getOrSet", keyspace, key)
+      return engine.store.local === undefined ? Effect.succeed(Miss) : readStored(engine, "getOrSet", keyspace, key, guarded)
     }
     const found = classify(keyspace, stored, now)
     return found instanceof Outcome ? settle(engine, "getOrSet", keyspace, key, found) : Effect.succeed(found)

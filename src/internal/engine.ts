@@ -28,6 +28,7 @@ export interface Counters {
   readonly misses: () => void
   readonly decodeFailures: () => void
   readonly errors: () => void
+  readonly staleServed: () => void
 }
 
 /** How `getOrSet` coordinates through a lock. */
@@ -78,6 +79,11 @@ export interface Engine {
   readonly report: Report.Reporter
   /** The service over this engine, once made: what hooks (`onProduced`) get as their cache. */
   readonly service: { current: Service | undefined }
+  /**
+   * Keys whose producer failed while a stale value was served, with the Clock's time until which the
+   * stale value is served without running the producer again (`graceBackoff`). Bounded, oldest out.
+   */
+  readonly backoff: Map<string, number>
 }
 
 /** A keyspace as one cache uses it. */
@@ -111,7 +117,8 @@ export const make = (
         hits: bind(Metrics.counters.hits, labels),
         misses: bind(Metrics.counters.misses, labels),
         decodeFailures: bind(Metrics.counters.decodeFailures, labels),
-        errors: bind(Metrics.counters.errors, labels)
+        errors: bind(Metrics.counters.errors, labels),
+        staleServed: bind(Metrics.counters.staleServed, labels)
       }
       countersByKeyspace.set(keyspace, found)
     }
@@ -222,7 +229,8 @@ export const make = (
     lockSleep,
     nextVersion,
     versionMark,
-    service: { current: undefined }
+    service: { current: undefined },
+    backoff: new Map()
   }
 }
 

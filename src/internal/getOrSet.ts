@@ -1,7 +1,9 @@
 /**
  * `getOrSet`, in the order it runs:
  *
- * 1. `getOrSet`: validate the key, then read (the shared hit path). A fresh value is the answer.
+ * 1. `getOrSet`: validate the key, then read (the shared hit path). A fresh value is the answer; a
+ *    stale one (past its ttl, within the keyspace's grace) is kept for the producer's failure, and
+ *    served at once while a failed producer's `graceBackoff` lasts.
  * 2. `guard`: on a miss, one run per key in this process; every other caller of the key joins it.
  *    A run answers its callers first and then finishes its `then` (the write, the lock's release).
  * 3. `coordinate`: with a lock in context, `locked`; without (or, at least once, when the store has
@@ -29,7 +31,7 @@ import type * as CacheLock from "../CacheLock.js"
 import { absorb, type Engine } from "./engine.js"
 import { isInvalidKey, storeKey } from "./keys.js"
 import type { Definition, GetOrSetOptions } from "./model.js"
-import { lookup, Outcome, reread as rereadEntry } from "./read.js"
+import { lookup, Outcome, reread as rereadEntry, staleValue } from "./read.js"
 import { encode, remember } from "./write.js"
 
 /** One call's miss path: everything the steps below consult. */
@@ -46,6 +48,8 @@ interface Run<K, A, Id, E, R> {
   readonly readFirst: boolean
   /** The store has just failed this call: at least once, it produces without waiting on the store again. */
   readonly storeFailed: boolean
+  /** What the store held past its ttl, within its grace (the latest read's): served if the producer fails. */
+  stale: Outcome | undefined
 }
 
 /** What a run gives its callers, and what it does once they have it: store the value, release the lock. */
@@ -66,7 +70,7 @@ export const getOrSet = <K, A, Id, E, R>(
 ): Effect.Effect<A, E | LockError, R> => {
   const full = storeKey(engine, "getOrSet", keyspace, key)
   if (isInvalidKey(full)) return Effect.zipRight(absorb(engine, keyspace.name, full, undefined), produce)
-  const run = (readFirst: boolean, storeFailed = false): Run<K, A, Id, E, R> => ({
+  const run = (readFirst: boolean, storeFailed = false, stale?: Outcome): Run<K, A, Id, E, R> => ({
     engine,
     keyspace,
     userKey: key,
@@ -74,7 +78,8 @@ export const getOrSet = <K, A, Id, E, R>(
     produce,
     options,
     readFirst,
-    storeFailed
+    storeFailed,
+    stale
   })
   if (options?.cacheRead === false) return options.cacheWrite === false ? produce : guard(run(false))
   // A run is under way: join it (under the guard, read again first: it may have just stored its value).
@@ -82,7 +87,9 @@ export const getOrSet = <K, A, Id, E, R>(
   if (engine.flights.has(full)) return guard(run(true))
   return lookup(engine, "getOrSet", keyspace, full, {
     onHit: Effect.succeed,
-    onMiss: () => guard(run(true)),
+    // A stale entry (past its ttl, within its grace) is kept for the producer's failure.
+    onMiss: (outcome) =>
+      outcome?._tag === "Stale" ? backingOff(engine, keyspace, full, outcome, () => guard(run(true, false, outcome))) : guard(run(true)),
     // The store has just failed: don't wait on it a second time before producing.
     onFailure: (error) => Effect.zipRight(absorb(engine, keyspace.name, error, undefined), guard(run(false, true)))
   })
@@ -120,7 +127,58 @@ const coordinate = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect<Pro
 
 /** Produces without a lock; the value is stored once the callers have it. */
 const produceUnlocked = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect<Produced<A>, E, R> =>
-  produceSince(run, (value, since) => Effect.succeed({ value, then: Effect.zipRight(writeUnlocked(run, value, since), produced(run, value)) }))
+  produceSince(
+    run,
+    (value, since) => Effect.succeed({ value, then: Effect.zipRight(writeUnlocked(run, value, since), produced(run, value)) }),
+    found
+  )
+
+/**
+ * A stale value whose producer failed less than `graceBackoff` ago is served without running the
+ * producer again; otherwise `otherwise` runs (the producer, under the guard).
+ */
+const backingOff = <K, A, Id, X, E, R>(
+  engine: Engine,
+  keyspace: Definition<K, A, Id>,
+  key: string,
+  stale: Outcome,
+  otherwise: () => Effect.Effect<A | X, E, R>
+): Effect.Effect<A | X, E, R> =>
+  Effect.clockWith((clock) => {
+    const until = engine.backoff.get(key)
+    if (until === undefined) return otherwise()
+    if (clock.unsafeCurrentTimeMillis() >= until) {
+      engine.backoff.delete(key)
+      return otherwise()
+    }
+    const value = staleValue(keyspace, stale)
+    if (value === undefined) return otherwise()
+    engine.bindingOf(keyspace).counters.staleServed()
+    return Effect.succeed(value)
+  })
+
+/** How many keys' backoffs are remembered at most (oldest out: that key's producer may run sooner). */
+const maxBackoffs = 10_000
+
+/**
+ * The producer failed and a stale value exists: it is served (counted, logged at a bounded rate), and
+ * the key's producer is not run again for `graceBackoff`.
+ */
+const servedStale = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, cause: Cause.Cause<unknown>): Effect.Effect<void> => {
+  const { engine, key, keyspace } = run
+  return Effect.clockWith((clock) => {
+    engine.backoff.delete(key)
+    engine.backoff.set(key, clock.unsafeCurrentTimeMillis() + keyspace.graceBackoffMillis)
+    if (engine.backoff.size > maxBackoffs) engine.backoff.delete(engine.backoff.keys().next().value!)
+    engine.bindingOf(keyspace).counters.staleServed()
+    return engine.report.warn(
+      `${keyspace.name}\u0000stale`,
+      { keyspace: keyspace.name, operation: "getOrSet" },
+      () =>
+        `the producer of "${engine.report.key(key)}" failed (${Cause.pretty(cause).split("\n")[0]}); serving its stale value for ${keyspace.graceBackoffMillis} ms before trying again`
+    )
+  })
+}
 
 /**
  * 7. After a producer ran and its value was stored: the keyspace's `onProduced`, then the call's,
@@ -153,9 +211,18 @@ const produced = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, value: A): Effect.Ef
  */
 const produceSince = <K, A, Id, E, R, B, E2, R2>(
   run: Run<K, A, Id, E, R>,
-  f: (value: A, since: number | undefined) => Effect.Effect<B, E2, R2>
+  f: (value: A, since: number | undefined) => Effect.Effect<B, E2, R2>,
+  onStale: (stale: A) => B
 ): Effect.Effect<B, E | E2, R | R2> =>
-  Effect.flatMap(run.engine.versionMark, (since) => Effect.flatMap(run.produce, (value) => f(value, since)))
+  Effect.flatMap(run.engine.versionMark, (since) =>
+    Effect.matchCauseEffect(run.produce, {
+      onSuccess: (value) => f(value, since),
+      // A failure (typed or a defect, not an interruption) with a stale value in grace: the stale value.
+      onFailure: (cause) => {
+        const stale = Cause.isInterruptedOnly(cause) ? undefined : staleValue(run.keyspace, run.stale)
+        return stale === undefined ? Effect.failCause(cause) : Effect.as(servedStale(run, cause), onStale(stale))
+      }
+    }))
 
 /**
  * The second look: under the guard or the lock, another run may have stored the value meanwhile.
@@ -166,7 +233,11 @@ const produceSince = <K, A, Id, E, R, B, E2, R2>(
 const reread = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, afterLock = false): Effect.Effect<Option.Option<A>> =>
   run.readFirst
     ? rereadEntry(run.engine, run.keyspace, run.key, !afterLock || run.engine.lock?.inProcess !== false).pipe(
-      Effect.map((found) => found instanceof Outcome ? Option.none<A>() : Option.some(found)),
+      Effect.map((found) => {
+        if (!(found instanceof Outcome)) return Option.some(found)
+        if (found._tag === "Stale") run.stale = found
+        return Option.none<A>()
+      }),
       Effect.catchAll((error) => absorb(run.engine, run.keyspace.name, error, Option.none<A>()))
     )
     : Effect.succeedNone
@@ -245,7 +316,12 @@ const holding = <K, A, Id, E, R>(
   Effect.flatMap(reread(run, true), (found) => {
     if (Option.isSome(found)) return Effect.succeed({ ran: false, value: found.value, write: Option.none() })
     return Effect.flatMap(Effect.fork(watchdog(run, lock, lease)), (fiber) =>
-      produceSince(run, (value, since) => Effect.map(planWrite(run, value, since), (write) => ({ ran: true, value, write }))).pipe(
+      produceSince(
+        run,
+        (value, since) => Effect.map(planWrite(run, value, since), (write) => ({ ran: true, value, write })),
+        // The stale value was served: nothing to store; the lock is released.
+        (stale) => ({ ran: false, value: stale, write: Option.none<CacheLock.Write>() })
+      ).pipe(
         Effect.ensuring(Fiber.interrupt(fiber))
       ))
   })

@@ -20,6 +20,17 @@ export interface Options<K, A, I, Id> {
   readonly value: Schema.Schema<A, I>
   /** A fixed time to live, or one chosen from the value. Defaults to the cache's `defaultTtl`. */
   readonly ttl?: Duration.DurationInput | ((value: A) => Duration.DurationInput) | undefined
+  /**
+   * How long an entry is kept past its ttl, stale: `get` no longer returns it, but `getOrSet` serves
+   * it when its producer fails (a typed error or a defect), logged and counted. Default none.
+   */
+  readonly grace?: Duration.DurationInput | undefined
+  /**
+   * After a producer failed and a stale value was served, how long `getOrSet` keeps serving that
+   * stale value before it runs the producer again (in this process), so an outage of the source
+   * does not hammer it. Default 10 seconds.
+   */
+  readonly graceBackoff?: Duration.DurationInput | undefined
   /** How values are stored. Default `CacheSerializer.json`. */
   readonly serializer?: CacheSerializer.CacheSerializer<NoInfer<I>> | undefined
   /** Values for which this returns `true` are returned to callers but never cached (e.g. `Option.isNone`). */
@@ -115,6 +126,8 @@ export const make = <K, A, I, Id>(
       return () => fixed
     })(),
     skip: options.skip,
+    graceMillis: options.grace === undefined ? 0 : Math.max(0, Duration.toMillis(Duration.decode(options.grace))),
+    graceBackoffMillis: Duration.toMillis(Duration.decode(options.graceBackoff ?? "10 seconds")),
     onProduced: options.onProduced,
     tier: options.tier ?? "both"
   }

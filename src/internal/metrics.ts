@@ -13,6 +13,10 @@ export const counters = {
     description: "stored values that could not be decoded (corrupt, or written under another schema) and were dropped",
     incremental: true
   }),
+  staleServed: Metric.counter("effect_cachekit_stale_served_total", {
+    description: "stale values (past their ttl, within their grace) getOrSet served because the producer failed",
+    incremental: true
+  }),
   errors: Metric.counter("effect_cachekit_errors_total", {
     description: "store failures that getOrSet absorbed by falling back to the producer",
     incremental: true

@@ -44,6 +44,10 @@ export interface Definition<K, A, Id> {
   readonly ttl: ((value: A) => Duration.DurationInput) | undefined
   /** Values for which this returns `true` are returned to the caller but not cached. */
   readonly skip: ((value: A) => boolean) | undefined
+  /** How long an entry is kept stale past its ttl, for `getOrSet` to serve when its producer fails (0: none). */
+  readonly graceMillis: number
+  /** How long a stale value is served after a failed producer before the producer runs again. */
+  readonly graceBackoffMillis: number
   /** Where a two-layer cache keeps the entries: memory and shared store, memory only, shared store only. */
   readonly tier: "local" | "shared" | "both"
   /** Runs after a producer of this keyspace ran (its value stored), with the cache in context. */

@@ -24,14 +24,27 @@ import type { Definition } from "./model.js"
  */
 export class Outcome {
   constructor(
-    readonly _tag: "Miss" | "Invalid" | "Async",
+    readonly _tag: "Miss" | "Invalid" | "Async" | "Stale",
     readonly cause?: unknown,
-    readonly body?: string | Uint8Array
+    readonly body?: string | Uint8Array,
+    /** A stale live entry's value. */
+    readonly value?: unknown
   ) {}
 }
 
-/** Nothing servable under the key (absent, expired, stale, or a cached failure). */
+/** Nothing servable under the key (absent, expired, or a cached failure). */
 export const Miss = new Outcome("Miss")
+
+/**
+ * The value of a stale entry (past its ttl, within its grace), decoded now: `undefined` when it is not
+ * one or cannot be decoded synchronously. Only `getOrSet` asks, once its producer failed.
+ */
+export const staleValue = <K, A, Id>(keyspace: Definition<K, A, Id>, outcome: Outcome | undefined): A | undefined => {
+  if (outcome === undefined || outcome._tag !== "Stale") return undefined
+  if (outcome.body === undefined) return outcome.value as A
+  const found = decodeBody(keyspace, outcome.body as Uint8Array)
+  return found instanceof Outcome ? undefined : found
+}
 
 const invalid = (cause: unknown) => new Outcome("Invalid", cause)
 
@@ -63,7 +76,9 @@ const decodeBody = <K, A, Id>(keyspace: Definition<K, A, Id>, bytes: Uint8Array)
 export const classify = <K, A, Id>(keyspace: Definition<K, A, Id>, stored: CacheEntry.Stored, now: number): A | Outcome => {
   if (CacheStore.isLive(stored)) {
     if (stored.fingerprint !== keyspace.fingerprint) return invalid(`the entry was written under fingerprint ${stored.fingerprint}`)
-    return now < stored.freshUntil && !stored.isFailure ? stored.value as A : Miss
+    if (stored.isFailure) return Miss
+    if (now < stored.freshUntil) return stored.value as A
+    return now < stored.staleUntil ? new Outcome("Stale", undefined, undefined, stored.value) : Miss
   }
   const entry = CacheEntry.decode(stored)
   if (entry === undefined) return notAnEnvelope
@@ -75,8 +90,15 @@ const classifyEntry = <K, A, Id>(keyspace: Definition<K, A, Id>, entry: CacheEnt
   if (entry.fingerprint !== keyspace.fingerprint) {
     return invalid(`the entry was written under fingerprint ${entry.fingerprint}, not ${keyspace.fingerprint}`)
   }
-  if (CacheEntry.status(entry, now) !== "fresh" || entry.isFailure) return Miss
-  return decodeBody(keyspace, entry.body)
+  if (entry.isFailure) return Miss
+  switch (CacheEntry.status(entry, now)) {
+    case "fresh":
+      return decodeBody(keyspace, entry.body)
+    case "stale":
+      return new Outcome("Stale", undefined, entry.body)
+    case "expired":
+      return Miss
+  }
 }
 
 /**
@@ -156,7 +178,8 @@ const settle = <K, A, Id>(
 ): Effect.Effect<A | Outcome> => {
   switch (outcome._tag) {
     case "Miss":
-      return Effect.succeed(Miss)
+    case "Stale":
+      return Effect.succeed(outcome)
     case "Invalid":
       return heal(engine, operation, keyspace, key, outcome.cause)
     case "Async":
@@ -192,7 +215,8 @@ const readStored = <K, A, Id>(
 /** What a caller does with a read: a hit, a miss, or a store failure. */
 export interface Continuation<A, X, E, R> {
   readonly onHit: (value: A) => Effect.Effect<X, E, R>
-  readonly onMiss: () => Effect.Effect<X, E, R>
+  /** `stale`: what the store held past its ttl, within its grace, if anything. */
+  readonly onMiss: (stale?: Outcome) => Effect.Effect<X, E, R>
   readonly onFailure: (error: StoreError) => Effect.Effect<X, E, R>
 }
 
@@ -227,7 +251,7 @@ export const lookup = <K, A, Id, X, E, R>(
       return Effect.flatMap(settle(engine, operation, keyspace, key, found), (settled) => {
         if (settled instanceof Outcome) {
           counters.misses()
-          return k.onMiss()
+          return k.onMiss(settled)
         }
         counters.hits()
         return k.onHit(settled)
@@ -251,7 +275,7 @@ const lookupShared = <K, A, Id, X, E, R>(
     onSuccess: (found) => {
       if (found instanceof Outcome) {
         counters.misses()
-        return k.onMiss()
+        return k.onMiss(found)
       }
       counters.hits()
       return k.onHit(found)

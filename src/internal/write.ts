@@ -29,8 +29,8 @@ export const ttlOf = <K, A, Id>(
 
 /**
  * Encodes a value into the entry this store keeps, with its physical time to live. The header says
- * when the entry stops being fresh (the ttl) and when it is gone (the same moment, until grace
- * periods land); a store that does not assign versions gets the cache's, from the Clock.
+ * when the entry stops being fresh (the ttl) and when it is gone (the ttl plus the keyspace's grace:
+ * the store's physical ttl); a store that does not assign versions gets the cache's, from the Clock.
  */
 export const encode = <K, A, Id>(
   engine: Engine,
@@ -48,11 +48,15 @@ export const encode = <K, A, Id>(
     (body) =>
       Effect.clockWith((clock) => {
         const now = clock.unsafeCurrentTimeMillis()
-        const ttl = ttlOf(engine, keyspace, value, options?.ttl)
-        const freshUntil = ttl === undefined ? Infinity : now + Duration.toMillis(ttl)
+        const fresh = ttlOf(engine, keyspace, value, options?.ttl)
+        const freshUntil = fresh === undefined ? Infinity : now + Duration.toMillis(fresh)
+        // Kept stale for the keyspace's grace after the ttl (a ttl of zero or less still removes).
+        const grace = fresh === undefined || Duration.toMillis(fresh) <= 0 ? 0 : keyspace.graceMillis
+        const staleUntil = freshUntil + grace
+        const ttl = grace === 0 ? fresh : Duration.sum(fresh!, Duration.millis(grace))
         const { assignsVersions, liveValues, tiered } = engine.store.capabilities
         const version = assignsVersions ? 0 : engine.nextVersion(now)
-        const header = { fingerprint: keyspace.fingerprint, version, freshUntil, staleUntil: freshUntil, tags: [], isFailure: false }
+        const header = { fingerprint: keyspace.fingerprint, version, freshUntil, staleUntil, tags: [], isFailure: false }
         // A two-layer store keeps the live value in memory and sends the envelope to the shared tier.
         const stored: CacheEntry.Stored = tiered
           ? CacheEntry.withEnvelope(CacheEntry.Live.make(value, { ...header, size: body.length }), CacheEntry.encode(header, body))

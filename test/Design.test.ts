@@ -104,13 +104,14 @@ describe("DESIGN.md's example, the parts built so far", () => {
         return { flags: ["x"] }
       })
 
-      // ---- as in DESIGN.md (timeouts, eager refresh, tags and batches come later) ----
+      // ---- as in DESIGN.md (the hard timeout, eager refresh, tags and batches come later) ----
       const Users = Keyspace.make({
         name: "users",
         key: CacheKey.number,                  // stored as "<namespace>:users:<id>"
         value: User,                           // any Schema<A, I>; the default serializer carries bytes too
         ttl: "10 minutes",
         grace: "1 hour",                       // serve stale when the producer fails or is slow
+        softTimeout: "100 millis",             // with a stale value: answer it after this, finish in background
       })
 
       const program = Effect.gen(function* () {

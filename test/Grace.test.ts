@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Data, Effect, Layer, Metric, Option, Schema, TestClock } from "effect"
+import { Data, Effect, Fiber, Layer, Metric, Option, Schema, TestClock } from "effect"
 import { Cache, CacheKey, Keyspace, RedisLock, RedisStore } from "../src/index.js"
 import { assertSame, redisOn } from "./utils.js"
 
@@ -100,6 +100,53 @@ const graceSuite = (name: string, layer: Layer.Layer<Cache.Cache>, store: string
         assert.strictEqual(yield* Rates.getOrSet("CHF", fetch), 2, "the next call runs the producer")
       }).pipe(Effect.provide(Layer.fresh(layer))))
   })
+
+describe("softTimeout", () => {
+  const Quotes = Keyspace.make({
+    name: "quotes",
+    key: CacheKey.string,
+    value: Schema.Number,
+    ttl: "1 minute",
+    grace: "1 hour",
+    softTimeout: "100 millis"
+  })
+
+  it.effect("with a stale value, a slow producer: callers get the stale value at the soft timeout, the run completes in the background, once", () =>
+    Effect.gen(function*() {
+      let runs = 0
+      const slow = Effect.zipRight(Effect.sync(() => runs++), Effect.as(Effect.sleep("1 second"), 2))
+      yield* Quotes.set("ACME", 1)
+      yield* TestClock.adjust("2 minutes")
+      const callers = yield* Effect.fork(Effect.all(Array.from({ length: 100 }, () => Quotes.getOrSet("ACME", slow)), { concurrency: "unbounded" }))
+      yield* TestClock.adjust("100 millis")
+      const answers = yield* Fiber.join(callers)
+      assert.isTrue(answers.every((value) => value === 1), "the stale value at the soft timeout")
+      assert.strictEqual(runs, 1)
+      assertSame(yield* Quotes.get("ACME"), Option.none(), "still stale: the producer runs on")
+      yield* TestClock.adjust("1 second")
+      yield* Effect.yieldNow()
+      const cache = yield* Cache.Cache
+      for (let i = 0; i < 100 && (yield* cache.inFlight) > 0; i++) yield* Effect.yieldNow()
+      assertSame(yield* Quotes.get("ACME"), Option.some(2), "the background run stored its value")
+      assert.strictEqual(runs, 1)
+      assert.strictEqual(yield* Quotes.getOrSet("ACME", slow), 2)
+    }).pipe(Effect.provide(Cache.layerMemory())))
+
+  it.effect("without a stale value the caller waits for the producer; a call may set its own soft timeout", () =>
+    Effect.gen(function*() {
+      const slow = Effect.as(Effect.sleep("1 second"), 7)
+      const cold = yield* Effect.fork(Quotes.getOrSet("NEW", slow))
+      yield* TestClock.adjust("100 millis")
+      assert.isTrue(Option.isNone(yield* Fiber.poll(cold)), "nothing stale to give: still waiting")
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual(yield* Fiber.join(cold), 7)
+      // Stale, with a call's own, longer soft timeout: the producer wins.
+      yield* TestClock.adjust("2 minutes")
+      const patient = yield* Effect.fork(Quotes.getOrSet("NEW", Effect.as(Effect.sleep("200 millis"), 8), { softTimeout: "1 second" }))
+      yield* TestClock.adjust("200 millis")
+      assert.strictEqual(yield* Fiber.join(patient), 8)
+    }).pipe(Effect.provide(Cache.layerMemory())))
+})
 
 graceSuite("memory store", Cache.layerMemory({ namespace: "grace" }), "memory")
 graceSuite(

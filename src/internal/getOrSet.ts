@@ -2,8 +2,8 @@
  * `getOrSet`, in the order it runs:
  *
  * 1. `getOrSet`: validate the key, then read (the shared hit path). A fresh value is the answer; a
- *    stale one (past its ttl, within the keyspace's grace) is kept for the producer's failure, and
- *    served at once while a failed producer's `graceBackoff` lasts.
+ *    stale one (past its ttl, within the keyspace's grace) is kept for the producer's failure, served
+ *    at once while a failed producer's `graceBackoff` lasts, and after `softTimeout` (`softly`).
  * 2. `guard`: on a miss, one run per key in this process; every other caller of the key joins it.
  *    A run answers its callers first and then finishes its `then` (the write, the lock's release).
  * 3. `coordinate`: with a lock in context, `locked`; without (or, at least once, when the store has
@@ -89,7 +89,9 @@ export const getOrSet = <K, A, Id, E, R>(
     onHit: Effect.succeed,
     // A stale entry (past its ttl, within its grace) is kept for the producer's failure.
     onMiss: (outcome) =>
-      outcome?._tag === "Stale" ? backingOff(engine, keyspace, full, outcome, () => guard(run(true, false, outcome))) : guard(run(true)),
+      outcome?._tag === "Stale"
+        ? backingOff(engine, keyspace, full, outcome, () => softly(run(true, false, outcome)))
+        : guard(run(true)),
     // The store has just failed: don't wait on it a second time before producing.
     onFailure: (error) => Effect.zipRight(absorb(engine, keyspace.name, error, undefined), guard(run(false, true)))
   })
@@ -156,6 +158,31 @@ const backingOff = <K, A, Id, X, E, R>(
     engine.bindingOf(keyspace).counters.staleServed()
     return Effect.succeed(value)
   })
+
+/**
+ * With a stale value and a soft timeout: the run goes on in a fiber of its own, and a caller that has
+ * waited the soft timeout (on the Clock) gets the stale value; the run completes in the background
+ * (one run, under the lock, its value stored) whether or not anyone still waits for it.
+ */
+const softly = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect<A, E | LockError, R> => {
+  const input = run.options?.softTimeout
+  const soft = input === undefined ? run.keyspace.softTimeout : Duration.decode(input)
+  if (soft === undefined) return guard(run)
+  const stale = staleValue(run.keyspace, run.stale)
+  if (stale === undefined) return guard(run)
+  return Effect.flatMap(Effect.forkDaemon(Effect.exit(guard(run))), (fiber) =>
+    Fiber.join(fiber).pipe(
+      Effect.timeoutTo({
+        duration: soft,
+        onSuccess: (exit): Effect.Effect<A, E | LockError> => exit,
+        onTimeout: () => {
+          run.engine.bindingOf(run.keyspace).counters.staleServed()
+          return Effect.succeed(stale)
+        }
+      }),
+      Effect.flatten
+    ))
+}
 
 /** How many keys' backoffs are remembered at most (oldest out: that key's producer may run sooner). */
 const maxBackoffs = 10_000

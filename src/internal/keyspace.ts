@@ -31,6 +31,12 @@ export interface Options<K, A, I, Id> {
    * does not hammer it. Default 10 seconds.
    */
   readonly graceBackoff?: Duration.DurationInput | undefined
+  /**
+   * With a stale value (within grace): when the producer takes longer than this (on the Clock), the
+   * caller gets the stale value and the producer completes in the background (still one run, under
+   * the lock, its value stored). Without a stale value the caller waits. Default none.
+   */
+  readonly softTimeout?: Duration.DurationInput | undefined
   /** How values are stored. Default `CacheSerializer.json`. */
   readonly serializer?: CacheSerializer.CacheSerializer<NoInfer<I>> | undefined
   /** Values for which this returns `true` are returned to callers but never cached (e.g. `Option.isNone`). */
@@ -128,6 +134,7 @@ export const make = <K, A, I, Id>(
     skip: options.skip,
     graceMillis: options.grace === undefined ? 0 : Math.max(0, Duration.toMillis(Duration.decode(options.grace))),
     graceBackoffMillis: Duration.toMillis(Duration.decode(options.graceBackoff ?? "10 seconds")),
+    softTimeout: options.softTimeout === undefined ? undefined : Duration.decode(options.softTimeout),
     onProduced: options.onProduced,
     tier: options.tier ?? "both"
   }

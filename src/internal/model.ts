@@ -48,6 +48,8 @@ export interface Definition<K, A, Id> {
   readonly graceMillis: number
   /** How long a stale value is served after a failed producer before the producer runs again. */
   readonly graceBackoffMillis: number
+  /** With a stale value, how long a caller waits for the producer before it gets the stale value. */
+  readonly softTimeout: Duration.Duration | undefined
   /** Where a two-layer cache keeps the entries: memory and shared store, memory only, shared store only. */
   readonly tier: "local" | "shared" | "both"
   /** Runs after a producer of this keyspace ran (its value stored), with the cache in context. */
@@ -82,6 +84,8 @@ export interface GetOrSetOptions<A, M extends CacheLock.Mode = CacheLock.Mode> e
   readonly lockMode?: M | undefined
   /** Overrides the cache's `lock.timeout` for this call. */
   readonly lockTimeout?: Duration.DurationInput | undefined
+  /** Overrides the keyspace's `softTimeout` for this call. */
+  readonly softTimeout?: Duration.DurationInput | undefined
 }
 
 /** Options of `warmUp`. */

@@ -95,7 +95,8 @@ export interface Keyspace<K, A, Id = Cache.Cache> extends Definition<K, A, Id>, 
    * producer, the others skip it, so across a fleet sharing a store the producer runs once per
    * period. On start the entry is filled if it is missing. A failed refresh keeps the old value and
    * is logged and counted (`Cache.metrics.refreshFailures`). Keep the keyspace's ttl above `every`,
-   * or the entry expires between refreshes.
+   * or the entry expires between refreshes. Given a `Schedule` instead of a duration, each instance
+   * refreshes on that schedule on its own (no claim: a fleet refreshes once per instance).
    */
   readonly refreshEvery: Model.RefreshEvery<K, A, Id>
 }

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Layer, Metric, Option, Schema, Scope, TestClock } from "effect"
+import { Effect, Exit, Layer, Metric, Option, Schedule, Schema, Scope, TestClock } from "effect"
 import { Cache, CacheKey, Keyspace } from "../src/index.js"
 import { assertSame, emptiedDatabase } from "./utils.js"
 
@@ -120,6 +120,22 @@ describe("refreshEvery", () => {
       failing = false
       yield* TestClock.adjust("1 minute")
       assertSame(yield* read, Option.some(4))
+    }).pipe(Effect.scoped))
+
+  it.effect("with a Schedule, each instance refreshes on its own schedule", () =>
+    Effect.gen(function*() {
+      let n = 0
+      const produce = Effect.sync(() => ++n)
+      const context = yield* Layer.build(
+        Rates.refreshEvery("CHF", produce, Schedule.spaced("30 seconds")).pipe(Layer.provideMerge(Cache.layerMemory()))
+      )
+      const read = Effect.provide(Rates.get("CHF"), context)
+      yield* TestClock.adjust("1 millis")
+      assertSame(yield* read, Option.some(1), "filled on start")
+      yield* TestClock.adjust("30 seconds")
+      assertSame(yield* read, Option.some(2))
+      yield* TestClock.adjust("30 seconds")
+      assertSame(yield* read, Option.some(3))
     }).pipe(Effect.scoped))
 
   it.live("3 instances sharing Redis over 5 periods run the producer about 5 times, not 15", () =>

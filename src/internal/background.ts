@@ -10,6 +10,7 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
 import * as Metrics from "./metrics.js"
 import type { Definition, RefreshOptions, WarmUpOptions } from "./model.js"
 
@@ -76,13 +77,11 @@ export const refreshEvery = <K, A, Id, E, R>(
   keyspace: Definition<K, A, Id>,
   key: K,
   produce: Effect.Effect<A, E, R>,
-  every: Duration.DurationInput,
+  every: Duration.DurationInput | Schedule.Schedule<unknown>,
   options: RefreshOptions<A> | undefined
 ): Layer.Layer<never, never, Id | R> =>
   Layer.scopedDiscard(Effect.gen(function*() {
     const cache = yield* keyspace.cache
-    const period = Duration.decode(every)
-    const millis = Math.max(1, Duration.toMillis(period))
     const labels = [MetricLabel.make("cache", cache.namespace), MetricLabel.make("keyspace", keyspace.name)]
     const annotate = Effect.annotateLogs({ cache: cache.namespace, keyspace: keyspace.name, operation: "refresh" })
     const failed = (cause: Cause.Cause<unknown>) =>
@@ -92,23 +91,26 @@ export const refreshEvery = <K, A, Id, E, R>(
           `effect-cachekit: the refresh of an entry of keyspace "${keyspace.name}" failed (${firstLine(cause)}); the old value stays`
         ).pipe(annotate)
       )
+    const fill = Effect.catchAllCause(Effect.asVoid(cache.getOrSet(keyspace, key, produce, options)), failed)
+    const force = Effect.catchAllCause(Effect.asVoid(cache.getOrSet(keyspace, key, produce, { ...options, cacheRead: false })), failed)
+    if (Schedule.isSchedule(every)) {
+      // A Schedule runs in each instance on its own: no claim, so a fleet refreshes once per instance.
+      yield* Effect.forkScoped(Effect.zipRight(fill, Effect.schedule(force, every)))
+      return
+    }
+    const period = Duration.decode(every)
+    const millis = Math.max(1, Duration.toMillis(period))
     const refresh = (index: number) =>
       Effect.flatMap(
         Effect.either(cache.claim(keyspace, key, `refresh:${millis}:${index}`, period)),
         (claimed) => {
           if (claimed._tag === "Left") return failed(Cause.fail(claimed.left))
-          if (!claimed.right) return Effect.void
-          return Effect.catchAllCause(Effect.asVoid(cache.getOrSet(keyspace, key, produce, { ...options, cacheRead: false })), failed)
+          return claimed.right ? force : Effect.void
         }
       )
     const loop = Effect.forever(Effect.flatMap(Clock.currentTimeMillis, (now) => {
       const index = Math.floor(now / millis) + 1
       return Effect.zipRight(Effect.sleep(Duration.millis(index * millis - now)), refresh(index))
     }))
-    yield* Effect.forkScoped(
-      Effect.zipRight(
-        Effect.catchAllCause(Effect.asVoid(cache.getOrSet(keyspace, key, produce, options)), failed),
-        loop
-      )
-    )
+    yield* Effect.forkScoped(Effect.zipRight(fill, loop))
   }))

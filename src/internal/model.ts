@@ -8,6 +8,7 @@ import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import type * as Either from "effect/Either"
 import type * as Layer from "effect/Layer"
+import type * as Schedule from "effect/Schedule"
 import type * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
 import type { CodecError, InvalidKeyError, LockError, StoreError } from "../CacheError.js"
@@ -113,7 +114,7 @@ export type WarmUp<K, A, Id> = <E, R>(
 export type RefreshEvery<K, A, Id> = <E, R>(
   key: K,
   produce: Effect.Effect<A, E, R>,
-  every: Duration.DurationInput,
+  every: Duration.DurationInput | Schedule.Schedule<unknown>,
   options?: RefreshOptions<A>
 ) => Layer.Layer<never, never, Id | R>
 

@@ -108,6 +108,7 @@ export const make = (options: Options = {}): Effect.Effect<CacheBus.CacheBus, ne
       if (subscription.live) return
       subscription.live = true
       subscription.listener.onResume()
+      subscription.wake?.()
     }
 
     /** Subscribes `channels`, then PINGs: once answered, every message published after the PING arrives. */
@@ -203,7 +204,7 @@ export const make = (options: Options = {}): Effect.Effect<CacheBus.CacheBus, ne
       subscribe: (namespace, listener) =>
         Effect.gen(function*() {
           const channel = CacheBus.channelOf(namespace)
-          const subscription: Subscription = { listener, live: false }
+          const subscription: Subscription = { listener, live: false, wake: undefined }
           yield* Effect.acquireRelease(
             Effect.sync(() => {
               let set = listeners.get(channel)
@@ -233,13 +234,14 @@ export const make = (options: Options = {}): Effect.Effect<CacheBus.CacheBus, ne
           // Wait (2 s of real time at most) for the subscription; past it, onResume says when it is up.
           yield* timeoutRealTo(
             Effect.async<void>((resume) => {
-              const check = setInterval(() => {
-                if (subscription.live) {
-                  clearInterval(check)
-                  resume(Effect.void)
-                }
-              }, 2)
-              return Effect.sync(() => clearInterval(check))
+              if (subscription.live) return resume(Effect.void)
+              subscription.wake = () => {
+                subscription.wake = undefined
+                resume(Effect.void)
+              }
+              return Effect.sync(() => {
+                subscription.wake = undefined
+              })
             }),
             Math.max(2_000, commandTimeout ?? 0),
             Effect.logWarning(
@@ -256,6 +258,8 @@ export const make = (options: Options = {}): Effect.Effect<CacheBus.CacheBus, ne
 interface Subscription {
   readonly listener: CacheBus.Listener
   live: boolean
+  /** Ends the wait of `subscribe` for the channel to be live, while it waits. */
+  wake: (() => void) | undefined
 }
 
 /** The subscriber's connection: a duplicate of a standalone client, a plain connection to a Cluster master. */

@@ -440,9 +440,3 @@ export const layer = (options: Options = {}): Layer.Layer<CacheStore.CacheStore,
     CacheStore.CacheStore,
     Effect.flatMap(Effect.zip(CacheStore.CacheStore, CacheBus.CacheBus), ([shared, bus]) => make(shared, bus, options))
   )
-
-/**
- * @internal
- * How long a write or delete heard on the bus is remembered.
- */
-export const heardFor: Duration.Duration = Duration.millis(heardMillis)

@@ -178,18 +178,13 @@ export const make = (
   // A two-layer store's writes, deletes and clears always reach it (bounded, not refused by the
   // breaker): its memory must drop or keep its copy whether or not Redis takes the change.
   const tiered = store.capabilities.tiered
-  const bound = <A>(operation: Operation, key: string | undefined, effect: Effect.Effect<A, StoreError>): Effect.Effect<A, StoreError> => {
-    if (inProcess) return effect
-    const raced = selfBounded && operation !== "clear"
-      ? effect
-      : timeoutReal(effect, timeoutMillis, () => new StoreError({ reason: "Timeout", operation, key, store: store.name, cause: noAnswer }))
-    return Breaker.guard(storeBreaker, raced, (refusal) =>
-      new StoreError({ reason: "Unavailable", operation, key, store: store.name, cause: refusal }))
-  }
   const boundUnguarded = <A>(operation: Operation, key: string | undefined, effect: Effect.Effect<A, StoreError>): Effect.Effect<A, StoreError> =>
     inProcess || (selfBounded && operation !== "clear")
       ? effect
       : timeoutReal(effect, timeoutMillis, () => new StoreError({ reason: "Timeout", operation, key, store: store.name, cause: noAnswer }))
+  const bound = <A>(operation: Operation, key: string | undefined, effect: Effect.Effect<A, StoreError>): Effect.Effect<A, StoreError> =>
+    inProcess ? effect : Breaker.guard(storeBreaker, boundUnguarded(operation, key, effect), (refusal) =>
+      new StoreError({ reason: "Unavailable", operation, key, store: store.name, cause: refusal }))
   const boundWrite = <A>(operation: Operation, key: string | undefined, effect: Effect.Effect<A, StoreError>): Effect.Effect<A, StoreError> =>
     tiered ? boundUnguarded(operation, key, effect) : bound(operation, key, effect)
 

@@ -6,6 +6,7 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as CacheEntry from "../CacheEntry.js"
+import * as CacheStore from "../CacheStore.js"
 import { CodecError, type Operation } from "../CacheError.js"
 import type * as CacheLock from "../CacheLock.js"
 import type { Engine } from "./engine.js"
@@ -91,7 +92,7 @@ export const write = <K, A, Id>(
  */
 export const remember = (engine: Engine, key: string, stored: CacheEntry.Stored, mark: number): void => {
   const local = engine.store.local
-  if (local === undefined || !(stored instanceof CacheEntry.Live)) return
+  if (local === undefined || !CacheStore.isLive(stored)) return
   const envelope = CacheEntry.envelopeOf(stored)
   const version = envelope === undefined ? 0 : CacheEntry.versionOf(envelope)
   if (version <= 0) return

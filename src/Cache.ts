@@ -143,7 +143,11 @@ export interface WriteOptions<A> extends Model.WriteOptions<A> {}
  * @since 0.1.0
  * @category models
  */
-export interface GetOrSetOptions<A, M extends CacheLock.Mode = CacheLock.Mode> extends Model.GetOrSetOptions<A, M> {}
+export interface GetOrSetOptions<
+  A,
+  M extends CacheLock.Mode = CacheLock.Mode,
+  T extends Duration.DurationInput | undefined = Duration.DurationInput | undefined
+> extends Model.GetOrSetOptions<A, M, T> {}
 
 /**
  * The lock error a `getOrSet` call may fail with, from the lock mode it may ask for: `LockError` when
@@ -162,6 +166,24 @@ export interface GetOrSetOptions<A, M extends CacheLock.Mode = CacheLock.Mode> e
  * @category models
  */
 export type LockErrorOf<M extends CacheLock.Mode> = Model.LockErrorOf<M>
+
+/**
+ * The error a `hardTimeout` adds to `getOrSet` and `memoize`, from the option's type `T`:
+ * `ProducerTimeoutError` when a hard timeout may be set, none when it is `undefined`.
+ *
+ * @example
+ * ```ts
+ * import type { Cache, CacheError } from "effect-cachekit"
+ *
+ * type Bounded = Cache.TimeoutErrorOf<"5 seconds"> // CacheError.ProducerTimeoutError
+ * type Unbounded = Cache.TimeoutErrorOf<undefined> // never
+ * const check: [Bounded] extends [CacheError.ProducerTimeoutError] ? true : false = true
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type TimeoutErrorOf<T> = Model.TimeoutErrorOf<T>
 
 /**
  * The cache service. Every operation takes the keyspace it works in.
@@ -765,12 +787,21 @@ export const clearKeyspace: Model.AccessorOf<"clearKeyspace"> = Operations.acces
  * @since 0.1.0
  * @category accessors
  */
-export const getOrSet: <K, A, Id, E, R, M extends CacheLock.Mode = "at-least-once">(
-  keyspace: Model.Definition<K, A, Id>,
+export const getOrSet: <
+  K,
+  A,
+  Id,
+  X,
+  E,
+  R,
+  M extends CacheLock.Mode = "at-least-once",
+  T extends Duration.DurationInput | undefined = undefined
+>(
+  keyspace: Model.Definition<K, A, Id, X>,
   key: K,
   produce: Effect.Effect<A, E, R>,
-  options?: GetOrSetOptions<A, M>
-) => Effect.Effect<A, E | LockErrorOf<M>, R | Id> = Operations.getOrSetAccessor
+  options?: GetOrSetOptions<A, M, T>
+) => Effect.Effect<A, E | X | LockErrorOf<M> | TimeoutErrorOf<T>, R | Id> = Operations.getOrSetAccessor
 
 /**
  * Removes every entry of the default cache's namespace (a prefix scan, never a blocking command);
@@ -803,7 +834,12 @@ export const clear: Effect.Effect<number, StoreError, Cache> = Effect.flatMap(Ca
  * @since 0.1.0
  * @category models
  */
-export interface MemoizeOptions<A, I, Id> extends Omit<GetOrSetOptions<A, "at-least-once">, "lockMode"> {
+export interface MemoizeOptions<
+  A,
+  I,
+  Id,
+  T extends Duration.DurationInput | undefined = Duration.DurationInput | undefined
+> extends Omit<GetOrSetOptions<A, "at-least-once", T>, "lockMode"> {
   /**
    * The entry's name: it is stored as `"<namespace>:<key>"`, apart from every keyspace (a keyspace
    * named like it keeps its own entries); same rules as a keyspace name.
@@ -837,18 +873,26 @@ export interface MemoizeOptions<A, I, Id> extends Omit<GetOrSetOptions<A, "at-le
  * @category combinators
  */
 export const memoize: {
-  <A, I, Id = Cache>(options: MemoizeOptions<A, I, Id>): <E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R | Id>
-  <A, E, R, I, Id = Cache>(self: Effect.Effect<A, E, R>, options: MemoizeOptions<A, I, Id>): Effect.Effect<A, E, R | Id>
+  <A, I, Id = Cache, T extends Duration.DurationInput | undefined = undefined>(
+    options: MemoizeOptions<A, I, Id, T>
+  ): <E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | TimeoutErrorOf<T>, R | Id>
+  <A, E, R, I, Id = Cache, T extends Duration.DurationInput | undefined = undefined>(
+    self: Effect.Effect<A, E, R>,
+    options: MemoizeOptions<A, I, Id, T>
+  ): Effect.Effect<A, E | TimeoutErrorOf<T>, R | Id>
 } = dual(
   (args) => Effect.isEffect(args[0]),
-  <A, E, R, I, Id>(self: Effect.Effect<A, E, R>, options: MemoizeOptions<A, I, Id>): Effect.Effect<A, E, R | Id> => {
+  <A, E, R, I, Id, T extends Duration.DurationInput | undefined>(
+    self: Effect.Effect<A, E, R>,
+    options: MemoizeOptions<A, I, Id, T>
+  ): Effect.Effect<A, E | TimeoutErrorOf<T>, R | Id> => {
     // The call's own onProduced runs through getOrSet's options; the entry has none of its own.
     const { onProduced: _, ...policy } = options
     const single = Compile.make(
       { ...policy, name: options.key, key: CacheKey.string },
       Cache as unknown as Context.Tag<Id, Service>,
       "single"
-    )
+    ) as Model.Definition<string, A, Id>
     return getOrSet(single, "", self, options)
   }
 )

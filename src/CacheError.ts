@@ -8,10 +8,13 @@
  * - {@link CodecError}: a value could not be encoded for the store (or decoded from it).
  * - {@link InvalidKeyError}: a key could not be turned into a safe store key.
  * - {@link LockError}: a lock could not be taken or was lost.
+ * - {@link ProducerTimeoutError}: `getOrSet` stopped waiting for a producer at the keyspace's (or the
+ *   call's) `hardTimeout`.
  *
  * @since 0.1.0
  */
 import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
 import * as Predicate from "effect/Predicate"
 
 /**
@@ -233,6 +236,47 @@ export class LockError extends Data.TaggedError("LockError")<{
 }
 
 /**
+ * `getOrSet` (or a memoized function) stopped waiting for its producer at the `hardTimeout` of its
+ * keyspace or call (reason `"Timeout"`), and no stale value was there to serve instead. The producer
+ * is interrupted unless another caller still waits for it. Only a keyspace or call with a
+ * `hardTimeout` has this error in its type.
+ *
+ * @example
+ * ```ts
+ * import { Duration, Effect } from "effect"
+ * import { CacheError } from "effect-cachekit"
+ *
+ * const program = Effect.fail(
+ *   new CacheError.ProducerTimeoutError({ reason: "Timeout", operation: "getOrSet", key: "app:users:1", timeout: Duration.seconds(5) })
+ * )
+ * program.pipe(Effect.catchTag("ProducerTimeoutError", () => Effect.succeed("fallback")))
+ * ```
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class ProducerTimeoutError extends Data.TaggedError("ProducerTimeoutError")<{
+  readonly reason: "Timeout"
+  readonly operation: Operation
+  readonly key?: string | undefined
+  /** The hard timeout that ran out. */
+  readonly timeout: Duration.Duration
+  readonly cause?: unknown
+}> {
+  /**
+   * @since 0.2.0
+   */
+  readonly [TypeId]: TypeId = TypeId
+
+  /**
+   * @since 0.2.0
+   */
+  override get message(): string {
+    return `${this.operation} stopped waiting for the producer after ${Duration.format(this.timeout)} (hardTimeout)${describeKey(this.key)}`
+  }
+}
+
+/**
  * Every error effect-cachekit can raise.
  *
  * @example
@@ -246,7 +290,7 @@ export class LockError extends Data.TaggedError("LockError")<{
  * @since 0.1.0
  * @category errors
  */
-export type CacheError = StoreError | CodecError | InvalidKeyError | LockError
+export type CacheError = StoreError | CodecError | InvalidKeyError | LockError | ProducerTimeoutError
 
 /**
  * Whether a value is any effect-cachekit error.
@@ -327,3 +371,23 @@ export const isInvalidKeyError: (u: unknown) => u is InvalidKeyError = tagged<In
  * @category guards
  */
 export const isLockError: (u: unknown) => u is LockError = tagged<LockError>("LockError")
+
+/**
+ * Whether a value is a {@link ProducerTimeoutError}.
+ *
+ * @example
+ * ```ts
+ * import { Duration } from "effect"
+ * import { CacheError } from "effect-cachekit"
+ *
+ * CacheError.isProducerTimeoutError(
+ *   new CacheError.ProducerTimeoutError({ reason: "Timeout", operation: "getOrSet", timeout: Duration.seconds(1) })
+ * ) // true
+ * ```
+ *
+ * @since 0.2.0
+ * @category guards
+ */
+export const isProducerTimeoutError: (u: unknown) => u is ProducerTimeoutError = tagged<ProducerTimeoutError>(
+  "ProducerTimeoutError"
+)

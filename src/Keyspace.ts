@@ -5,6 +5,7 @@
  *
  * @since 0.1.0
  */
+import type * as Duration from "effect/Duration"
 import * as Cache from "./Cache.js"
 import type * as Compile from "./internal/keyspace.js"
 import * as Keyspaces from "./internal/keyspace.js"
@@ -30,7 +31,32 @@ import * as Operations from "./internal/operations.js"
  * @since 0.1.0
  * @category models
  */
-export interface Options<K, A, I, Id = Cache.Cache> extends Compile.Options<K, A, I, Id> {}
+export interface Options<
+  K,
+  A,
+  I,
+  Id = Cache.Cache,
+  F = never,
+  FI = never,
+  T extends Duration.DurationInput | undefined = Duration.DurationInput | undefined
+> extends Compile.Options<K, A, I, Id, F, FI, T> {}
+
+/**
+ * A keyspace's `cacheFailure` option: the schema of the producer failures it caches, and their ttl.
+ *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import type { Keyspace } from "effect-cachekit"
+ *
+ * class NotFound extends Schema.TaggedError<NotFound>()("NotFound", { id: Schema.Number }) {}
+ * const policy: Keyspace.CacheFailure<NotFound, { readonly _tag: "NotFound"; readonly id: number }> = { schema: NotFound, ttl: "30 seconds" }
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface CacheFailure<F, FI> extends Compile.CacheFailure<F, FI> {}
 
 /**
  * The compiled part of a keyspace that the cache service runs on.
@@ -47,7 +73,7 @@ export interface Options<K, A, I, Id = Cache.Cache> extends Compile.Options<K, A
  * @since 0.1.0
  * @category models
  */
-export interface Definition<K, A, Id = Cache.Cache> extends Model.Definition<K, A, Id> {}
+export interface Definition<K, A, Id = Cache.Cache, X = never> extends Model.Definition<K, A, Id, X> {}
 
 /**
  * A typed region of a cache, keys `K`, values `A`, served by the cache tagged `Id`. Its direct
@@ -70,7 +96,7 @@ export interface Definition<K, A, Id = Cache.Cache> extends Model.Definition<K, 
  * @since 0.1.0
  * @category models
  */
-export interface Keyspace<K, A, Id = Cache.Cache> extends Definition<K, A, Id>, Model.HandleMethods<K, A, Id> {
+export interface Keyspace<K, A, Id = Cache.Cache, X = never> extends Definition<K, A, Id, X>, Model.HandleMethods<K, A, Id> {
   /** Removes every entry of this keyspace (never the cache's internal keys); returns how many. */
   readonly clear: Model.WithRequirement<ReturnType<Model.Operations<K, A>["clearKeyspace"]>, Id>
   /**
@@ -79,9 +105,9 @@ export interface Keyspace<K, A, Id = Cache.Cache> extends Definition<K, A, Id>, 
    * outcome. Store failures fall back to the producer, so the error channel is the producer's (plus
    * `LockError` when the call may ask for `lockMode: "at-most-once"`).
    */
-  readonly getOrSet: Model.GetOrSet<K, A, Id>
+  readonly getOrSet: Model.GetOrSet<K, A, Id, X>
   /** An effectful function whose results are cached by argument, with `getOrSet`'s guarantees. */
-  readonly memoize: Model.Memoize<K, A, Id>
+  readonly memoize: Model.Memoize<K, A, Id, X>
   /**
    * A layer that fills the cache on start with `produce` for each key (through `getOrSet`: cached
    * keys are left alone, one producer per key runs across the fleet). With `timeout`, the program
@@ -125,7 +151,20 @@ export interface Keyspace<K, A, Id = Cache.Cache> extends Definition<K, A, Id>, 
  * @since 0.1.0
  * @category constructors
  */
-export const make = <K, A, I, Id = Cache.Cache>(options: Options<K, A, I, Id>): Keyspace<K, A, Id> => {
-  const definition = Keyspaces.make(options, Cache.Cache as unknown as Model.Definition<K, A, Id>["cache"])
+export const make = <
+  K,
+  A,
+  I,
+  Id = Cache.Cache,
+  F = never,
+  FI = never,
+  T extends Duration.DurationInput | undefined = undefined
+>(options: Options<K, A, I, Id, F, FI, T>): Keyspace<K, A, Id, F | Model.TimeoutErrorOf<T>> => {
+  const definition = Keyspaces.make(options, Cache.Cache as unknown as Model.Definition<K, A, Id>["cache"]) as Model.Definition<
+    K,
+    A,
+    Id,
+    F | Model.TimeoutErrorOf<T>
+  >
   return { ...definition, ...Operations.makeHandle(definition) }
 }

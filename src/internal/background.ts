@@ -23,7 +23,7 @@ const firstLine = (cause: Cause.Cause<unknown>) => Cause.pretty(cause).split("\n
  * logged with their count.
  */
 export const warmUp = <K, A, Id, E, R>(
-  keyspace: Definition<K, A, Id>,
+  keyspace: Definition<K, A, Id, unknown>,
   keys: Iterable<K>,
   produce: (key: K) => Effect.Effect<A, E, R>,
   options: WarmUpOptions | undefined
@@ -74,7 +74,7 @@ export const warmUp = <K, A, Id, E, R>(
  * counted (`effect_cachekit_refresh_failures_total`).
  */
 export const refreshEvery = <K, A, Id, E, R>(
-  keyspace: Definition<K, A, Id>,
+  keyspace: Definition<K, A, Id, unknown>,
   key: K,
   produce: Effect.Effect<A, E, R>,
   every: Duration.DurationInput | Schedule.Schedule<unknown>,

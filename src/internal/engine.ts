@@ -29,6 +29,7 @@ export interface Counters {
   readonly decodeFailures: () => void
   readonly errors: () => void
   readonly staleServed: () => void
+  readonly refreshFailures: () => void
 }
 
 /** How `getOrSet` coordinates through a lock. */
@@ -51,7 +52,7 @@ export interface Engine {
   /** The counters of a keyspace. */
   readonly counters: (keyspace: string) => Counters
   /** What the hot path needs of a keyspace in this cache, computed once: its key prefix and counters. */
-  readonly bindingOf: (keyspace: Definition<any, any, any>) => Binding
+  readonly bindingOf: (keyspace: Definition<any, any, any, unknown>) => Binding
   /** Bounds a store operation by the cache's timeout, where the store does not bound it itself. */
   readonly bound: <A>(operation: Operation, key: string | undefined, effect: Effect.Effect<A, StoreError>) => Effect.Effect<A, StoreError>
   /**
@@ -118,7 +119,8 @@ export const make = (
         misses: bind(Metrics.counters.misses, labels),
         decodeFailures: bind(Metrics.counters.decodeFailures, labels),
         errors: bind(Metrics.counters.errors, labels),
-        staleServed: bind(Metrics.counters.staleServed, labels)
+        staleServed: bind(Metrics.counters.staleServed, labels),
+        refreshFailures: bind(Metrics.refreshFailures, [labels[0]!, labels[1]!])
       }
       countersByKeyspace.set(keyspace, found)
     }
@@ -126,10 +128,10 @@ export const make = (
   }
 
   // Most programs use one keyspace at a time: the last binding is checked before the map.
-  const bindings = new WeakMap<Definition<any, any, any>, Binding>()
-  let lastKeyspace: Definition<any, any, any> | undefined
+  const bindings = new WeakMap<Definition<any, any, any, unknown>, Binding>()
+  let lastKeyspace: Definition<any, any, any, unknown> | undefined
   let lastBinding: Binding | undefined
-  const bindingOf = (keyspace: Definition<any, any, any>): Binding => {
+  const bindingOf = (keyspace: Definition<any, any, any, unknown>): Binding => {
     if (keyspace === lastKeyspace) return lastBinding!
     let found = bindings.get(keyspace)
     if (found === undefined) {

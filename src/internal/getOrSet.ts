@@ -26,18 +26,18 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
-import { LockError } from "../CacheError.js"
+import { LockError, ProducerTimeoutError } from "../CacheError.js"
 import type * as CacheLock from "../CacheLock.js"
 import { absorb, type Engine } from "./engine.js"
 import { isInvalidKey, storeKey } from "./keys.js"
 import type { Definition, GetOrSetOptions } from "./model.js"
 import { lookup, Outcome, reread as rereadEntry, staleValue } from "./read.js"
-import { encode, remember } from "./write.js"
+import { encode, encodeFailure, remember } from "./write.js"
 
 /** One call's miss path: everything the steps below consult. */
 interface Run<K, A, Id, E, R> {
   readonly engine: Engine
-  readonly keyspace: Definition<K, A, Id>
+  readonly keyspace: Definition<K, A, Id, unknown>
   /** The caller's key, for `onProduced`. */
   readonly userKey: K
   /** The store key. */
@@ -50,27 +50,37 @@ interface Run<K, A, Id, E, R> {
   readonly storeFailed: boolean
   /** What the store held past its ttl, within its grace (the latest read's): served if the producer fails. */
   stale: Outcome | undefined
+  /** An eager refresh: a fresh entry past its refresh point is produced again, not answered. */
+  readonly refreshing: boolean
+}
+
+/**
+ * A producer failure the keyspace caches (`cacheFailure`), or one read back from the cache: every
+ * caller of the run fails with it. The class is private, so no value of a user can be one.
+ */
+class Failed {
+  constructor(readonly error: unknown) {}
 }
 
 /** What a run gives its callers, and what it does once they have it: store the value, release the lock. */
 interface Produced<A> {
-  readonly value: A
+  readonly value: A | Failed
   readonly then: Effect.Effect<void>
 }
 
-const found = <A>(value: A): Produced<A> => ({ value, then: Effect.void })
+const found = <A>(value: A | Failed): Produced<A> => ({ value, then: Effect.void })
 
 /** 1. Validate the key and read; a miss (or a failed read) goes to the guard. */
 export const getOrSet = <K, A, Id, E, R>(
   engine: Engine,
-  keyspace: Definition<K, A, Id>,
+  keyspace: Definition<K, A, Id, unknown>,
   key: K,
   produce: Effect.Effect<A, E, R>,
   options: GetOrSetOptions<A> | undefined
-): Effect.Effect<A, E | LockError, R> => {
+): Effect.Effect<A, E | LockError | ProducerTimeoutError, R> => {
   const full = storeKey(engine, "getOrSet", keyspace, key)
   if (isInvalidKey(full)) return Effect.zipRight(absorb(engine, keyspace.name, full, undefined), produce)
-  const run = (readFirst: boolean, storeFailed = false, stale?: Outcome): Run<K, A, Id, E, R> => ({
+  const run = (readFirst: boolean, storeFailed = false, stale?: Outcome, refreshing = false): Run<K, A, Id, E, R> => ({
     engine,
     keyspace,
     userKey: key,
@@ -79,22 +89,81 @@ export const getOrSet = <K, A, Id, E, R>(
     options,
     readFirst,
     storeFailed,
-    stale
+    stale,
+    refreshing
   })
-  if (options?.cacheRead === false) return options.cacheWrite === false ? produce : guard(run(false))
+  if (options?.cacheRead === false) return options.cacheWrite === false ? produce : hardly(run(false), guard)
   // A run is under way: join it (under the guard, read again first: it may have just stored its value).
   // `has` is only a shortcut: a stale answer costs a read or a join, never correctness.
-  if (engine.flights.has(full)) return guard(run(true))
+  if (engine.flights.has(full)) return hardly(run(true), guard)
   return lookup(engine, "getOrSet", keyspace, full, {
     onHit: Effect.succeed,
-    // A stale entry (past its ttl, within its grace) is kept for the producer's failure.
+    // Past the keyspace's eagerRefresh point: the value now, a refresh in the background.
+    onDue: (value) => Effect.as(refreshEagerly(run(true, false, undefined, true)), value),
     onMiss: (outcome) =>
-      outcome?._tag === "Stale"
-        ? backingOff(engine, keyspace, full, outcome, () => softly(run(true, false, outcome)))
-        : guard(run(true)),
+      outcome === undefined || outcome._tag !== "Stale"
+        ? outcome?._tag === "Failure"
+          // A cached failure (`cacheFailure`), still fresh: the callers fail with it, no producer runs.
+          ? Effect.fail(outcome.value as E)
+          : hardly(run(true), guard)
+        // A stale entry (past its ttl, within its grace) is kept for the producer's failure.
+        : backingOff(engine, keyspace, full, outcome, () => hardly(run(true, false, outcome), softly)),
     // The store has just failed: don't wait on it a second time before producing.
-    onFailure: (error) => Effect.zipRight(absorb(engine, keyspace.name, error, undefined), guard(run(false, true)))
+    onFailure: (error) => Effect.zipRight(absorb(engine, keyspace.name, error, undefined), hardly(run(false, true), guard))
   })
+}
+
+/**
+ * Starts an eager refresh of a key in the background, unless a run of the key is under way or its
+ * last refresh failed less than `graceBackoff` ago. The refresh is an ordinary run (one per key in
+ * the process, under the lock across processes) whose second look produces again unless another run
+ * has already replaced the entry. A failure keeps the old value; it is logged and counted
+ * (`effect_cachekit_refresh_failures_total`), and backs the key off.
+ */
+const refreshEagerly = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect<void, never, R> =>
+  Effect.clockWith((clock) => {
+    const { engine, key, keyspace } = run
+    if (engine.flights.has(key)) return Effect.void
+    const until = engine.backoff.get(key)
+    if (until !== undefined && clock.unsafeCurrentTimeMillis() < until) return Effect.void
+    const failed = (cause: Cause.Cause<unknown>) =>
+      Effect.clockWith((clock) => {
+        backOff(engine, key, clock.unsafeCurrentTimeMillis() + keyspace.graceBackoffMillis)
+        engine.bindingOf(keyspace).counters.refreshFailures()
+        return engine.report.warn(
+          `${keyspace.name}\u0000eager`,
+          { keyspace: keyspace.name, operation: "getOrSet" },
+          () =>
+            `the eager refresh of "${engine.report.key(key)}" failed (${Cause.pretty(cause).split("\n")[0]}); the old value stays, next try in ${keyspace.graceBackoffMillis} ms at the earliest`
+        )
+      })
+    return Effect.asVoid(Effect.forkDaemon(Effect.catchAllCause(guard(run), failed)))
+  })
+
+/**
+ * With a hard timeout (the call's, else the keyspace's): a caller that has waited that long for the
+ * run (on the Clock) gets the stale value if there is one, else fails with `ProducerTimeoutError`. It
+ * leaves the run, which is interrupted (its lock released) unless another caller still waits for it.
+ */
+const hardly = <K, A, Id, E, R>(
+  run: Run<K, A, Id, E, R>,
+  wait: (run: Run<K, A, Id, E, R>) => Effect.Effect<A, E | LockError, R>
+): Effect.Effect<A, E | LockError | ProducerTimeoutError, R> => {
+  const input = run.options?.hardTimeout
+  const hard = input === undefined ? run.keyspace.hardTimeout : Duration.decode(input)
+  if (hard === undefined) return wait(run)
+  return Effect.flatten(Effect.timeoutTo(wait(run), {
+    duration: hard,
+    onSuccess: Effect.succeed,
+    onTimeout: (): Effect.Effect<A, ProducerTimeoutError> => {
+      const stale = staleValue(run.keyspace, run.stale)
+      if (stale !== undefined) {
+        run.engine.bindingOf(run.keyspace).counters.staleServed()
+        return Effect.succeed(stale)
+      }
+      return Effect.fail(new ProducerTimeoutError({ reason: "Timeout", operation: "getOrSet", key: run.key, timeout: hard }))
+    }
+  }))
 }
 
 /**
@@ -109,11 +178,13 @@ const guard = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect<A, E | L
   }`
   // Callers get the value first; the key stays in flight until the run's `then` (the write, the
   // release) is done, so a caller arriving meanwhile joins instead of producing again.
-  return Effect.map(engine.flights.run(flightKey, coordinate(run), thenOf), valueOf)
+  return Effect.flatMap(engine.flights.run(flightKey, coordinate(run), thenOf), answer) as Effect.Effect<A, E | LockError, R>
 }
 
 const thenOf = <A>(produced: Produced<A>) => produced.then
-const valueOf = <A>(produced: Produced<A>) => produced.value
+/** A run's answer: its value, or the cached failure (one of the keyspace's failures, as its type says). */
+const answer = <A>(produced: Produced<A>): Effect.Effect<A, unknown> =>
+  produced.value instanceof Failed ? Effect.fail(produced.value.error) : Effect.succeed(produced.value)
 
 /**
  * 3. With a lock in context, produce under it; without one, read again and produce. When the store
@@ -124,7 +195,7 @@ const coordinate = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect<Pro
   const lock = run.engine.lock
   const skipLock = run.storeFailed && run.options?.lockMode !== "at-most-once"
   if (lock !== undefined && !skipLock) return locked(run, lock)
-  return Effect.flatMap(reread(run), (hit) => Option.isSome(hit) ? Effect.succeed(found(hit.value)) : produceUnlocked(run))
+  return Effect.flatMap(reread(run), (hit) => Option.isSome(hit) ? Effect.succeed(found<A>(hit.value)) : produceUnlocked(run))
 }
 
 /** Produces without a lock; the value is stored once the callers have it. */
@@ -132,7 +203,7 @@ const produceUnlocked = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effec
   produceSince(
     run,
     (value, since) => Effect.succeed({ value, then: Effect.zipRight(writeUnlocked(run, value, since), produced(run, value)) }),
-    found
+    found<A>
   )
 
 /**
@@ -141,7 +212,7 @@ const produceUnlocked = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effec
  */
 const backingOff = <K, A, Id, X, E, R>(
   engine: Engine,
-  keyspace: Definition<K, A, Id>,
+  keyspace: Definition<K, A, Id, unknown>,
   key: string,
   stale: Outcome,
   otherwise: () => Effect.Effect<A | X, E, R>
@@ -187,6 +258,13 @@ const softly = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect<A, E | 
 /** How many keys' backoffs are remembered at most (oldest out: that key's producer may run sooner). */
 const maxBackoffs = 10_000
 
+/** Backs a key off until `until` (the Clock's time). */
+const backOff = (engine: Engine, key: string, until: number): void => {
+  engine.backoff.delete(key)
+  engine.backoff.set(key, until)
+  if (engine.backoff.size > maxBackoffs) engine.backoff.delete(engine.backoff.keys().next().value!)
+}
+
 /**
  * The producer failed and a stale value exists: it is served (counted, logged at a bounded rate), and
  * the key's producer is not run again for `graceBackoff`.
@@ -194,9 +272,7 @@ const maxBackoffs = 10_000
 const servedStale = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, cause: Cause.Cause<unknown>): Effect.Effect<void> => {
   const { engine, key, keyspace } = run
   return Effect.clockWith((clock) => {
-    engine.backoff.delete(key)
-    engine.backoff.set(key, clock.unsafeCurrentTimeMillis() + keyspace.graceBackoffMillis)
-    if (engine.backoff.size > maxBackoffs) engine.backoff.delete(engine.backoff.keys().next().value!)
+    backOff(engine, key, clock.unsafeCurrentTimeMillis() + keyspace.graceBackoffMillis)
     engine.bindingOf(keyspace).counters.staleServed()
     return engine.report.warn(
       `${keyspace.name}\u0000stale`,
@@ -211,11 +287,11 @@ const servedStale = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, cause: Cause.Caus
  * 7. After a producer ran and its value was stored: the keyspace's `onProduced`, then the call's,
  * with the keyspace's cache in context; a failure or defect is logged, nothing else.
  */
-const produced = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, value: A): Effect.Effect<void> => {
+const produced = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, value: A | Failed): Effect.Effect<void> => {
   const { engine, keyspace, options } = run
   const own = keyspace.onProduced
   const call = options?.onProduced
-  if (own === undefined && call === undefined) return Effect.void
+  if ((own === undefined && call === undefined) || value instanceof Failed) return Effect.void
   const service = engine.service.current
   const hooks = Effect.suspend(() => {
     const first = own === undefined || service === undefined
@@ -235,19 +311,25 @@ const produced = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, value: A): Effect.Ef
  * Runs the producer, noting first the store's version (where the store can make a write conditional
  * on it): the value is then stored only if the key was neither written nor deleted after that, so a
  * value produced while the key was invalidated or replaced does not overwrite the newer state.
+ * A failure with a stale value in grace gives the stale value (`onStale`); else a typed failure the
+ * keyspace caches goes on to `f` as a `Failed`, to be stored and failed with.
  */
 const produceSince = <K, A, Id, E, R, B, E2, R2>(
   run: Run<K, A, Id, E, R>,
-  f: (value: A, since: number | undefined) => Effect.Effect<B, E2, R2>,
+  f: (value: A | Failed, since: number | undefined) => Effect.Effect<B, E2, R2>,
   onStale: (stale: A) => B
 ): Effect.Effect<B, E | E2, R | R2> =>
   Effect.flatMap(run.engine.versionMark, (since) =>
     Effect.matchCauseEffect(run.produce, {
       onSuccess: (value) => f(value, since),
       // A failure (typed or a defect, not an interruption) with a stale value in grace: the stale value.
-      onFailure: (cause) => {
+      onFailure: (cause): Effect.Effect<B, E | E2, R2> => {
         const stale = Cause.isInterruptedOnly(cause) ? undefined : staleValue(run.keyspace, run.stale)
-        return stale === undefined ? Effect.failCause(cause) : Effect.as(servedStale(run, cause), onStale(stale))
+        if (stale !== undefined) return Effect.as(servedStale(run, cause), onStale(stale))
+        const failure = run.keyspace.failure === undefined ? Option.none() : Cause.failureOption(cause)
+        return Option.isSome(failure) && run.keyspace.failure!.matches(failure.value)
+          ? f(new Failed(failure.value), since)
+          : Effect.failCause(cause)
       }
     }))
 
@@ -257,15 +339,18 @@ const produceSince = <K, A, Id, E, R, B, E2, R2>(
  * hash slot), so that server is up: an open breaker (other keys' failures) does not turn this read
  * into a miss and a second producer run.
  */
-const reread = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, afterLock = false): Effect.Effect<Option.Option<A>> =>
+const reread = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, afterLock = false): Effect.Effect<Option.Option<A | Failed>> =>
   run.readFirst
     ? rereadEntry(run.engine, run.keyspace, run.key, !afterLock || run.engine.lock?.inProcess !== false).pipe(
-      Effect.map((found) => {
+      Effect.map((found): Option.Option<A | Failed> => {
         if (!(found instanceof Outcome)) return Option.some(found)
+        if (found._tag === "Failure") return Option.some(new Failed(found.value))
+        // Fresh, but due for an eager refresh: the refresh produces it again, anyone else takes it.
+        if (found._tag === "Due") return run.refreshing ? Option.none() : Option.some(found.value as A)
         if (found._tag === "Stale") run.stale = found
-        return Option.none<A>()
+        return Option.none()
       }),
-      Effect.catchAll((error) => absorb(run.engine, run.keyspace.name, error, Option.none<A>()))
+      Effect.catchAll((error) => absorb(run.engine, run.keyspace.name, error, Option.none<A | Failed>()))
     )
     : Effect.succeedNone
 
@@ -291,7 +376,7 @@ const locked = <K, A, Id, E, R>(
       }
       return lock.awaitRelease(key, Duration.millis(Math.min(remaining, pollMillis))).pipe(
         Effect.zipRight(reread(run, true)),
-        Effect.flatMap((hit) => Option.isSome(hit) ? Effect.succeed(found(hit.value)) : attempt(deadline))
+        Effect.flatMap((hit) => Option.isSome(hit) ? Effect.succeed(found<A>(hit.value)) : attempt(deadline))
       )
     }))
 
@@ -339,7 +424,7 @@ const holding = <K, A, Id, E, R>(
   run: Run<K, A, Id, E, R>,
   lock: CacheLock.CacheLock,
   lease: CacheLock.Lease
-): Effect.Effect<{ readonly ran: boolean; readonly value: A; readonly write: Option.Option<CacheLock.Write> }, E, R> =>
+): Effect.Effect<{ readonly ran: boolean; readonly value: A | Failed; readonly write: Option.Option<CacheLock.Write> }, E, R> =>
   Effect.flatMap(reread(run, true), (found) => {
     if (Option.isSome(found)) return Effect.succeed({ ran: false, value: found.value, write: Option.none() })
     return Effect.flatMap(Effect.fork(watchdog(run, lock, lease)), (fiber) =>
@@ -347,7 +432,11 @@ const holding = <K, A, Id, E, R>(
         run,
         (value, since) => Effect.map(planWrite(run, value, since), (write) => ({ ran: true, value, write })),
         // The stale value was served: nothing to store; the lock is released.
-        (stale) => ({ ran: false, value: stale, write: Option.none<CacheLock.Write>() })
+        (stale): { readonly ran: boolean; readonly value: A | Failed; readonly write: Option.Option<CacheLock.Write> } => ({
+          ran: false,
+          value: stale,
+          write: Option.none()
+        })
       ).pipe(
         Effect.ensuring(Fiber.interrupt(fiber))
       ))
@@ -380,14 +469,16 @@ const watchdog = <K, A, Id, E, R>(
  */
 const planWrite = <K, A, Id, E, R>(
   run: Run<K, A, Id, E, R>,
-  value: A,
+  value: A | Failed,
   since: number | undefined
 ): Effect.Effect<Option.Option<CacheLock.Write>> => {
   const { engine, key, keyspace, options } = run
   return Effect.suspend(() =>
-    options?.cacheWrite === false || (options?.skip ?? keyspace.skip)?.(value) === true
+    options?.cacheWrite === false || (!(value instanceof Failed) && (options?.skip ?? keyspace.skip)?.(value) === true)
       ? Effect.succeedNone
-      : encode(engine, "getOrSet", keyspace, key, value, options).pipe(
+      : (value instanceof Failed
+        ? encodeFailure(engine, keyspace, key, value.error)
+        : encode(engine, "getOrSet", keyspace, key, value, options)).pipe(
         Effect.map((write) => Option.some(since === undefined ? write : { ...write, since })),
         Effect.catchAll((error) => absorb(engine, keyspace.name, error, Option.none<CacheLock.Write>()))
       )
@@ -429,7 +520,7 @@ const release = <K, A, Id, E, R>(
 }
 
 /** 6b. Without a lock: stores the produced value once the callers have it. */
-const writeUnlocked = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, value: A, since: number | undefined): Effect.Effect<void> => {
+const writeUnlocked = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, value: A | Failed, since: number | undefined): Effect.Effect<void> => {
   const { engine, key, keyspace } = run
   return Effect.flatMap(planWrite(run, value, since), (write) =>
     Option.isNone(write)

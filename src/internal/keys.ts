@@ -15,7 +15,7 @@ const controlCharacter = /[\u0000-\u001f\u007f-\u009f]/
 const isWellFormed = (s: string): boolean => (s as unknown as { isWellFormed(): boolean }).isWellFormed()
 
 /** The prefix every store key of the keyspace starts with (for a single entry, its key). */
-export const prefixOf = <K, A, Id>(engine: Engine, keyspace: Definition<K, A, Id>): string => engine.bindingOf(keyspace).prefix
+export const prefixOf = <K, A, Id>(engine: Engine, keyspace: Definition<K, A, Id, unknown>): string => engine.bindingOf(keyspace).prefix
 
 export const isInvalidKey = (u: unknown): u is InvalidKeyError => u instanceof InvalidKeyError
 
@@ -26,7 +26,7 @@ export const isInvalidKey = (u: unknown): u is InvalidKeyError => u instanceof I
 export const storeKey = <K, A, Id>(
   engine: Engine,
   operation: Operation,
-  keyspace: Definition<K, A, Id>,
+  keyspace: Definition<K, A, Id, unknown>,
   key: K
 ): string | InvalidKeyError => {
   const prefix = engine.bindingOf(keyspace).prefix
@@ -53,7 +53,7 @@ export const storeKey = <K, A, Id>(
 export const storeKeys = <K, A, Id>(
   engine: Engine,
   operation: Operation,
-  keyspace: Definition<K, A, Id>,
+  keyspace: Definition<K, A, Id, unknown>,
   keys: Iterable<K>
 ): Array<string> | InvalidKeyError => {
   const out: Array<string> = []

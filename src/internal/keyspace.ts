@@ -10,10 +10,33 @@ import type * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as CacheKey from "../CacheKey.js"
 import * as CacheSerializer from "../CacheSerializer.js"
-import type { Definition, Service } from "./model.js"
+import type { Definition, FailurePolicy, Service } from "./model.js"
 
-/** The parts of a keyspace a user chooses. */
-export interface Options<K, A, I, Id> {
+/**
+ * Which producer failures a keyspace caches (negative caching), and for how long.
+ *
+ * `schema` both picks the failures (those it accepts as they are, e.g. a `Schema.TaggedError` class)
+ * and stores them; `ttl` is how long later callers fail with the stored failure without running the
+ * producer.
+ */
+export interface CacheFailure<F, FI> {
+  readonly schema: Schema.Schema<F, FI>
+  readonly ttl: Duration.DurationInput
+}
+
+/**
+ * The parts of a keyspace a user chooses. `F` is the type of the failures it caches (`cacheFailure`),
+ * `T` the type of its `hardTimeout` (`undefined`: none).
+ */
+export interface Options<
+  K,
+  A,
+  I,
+  Id,
+  F = never,
+  FI = never,
+  T extends Duration.DurationInput | undefined = Duration.DurationInput | undefined
+> {
   /** Letters, digits, `_`, `-` and `.`; no `:`. */
   readonly name: string
   readonly key: CacheKey.CacheKey<K>
@@ -37,6 +60,26 @@ export interface Options<K, A, I, Id> {
    * the lock, its value stored). Without a stale value the caller waits. Default none.
    */
   readonly softTimeout?: Duration.DurationInput | undefined
+  /**
+   * How long a caller of `getOrSet` waits for the producer (on the Clock): then it gets the stale value
+   * if there is one (within grace), else fails with `CacheError.ProducerTimeoutError`, which the
+   * keyspace's `getOrSet` and `memoize` then have in their error type. The producer is interrupted
+   * unless another caller still waits for it (or a `softTimeout` already handed it to the background).
+   * Default none.
+   */
+  readonly hardTimeout?: T
+  /**
+   * A fraction of the ttl (strictly between 0 and 1): a `getOrSet` hit on an entry older than this
+   * fraction of its ttl returns the value at once and refreshes the entry in the background, once
+   * (one run per key in the process, under the lock across processes). Default none.
+   */
+  readonly eagerRefresh?: number | undefined
+  /**
+   * Caches the producer's typed failures that `schema` accepts, for `ttl`: later callers of
+   * `getOrSet` fail with the same (decoded) error without running the producer, until it expires.
+   * `get` reads such an entry as a miss. Default none: failures are never cached.
+   */
+  readonly cacheFailure?: CacheFailure<F, FI> | undefined
   /** How values are stored. Default `CacheSerializer.json`. */
   readonly serializer?: CacheSerializer.CacheSerializer<NoInfer<I>> | undefined
   /** Values for which this returns `true` are returned to callers but never cached (e.g. `Option.isNone`). */
@@ -104,11 +147,38 @@ const syncFirst = <I, O>(
   return needsAsync(result.left.issue) ? effectful(input) : Effect.fail(result.left)
 }
 
-export const make = <K, A, I, Id>(
-  options: Options<K, A, I, Id>,
+/** Compiles a `cacheFailure` policy: failures go through the keyspace's serializer, under a fingerprint of their own. */
+const failurePolicy = <F, FI>(
+  policy: CacheFailure<F, FI>,
+  serializer: CacheSerializer.CacheSerializer<unknown>,
+  version: string | undefined
+): FailurePolicy => {
+  const codec = serializer.codec(policy.schema) as Schema.Schema<unknown, string | Uint8Array>
+  const matches = Schema.is(policy.schema)
+  return {
+    fingerprint: CacheSerializer.fingerprint(policy.schema, serializer, `${version ?? ""}\u0000failure`),
+    ttl: Duration.decode(policy.ttl),
+    matches,
+    encode: syncFirst(Schema.encodeEither(codec), Schema.encode(codec)),
+    decodeNow: Schema.decodeUnknownEither(codec),
+    decode: Schema.decodeUnknown(codec)
+  }
+}
+
+const fraction = (what: string, value: number | undefined): number | undefined => {
+  if (value === undefined) return undefined
+  if (!(value > 0 && value < 1)) throw new TypeError(`effect-cachekit: ${what} must be strictly between 0 and 1 (got ${value})`)
+  return value
+}
+
+/** A fraction of the ttl after which a hit refreshes, checked. */
+export const eagerRefreshOf = (value: number | undefined): number | undefined => fraction("eagerRefresh", value)
+
+export const make = <K, A, I, Id, F, FI, T extends Duration.DurationInput | undefined>(
+  options: Options<K, A, I, Id, F, FI, T>,
   defaultCache: Context.Tag<Id, Service>,
   kind: Definition<K, A, Id>["kind"] = "keyspace"
-): Definition<K, A, Id> => {
+): Definition<K, A, Id, unknown> => {
   const serializer = (options.serializer ?? CacheSerializer.json) as CacheSerializer.CacheSerializer<I>
   const valueCodec = serializer.codec(options.value)
   const fastKey = CacheKey.getFastEncode(options.key.ast)
@@ -136,6 +206,11 @@ export const make = <K, A, I, Id>(
     graceBackoffMillis: Duration.toMillis(Duration.decode(options.graceBackoff ?? "10 seconds")),
     softTimeout: options.softTimeout === undefined ? undefined : Duration.decode(options.softTimeout),
     onProduced: options.onProduced,
-    tier: options.tier ?? "both"
+    tier: options.tier ?? "both",
+    hardTimeout: options.hardTimeout === undefined ? undefined : Duration.decode(options.hardTimeout),
+    eagerRefresh: eagerRefreshOf(options.eagerRefresh),
+    failure: options.cacheFailure === undefined
+      ? undefined
+      : failurePolicy(options.cacheFailure, serializer as CacheSerializer.CacheSerializer<unknown>, options.version)
   }
 }

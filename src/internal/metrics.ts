@@ -29,7 +29,7 @@ export const unsharedWrites = Metric.counter("effect_cachekit_unshared_writes_to
 })
 
 export const refreshFailures = Metric.counter("effect_cachekit_refresh_failures_total", {
-  description: "refreshEvery runs whose producer failed (the old value stayed)",
+  description: "refreshEvery runs and eager refreshes whose producer failed (the old value stayed)",
   incremental: true
 })
 

@@ -11,12 +11,31 @@ import type * as Layer from "effect/Layer"
 import type * as Schedule from "effect/Schedule"
 import type * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
-import type { CodecError, InvalidKeyError, LockError, StoreError } from "../CacheError.js"
+import type { CodecError, InvalidKeyError, LockError, ProducerTimeoutError, StoreError } from "../CacheError.js"
 import type * as CacheLock from "../CacheLock.js"
 import type * as CacheStore from "../CacheStore.js"
 
-/** A compiled keyspace: its name, key and value codecs ready to run, its fingerprint and its policy. */
-export interface Definition<K, A, Id> {
+/**
+ * A keyspace's cached failures, compiled: which producer failures are stored, for how long, and their
+ * codec (through the keyspace's serializer).
+ */
+export interface FailurePolicy {
+  /** The fingerprint failure entries carry (the failure schema's, distinct from the value's). */
+  readonly fingerprint: string
+  readonly ttl: Duration.Duration
+  /** Whether a producer's typed failure is one to cache. */
+  readonly matches: (failure: unknown) => boolean
+  readonly encode: (failure: unknown) => Effect.Effect<string | Uint8Array, ParseResult.ParseError>
+  readonly decodeNow: (body: string | Uint8Array) => Either.Either<unknown, ParseResult.ParseError>
+  readonly decode: (body: string | Uint8Array) => Effect.Effect<unknown, ParseResult.ParseError>
+}
+
+/**
+ * A compiled keyspace: its name, key and value codecs ready to run, its fingerprint and its policy.
+ * `X` is what its producers may fail with beyond their own errors: `ProducerTimeoutError` with a
+ * `hardTimeout`, the cached failure's type with `cacheFailure`.
+ */
+export interface Definition<K, A, Id, X = never> {
   /** The keyspace name: entries live under `"<namespace>:<name>:"`. */
   readonly name: string
   /**
@@ -55,16 +74,36 @@ export interface Definition<K, A, Id> {
   readonly tier: "local" | "shared" | "both"
   /** Runs after a producer of this keyspace ran (its value stored), with the cache in context. */
   readonly onProduced: ((key: K, value: A) => Effect.Effect<void, unknown, Id>) | undefined
+  /** How long a caller waits for the producer (on the Clock) before it fails with `ProducerTimeoutError`. */
+  readonly hardTimeout: Duration.Duration | undefined
+  /** The fraction of the ttl (0–1) after which a hit also refreshes the entry in the background. */
+  readonly eagerRefresh: number | undefined
+  /** Which producer failures are cached, if any. */
+  readonly failure: FailurePolicy | undefined
+  /** Type-level only: the errors `X` its `getOrSet` adds to the producer's. */
+  readonly "~producerErrors"?: X
 }
+
+/** The error a hard timeout adds: none unless one may be set (`T` is the option's type). */
+export type TimeoutErrorOf<T> = [T] extends [undefined] ? never : ProducerTimeoutError
 
 /** Per-write options. */
 export interface WriteOptions<A> {
   /** Overrides the keyspace's time to live for this write. */
   readonly ttl?: Duration.DurationInput | ((value: A) => Duration.DurationInput) | undefined
+  /** Overrides the keyspace's grace for this write: how long the entry is kept stale past its ttl. */
+  readonly grace?: Duration.DurationInput | undefined
 }
 
-/** Per-call options of `getOrSet` and `memoize`; `M` is the lock mode the call may ask for. */
-export interface GetOrSetOptions<A, M extends CacheLock.Mode = CacheLock.Mode> extends WriteOptions<A> {
+/**
+ * Per-call options of `getOrSet` and `memoize`; `M` is the lock mode the call may ask for, `T` the
+ * type of its `hardTimeout` (`undefined`: none, so no `ProducerTimeoutError`).
+ */
+export interface GetOrSetOptions<
+  A,
+  M extends CacheLock.Mode = CacheLock.Mode,
+  T extends Duration.DurationInput | undefined = Duration.DurationInput | undefined
+> extends WriteOptions<A> {
   /** `false` skips the cache read and always runs the producer (aiocache's `cache_read`). Default `true`. */
   readonly cacheRead?: boolean | undefined
   /** `false` returns the produced value without storing it (aiocache's `cache_write`). Default `true`. */
@@ -87,6 +126,11 @@ export interface GetOrSetOptions<A, M extends CacheLock.Mode = CacheLock.Mode> e
   readonly lockTimeout?: Duration.DurationInput | undefined
   /** Overrides the keyspace's `softTimeout` for this call. */
   readonly softTimeout?: Duration.DurationInput | undefined
+  /**
+   * Overrides the keyspace's `hardTimeout` for this call: after this long (on the Clock) the caller
+   * gets the stale value if there is one, else fails with `ProducerTimeoutError`.
+   */
+  readonly hardTimeout?: T
 }
 
 /** Options of `warmUp`. */
@@ -154,31 +198,44 @@ export type Operation = keyof Operations<unknown, unknown>
 
 /** A direct operation as the service offers it: the keyspace first. */
 export type ServiceMethod<Op extends Operation> = <K, A, Id>(
-  keyspace: Definition<K, A, Id>,
+  keyspace: Definition<K, A, Id, unknown>,
   ...args: Parameters<Operations<K, A>[Op]>
 ) => ReturnType<Operations<K, A>[Op]>
 
 /** A direct operation as an accessor offers it: the keyspace first, its cache from context. */
 export type AccessorOf<Op extends Operation> = <K, A, Id>(
-  keyspace: Definition<K, A, Id>,
+  keyspace: Definition<K, A, Id, unknown>,
   ...args: Parameters<Operations<K, A>[Op]>
 ) => WithRequirement<ReturnType<Operations<K, A>[Op]>, Id>
 
 /** An effect that also needs `Id`. */
 export type WithRequirement<T, Id> = T extends Effect.Effect<infer X, infer E, infer R> ? Effect.Effect<X, E, R | Id> : never
 
-/** `getOrSet` on a keyspace `K`, `A` whose effects also need `Id`. */
-export type GetOrSet<K, A, Id> = <E, R, M extends CacheLock.Mode = "at-least-once">(
+/**
+ * `getOrSet` on a keyspace `K`, `A` whose effects also need `Id` and whose producers may also fail with
+ * `X`.
+ */
+export type GetOrSet<K, A, Id, X = never> = <
+  E,
+  R,
+  M extends CacheLock.Mode = "at-least-once",
+  T extends Duration.DurationInput | undefined = undefined
+>(
   key: K,
   produce: Effect.Effect<A, E, R>,
-  options?: GetOrSetOptions<A, M>
-) => Effect.Effect<A, E | LockErrorOf<M>, R | Id>
+  options?: GetOrSetOptions<A, M, T>
+) => Effect.Effect<A, E | X | LockErrorOf<M> | TimeoutErrorOf<T>, R | Id>
 
-/** `memoize` on a keyspace `K`, `A` whose effects also need `Id`. */
-export type Memoize<K, A, Id> = <E, R, M extends CacheLock.Mode = "at-least-once">(
+/** `memoize` on a keyspace `K`, `A` whose effects also need `Id` (and may also fail with `X`). */
+export type Memoize<K, A, Id, X = never> = <
+  E,
+  R,
+  M extends CacheLock.Mode = "at-least-once",
+  T extends Duration.DurationInput | undefined = undefined
+>(
   f: (key: K) => Effect.Effect<A, E, R>,
-  options?: GetOrSetOptions<A, M>
-) => (key: K) => Effect.Effect<A, E | LockErrorOf<M>, R | Id>
+  options?: GetOrSetOptions<A, M, T>
+) => (key: K) => Effect.Effect<A, E | X | LockErrorOf<M> | TimeoutErrorOf<T>, R | Id>
 
 /** The service methods of the direct operations. */
 export type ServiceMethods = { readonly [Op in Operation]: ServiceMethod<Op> }
@@ -200,17 +257,26 @@ export interface Service extends ServiceMethods {
    * others. `refreshEvery` claims each period this way.
    */
   readonly claim: <K, A, Id>(
-    keyspace: Definition<K, A, Id>,
+    keyspace: Definition<K, A, Id, unknown>,
     key: K,
     occasion: string,
     ttl: Duration.DurationInput
   ) => Effect.Effect<boolean, InvalidKeyError | StoreError>
-  readonly getOrSet: <K, A, Id, E, R, M extends CacheLock.Mode = "at-least-once">(
-    keyspace: Definition<K, A, Id>,
+  readonly getOrSet: <
+    K,
+    A,
+    Id,
+    X,
+    E,
+    R,
+    M extends CacheLock.Mode = "at-least-once",
+    T extends Duration.DurationInput | undefined = undefined
+  >(
+    keyspace: Definition<K, A, Id, X>,
     key: K,
     produce: Effect.Effect<A, E, R>,
-    options?: GetOrSetOptions<A, M>
-  ) => Effect.Effect<A, E | LockErrorOf<M>, R>
+    options?: GetOrSetOptions<A, M, T>
+  ) => Effect.Effect<A, E | X | LockErrorOf<M> | TimeoutErrorOf<T>, R>
 }
 
 /** The keyspace handle's direct operations: the table's, with the cache from context. */

@@ -27,6 +27,7 @@ import type {
   RefreshEvery,
   Service,
   ServiceMethods,
+  TimeoutErrorOf,
   WarmUp,
   WithRequirement
 } from "./model.js"
@@ -36,7 +37,7 @@ import { encode, write } from "./write.js"
 /** An operation implemented against the engine. */
 type Implementation<Op extends Operation> = <K, A, Id>(
   engine: Engine,
-  keyspace: Definition<K, A, Id>,
+  keyspace: Definition<K, A, Id, unknown>,
   ...args: Parameters<Operations<K, A>[Op]>
 ) => ReturnType<Operations<K, A>[Op]>
 
@@ -109,8 +110,8 @@ const operationNames = Object.keys(table) as ReadonlyArray<Operation>
  * An implementation, a service method and an accessor called with up to three arguments after the
  * keyspace: fixed arity, so the hot path builds no rest array.
  */
-type Call = (engine: Engine, keyspace: Definition<any, any, any>, a?: unknown, b?: unknown, c?: unknown) => any
-type MethodCall = (keyspace: Definition<any, any, any>, a?: unknown, b?: unknown, c?: unknown) => any
+type Call = (engine: Engine, keyspace: Definition<any, any, any, unknown>, a?: unknown, b?: unknown, c?: unknown) => any
+type MethodCall = (keyspace: Definition<any, any, any, unknown>, a?: unknown, b?: unknown, c?: unknown) => any
 
 /**
  * The service over an engine: the table's operations, `clear`, `getOrSet` and the engine's settings.
@@ -121,16 +122,16 @@ export const makeService = (engine: Engine, tiers?: { readonly local: Engine; re
   // With keys redacted, every error leaves the cache through one mapping; without, nothing is added.
   const redact = engine.report.error
   const redacting = engine.report.redactsKeys
-  const engineOf = (keyspace: Definition<any, any, any>): Engine =>
+  const engineOf = (keyspace: Definition<any, any, any, unknown>): Engine =>
     tiers === undefined || keyspace.tier === "both" ? engine : keyspace.tier === "local" ? tiers.local : tiers.shared
   for (const name of operationNames) {
     const implementation = table[name] as unknown as Call
     methods[name] = redacting
-      ? (keyspace: Definition<any, any, any>, a?: unknown, b?: unknown, c?: unknown) =>
+      ? (keyspace: Definition<any, any, any, unknown>, a?: unknown, b?: unknown, c?: unknown) =>
         Effect.mapError(implementation(engineOf(keyspace), keyspace, a, b, c), redact)
       : tiers === undefined
-      ? (keyspace: Definition<any, any, any>, a?: unknown, b?: unknown, c?: unknown) => implementation(engine, keyspace, a, b, c)
-      : (keyspace: Definition<any, any, any>, a?: unknown, b?: unknown, c?: unknown) =>
+      ? (keyspace: Definition<any, any, any, unknown>, a?: unknown, b?: unknown, c?: unknown) => implementation(engine, keyspace, a, b, c)
+      : (keyspace: Definition<any, any, any, unknown>, a?: unknown, b?: unknown, c?: unknown) =>
         implementation(engineOf(keyspace), keyspace, a, b, c)
   }
   const namespacePrefix = `${engine.namespace}:`
@@ -166,25 +167,34 @@ export const makeService = (engine: Engine, tiers?: { readonly local: Engine; re
 export const accessors: { readonly [Op in Operation]: AccessorOf<Op> } = Object.fromEntries(
   operationNames.map((name) => [
     name,
-    (keyspace: Definition<any, any, any>, a?: unknown, b?: unknown, c?: unknown) =>
+    (keyspace: Definition<any, any, any, unknown>, a?: unknown, b?: unknown, c?: unknown) =>
       Effect.flatMap(keyspace.cache, (cache) => (cache[name] as unknown as MethodCall)(keyspace, a, b, c))
   ])
 ) as never
 
 /** `getOrSet` on the cache a keyspace names, read from context. */
-export const getOrSetAccessor = <K, A, Id, E, R, M extends CacheLock.Mode = "at-least-once">(
-  keyspace: Definition<K, A, Id>,
+export const getOrSetAccessor = <
+  K,
+  A,
+  Id,
+  X,
+  E,
+  R,
+  M extends CacheLock.Mode = "at-least-once",
+  T extends Duration.DurationInput | undefined = undefined
+>(
+  keyspace: Definition<K, A, Id, X>,
   key: K,
   produce: Effect.Effect<A, E, R>,
-  options?: GetOrSetOptions<A, M>
-): Effect.Effect<A, E | LockErrorOf<M>, R | Id> =>
+  options?: GetOrSetOptions<A, M, T>
+): Effect.Effect<A, E | X | LockErrorOf<M> | TimeoutErrorOf<T>, R | Id> =>
   Effect.flatMap(keyspace.cache as Context.Tag<Id, Service>, (cache) => cache.getOrSet(keyspace, key, produce, options))
 
 /** The keyspace handle: the table's operations bound to one keyspace, plus `clear`, `getOrSet` and `memoize`. */
-export const makeHandle = <K, A, Id>(keyspace: Definition<K, A, Id>): HandleMethods<K, A, Id> & {
+export const makeHandle = <K, A, Id, X>(keyspace: Definition<K, A, Id, X>): HandleMethods<K, A, Id> & {
   readonly clear: WithRequirement<ReturnType<Operations<K, A>["clearKeyspace"]>, Id>
-  readonly getOrSet: GetOrSet<K, A, Id>
-  readonly memoize: Memoize<K, A, Id>
+  readonly getOrSet: GetOrSet<K, A, Id, X>
+  readonly memoize: Memoize<K, A, Id, X>
   readonly warmUp: WarmUp<K, A, Id>
   readonly refreshEvery: RefreshEvery<K, A, Id>
 } => {

@@ -24,10 +24,10 @@ import type { Definition } from "./model.js"
  */
 export class Outcome {
   constructor(
-    readonly _tag: "Miss" | "Invalid" | "Async" | "Stale",
+    readonly _tag: "Miss" | "Invalid" | "Async" | "Stale" | "Failure" | "Due",
     readonly cause?: unknown,
     readonly body?: string | Uint8Array,
-    /** A stale live entry's value. */
+    /** A stale live entry's value; a cached failure's error; a fresh value due for an eager refresh. */
     readonly value?: unknown
   ) {}
 }
@@ -36,10 +36,28 @@ export class Outcome {
 export const Miss = new Outcome("Miss")
 
 /**
+ * Whether a fresh entry is past the keyspace's `eagerRefresh` point: that fraction of the way from its
+ * write (its version, on a microsecond scale) to the end of its ttl.
+ */
+const isDue = <K, A, Id>(keyspace: Definition<K, A, Id, unknown>, header: CacheEntry.Header, now: number): boolean => {
+  const fraction = keyspace.eagerRefresh
+  if (fraction === undefined || header.version <= 0 || header.freshUntil === Infinity) return false
+  const written = header.version / 1000
+  return now >= written + fraction * (header.freshUntil - written)
+}
+
+/** A fresh value, or the same value flagged for an eager refresh. */
+const freshValue = <K, A, Id>(keyspace: Definition<K, A, Id, unknown>, header: CacheEntry.Header, value: A | Outcome, now: number): A | Outcome =>
+  value instanceof Outcome || !isDue(keyspace, header, now) ? value : new Outcome("Due", undefined, undefined, value)
+
+/** The value of a read outcome that holds one (a fresh value due for an eager refresh). */
+export const dueValue = <A>(outcome: Outcome): A | undefined => outcome._tag === "Due" ? outcome.value as A : undefined
+
+/**
  * The value of a stale entry (past its ttl, within its grace), decoded now: `undefined` when it is not
  * one or cannot be decoded synchronously. Only `getOrSet` asks, once its producer failed.
  */
-export const staleValue = <K, A, Id>(keyspace: Definition<K, A, Id>, outcome: Outcome | undefined): A | undefined => {
+export const staleValue = <K, A, Id>(keyspace: Definition<K, A, Id, unknown>, outcome: Outcome | undefined): A | undefined => {
   if (outcome === undefined || outcome._tag !== "Stale") return undefined
   if (outcome.body === undefined) return outcome.value as A
   const found = decodeBody(keyspace, outcome.body as Uint8Array)
@@ -55,15 +73,18 @@ const notAnEnvelope = invalid(
 const asBuffer = (bytes: Uint8Array): Buffer =>
   Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
 
+/** A stored body as the keyspace's serializer reads it: text (valid UTF-8 only) or bytes. */
+const bodyOf = <K, A, Id>(keyspace: Definition<K, A, Id, unknown>, bytes: Uint8Array): string | Uint8Array | Outcome => {
+  if (keyspace.format !== "text") return bytes
+  const buffer = asBuffer(bytes)
+  // Invalid UTF-8 must fail (a miss), not become U+FFFD.
+  return isUtf8(buffer) ? buffer.toString("utf8") : invalid("the stored text is not valid UTF-8")
+}
+
 /** Decodes a body through the keyspace's codec, synchronously when the schema allows. */
-const decodeBody = <K, A, Id>(keyspace: Definition<K, A, Id>, bytes: Uint8Array): A | Outcome => {
-  let body: string | Uint8Array = bytes
-  if (keyspace.format === "text") {
-    const buffer = asBuffer(bytes)
-    // Invalid UTF-8 must fail (a miss), not become U+FFFD.
-    if (!isUtf8(buffer)) return invalid("the stored text is not valid UTF-8")
-    body = buffer.toString("utf8")
-  }
+const decodeBody = <K, A, Id>(keyspace: Definition<K, A, Id, unknown>, bytes: Uint8Array): A | Outcome => {
+  const body = bodyOf(keyspace, bytes)
+  if (body instanceof Outcome) return body
   const decoded = keyspace.decodeValueNow(body)
   if (Either.isRight(decoded)) return decoded.right
   return needsAsync(decoded.left.issue) ? new Outcome("Async", undefined, body) : invalid(decoded.left)
@@ -73,11 +94,11 @@ const decodeBody = <K, A, Id>(keyspace: Definition<K, A, Id>, bytes: Uint8Array)
  * What a stored entry gives a keyspace at `now`: the value when it is fresh, `Miss` when nothing is
  * servable, `Invalid` when it cannot be read (to be healed), `Async` when its schema needs async work.
  */
-export const classify = <K, A, Id>(keyspace: Definition<K, A, Id>, stored: CacheEntry.Stored, now: number): A | Outcome => {
+export const classify = <K, A, Id>(keyspace: Definition<K, A, Id, unknown>, stored: CacheEntry.Stored, now: number): A | Outcome => {
   if (CacheStore.isLive(stored)) {
+    if (stored.isFailure) return failureOf(keyspace, stored, now, stored.value)
     if (stored.fingerprint !== keyspace.fingerprint) return invalid(`the entry was written under fingerprint ${stored.fingerprint}`)
-    if (stored.isFailure) return Miss
-    if (now < stored.freshUntil) return stored.value as A
+    if (now < stored.freshUntil) return keyspace.eagerRefresh === undefined ? stored.value as A : freshValue(keyspace, stored, stored.value as A, now)
     return now < stored.staleUntil ? new Outcome("Stale", undefined, undefined, stored.value) : Miss
   }
   const entry = CacheEntry.decode(stored)
@@ -86,14 +107,14 @@ export const classify = <K, A, Id>(keyspace: Definition<K, A, Id>, stored: Cache
 }
 
 /** What a decoded envelope gives a keyspace at `now` (see `classify`). */
-const classifyEntry = <K, A, Id>(keyspace: Definition<K, A, Id>, entry: CacheEntry.Decoded, now: number): A | Outcome => {
+const classifyEntry = <K, A, Id>(keyspace: Definition<K, A, Id, unknown>, entry: CacheEntry.Decoded, now: number): A | Outcome => {
+  if (entry.isFailure) return failureOf(keyspace, entry, now, undefined)
   if (entry.fingerprint !== keyspace.fingerprint) {
     return invalid(`the entry was written under fingerprint ${entry.fingerprint}, not ${keyspace.fingerprint}`)
   }
-  if (entry.isFailure) return Miss
   switch (CacheEntry.status(entry, now)) {
     case "fresh":
-      return decodeBody(keyspace, entry.body)
+      return keyspace.eagerRefresh === undefined ? decodeBody(keyspace, entry.body) : freshValue(keyspace, entry, decodeBody(keyspace, entry.body), now)
     case "stale":
       return new Outcome("Stale", undefined, entry.body)
     case "expired":
@@ -102,12 +123,32 @@ const classifyEntry = <K, A, Id>(keyspace: Definition<K, A, Id>, entry: CacheEnt
 }
 
 /**
+ * A cached failure (`cacheFailure`): while fresh, and written under the keyspace's failure schema, the
+ * stored error (a live entry's as it is, an envelope's decoded); else nothing servable, so the
+ * producer runs and its outcome replaces it. A failure that needs async decoding is not served.
+ */
+const failureOf = <K, A, Id>(
+  keyspace: Definition<K, A, Id, unknown>,
+  entry: CacheEntry.Header & { readonly body?: Uint8Array },
+  now: number,
+  live: unknown
+): Outcome => {
+  const policy = keyspace.failure
+  if (policy === undefined || entry.fingerprint !== policy.fingerprint || now >= entry.freshUntil) return Miss
+  if (entry.body === undefined) return new Outcome("Failure", undefined, undefined, live)
+  const body = bodyOf(keyspace, entry.body)
+  if (body instanceof Outcome) return Miss
+  const decoded = policy.decodeNow(body)
+  return Either.isRight(decoded) ? new Outcome("Failure", undefined, undefined, decoded.right) : Miss
+}
+
+/**
  * `classify` for what a store read returned: on a two-layer store, an envelope from the shared tier
  * that decodes to a fresh value is handed back to memory, unless something happened since `mark`.
  */
 const classifyRead = <K, A, Id>(
   local: CacheStore.Local | undefined,
-  keyspace: Definition<K, A, Id>,
+  keyspace: Definition<K, A, Id, unknown>,
   key: string,
   stored: CacheEntry.Stored,
   now: number,
@@ -118,6 +159,7 @@ const classifyRead = <K, A, Id>(
   if (entry === undefined) return notAnEnvelope
   const found = classifyEntry(keyspace, entry, now)
   if (!(found instanceof Outcome)) local.remember(key, CacheEntry.liveOf(entry, found), mark)
+  else if (found._tag === "Due") local.remember(key, CacheEntry.liveOf(entry, found.value), mark)
   return found
 }
 
@@ -128,15 +170,16 @@ const classifyRead = <K, A, Id>(
 const fallback = <K, A, Id>(
   engine: Engine,
   local: CacheStore.Local,
-  keyspace: Definition<K, A, Id>,
+  keyspace: Definition<K, A, Id, unknown>,
   key: string,
   error: StoreError
 ): Effect.Effect<A, StoreError> =>
   Effect.clockWith((clock) => {
     const now = clock.unsafeCurrentTimeMillis()
     const copy = local.fallback(key, now)
-    const found = copy === undefined ? Miss : classify(keyspace, copy, now)
-    if (found instanceof Outcome) return Effect.fail(error)
+    const classified = copy === undefined ? Miss : classify(keyspace, copy, now)
+    if (classified instanceof Outcome && classified._tag !== "Due") return Effect.fail(error)
+    const found = classified instanceof Outcome ? classified.value as A : classified
     engine.bindingOf(keyspace).counters.errors()
     return Effect.as(
       engine.report.warn(
@@ -152,7 +195,7 @@ const fallback = <K, A, Id>(
 export const heal = <K, A, Id>(
   engine: Engine,
   operation: Operation,
-  keyspace: Definition<K, A, Id>,
+  keyspace: Definition<K, A, Id, unknown>,
   key: string,
   cause: unknown
 ): Effect.Effect<Outcome> => {
@@ -172,13 +215,15 @@ export const heal = <K, A, Id>(
 const settle = <K, A, Id>(
   engine: Engine,
   operation: Operation,
-  keyspace: Definition<K, A, Id>,
+  keyspace: Definition<K, A, Id, unknown>,
   key: string,
   outcome: Outcome
 ): Effect.Effect<A | Outcome> => {
   switch (outcome._tag) {
     case "Miss":
     case "Stale":
+    case "Failure":
+    case "Due":
       return Effect.succeed(outcome)
     case "Invalid":
       return heal(engine, operation, keyspace, key, outcome.cause)
@@ -194,7 +239,7 @@ const settle = <K, A, Id>(
 const readStored = <K, A, Id>(
   engine: Engine,
   operation: Operation,
-  keyspace: Definition<K, A, Id>,
+  keyspace: Definition<K, A, Id, unknown>,
   key: string,
   guarded = true
 ): Effect.Effect<A | Outcome, StoreError> => {
@@ -215,6 +260,8 @@ const readStored = <K, A, Id>(
 /** What a caller does with a read: a hit, a miss, or a store failure. */
 export interface Continuation<A, X, E, R> {
   readonly onHit: (value: A) => Effect.Effect<X, E, R>
+  /** A hit on an entry past its eager refresh point (`onHit` when absent). */
+  readonly onDue?: ((value: A) => Effect.Effect<X, E, R>) | undefined
   /** `stale`: what the store held past its ttl, within its grace, if anything. */
   readonly onMiss: (stale?: Outcome) => Effect.Effect<X, E, R>
   readonly onFailure: (error: StoreError) => Effect.Effect<X, E, R>
@@ -227,7 +274,7 @@ export interface Continuation<A, X, E, R> {
 export const lookup = <K, A, Id, X, E, R>(
   engine: Engine,
   operation: Operation,
-  keyspace: Definition<K, A, Id>,
+  keyspace: Definition<K, A, Id, unknown>,
   key: string,
   k: Continuation<A, X, E, R>
 ): Effect.Effect<X, E, R> => {
@@ -248,14 +295,7 @@ export const lookup = <K, A, Id, X, E, R>(
         counters.hits()
         return k.onHit(found)
       }
-      return Effect.flatMap(settle(engine, operation, keyspace, key, found), (settled) => {
-        if (settled instanceof Outcome) {
-          counters.misses()
-          return k.onMiss(settled)
-        }
-        counters.hits()
-        return k.onHit(settled)
-      })
+      return Effect.flatMap(settle(engine, operation, keyspace, key, found), (settled) => answer(counters, k, settled))
     })
   }
   return lookupShared(engine, operation, keyspace, key, counters, k)
@@ -265,22 +305,29 @@ export const lookup = <K, A, Id, X, E, R>(
 const lookupShared = <K, A, Id, X, E, R>(
   engine: Engine,
   operation: Operation,
-  keyspace: Definition<K, A, Id>,
+  keyspace: Definition<K, A, Id, unknown>,
   key: string,
   counters: Counters,
   k: Continuation<A, X, E, R>
 ): Effect.Effect<X, E, R> =>
   Effect.matchEffect(engine.reads.share(`${key}\u0000${keyspace.fingerprint}`, readStored(engine, operation, keyspace, key)), {
     onFailure: k.onFailure,
-    onSuccess: (found) => {
-      if (found instanceof Outcome) {
-        counters.misses()
-        return k.onMiss(found)
-      }
-      counters.hits()
-      return k.onHit(found)
-    }
+    onSuccess: (found) => answer(counters, k, found)
   })
+
+/** Counts a read and hands it to the caller's continuation. */
+const answer = <A, X, E, R>(counters: Counters, k: Continuation<A, X, E, R>, found: A | Outcome): Effect.Effect<X, E, R> => {
+  if (!(found instanceof Outcome)) {
+    counters.hits()
+    return k.onHit(found)
+  }
+  if (found._tag === "Due") {
+    counters.hits()
+    return (k.onDue ?? k.onHit)(found.value as A)
+  }
+  counters.misses()
+  return k.onMiss(found)
+}
 
 /**
  * Reads `key` without counting or sharing: `getOrSet`'s second look under its guard or lock, where a
@@ -289,7 +336,7 @@ const lookupShared = <K, A, Id, X, E, R>(
  */
 export const reread = <K, A, Id>(
   engine: Engine,
-  keyspace: Definition<K, A, Id>,
+  keyspace: Definition<K, A, Id, unknown>,
   key: string,
   guarded = true
 ): Effect.Effect<A | Outcome, StoreError> => {
@@ -312,7 +359,7 @@ export const reread = <K, A, Id>(
  */
 export const lookupMany = <K, A, Id>(
   engine: Engine,
-  keyspace: Definition<K, A, Id>,
+  keyspace: Definition<K, A, Id, unknown>,
   keys: ReadonlyArray<string>
 ): Effect.Effect<Array<Option.Option<A>>, StoreError> => {
   const local = engine.store.local
@@ -328,7 +375,7 @@ export const lookupMany = <K, A, Id>(
 
 const readMany = <K, A, Id>(
   engine: Engine,
-  keyspace: Definition<K, A, Id>,
+  keyspace: Definition<K, A, Id, unknown>,
   keys: ReadonlyArray<string>,
   local: CacheStore.Local | undefined,
   mark: number
@@ -343,9 +390,9 @@ const readMany = <K, A, Id>(
       for (let i = 0; i < stored.length; i++) {
         const entry = stored[i]!
         const found = Option.isNone(entry) ? Miss : classifyRead(local, keyspace, keys[i]!, entry.value, now, mark)
-        if (!(found instanceof Outcome)) {
+        if (!(found instanceof Outcome) || found._tag === "Due") {
           c.hits()
-          out[i] = Option.some(found)
+          out[i] = Option.some(found instanceof Outcome ? found.value as A : found)
           continue
         }
         out[i] = Option.none()
@@ -366,6 +413,7 @@ const readMany = <K, A, Id>(
       ).pipe(Effect.zipRight(engine.boundWrite("deleteMany", undefined, engine.store.deleteMany(invalid)).pipe(Effect.ignore)))
       const slow = later.length === 0 ? Effect.void : Effect.forEach(later, ([i, outcome]) =>
         Effect.map(settle(engine, "getMany", keyspace, keys[i]!, outcome), (found) => {
+          if (found instanceof Outcome && found._tag === "Due") found = found.value as A
           if (found instanceof Outcome) return c.misses()
           c.hits()
           out[i] = Option.some(found)

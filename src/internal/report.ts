@@ -5,7 +5,7 @@
  */
 import { createHash } from "node:crypto"
 import * as Effect from "effect/Effect"
-import { type CacheError, CodecError, InvalidKeyError, LockError, StoreError } from "../CacheError.js"
+import { type CacheError, CodecError, InvalidKeyError, LockError, ProducerTimeoutError, StoreError } from "../CacheError.js"
 
 /** Lines per cause per second (real time) before the rest are counted instead of logged. */
 const linesPerSecond = 3
@@ -56,11 +56,14 @@ const redactError = (error: CacheError): CacheError => {
       return new InvalidKeyError({ reason: error.reason, operation: error.operation, key, cause: error.cause })
     case "LockError":
       return new LockError({ reason: error.reason, operation: error.operation, key, cause: error.cause })
+    case "ProducerTimeoutError":
+      return new ProducerTimeoutError({ reason: error.reason, operation: error.operation, key, timeout: error.timeout, cause: error.cause })
   }
 }
 
 const isCacheError = (u: unknown): u is CacheError =>
-  u instanceof StoreError || u instanceof CodecError || u instanceof InvalidKeyError || u instanceof LockError
+  u instanceof StoreError || u instanceof CodecError || u instanceof InvalidKeyError || u instanceof LockError ||
+  u instanceof ProducerTimeoutError
 
 export const make = (options: { readonly cache: string; readonly store: string; readonly redactKeys: boolean }): Reporter => {
   const windows = new Map<string, Window>()

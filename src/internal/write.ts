@@ -15,7 +15,7 @@ import type { Definition, WriteOptions } from "./model.js"
 /** The time to live of a value: the call's, else the keyspace's, else the cache's; `undefined` for none. */
 export const ttlOf = <K, A, Id>(
   engine: Engine,
-  keyspace: Definition<K, A, Id>,
+  keyspace: Definition<K, A, Id, unknown>,
   value: A,
   override: WriteOptions<A>["ttl"]
 ): Duration.Duration | undefined => {
@@ -28,45 +28,89 @@ export const ttlOf = <K, A, Id>(
   return ttl === undefined || !Duration.isFinite(ttl) ? undefined : ttl
 }
 
-/**
- * Encodes a value into the entry this store keeps, with its physical time to live. The header says
- * when the entry stops being fresh (the ttl) and when it is gone (the ttl plus the keyspace's grace:
- * the store's physical ttl); a store that does not assign versions gets the cache's, from the Clock.
- */
+/** Encodes a value into the entry this store keeps, with its physical time to live (see `entryOf`). */
 export const encode = <K, A, Id>(
   engine: Engine,
   operation: Operation,
-  keyspace: Definition<K, A, Id>,
+  keyspace: Definition<K, A, Id, unknown>,
   key: string,
   value: A,
   options: WriteOptions<A> | undefined
 ): Effect.Effect<CacheLock.Write, CodecError> =>
   Effect.flatMap(
-    // A keyspace kept in memory only (`tier: "local"`) on a store of live values is never serialized.
-    keyspace.tier === "local" && engine.store.capabilities.liveValues && !engine.store.capabilities.tiered
-      ? unserialized
-      : Effect.mapError(keyspace.encodeValue(value), (cause) => new CodecError({ reason: "Encode", operation, key, cause })),
+    serialize(engine, keyspace, keyspace.encodeValue(value), operation, key),
     (body) =>
       Effect.clockWith((clock) => {
-        const now = clock.unsafeCurrentTimeMillis()
         const fresh = ttlOf(engine, keyspace, value, options?.ttl)
-        const freshUntil = fresh === undefined ? Infinity : now + Duration.toMillis(fresh)
-        // Kept stale for the keyspace's grace after the ttl (a ttl of zero or less still removes).
-        const grace = fresh === undefined || Duration.toMillis(fresh) <= 0 ? 0 : keyspace.graceMillis
-        const staleUntil = freshUntil + grace
-        const ttl = grace === 0 ? fresh : Duration.sum(fresh!, Duration.millis(grace))
-        const { assignsVersions, liveValues, tiered } = engine.store.capabilities
-        const version = assignsVersions ? 0 : engine.nextVersion(now)
-        const header = { fingerprint: keyspace.fingerprint, version, freshUntil, staleUntil, tags: [], isFailure: false }
-        // A two-layer store keeps the live value in memory and sends the envelope to the shared tier.
-        const stored: CacheEntry.Stored = tiered
-          ? CacheEntry.withEnvelope(CacheEntry.Live.make(value, { ...header, size: body.length }), CacheEntry.encode(header, body))
-          : liveValues
-          ? CacheEntry.Live.make(value, { ...header, size: body.length })
-          : CacheEntry.encode(header, body)
-        return Effect.succeed({ value: stored, ttl })
+        const grace = options?.grace === undefined ? keyspace.graceMillis : Math.max(0, Duration.toMillis(Duration.decode(options.grace)))
+        return Effect.succeed(entryOf(engine, value, body, keyspace.fingerprint, clock.unsafeCurrentTimeMillis(), fresh, grace, false))
       })
   )
+
+/**
+ * Encodes a producer's failure that the keyspace caches (`cacheFailure`) into an entry flagged as a
+ * failure, under the failure schema's fingerprint, for the policy's ttl (no grace).
+ */
+export const encodeFailure = <K, A, Id>(
+  engine: Engine,
+  keyspace: Definition<K, A, Id, unknown>,
+  key: string,
+  failure: unknown
+): Effect.Effect<CacheLock.Write, CodecError> => {
+  const policy = keyspace.failure!
+  return Effect.flatMap(
+    serialize(engine, keyspace, policy.encode(failure), "getOrSet", key),
+    (body) =>
+      Effect.clockWith((clock) =>
+        Effect.succeed(entryOf(engine, failure, body, policy.fingerprint, clock.unsafeCurrentTimeMillis(), policy.ttl, 0, true))
+      )
+  )
+}
+
+/** The body of a value or failure, unless the keyspace is kept in memory only on a store of live values. */
+const serialize = <K, A, Id>(
+  engine: Engine,
+  keyspace: Definition<K, A, Id, unknown>,
+  encoded: Effect.Effect<string | Uint8Array, unknown>,
+  operation: Operation,
+  key: string
+): Effect.Effect<string | Uint8Array, CodecError> =>
+  // A keyspace kept in memory only (`tier: "local"`) on a store of live values is never serialized.
+  keyspace.tier === "local" && engine.store.capabilities.liveValues && !engine.store.capabilities.tiered
+    ? unserialized
+    : Effect.mapError(encoded, (cause) => new CodecError({ reason: "Encode", operation, key, cause }))
+
+/**
+ * The entry a store keeps at `now`: the header says when it stops being fresh (the ttl) and when it is
+ * gone (the ttl plus the grace: the store's physical time to live); a store that does not assign
+ * versions gets the cache's, from the Clock.
+ */
+const entryOf = (
+  engine: Engine,
+  value: unknown,
+  body: string | Uint8Array,
+  fingerprint: string,
+  now: number,
+  fresh: Duration.Duration | undefined,
+  graceMillis: number,
+  isFailure: boolean
+): CacheLock.Write => {
+  const freshUntil = fresh === undefined ? Infinity : now + Duration.toMillis(fresh)
+  // Kept stale for the grace after the ttl (a ttl of zero or less still removes).
+  const grace = fresh === undefined || Duration.toMillis(fresh) <= 0 ? 0 : graceMillis
+  const staleUntil = freshUntil + grace
+  const ttl = grace === 0 ? fresh : Duration.sum(fresh!, Duration.millis(grace))
+  const { assignsVersions, liveValues, tiered } = engine.store.capabilities
+  const version = assignsVersions ? 0 : engine.nextVersion(now)
+  const header = { fingerprint, version, freshUntil, staleUntil, tags: [], isFailure }
+  // A two-layer store keeps the live value in memory and sends the envelope to the shared tier.
+  const stored: CacheEntry.Stored = tiered
+    ? CacheEntry.withEnvelope(CacheEntry.Live.make(value, { ...header, size: body.length }), CacheEntry.encode(header, body))
+    : liveValues
+    ? CacheEntry.Live.make(value, { ...header, size: body.length })
+    : CacheEntry.encode(header, body)
+  return { value: stored, ttl }
+}
 
 /** The body of a value that is not serialized: it counts one byte toward a byte budget. */
 const unserialized = Effect.succeed(" ")
@@ -75,7 +119,7 @@ const unserialized = Effect.succeed(" ")
 export const write = <K, A, Id>(
   engine: Engine,
   operation: Operation,
-  keyspace: Definition<K, A, Id>,
+  keyspace: Definition<K, A, Id, unknown>,
   key: string,
   value: A,
   options: WriteOptions<A> | undefined

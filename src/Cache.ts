@@ -21,7 +21,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
-import type { StoreError } from "./CacheError.js"
+import type { InvalidKeyError, StoreError } from "./CacheError.js"
 import * as CacheKey from "./CacheKey.js"
 import * as CacheLock from "./CacheLock.js"
 import * as RedisLock from "./CacheLock/Redis.js"
@@ -82,6 +82,13 @@ export interface Options {
     readonly failures?: number | undefined
     readonly openFor?: Duration.DurationInput | undefined
   } | undefined
+  /**
+   * How long this instance trusts the tag versions it read from a store outside the process (on the
+   * Clock): an `invalidateTags` made by another instance reaches its reads of tagged entries within
+   * this window (at once on a two-layer cache, whose bus carries it; at once for the instance that
+   * made it; always at once on the memory store). Default 1 second.
+   */
+  readonly tagWindow?: Duration.DurationInput | undefined
 }
 
 /**
@@ -282,6 +289,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Cache
       timeout: Duration.decode(options.timeout ?? "1 second"),
       defaultTtl: options.defaultTtl === undefined ? undefined : Duration.decode(options.defaultTtl),
       maxKeyLength: options.maxKeyLength ?? 1024,
+      tagWindow: Duration.decode(options.tagWindow ?? "1 second"),
       redactKeys: options.redactKeys ?? false,
       breaker: options.circuitBreaker === false ? undefined : {
         failures: Math.max(1, options.circuitBreaker?.failures ?? 5),
@@ -308,8 +316,8 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Cache
     return Operations.makeService(
       engine,
       tiers === undefined ? undefined : {
-        local: Engine.make({ ...settings, store: tiers.local, lock: undefined }),
-        shared: Engine.make({ ...settings, store: tiers.shared })
+        local: Engine.make({ ...settings, store: tiers.local, lock: undefined, tags: engine.tags }),
+        shared: Engine.make({ ...settings, store: tiers.shared, tags: engine.tags })
       }
     )
   })
@@ -770,6 +778,60 @@ export const invalidateMany: Model.AccessorOf<"invalidateMany"> = Operations.acc
 export const clearKeyspace: Model.AccessorOf<"clearKeyspace"> = Operations.accessors.clearKeyspace
 
 /**
+ * Invalidates every entry of a keyspace whose key has the given values in the given fields (fields
+ * the keyspace names in `keyTags`): one tag invalidation, however many entries, never a scan.
+ *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import { Cache, CacheKey, Keyspace } from "effect-cachekit"
+ *
+ * const Members = Keyspace.make({
+ *   name: "members",
+ *   key: CacheKey.struct({ org: CacheKey.string, id: CacheKey.number }),
+ *   value: Schema.String,
+ *   keyTags: ["org"]
+ * })
+ * const dropped = Cache.invalidateWhere(Members, { org: "acme" })
+ * ```
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const invalidateWhere: Model.AccessorOf<"invalidateWhere"> = Operations.accessors.invalidateWhere
+
+/**
+ * Invalidates every entry that carries one of `tags` (written before the call), in every keyspace of
+ * the default cache, with one write per tag however many entries carry it. Other instances see it on
+ * their next read of such an entry: at once on the memory store and on a two-layer cache (its bus
+ * carries it), within the cache's `tagWindow` (default 1 second) over Redis alone.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { Cache, CacheKey, Keyspace } from "effect-cachekit"
+ *
+ * const Users = Keyspace.make({
+ *   name: "users",
+ *   key: CacheKey.number,
+ *   value: Schema.Struct({ org: Schema.String, name: Schema.String }),
+ *   tags: (_id, user) => [`org:${user.org}`]
+ * })
+ *
+ * const program = Effect.gen(function* () {
+ *   yield* Users.set(1, { org: "acme", name: "Ada" })
+ *   yield* Cache.invalidateTags(["org:acme"])
+ *   return yield* Users.get(1) // Option.none()
+ * }).pipe(Effect.provide(Cache.layerMemory()))
+ * ```
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const invalidateTags = (tags: Iterable<string>): Effect.Effect<void, InvalidKeyError | StoreError, Cache> =>
+  Effect.flatMap(Cache, (cache) => cache.invalidateTags(tags))
+
+/**
  * Returns the cached value of a key, or runs `produce`, stores its value and returns it. Concurrent
  * callers of one key share one run of the producer (the first caller's), success or failure; a
  * failure is not cached. Store failures never reach the caller: they are logged and counted, and the
@@ -887,7 +949,8 @@ export const memoize: {
     options: MemoizeOptions<A, I, Id, T>
   ): Effect.Effect<A, E | TimeoutErrorOf<T>, R | Id> => {
     // The call's own onProduced runs through getOrSet's options; the entry has none of its own.
-    const { onProduced: _, ...policy } = options
+    // Per-call tags go with each write through getOrSet's options, as onProduced does.
+    const { onProduced: _, tags: _tags, ...policy } = options
     const single = Compile.make(
       { ...policy, name: options.key, key: CacheKey.string },
       Cache as unknown as Context.Tag<Id, Service>,

@@ -136,6 +136,11 @@ export interface Local {
    */
   readonly fallback: (key: string, now: number) => CacheEntry.Live | undefined
   /**
+   * The newest version of `key` heard on the bus lately (written or deleted by another instance), if
+   * any: the cache drops what it trusted about the key below it (tag versions).
+   */
+  readonly heard?: ((key: string) => number | undefined) | undefined
+  /**
    * Each tier as a store of its own, for keyspaces that use one (`tier: "local"`, `"shared"`):
    * `local` keeps live values in this instance's memory only (its deletes and clears still reach the
    * other instances' memory); `shared` is the shared store alone.

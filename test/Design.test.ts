@@ -4,10 +4,10 @@
  * read through a ConfigProvider (never the real environment). Each later capability (grace and
  * timeouts, tags, getOrSetMany, the tiered layer, warm-up and refresh) adds its lines here.
  */
-import { assert, describe, it } from "@effect/vitest"
+import { assert, describe, expectTypeOf, it } from "@effect/vitest"
 import { inject } from "vitest"
 import { Config, ConfigProvider, Data, Effect, Layer, Option, Ref, Schema } from "effect"
-import { Cache, CacheKey, Keyspace } from "../src/index.js"
+import { Cache, type CacheError, CacheKey, Keyspace } from "../src/index.js"
 import { assertSame } from "./utils.js"
 
 /** Runs `self` with configuration read from `entries` only. */
@@ -104,7 +104,7 @@ describe("DESIGN.md's example, the parts built so far", () => {
         return { flags: ["x"] }
       })
 
-      // ---- as in DESIGN.md (the hard timeout, eager refresh, tags and batches come later) ----
+      // ---- as in DESIGN.md (batches come later) ----
       const Users = Keyspace.make({
         name: "users",
         key: CacheKey.number,                  // stored as "<namespace>:users:<id>"
@@ -112,6 +112,9 @@ describe("DESIGN.md's example, the parts built so far", () => {
         ttl: "10 minutes",
         grace: "1 hour",                       // serve stale when the producer fails or is slow
         softTimeout: "100 millis",             // with a stale value: answer it after this, finish in background
+        hardTimeout: "5 seconds",              // give up on the producer
+        eagerRefresh: 0.8,                     // after 80% of ttl a hit refreshes in background
+        tags: (_id, user) => [`org:${user.org}`],
       })
 
       const program = Effect.gen(function* () {
@@ -119,10 +122,12 @@ describe("DESIGN.md's example, the parts built so far", () => {
         const ada = yield* Users.get(1)                        // Option<User>
         const bob = yield* Users.getOrSet(2, fetchUser(2))     // one producer at a time, fleet-wide
         yield* Users.invalidate(1)
+        yield* Cache.invalidateTags(["org:acme"])              // O(1) round trips, however many entries
         return [ada, bob] as const
       })
 
-      const getUser = Users.memoize(fetchUser)                 // (id: number) => Effect<User, FetchError, Cache>
+      // Users has a hardTimeout, so its producers may also fail with CacheError.ProducerTimeoutError.
+      const getUser = Users.memoize(fetchUser)                 // (id: number) => Effect<User, FetchError | ProducerTimeoutError, Cache>
       const config = loadConfig.pipe(Cache.memoize({ key: "config", value: AppConfig, ttl: "1 minute" }))
 
       // The backend is a layer; tests provide another.
@@ -141,9 +146,11 @@ describe("DESIGN.md's example, the parts built so far", () => {
       const RatesRefresh = Rates.refreshEvery("EUR", fetchRate("EUR"), "5 minutes")  // once per fleet per period
       // ---- end of the example ----
 
-      const [ada, bob] = yield* program.pipe(Effect.provide(layers[0]))
+      expectTypeOf(getUser).toEqualTypeOf<(id: number) => Effect.Effect<User, FetchError | CacheError.ProducerTimeoutError, Cache.Cache>>()
+      const [[ada, bob], bobAfter] = yield* Effect.all([program, Users.get(2)]).pipe(Effect.provide(layers[0]))
       assertSame(ada, Option.some(new User({ id: 1, org: "acme", name: "Ada" })))
       assert.strictEqual(bob.name, "Bob")
+      assertSame(bobAfter, Option.none(), "the tag invalidation dropped Bob, cached by getOrSet under org:acme")
 
       // layerConfig, with both settings read through the ConfigProvider: the Redis URL is a secret.
       const url = `${inject("redisUrl")}/21`

@@ -407,6 +407,7 @@ export const make = (
       local: {
         mark: () => epoch,
         remember: keep,
+        heard: (key) => heard.get(key)?.version,
         fallback: alive,
         tiers: { local, shared },
         namespace

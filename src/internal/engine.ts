@@ -18,6 +18,7 @@ import * as Coalesce from "./coalesce.js"
 import * as Breaker from "./breaker.js"
 import * as Metrics from "./metrics.js"
 import * as Report from "./report.js"
+import * as Tags from "./tags.js"
 import type { Definition, Service } from "./model.js"
 import { sleepReal, timeoutReal } from "./realTime.js"
 import type * as SingleFlight from "./singleFlight.js"
@@ -85,6 +86,8 @@ export interface Engine {
    * stale value is served without running the producer again (`graceBackoff`). Bounded, oldest out.
    */
   readonly backoff: Map<string, number>
+  /** The tags' versions: checked on reads of entries that carry tags, written by `invalidateTags`. */
+  readonly tags: Tags.Tags
 }
 
 /** A keyspace as one cache uses it. */
@@ -102,6 +105,10 @@ export const make = (
     readonly redactKeys: boolean
     /** The circuit breakers' settings; `undefined`: no breaker. */
     readonly breaker: Breaker.Settings | undefined
+    /** How long tag versions read from a store outside the process are trusted. */
+    readonly tagWindow: Duration.Duration
+    /** The tags of another engine, shared (a two-layer store's single tiers use the two-layer store's). */
+    readonly tags?: Tags.Tags | undefined
   }
 ): Engine => {
   const { namespace, store, timeout } = config
@@ -143,7 +150,7 @@ export const make = (
     return lastBinding = found
   }
 
-  const { redactKeys, breaker: breakerSettings, ...settings } = config
+  const { redactKeys, breaker: breakerSettings, tagWindow, tags: sharedTags, ...settings } = config
   const report = Report.make({ cache: namespace, store: store.name, redactKeys })
 
   /** A breaker in front of a backend that does I/O: logs its changes and shows them on a gauge. */
@@ -214,6 +221,13 @@ export const make = (
 
   return {
     ...settings,
+    tags: sharedTags ?? Tags.make({
+      namespace,
+      store,
+      window: tagWindow,
+      bound: (key, effect) => bound("getMany", key, effect),
+      boundWrite: (key, effect) => boundWrite("setMany", key, effect)
+    }),
     report,
     reads: Coalesce.make(),
     counters,

@@ -478,7 +478,7 @@ const planWrite = <K, A, Id, E, R>(
       ? Effect.succeedNone
       : (value instanceof Failed
         ? encodeFailure(engine, keyspace, key, value.error)
-        : encode(engine, "getOrSet", keyspace, key, value, options)).pipe(
+        : encode(engine, "getOrSet", keyspace, key, run.userKey, value, options)).pipe(
         Effect.map((write) => Option.some(since === undefined ? write : { ...write, since })),
         Effect.catchAll((error) => absorb(engine, keyspace.name, error, Option.none<CacheLock.Write>()))
       )

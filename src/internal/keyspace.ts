@@ -80,6 +80,18 @@ export interface Options<
    * `get` reads such an entry as a miss. Default none: failures are never cached.
    */
   readonly cacheFailure?: CacheFailure<F, FI> | undefined
+  /**
+   * The tags of an entry, from its key and value: `Cache.invalidateTags` invalidates every entry that
+   * carries one of them, in O(1) round trips. Tags are non-empty strings of at most 1,024 characters
+   * without control characters. Default none.
+   */
+  readonly tags?: ((key: K, value: A) => Iterable<string>) | undefined
+  /**
+   * Key fields (of a `CacheKey.struct` key) every entry is tagged by, so `invalidateWhere({ org: "acme" })`
+   * invalidates every entry whose key has that org in one tag invalidation, not a scan. At most 4
+   * fields (an entry carries one tag per combination of them). Default none.
+   */
+  readonly keyTags?: ReadonlyArray<K extends object ? keyof K & string : never> | undefined
   /** How values are stored. Default `CacheSerializer.json`. */
   readonly serializer?: CacheSerializer.CacheSerializer<NoInfer<I>> | undefined
   /** Values for which this returns `true` are returned to callers but never cached (e.g. `Option.isNone`). */
@@ -171,6 +183,14 @@ const fraction = (what: string, value: number | undefined): number | undefined =
   return value
 }
 
+/** The key fields entries are tagged by, checked and sorted. */
+const keyTagsOf = (fields: ReadonlyArray<string> | undefined): ReadonlyArray<string> | undefined => {
+  if (fields === undefined || fields.length === 0) return undefined
+  const unique = Array.from(new Set(fields)).sort()
+  if (unique.length > 4) throw new TypeError(`effect-cachekit: keyTags names at most 4 fields (got ${unique.length})`)
+  return unique
+}
+
 /** A fraction of the ttl after which a hit refreshes, checked. */
 export const eagerRefreshOf = (value: number | undefined): number | undefined => fraction("eagerRefresh", value)
 
@@ -209,6 +229,8 @@ export const make = <K, A, I, Id, F, FI, T extends Duration.DurationInput | unde
     tier: options.tier ?? "both",
     hardTimeout: options.hardTimeout === undefined ? undefined : Duration.decode(options.hardTimeout),
     eagerRefresh: eagerRefreshOf(options.eagerRefresh),
+    tags: options.tags,
+    keyTags: keyTagsOf(options.keyTags),
     failure: options.cacheFailure === undefined
       ? undefined
       : failurePolicy(options.cacheFailure, serializer as CacheSerializer.CacheSerializer<unknown>, options.version)

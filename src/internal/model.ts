@@ -80,6 +80,10 @@ export interface Definition<K, A, Id, X = never> {
   readonly eagerRefresh: number | undefined
   /** Which producer failures are cached, if any. */
   readonly failure: FailurePolicy | undefined
+  /** The tags of an entry, from its key and value. */
+  readonly tags: ((key: K, value: A) => Iterable<string>) | undefined
+  /** The key fields each entry is tagged by, for `invalidateWhere` (sorted; at most 4). */
+  readonly keyTags: ReadonlyArray<string> | undefined
   /** Type-level only: the errors `X` its `getOrSet` adds to the producer's. */
   readonly "~producerErrors"?: X
 }
@@ -93,6 +97,8 @@ export interface WriteOptions<A> {
   readonly ttl?: Duration.DurationInput | ((value: A) => Duration.DurationInput) | undefined
   /** Overrides the keyspace's grace for this write: how long the entry is kept stale past its ttl. */
   readonly grace?: Duration.DurationInput | undefined
+  /** Tags for this write, besides the keyspace's (see `Cache.invalidateTags`). */
+  readonly tags?: Iterable<string> | undefined
 }
 
 /**
@@ -191,6 +197,11 @@ export interface Operations<K, A> {
   readonly invalidateMany: (keys: Iterable<K>) => Effect.Effect<void, InvalidKeyError | StoreError>
   /** Removes every entry of the keyspace; returns how many. */
   readonly clearKeyspace: () => Effect.Effect<number, StoreError>
+  /**
+   * Invalidates every entry whose key has these values in the given fields (fields the keyspace names
+   * in `keyTags`): one tag invalidation, however many entries, never a scan.
+   */
+  readonly invalidateWhere: (where: Partial<K>) => Effect.Effect<void, InvalidKeyError | StoreError>
 }
 
 /** The name of a direct operation. */
@@ -251,6 +262,11 @@ export interface Service extends ServiceMethods {
   readonly inFlight: Effect.Effect<number>
   /** Removes every entry of the namespace (internal keys excepted); returns how many. */
   readonly clear: Effect.Effect<number, StoreError>
+  /**
+   * Invalidates every entry carrying one of `tags` (written before this call), in every keyspace of
+   * the cache: one write per tag, however many entries carry it.
+   */
+  readonly invalidateTags: (tags: Iterable<string>) => Effect.Effect<void, InvalidKeyError | StoreError>
   /**
    * Claims `occasion` for a key across every instance sharing the store: `true` for exactly one
    * caller per key and occasion within `ttl` (an atomic insert into an internal key), `false` for the

@@ -7,7 +7,7 @@ import type * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import type { InvalidKeyError, StoreError } from "../CacheError.js"
+import { InvalidKeyError, type StoreError } from "../CacheError.js"
 import type * as CacheLock from "../CacheLock.js"
 import * as CacheStore from "../CacheStore.js"
 import * as Background from "./background.js"
@@ -32,7 +32,8 @@ import type {
   WithRequirement
 } from "./model.js"
 import { type Continuation, lookup, lookupMany } from "./read.js"
-import { encode, write } from "./write.js"
+import * as Tags from "./tags.js"
+import { encode, whereTag, write } from "./write.js"
 
 /** An operation implemented against the engine. */
 type Implementation<Op extends Operation> = <K, A, Id>(
@@ -68,14 +69,14 @@ export const table: { readonly [Op in Operation]: Implementation<Op> } = {
   getMany: (engine, keyspace, keys) =>
     whenAllValid(storeKeys(engine, "getMany", keyspace, keys), (full) => lookupMany(engine, keyspace, full)),
   set: (engine, keyspace, key, value, options) =>
-    whenValid(storeKey(engine, "set", keyspace, key), (full) => write(engine, "set", keyspace, full, value, options)),
+    whenValid(storeKey(engine, "set", keyspace, key), (full) => write(engine, "set", keyspace, full, key, value, options)),
   setMany: (engine, keyspace, entries, options) =>
     Effect.suspend(() => {
       const list = Array.from(entries)
       return whenAllValid(storeKeys(engine, "setMany", keyspace, list.map(([key]) => key)), (full) =>
         Effect.flatMap(
-          Effect.forEach(list, ([, value], i) =>
-            Effect.map(encode(engine, "setMany", keyspace, full[i]!, value, options), (entry): CacheStore.Entry => ({
+          Effect.forEach(list, ([key, value], i) =>
+            Effect.map(encode(engine, "setMany", keyspace, full[i]!, key, value, options), (entry): CacheStore.Entry => ({
               key: full[i]!,
               value: entry.value,
               ttl: entry.ttl
@@ -86,7 +87,7 @@ export const table: { readonly [Op in Operation]: Implementation<Op> } = {
   add: (engine, keyspace, key, value, options) =>
     whenValid(storeKey(engine, "add", keyspace, key), (full) =>
       Effect.flatMap(
-        encode(engine, "add", keyspace, full, value, options),
+        encode(engine, "add", keyspace, full, key, value, options),
         (entry) => engine.boundWrite("add", full, engine.store.add(full, entry.value, entry.ttl, engine.timeout))
       )),
   has: (engine, keyspace, key) =>
@@ -96,6 +97,23 @@ export const table: { readonly [Op in Operation]: Implementation<Op> } = {
   invalidateMany: (engine, keyspace, keys) =>
     whenAllValid(storeKeys(engine, "deleteMany", keyspace, keys), (full) =>
       Effect.asVoid(engine.boundWrite("deleteMany", undefined, engine.store.deleteMany(full)))),
+  invalidateWhere: (engine, keyspace, where) =>
+    Effect.suspend((): Effect.Effect<void, InvalidKeyError | StoreError> => {
+      const fields = Object.keys(where).sort()
+      const named = keyspace.keyTags
+      if (fields.length === 0 || named === undefined || fields.some((field) => !named.includes(field))) {
+        return Effect.fail(
+          new InvalidKeyError({
+            reason: "Encode",
+            operation: "delete",
+            cause: `invalidateWhere takes some of the key fields keyspace "${keyspace.name}" names in keyTags (${
+              named?.join(", ") ?? "none"
+            }), got ${fields.join(", ") || "none"}`
+          })
+        )
+      }
+      return engine.tags.invalidate([whereTag(keyspace.name, where as Record<string, unknown>)], engine.timeout)
+    }),
   clearKeyspace: (engine, keyspace) => {
     const prefix = prefixOf(engine, keyspace)
     return keyspace.kind === "single"
@@ -153,6 +171,13 @@ export const makeService = (engine: Engine, tiers?: { readonly local: Engine; re
     maxKeyLength: engine.maxKeyLength,
     inFlight: Effect.sync(() => engine.flights.size()),
     clear: redacting ? Effect.mapError(clear, redact) : clear,
+    invalidateTags: (tags) =>
+      Effect.suspend((): Effect.Effect<void, InvalidKeyError | StoreError> => {
+        const valid = Tags.validate("delete", tags)
+        if (isInvalidKey(valid)) return Effect.fail(redact(valid))
+        if (valid.length === 0) return Effect.void
+        return redacting ? Effect.mapError(engine.tags.invalidate(valid, engine.timeout), redact) : engine.tags.invalidate(valid, engine.timeout)
+      }),
     getOrSet: redacting
       ? (keyspace, key, produce, options) => Effect.mapError(getOrSet(engineOf(keyspace), keyspace, key, produce, options), redact) as any
       : (keyspace, key, produce, options) => getOrSet(engineOf(keyspace), keyspace, key, produce, options) as any,

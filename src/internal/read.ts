@@ -15,6 +15,7 @@ import * as CacheEntry from "../CacheEntry.js"
 import { CodecError, type Operation, type StoreError } from "../CacheError.js"
 import * as CacheStore from "../CacheStore.js"
 import type { Counters, Engine } from "./engine.js"
+import type * as Tags from "./tags.js"
 import { needsAsync } from "./keyspace.js"
 import type { Definition } from "./model.js"
 
@@ -24,10 +25,13 @@ import type { Definition } from "./model.js"
  */
 export class Outcome {
   constructor(
-    readonly _tag: "Miss" | "Invalid" | "Async" | "Stale" | "Failure" | "Due",
+    readonly _tag: "Miss" | "Invalid" | "Async" | "Stale" | "Failure" | "Due" | "Tagged",
     readonly cause?: unknown,
     readonly body?: string | Uint8Array,
-    /** A stale live entry's value; a cached failure's error; a fresh value due for an eager refresh. */
+    /**
+     * A stale live entry's value; a cached failure's error; a fresh value due for an eager refresh; the
+     * stored entry whose tags' versions must be read first.
+     */
     readonly value?: unknown
   ) {}
 }
@@ -94,23 +98,52 @@ const decodeBody = <K, A, Id>(keyspace: Definition<K, A, Id, unknown>, bytes: Ui
  * What a stored entry gives a keyspace at `now`: the value when it is fresh, `Miss` when nothing is
  * servable, `Invalid` when it cannot be read (to be healed), `Async` when its schema needs async work.
  */
-export const classify = <K, A, Id>(keyspace: Definition<K, A, Id, unknown>, stored: CacheEntry.Stored, now: number): A | Outcome => {
+export const classify = <K, A, Id>(
+  keyspace: Definition<K, A, Id, unknown>,
+  stored: CacheEntry.Stored,
+  now: number,
+  check: Tags.Tags["check"]
+): A | Outcome => {
   if (CacheStore.isLive(stored)) {
     if (stored.isFailure) return failureOf(keyspace, stored, now, stored.value)
     if (stored.fingerprint !== keyspace.fingerprint) return invalid(`the entry was written under fingerprint ${stored.fingerprint}`)
+    if (stored.tags.length > 0 && now < stored.staleUntil) {
+      const outcome = taggedOutcome(stored, now, check, stored)
+      if (outcome !== undefined) return outcome
+    }
     if (now < stored.freshUntil) return keyspace.eagerRefresh === undefined ? stored.value as A : freshValue(keyspace, stored, stored.value as A, now)
     return now < stored.staleUntil ? new Outcome("Stale", undefined, undefined, stored.value) : Miss
   }
   const entry = CacheEntry.decode(stored)
   if (entry === undefined) return notAnEnvelope
-  return classifyEntry(keyspace, entry, now)
+  return classifyEntry(keyspace, entry, now, check, stored)
+}
+
+/**
+ * What an entry's tags say at `now`: nothing (`undefined`: every tag is older than the entry), a miss
+ * (a tag was invalidated after the entry was written), or `Tagged` when the tags' versions must be read
+ * first (`settle` reads them and classifies `stored` again).
+ */
+const taggedOutcome = (header: CacheEntry.Header, now: number, check: Tags.Tags["check"], stored: CacheEntry.Stored): Outcome | undefined => {
+  const verdict = check(header.tags, header.version, now)
+  return verdict === true ? undefined : verdict === false ? Miss : new Outcome("Tagged", undefined, undefined, stored)
 }
 
 /** What a decoded envelope gives a keyspace at `now` (see `classify`). */
-const classifyEntry = <K, A, Id>(keyspace: Definition<K, A, Id, unknown>, entry: CacheEntry.Decoded, now: number): A | Outcome => {
+const classifyEntry = <K, A, Id>(
+  keyspace: Definition<K, A, Id, unknown>,
+  entry: CacheEntry.Decoded,
+  now: number,
+  check: Tags.Tags["check"],
+  stored: CacheEntry.Stored
+): A | Outcome => {
   if (entry.isFailure) return failureOf(keyspace, entry, now, undefined)
   if (entry.fingerprint !== keyspace.fingerprint) {
     return invalid(`the entry was written under fingerprint ${entry.fingerprint}, not ${keyspace.fingerprint}`)
+  }
+  if (entry.tags.length > 0 && now < entry.staleUntil) {
+    const outcome = taggedOutcome(entry, now, check, stored)
+    if (outcome !== undefined) return outcome
   }
   switch (CacheEntry.status(entry, now)) {
     case "fresh":
@@ -152,12 +185,13 @@ const classifyRead = <K, A, Id>(
   key: string,
   stored: CacheEntry.Stored,
   now: number,
-  mark: number
+  mark: number,
+  check: Tags.Tags["check"]
 ): A | Outcome => {
-  if (local === undefined || CacheStore.isLive(stored)) return classify(keyspace, stored, now)
+  if (local === undefined || CacheStore.isLive(stored)) return classify(keyspace, stored, now, check)
   const entry = CacheEntry.decode(stored)
   if (entry === undefined) return notAnEnvelope
-  const found = classifyEntry(keyspace, entry, now)
+  const found = classifyEntry(keyspace, entry, now, check, stored)
   if (!(found instanceof Outcome)) local.remember(key, CacheEntry.liveOf(entry, found), mark)
   else if (found._tag === "Due") local.remember(key, CacheEntry.liveOf(entry, found.value), mark)
   return found
@@ -177,7 +211,7 @@ const fallback = <K, A, Id>(
   Effect.clockWith((clock) => {
     const now = clock.unsafeCurrentTimeMillis()
     const copy = local.fallback(key, now)
-    const classified = copy === undefined ? Miss : classify(keyspace, copy, now)
+    const classified = copy === undefined ? Miss : classify(keyspace, copy, now, engine.tags.check)
     if (classified instanceof Outcome && classified._tag !== "Due") return Effect.fail(error)
     const found = classified instanceof Outcome ? classified.value as A : classified
     engine.bindingOf(keyspace).counters.errors()
@@ -211,14 +245,17 @@ export const heal = <K, A, Id>(
   )
 }
 
-/** Finishes what `classify` could not answer synchronously: heals an invalid entry, runs an async decode. */
+/**
+ * Finishes what `classify` could not answer synchronously: heals an invalid entry, runs an async
+ * decode, reads the versions of an entry's tags (which may fail: the store is asked).
+ */
 const settle = <K, A, Id>(
   engine: Engine,
   operation: Operation,
   keyspace: Definition<K, A, Id, unknown>,
   key: string,
   outcome: Outcome
-): Effect.Effect<A | Outcome> => {
+): Effect.Effect<A | Outcome, StoreError> => {
   switch (outcome._tag) {
     case "Miss":
     case "Stale":
@@ -229,6 +266,17 @@ const settle = <K, A, Id>(
       return heal(engine, operation, keyspace, key, outcome.cause)
     case "Async":
       return Effect.catchAll(keyspace.decodeValue(outcome.body!), (cause) => heal(engine, operation, keyspace, key, cause))
+    case "Tagged": {
+      // Read the tags' versions, then classify the entry again knowing them.
+      const stored = outcome.value as CacheEntry.Stored
+      const header = CacheStore.isLive(stored) ? stored : CacheEntry.decode(stored)
+      if (header === undefined) return Effect.succeed(notAnEnvelope)
+      return Effect.flatMap(engine.tags.load(header.tags), (isValid) =>
+        Effect.clockWith((clock) => {
+          const found = classify(keyspace, stored, clock.unsafeCurrentTimeMillis(), (_, version) => isValid(version))
+          return found instanceof Outcome ? settle(engine, operation, keyspace, key, found) : Effect.succeed(found)
+        }))
+    }
   }
 }
 
@@ -250,8 +298,17 @@ const readStored = <K, A, Id>(
       Option.isNone(stored)
         ? Effect.succeed(Miss)
         : Effect.clockWith((clock) => {
-          const found = classifyRead(local, keyspace, key, stored.value, clock.unsafeCurrentTimeMillis(), mark)
-          return found instanceof Outcome ? settle(engine, operation, keyspace, key, found) : Effect.succeed(found)
+          const found = classifyRead(local, keyspace, key, stored.value, clock.unsafeCurrentTimeMillis(), mark, engine.tags.check)
+          if (!(found instanceof Outcome)) return Effect.succeed(found)
+          const settled = settle(engine, operation, keyspace, key, found)
+          // A tagged entry read from the shared tier, found valid once its tags were read: memory keeps it.
+          if (local === undefined || found._tag !== "Tagged" || CacheStore.isLive(stored.value)) return settled
+          const bytes = stored.value
+          return Effect.tap(settled, (value) => {
+            if (value instanceof Outcome && value._tag !== "Due") return
+            const entry = CacheEntry.decode(bytes)
+            if (entry !== undefined) local.remember(key, CacheEntry.liveOf(entry, value instanceof Outcome ? value.value : value), mark)
+          })
         }))
   if (local === undefined) return read(0)
   return Effect.suspend(() => Effect.catchAll(read(local.mark()), (error) => fallback(engine, local, keyspace, key, error)))
@@ -290,12 +347,15 @@ export const lookup = <K, A, Id, X, E, R>(
         counters.misses()
         return k.onMiss()
       }
-      const found = classify(keyspace, stored, now)
+      const found = classify(keyspace, stored, now, engine.tags.check)
       if (!(found instanceof Outcome)) {
         counters.hits()
         return k.onHit(found)
       }
-      return Effect.flatMap(settle(engine, operation, keyspace, key, found), (settled) => answer(counters, k, settled))
+      return Effect.matchEffect(settle(engine, operation, keyspace, key, found), {
+        onFailure: k.onFailure,
+        onSuccess: (settled) => answer(counters, k, settled)
+      })
     })
   }
   return lookupShared(engine, operation, keyspace, key, counters, k)
@@ -348,7 +408,7 @@ export const reread = <K, A, Id>(
     if (stored === undefined) {
       return engine.store.local === undefined ? Effect.succeed(Miss) : readStored(engine, "getOrSet", keyspace, key, guarded)
     }
-    const found = classify(keyspace, stored, now)
+    const found = classify(keyspace, stored, now, engine.tags.check)
     return found instanceof Outcome ? settle(engine, "getOrSet", keyspace, key, found) : Effect.succeed(found)
   })
 }
@@ -389,14 +449,14 @@ const readMany = <K, A, Id>(
       const later: Array<readonly [number, Outcome]> = []
       for (let i = 0; i < stored.length; i++) {
         const entry = stored[i]!
-        const found = Option.isNone(entry) ? Miss : classifyRead(local, keyspace, keys[i]!, entry.value, now, mark)
+        const found = Option.isNone(entry) ? Miss : classifyRead(local, keyspace, keys[i]!, entry.value, now, mark, engine.tags.check)
         if (!(found instanceof Outcome) || found._tag === "Due") {
           c.hits()
           out[i] = Option.some(found instanceof Outcome ? found.value as A : found)
           continue
         }
         out[i] = Option.none()
-        if (found._tag === "Async") {
+        if (found._tag === "Async" || found._tag === "Tagged") {
           later.push([i, found])
           continue
         }

@@ -7,10 +7,11 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as CacheEntry from "../CacheEntry.js"
 import * as CacheStore from "../CacheStore.js"
-import { CodecError, type Operation } from "../CacheError.js"
+import { CodecError, InvalidKeyError, type Operation } from "../CacheError.js"
 import type * as CacheLock from "../CacheLock.js"
 import type { Engine } from "./engine.js"
 import type { Definition, WriteOptions } from "./model.js"
+import * as Tags from "./tags.js"
 
 /** The time to live of a value: the call's, else the keyspace's, else the cache's; `undefined` for none. */
 export const ttlOf = <K, A, Id>(
@@ -34,18 +35,54 @@ export const encode = <K, A, Id>(
   operation: Operation,
   keyspace: Definition<K, A, Id, unknown>,
   key: string,
+  userKey: K,
   value: A,
   options: WriteOptions<A> | undefined
-): Effect.Effect<CacheLock.Write, CodecError> =>
-  Effect.flatMap(
+): Effect.Effect<CacheLock.Write, CodecError | InvalidKeyError> => {
+  const tags = tagsOf(operation, keyspace, userKey, value, options)
+  if (tags instanceof InvalidKeyError) return Effect.fail(tags)
+  return Effect.flatMap(
     serialize(engine, keyspace, keyspace.encodeValue(value), operation, key),
     (body) =>
       Effect.clockWith((clock) => {
         const fresh = ttlOf(engine, keyspace, value, options?.ttl)
         const grace = options?.grace === undefined ? keyspace.graceMillis : Math.max(0, Duration.toMillis(Duration.decode(options.grace)))
-        return Effect.succeed(entryOf(engine, value, body, keyspace.fingerprint, clock.unsafeCurrentTimeMillis(), fresh, grace, false))
+        return Effect.succeed(entryOf(engine, value, body, keyspace.fingerprint, clock.unsafeCurrentTimeMillis(), fresh, grace, false, tags))
       })
   )
+}
+
+const noTags: ReadonlyArray<string> = []
+
+/**
+ * The tags an entry carries: the keyspace's (from its key and value) and the write's, validated, and
+ * one per combination of the key fields the keyspace names (`keyTags`).
+ */
+const tagsOf = <K, A, Id>(
+  operation: Operation,
+  keyspace: Definition<K, A, Id, unknown>,
+  userKey: K,
+  value: A,
+  options: WriteOptions<A> | undefined
+): ReadonlyArray<string> | InvalidKeyError => {
+  const own = keyspace.tags?.(userKey, value)
+  const call = options?.tags
+  const fields = keyspace.keyTags
+  if (own === undefined && call === undefined && fields === undefined) return noTags
+  const tags = Tags.validate(operation, own === undefined ? call ?? noTags : call === undefined ? own : [...own, ...call])
+  if (tags instanceof InvalidKeyError || fields === undefined) return tags
+  // Every non-empty combination of the fields, so `invalidateWhere` on any of them is one tag.
+  for (let subset = 1; subset < 1 << fields.length; subset++) {
+    const where: Record<string, unknown> = {}
+    for (let i = 0; i < fields.length; i++) if (subset & (1 << i)) where[fields[i]!] = (userKey as Record<string, unknown>)[fields[i]!]
+    tags.push(whereTag(keyspace.name, where))
+  }
+  return tags
+}
+
+/** The tag of the entries of a keyspace whose key has these values in these fields. */
+export const whereTag = (keyspace: string, where: Record<string, unknown>): string =>
+  `${Tags.wherePrefix}${keyspace}:${JSON.stringify(Object.keys(where).sort().map((field) => [field, typeof where[field], String(where[field])]))}`
 
 /**
  * Encodes a producer's failure that the keyspace caches (`cacheFailure`) into an entry flagged as a
@@ -62,7 +99,7 @@ export const encodeFailure = <K, A, Id>(
     serialize(engine, keyspace, policy.encode(failure), "getOrSet", key),
     (body) =>
       Effect.clockWith((clock) =>
-        Effect.succeed(entryOf(engine, failure, body, policy.fingerprint, clock.unsafeCurrentTimeMillis(), policy.ttl, 0, true))
+        Effect.succeed(entryOf(engine, failure, body, policy.fingerprint, clock.unsafeCurrentTimeMillis(), policy.ttl, 0, true, noTags))
       )
   )
 }
@@ -93,7 +130,8 @@ const entryOf = (
   now: number,
   fresh: Duration.Duration | undefined,
   graceMillis: number,
-  isFailure: boolean
+  isFailure: boolean,
+  tags: ReadonlyArray<string>
 ): CacheLock.Write => {
   const freshUntil = fresh === undefined ? Infinity : now + Duration.toMillis(fresh)
   // Kept stale for the grace after the ttl (a ttl of zero or less still removes).
@@ -102,7 +140,7 @@ const entryOf = (
   const ttl = grace === 0 ? fresh : Duration.sum(fresh!, Duration.millis(grace))
   const { assignsVersions, liveValues, tiered } = engine.store.capabilities
   const version = assignsVersions ? 0 : engine.nextVersion(now)
-  const header = { fingerprint, version, freshUntil, staleUntil, tags: [], isFailure }
+  const header = { fingerprint, version, freshUntil, staleUntil, tags, isFailure }
   // A two-layer store keeps the live value in memory and sends the envelope to the shared tier.
   const stored: CacheEntry.Stored = tiered
     ? CacheEntry.withEnvelope(CacheEntry.Live.make(value, { ...header, size: body.length }), CacheEntry.encode(header, body))
@@ -121,11 +159,12 @@ export const write = <K, A, Id>(
   operation: Operation,
   keyspace: Definition<K, A, Id, unknown>,
   key: string,
+  userKey: K,
   value: A,
   options: WriteOptions<A> | undefined
 ) =>
   Effect.flatMap(
-    encode(engine, operation, keyspace, key, value, options),
+    encode(engine, operation, keyspace, key, userKey, value, options),
     (entry) => engine.boundWrite(operation, key, engine.store.set(key, entry.value, entry.ttl, engine.timeout))
   )
 

@@ -170,10 +170,64 @@ const main = async () => {
     }
   ]))
 
+  if (selected("resilience")) results.push(...(await resilienceCases(keys)))
   if (selected("heap")) results.push(await heapPerEntry())
   if (selected("redis") || selected("tiered")) results.push(...(await redisCases()))
   writeResults(results)
   await bento.disconnect()
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Resilience, in memory: what a tag check costs a hit, and serving stale values while the producer
+// fails (grace, with the default backoff), beside bentocache's grace.
+
+class SourceDown extends Error {}
+const down = () => Promise.reject(new SourceDown("the source is down"))
+
+const resilienceCases = async (keys: ReadonlyArray<number>): Promise<Array<Result>> => {
+  const Tagged = Keyspace.make({ name: "tagged", key: CacheKey.number, value: User, ttl: "1 hour", tags: (id) => [`shard:${id % 10}`] })
+  const Graceful = Keyspace.make({ name: "graceful", key: CacheKey.number, value: User, ttl: "1 millis", grace: "1 hour" })
+  const runtime = ManagedRuntime.make(Cache.layerMemory({ capacity: 10_000 }))
+  const bento = new BentoCache({
+    default: "memory",
+    stores: { memory: bentostore().useL1Layer(memoryDriver({ maxItems: 10_000 })) }
+  })
+  await runtime.runPromise(Effect.forEach(Array.from({ length: KEYS }, (_, i) => i), (i) =>
+    Effect.zipRight(Users.set(i, value(i)), Effect.zipRight(Tagged.set(i, value(i)), Graceful.set(i, value(i))))))
+  for (let i = 0; i < KEYS; i++) {
+    await bento.set({ key: `u${i}`, value: value(i), ttl: "1h" })
+    await bento.set({ key: `t${i}`, value: value(i), ttl: "1h", tags: [`shard:${i % 10}`] })
+    await bento.set({ key: `g${i}`, value: value(i), ttl: "1ms", grace: "1h" })
+  }
+  // Past the 1 ms ttl: every Graceful entry (and bentocache's) is stale, within its grace.
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  const never = Effect.die("a hit never produces")
+  const failing = Effect.fail(new SourceDown("the source is down"))
+  const results: Array<Result> = []
+  results.push(await runCase("getOrSet hit on tagged entries (the tag check, memory)", "effect-cachekit getOrSet, untagged", [
+    { name: "effect-cachekit getOrSet, untagged", batch: () => runtime.runPromise(Effect.forEach(keys, (k) => Users.getOrSet(k, never), { discard: true })) },
+    { name: "effect-cachekit getOrSet, tagged", batch: () => runtime.runPromise(Effect.forEach(keys, (k) => Tagged.getOrSet(k, never), { discard: true })) },
+    { name: "bentocache getOrSet (memory), untagged", batch: async () => { for (const k of keys) do_not_optimize(await bento.getOrSet({ key: `u${k}`, factory: () => value(k), ttl: "1h" })) } },
+    {
+      name: "bentocache getOrSet (memory), tagged",
+      batch: async () => { for (const k of keys) do_not_optimize(await bento.getOrSet({ key: `t${k}`, factory: () => value(k), ttl: "1h", tags: [`shard:${k % 10}`] })) }
+    }
+  ]))
+  results.push(await runCase("stale served while the producer fails (grace, memory)", "effect-cachekit getOrSet", [
+    {
+      name: "effect-cachekit getOrSet",
+      batch: () => runtime.runPromise(Effect.forEach(keys, (k) => Graceful.getOrSet(k, failing), { discard: true }))
+    },
+    {
+      name: "bentocache getOrSet (memory, grace)",
+      batch: async () => {
+        for (const k of keys) do_not_optimize(await bento.getOrSet({ key: `g${k}`, factory: down, ttl: "1ms", grace: "1h" }))
+      }
+    }
+  ]))
+  await runtime.dispose()
+  await bento.disconnect()
+  return results
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ import { tieredCases } from "./tiered.js"
 
 const User = Schema.Struct({ id: Schema.Number, name: Schema.String })
 const Users = Keyspace.make({ name: "users", key: CacheKey.number, value: User, ttl: "1 hour" })
+/** The same entries, each carrying a tag: a read also checks the tag's version (trusted for the tagWindow). */
+const Tagged = Keyspace.make({ name: "tagged", key: CacheKey.number, value: User, ttl: "1 hour", tags: (id) => [`shard:${id % 10}`] })
 
 /** Connection chatter and the workers' own run counter are not the cache's commands. */
 const delta = (before: Record<string, number>, after: Record<string, number>) =>
@@ -49,9 +51,11 @@ export const redisCases = async (): Promise<Array<Result>> => {
     })
     const ids = Array.from({ length: 1_000 }, (_, i) => i)
     await ours.runPromise(Users.setMany(ids.map((i) => [i, value(i)] as const)))
+    await ours.runPromise(Tagged.setMany(ids.map((i) => [i, value(i)] as const)))
     for (const i of ids) {
       await plain.set(`raw:${i}`, JSON.stringify(value(i)))
       await bento.set({ key: `b${i}`, value: value(i), ttl: "1h" })
+      await bento.set({ key: `t${i}`, value: value(i), ttl: "1h", tags: [`shard:${i % 10}`] })
     }
 
     const SEQ = 200
@@ -64,7 +68,12 @@ export const redisCases = async (): Promise<Array<Result>> => {
         batch: () => Effect.runPromise(Effect.forEach(seqKeys, (k) => Effect.tryPromise(() => piped.getBuffer(`raw:${k}`)), { discard: true }))
       },
       { name: "effect-cachekit get", batch: () => ours.runPromise(Effect.forEach(seqKeys, (k) => Users.get(k), { discard: true })) },
-      { name: "bentocache get (redis)", batch: async () => { for (const k of seqKeys) do_not_optimize(await bento.get({ key: `b${k}` })) } }
+      {
+        name: "effect-cachekit get, tagged entries",
+        batch: () => ours.runPromise(Effect.forEach(seqKeys, (k) => Tagged.get(k), { discard: true }))
+      },
+      { name: "bentocache get (redis)", batch: async () => { for (const k of seqKeys) do_not_optimize(await bento.get({ key: `b${k}` })) } },
+      { name: "bentocache get (redis), tagged entries", batch: async () => { for (const k of seqKeys) do_not_optimize(await bento.get({ key: `t${k}` })) } }
     ], SEQ))
 
     const FLIGHT = 100

@@ -134,6 +134,22 @@ export interface LockOptions {
 export interface WriteOptions<A> extends Model.WriteOptions<A> {}
 
 /**
+ * What `getStale` reads: the value, whether it is stale (past its ttl, within grace), and its age.
+ *
+ * @example
+ * ```ts
+ * import { Duration } from "effect"
+ * import type { Cache } from "effect-cachekit"
+ *
+ * const found: Cache.Found<number> = { value: 1.08, isStale: true, age: Duration.minutes(3) }
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Found<A> extends Model.Found<A> {}
+
+/**
  * Per-call options of `getOrSet` and `memoize`. `M` is the lock mode the call may ask for: it decides
  * whether `LockError` is in the call's error type.
  *
@@ -639,6 +655,27 @@ export const layerFromEnv: Layer.Layer<Cache, ConfigError.ConfigError> = Layer.u
  * @category accessors
  */
 export const get: Model.AccessorOf<"get"> = Operations.accessors.get
+
+/**
+ * Reads a key of a keyspace, stale entries included (past their ttl, within the keyspace's grace):
+ * `Some` with the value, whether it is stale, and its age; `None` when nothing is stored, the entry
+ * expired, was invalidated by a tag, or caches a failure.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Option, Schema } from "effect"
+ * import { Cache, CacheKey, Keyspace } from "effect-cachekit"
+ *
+ * const Rates = Keyspace.make({ name: "rates", key: CacheKey.string, value: Schema.Number, ttl: "1 minute", grace: "1 hour" })
+ * const rate = Cache.getStale(Rates, "EUR").pipe(
+ *   Effect.map(Option.map((found) => (found.isStale ? `${found.value} (old)` : `${found.value}`)))
+ * )
+ * ```
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const getStale: Model.AccessorOf<"getStale"> = Operations.accessors.getStale
 
 /**
  * Reads many keys of a keyspace in one batch: one result per key, in order.

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Data, Effect, Fiber, Layer, Metric, Option, Schema, TestClock } from "effect"
+import { Data, Duration, Effect, Fiber, Layer, Metric, Option, Schema, TestClock } from "effect"
 import { Cache, CacheKey, Keyspace, RedisLock, RedisStore } from "../src/index.js"
 import { assertSame, redisOn } from "./utils.js"
 
@@ -54,6 +54,27 @@ const graceSuite = (name: string, layer: Layer.Layer<Cache.Cache>, store: string
         assert.strictEqual(yield* Rates.getOrSet("EUR", fetch), 2, "the producer works again: a fresh value")
         yield* stored
         assertSame(yield* Rates.get("EUR"), Option.some(2))
+      }).pipe(Effect.provide(Layer.fresh(layer))))
+
+    it.effect("getStale gives a fresh value, then the stale one with its age, then nothing past the grace", () =>
+      Effect.gen(function*() {
+        yield* Rates.set("JPY", 150)
+        const fresh = yield* Rates.getStale("JPY")
+        assert.isTrue(Option.isSome(fresh) && fresh.value.value === 150 && !fresh.value.isStale)
+        yield* TestClock.adjust("5 minutes")
+        assertSame(yield* Rates.get("JPY"), Option.none())
+        const stale = yield* Rates.getStale("JPY")
+        assert.isTrue(Option.isSome(stale))
+        if (Option.isSome(stale)) {
+          assert.strictEqual(stale.value.value, 150)
+          assert.isTrue(stale.value.isStale)
+          // On the memory store the version comes from the Clock: the age is exact. Redis versions its
+          // writes on its own clock, which the TestClock does not move.
+          if (store === "memory") assert.closeTo(Duration.toMillis(stale.value.age), 300_000, 1)
+        }
+        yield* TestClock.adjust("2 hours")
+        assertSame(yield* Rates.getStale("JPY"), Option.none())
+        assertSame(yield* Rates.getStale("none"), Option.none())
       }).pipe(Effect.provide(Layer.fresh(layer))))
 
     it.effect("past its grace the producer's failure reaches the caller", () =>

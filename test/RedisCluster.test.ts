@@ -9,6 +9,7 @@ import { afterAll, beforeAll } from "vitest"
 import { Cache, CacheKey, CacheStore, Keyspace, Redis, RedisBus, RedisLock, RedisStore } from "../src/index.js"
 import { startCluster, stopCluster, type TestCluster } from "./setup/servers.js"
 import { busSuite, lockSuite, storeSuite } from "../src/testing.js"
+import { assertSame } from "./utils.js"
 
 let cluster: TestCluster
 beforeAll(async () => {
@@ -93,6 +94,24 @@ describe("Cache on a Redis Cluster", () => {
       assert.isTrue(yield* store.has("other:users:1"))
     }).pipe(Effect.provide(
       Cache.layer({ namespace: "cl" }).pipe(Layer.provideMerge(RedisStore.layer()), Layer.provideMerge(clusterClient))
+    )))
+
+  it.live("tags on a Cluster: entries on every master, 20 tags invalidated at once, their markers in slots of their own, no CROSSSLOT", () =>
+    Effect.gen(function*() {
+      const Tagged = Keyspace.make({ name: "tagged", key: CacheKey.number, value: User, tags: (id) => [`group:${id % 20}`] })
+      const ids = Array.from({ length: 200 }, (_, i) => i)
+      yield* Tagged.setMany(ids.map((i) => [i, new User({ id: i, name: `u${i}` })] as const))
+      assert.strictEqual((yield* Tagged.getMany(ids)).filter(Option.isSome).length, 200)
+      const even = Array.from({ length: 10 }, (_, g) => `group:${g * 2}`)
+      yield* Cache.invalidateTags(even)
+      const after = yield* Tagged.getMany(ids)
+      assert.isTrue(after.every((found, i) => Option.isSome(found) === (i % 2 === 1)), "the even groups only")
+      assertSame(yield* Tagged.get(3), Option.some(new User({ id: 3, name: "u3" })))
+      assertSame(yield* Tagged.get(4), Option.none())
+      yield* Tagged.set(4, new User({ id: 4, name: "again" }))
+      assertSame(yield* Tagged.get(4), Option.some(new User({ id: 4, name: "again" })))
+    }).pipe(Effect.provide(
+      Cache.layer({ namespace: "cl-tags" }).pipe(Layer.provideMerge(RedisStore.layer()), Layer.provideMerge(clusterClient))
     )))
 
   it.live("getOrSet with the Redis lock on a Cluster: 4 instances × 100 callers, one producer run", () =>

@@ -91,6 +91,15 @@ export interface Definition<K, A, Id, X = never> {
 /** The error a hard timeout adds: none unless one may be set (`T` is the option's type). */
 export type TimeoutErrorOf<T> = [T] extends [undefined] ? never : ProducerTimeoutError
 
+/** A value read with what its entry says of it (`getStale`). */
+export interface Found<A> {
+  readonly value: A
+  /** Past its ttl, within its grace: `get` would not return it. */
+  readonly isStale: boolean
+  /** How long ago it was written (from its version: on the store's clock). */
+  readonly age: Duration.Duration
+}
+
 /** Per-write options. */
 export interface WriteOptions<A> {
   /** Overrides the keyspace's time to live for this write. */
@@ -178,6 +187,11 @@ export type LockErrorOf<M extends CacheLock.Mode> = "at-most-once" extends M ? L
 export interface Operations<K, A> {
   /** `Some` on a hit; `None` on a miss or on a stored value that cannot be decoded (dropped and counted). */
   readonly get: (key: K) => Effect.Effect<Option.Option<A>, InvalidKeyError | StoreError>
+  /**
+   * `get`, stale entries included (past their ttl, within their grace), each with whether it is stale
+   * and its age: for a caller that prefers an old value to none.
+   */
+  readonly getStale: (key: K) => Effect.Effect<Option.Option<Found<A>>, InvalidKeyError | StoreError>
   /** One result per key, in order, from one batch read. */
   readonly getMany: (keys: Iterable<K>) => Effect.Effect<Array<Option.Option<A>>, InvalidKeyError | StoreError>
   /** Stores a value, for the keyspace's time to live unless `options.ttl` says otherwise. */

@@ -31,7 +31,7 @@ import type {
   WarmUp,
   WithRequirement
 } from "./model.js"
-import { type Continuation, lookup, lookupMany } from "./read.js"
+import { type Continuation, lookup, lookupMany, lookupStale } from "./read.js"
 import * as Tags from "./tags.js"
 import { encode, whereTag, write } from "./write.js"
 
@@ -66,6 +66,7 @@ export const table: { readonly [Op in Operation]: Implementation<Op> } = {
     const full = storeKey(engine, "get", keyspace, key)
     return isInvalidKey(full) ? Effect.fail(full) : lookup(engine, "get", keyspace, full, getContinuation as Continuation<any, any, any, never>)
   },
+  getStale: (engine, keyspace, key) => whenValid(storeKey(engine, "get", keyspace, key), (full) => lookupStale(engine, keyspace, full)),
   getMany: (engine, keyspace, keys) =>
     whenAllValid(storeKeys(engine, "getMany", keyspace, keys), (full) => lookupMany(engine, keyspace, full)),
   set: (engine, keyspace, key, value, options) =>

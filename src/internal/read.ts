@@ -8,6 +8,7 @@
  * share one request.
  */
 import { isUtf8 } from "node:buffer"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
@@ -17,7 +18,7 @@ import * as CacheStore from "../CacheStore.js"
 import type { Counters, Engine } from "./engine.js"
 import type * as Tags from "./tags.js"
 import { needsAsync } from "./keyspace.js"
-import type { Definition } from "./model.js"
+import type { Definition, Found } from "./model.js"
 
 /**
  * A read outcome that is not a value. The class is private to the engine, so no user value can be
@@ -480,3 +481,45 @@ const readMany = <K, A, Id>(
         }), { discard: true })
       return Effect.as(Effect.zipRight(healed, slow), out)
     }))
+
+/**
+ * `getStale`'s read: the entry's value, fresh or stale (within grace), with its header's say. Tags,
+ * cached failures and fingerprints count as for `get`; a stale value is decoded here.
+ */
+export const lookupStale = <K, A, Id>(
+  engine: Engine,
+  keyspace: Definition<K, A, Id, unknown>,
+  key: string
+): Effect.Effect<Option.Option<Found<A>>, StoreError> => {
+  const counters = engine.bindingOf(keyspace).counters
+  const getNow = engine.store.getNow
+  const read: Effect.Effect<Option.Option<CacheEntry.Stored>, StoreError> = getNow === undefined || engine.store.local !== undefined
+    ? engine.bound("get", key, engine.store.get(key))
+    : Effect.clockWith((clock) => Effect.succeed(Option.fromNullable(getNow(key, clock.unsafeCurrentTimeMillis()))))
+  return Effect.flatMap(read, (stored) =>
+    Effect.clockWith((clock): Effect.Effect<Option.Option<Found<A>>, StoreError> => {
+      if (Option.isNone(stored)) {
+        counters.misses()
+        return Effect.succeedNone
+      }
+      const now = clock.unsafeCurrentTimeMillis()
+      const version = CacheStore.isLive(stored.value) ? stored.value.version : CacheEntry.versionOf(stored.value)
+      const age = Duration.millis(version <= 0 ? 0 : Math.max(0, now - version / 1000))
+      const found = classify(keyspace, stored.value, now, engine.tags.check)
+      const settled = found instanceof Outcome ? settle(engine, "get", keyspace, key, found) : Effect.succeed(found)
+      return Effect.map(settled, (value) => {
+        if (value instanceof Outcome) {
+          const isStale = value._tag === "Stale"
+          const served = isStale ? staleValue(keyspace, value) : value._tag === "Due" ? value.value as A : undefined
+          if (served === undefined) {
+            counters.misses()
+            return Option.none()
+          }
+          counters.hits()
+          return Option.some({ value: served, isStale, age })
+        }
+        counters.hits()
+        return Option.some({ value, isStale: false, age })
+      })
+    }))
+}

@@ -747,7 +747,8 @@ export const setMany: Model.AccessorOf<"setMany"> = Operations.accessors.setMany
 export const add: Model.AccessorOf<"add"> = Operations.accessors.add
 
 /**
- * Whether a key of a keyspace has an entry (without decoding it).
+ * Whether a key of a keyspace holds an entry `get` would return: fresh, not a cached failure, not
+ * invalidated by a tag (judged from its header, without decoding the value).
  *
  * @example
  * ```ts

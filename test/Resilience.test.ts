@@ -323,3 +323,84 @@ describe("eagerRefresh", () => {
       assertSame(yield* onB(Quick.get("k")), Option.some(11))
     }).pipe(Effect.scoped))
 })
+
+describe("resilience: the edges", () => {
+  it.effect("during an eager refresh, callers are answered from the cache at once; a failed refresh never reaches them nor replaces the value", () =>
+    Effect.gen(function*() {
+      const Lookups = Keyspace.make({
+        name: "lookups",
+        key: CacheKey.string,
+        value: Schema.Number,
+        ttl: "1 minute",
+        eagerRefresh: 0.5,
+        cacheFailure: { schema: NotFound, ttl: "1 minute" }
+      })
+      yield* Lookups.set("k", 1)
+      yield* TestClock.adjust("40 seconds")
+      const slowFailure = Effect.zipRight(Effect.sleep("10 seconds"), Effect.fail(new NotFound({ id: "k" })))
+      assert.strictEqual(yield* Lookups.getOrSet("k", slowFailure), 1)
+      yield* Effect.yieldNow()
+      // The refresh is under way: another caller is not made to wait for it.
+      const during = yield* Effect.fork(Lookups.getOrSet("k", slowFailure))
+      yield* Effect.yieldNow()
+      const polled = yield* Fiber.poll(during)
+      assert.isTrue(Option.isSome(polled) && Exit.isSuccess(polled.value) && polled.value.value === 1, "answered at once")
+      yield* TestClock.adjust("10 seconds")
+      yield* settled
+      assertSame(yield* Lookups.get("k"), Option.some(1), "the failed refresh kept the value: no cached failure over it")
+    }).pipe(Effect.provide(Cache.layerMemory())))
+
+  it.effect("a caller joining a run gets the stale value at its hard timeout too", () =>
+    Effect.gen(function*() {
+      const Slow = Keyspace.make({ name: "slow", key: CacheKey.string, value: Schema.Number, ttl: "1 minute", grace: "1 hour", hardTimeout: "1 second" })
+      yield* Slow.set("s", 1)
+      yield* TestClock.adjust("2 minutes")
+      const slow = Effect.as(Effect.sleep("10 seconds"), 2)
+      const first = yield* Effect.fork(Slow.getOrSet("s", slow))
+      yield* Effect.yieldNow()
+      const second = yield* Effect.fork(Slow.getOrSet("s", slow))
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual(yield* Fiber.join(first), 1)
+      assert.strictEqual(yield* Fiber.join(second), 1)
+    }).pipe(Effect.provide(Cache.layerMemory())))
+
+  it.effect("has answers as get does: not for a stale entry, a cached failure, or an entry invalidated by a tag", () =>
+    Effect.gen(function*() {
+      const Things = Keyspace.make({
+        name: "things",
+        key: CacheKey.string,
+        value: Schema.Number,
+        ttl: "1 minute",
+        grace: "1 hour",
+        cacheFailure: { schema: NotFound, ttl: "1 minute" },
+        tags: () => ["all-things"]
+      })
+      yield* Things.set("a", 1)
+      assert.isTrue(yield* Things.has("a"))
+      yield* Cache.invalidateTags(["all-things"])
+      assert.isFalse(yield* Things.has("a"))
+      yield* Things.set("b", 2)
+      assert.isTrue(yield* Things.has("b"))
+      yield* TestClock.adjust("2 minutes")
+      assert.isFalse(yield* Things.has("b"), "stale")
+      yield* Effect.flip(Things.getOrSet("c", Effect.fail(new NotFound({ id: "c" }))))
+      yield* settled
+      assert.isFalse(yield* Things.has("c"), "a cached failure")
+    }).pipe(Effect.provide(Cache.layerMemory())))
+
+  it.effect("a throwing tags function is a typed error for set, and getOrSet still answers", () =>
+    Effect.gen(function*() {
+      const Broken = Keyspace.make({
+        name: "broken",
+        key: CacheKey.string,
+        value: Schema.Number,
+        tags: (): Iterable<string> => {
+          throw new Error("no tags today")
+        }
+      })
+      const error = yield* Effect.flip(Broken.set("a", 1))
+      assert.isTrue(CacheError.isInvalidKeyError(error))
+      assert.match(String(error.cause), /no tags today/)
+      assert.strictEqual(yield* Broken.getOrSet("a", Effect.succeed(2)), 2)
+    }).pipe(Effect.provide(Cache.layerMemory())))
+})

@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, Option, Schema, TestClock } from "effect"
-import { Cache, CacheError, CacheKey, Keyspace, Redis, RedisStore } from "../src/index.js"
+import { Effect, Fiber, Layer, Option, Schema, TestClock } from "effect"
+import { Cache, CacheError, CacheKey, CacheStore, Keyspace, MemoryStore, Redis, RedisStore } from "../src/index.js"
 import { commandDelta, commandStats } from "./setup/servers.js"
 import { instance, on, ownServer, until } from "./tiered-helpers.js"
 import { assertSame } from "./utils.js"
@@ -112,7 +112,7 @@ describe("tags over Redis", () => {
       }), context)
     }))
 
-  it.live("10,000 entries under one tag: invalidated with one command sent (its script's own calls make 5 in INFO commandstats); another instance sees it within its tagWindow", () =>
+  it.live("10,000 entries under one tag: invalidated with one command sent (with its script's own calls, 5 in INFO commandstats); another instance sees it within its tagWindow", () =>
     Effect.gen(function*() {
       const { admin } = yield* database(6)
       const a = yield* Layer.build(redisCache(6))
@@ -165,4 +165,51 @@ describe("tags on the memory store, TestClock", () => {
       yield* TestClock.adjust("12 hours")
       assertSame(yield* Members.get(1), Option.none())
     }).pipe(Effect.provide(Cache.layerMemory())))
+})
+
+describe("tags: the edges", () => {
+  it.effect("an invalidation while a producer runs: its value is returned to the callers but not kept", () =>
+    Effect.gen(function*() {
+      const slow = Effect.as(Effect.sleep("1 second"), ada)
+      const caller = yield* Effect.fork(Members.getOrSet(1, slow))
+      yield* TestClock.adjust("500 millis")
+      yield* Cache.invalidateTags(["org:acme"])
+      yield* TestClock.adjust("500 millis")
+      assert.strictEqual((yield* Fiber.join(caller)).name, "Ada")
+      for (let i = 0; i < 20; i++) yield* Effect.yieldNow()
+      assertSame(yield* Members.get(1), Option.none())
+      // A run that starts after the invalidation keeps its value.
+      yield* Members.getOrSet(1, Effect.succeed(bob))
+      for (let i = 0; i < 20; i++) yield* Effect.yieldNow()
+      assertSame(yield* Members.get(1), Option.some(bob))
+    }).pipe(Effect.provide(Cache.layerMemory())))
+
+  it.effect("two caches over one memory store: a tag invalidated in one namespace leaves the other's entries", () =>
+    Effect.gen(function*() {
+      const store = yield* MemoryStore.make()
+      const over = (namespace: string) =>
+        Cache.layer({ namespace }).pipe(Layer.provide(Layer.succeed(CacheStore.CacheStore, store)))
+      const a = yield* Layer.build(over("a"))
+      const b = yield* Layer.build(over("b"))
+      yield* Effect.provide(Members.set(1, ada), a)
+      yield* Effect.provide(Members.set(1, ada), b)
+      yield* Effect.provide(Cache.invalidateTags(["org:acme"]), b)
+      assertSame(yield* Effect.provide(Members.get(1), a), Option.some(ada))
+      assertSame(yield* Effect.provide(Members.get(1), b), Option.none())
+    }).pipe(Effect.scoped))
+
+  it.live("Redis: an invalidation while a producer runs, the value is not kept", () =>
+    Effect.gen(function*() {
+      yield* database(8)
+      const context = yield* Layer.build(
+        Cache.layerRedis({ namespace: "tags-race", url: urlOf(8) })
+      )
+      const slow = Effect.as(Effect.sleep("300 millis"), ada)
+      const caller = yield* Effect.fork(Effect.provide(Members.getOrSet(1, slow), context))
+      yield* Effect.sleep("100 millis")
+      yield* Effect.provide(Cache.invalidateTags(["org:acme"]), context)
+      assert.strictEqual((yield* Fiber.join(caller)).name, "Ada")
+      yield* Effect.sleep("100 millis")
+      assertSame(yield* Effect.provide(Members.get(1), context), Option.none())
+    }).pipe(Effect.scoped))
 })

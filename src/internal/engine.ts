@@ -226,7 +226,8 @@ export const make = (
       store,
       window: tagWindow,
       bound: (key, effect) => bound("getMany", key, effect),
-      boundWrite: (key, effect) => boundWrite("setMany", key, effect)
+      boundWrite: (key, effect) => boundWrite("setMany", key, effect),
+      nextVersion: (now) => nextVersion(now)
     }),
     report,
     reads: Coalesce.make(),

@@ -28,6 +28,8 @@ import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import { LockError, ProducerTimeoutError } from "../CacheError.js"
 import type * as CacheLock from "../CacheLock.js"
+import * as CacheEntry from "../CacheEntry.js"
+import * as CacheStore from "../CacheStore.js"
 import { absorb, type Engine } from "./engine.js"
 import { isInvalidKey, storeKey } from "./keys.js"
 import type { Definition, GetOrSetOptions } from "./model.js"
@@ -79,7 +81,8 @@ export const getOrSet = <K, A, Id, E, R>(
   options: GetOrSetOptions<A> | undefined
 ): Effect.Effect<A, E | LockError | ProducerTimeoutError, R> => {
   const full = storeKey(engine, "getOrSet", keyspace, key)
-  if (isInvalidKey(full)) return Effect.zipRight(absorb(engine, keyspace.name, full, undefined), produce)
+  const hard = hardTimeoutOf(keyspace, options)
+  if (isInvalidKey(full)) return Effect.zipRight(absorb(engine, keyspace.name, full, undefined), bounded(produce, hard, keyspace.name))
   const run = (readFirst: boolean, storeFailed = false, stale?: Outcome, refreshing = false): Run<K, A, Id, E, R> => ({
     engine,
     keyspace,
@@ -92,10 +95,13 @@ export const getOrSet = <K, A, Id, E, R>(
     stale,
     refreshing
   })
-  if (options?.cacheRead === false) return options.cacheWrite === false ? produce : hardly(run(false), guard)
+  if (options?.cacheRead === false) {
+    return options.cacheWrite === false ? bounded(produce, hard, full) : hardly(run(false), guard)
+  }
   // A run is under way: join it (under the guard, read again first: it may have just stored its value).
-  // `has` is only a shortcut: a stale answer costs a read or a join, never correctness.
-  if (engine.flights.has(full)) return hardly(run(true), guard)
+  // `has` is only a shortcut: a stale answer costs a read or a join, never correctness. With a hard
+  // timeout the read comes first, so a caller that stops waiting has the stale value to give.
+  if (hard === undefined && engine.flights.has(full)) return guard(run(true))
   return lookup(engine, "getOrSet", keyspace, full, {
     onHit: Effect.succeed,
     // Past the keyspace's eagerRefresh point: the value now, a refresh in the background.
@@ -123,7 +129,7 @@ export const getOrSet = <K, A, Id, E, R>(
 const refreshEagerly = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect<void, never, R> =>
   Effect.clockWith((clock) => {
     const { engine, key, keyspace } = run
-    if (engine.flights.has(key)) return Effect.void
+    if (engine.flights.has(flightKeyOf(run)) || engine.flights.has(key)) return Effect.void
     const until = engine.backoff.get(key)
     if (until !== undefined && clock.unsafeCurrentTimeMillis() < until) return Effect.void
     const failed = (cause: Cause.Cause<unknown>) =>
@@ -140,6 +146,21 @@ const refreshEagerly = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect
     return Effect.asVoid(Effect.forkDaemon(Effect.catchAllCause(guard(run), failed)))
   })
 
+/** The hard timeout of a call: its own, else its keyspace's. */
+const hardTimeoutOf = <K, A, Id>(keyspace: Definition<K, A, Id, unknown>, options: GetOrSetOptions<A> | undefined) => {
+  const input = options?.hardTimeout
+  return input === undefined ? keyspace.hardTimeout : Duration.decode(input)
+}
+
+/** A producer run without the cache (an invalid key, neither read nor write), still within the hard timeout. */
+const bounded = <A, E, R>(produce: Effect.Effect<A, E, R>, hard: Duration.Duration | undefined, key: string) =>
+  hard === undefined
+    ? produce
+    : Effect.timeoutFail(produce, {
+      duration: hard,
+      onTimeout: () => new ProducerTimeoutError({ reason: "Timeout", operation: "getOrSet", key, timeout: hard })
+    })
+
 /**
  * With a hard timeout (the call's, else the keyspace's): a caller that has waited that long for the
  * run (on the Clock) gets the stale value if there is one, else fails with `ProducerTimeoutError`. It
@@ -149,8 +170,7 @@ const hardly = <K, A, Id, E, R>(
   run: Run<K, A, Id, E, R>,
   wait: (run: Run<K, A, Id, E, R>) => Effect.Effect<A, E | LockError, R>
 ): Effect.Effect<A, E | LockError | ProducerTimeoutError, R> => {
-  const input = run.options?.hardTimeout
-  const hard = input === undefined ? run.keyspace.hardTimeout : Duration.decode(input)
+  const hard = hardTimeoutOf(run.keyspace, run.options)
   if (hard === undefined) return wait(run)
   return Effect.flatten(Effect.timeoutTo(wait(run), {
     duration: hard,
@@ -171,15 +191,19 @@ const hardly = <K, A, Id, E, R>(
  * cache, and a caller never joins a run whose lock mode may fail it with an error its type does not
  * have. Control characters never occur in store keys, so these flight keys cannot collide.
  */
-const guard = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect<A, E | LockError, R> => {
-  const { engine, key, options } = run
-  const flightKey = `${key}${options?.cacheRead === false ? "\u0000refresh" : ""}${
-    options?.lockMode === "at-most-once" ? "\u0000at-most-once" : ""
-  }`
+const guard = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect<A, E | LockError, R> =>
   // Callers get the value first; the key stays in flight until the run's `then` (the write, the
   // release) is done, so a caller arriving meanwhile joins instead of producing again.
-  return Effect.flatMap(engine.flights.run(flightKey, coordinate(run), thenOf), answer) as Effect.Effect<A, E | LockError, R>
-}
+  Effect.flatMap(run.engine.flights.run(flightKeyOf(run), coordinate(run), thenOf), answer) as Effect.Effect<A, E | LockError, R>
+
+/**
+ * A run's key in the guard. An eager refresh has its own, so callers served from the cache meanwhile
+ * never wait for it nor share its failure.
+ */
+const flightKeyOf = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): string =>
+  `${run.key}${run.refreshing ? "\u0000eager" : run.options?.cacheRead === false ? "\u0000refresh" : ""}${
+    run.options?.lockMode === "at-most-once" ? "\u0000at-most-once" : ""
+  }`
 
 const thenOf = <A>(produced: Produced<A>) => produced.then
 /** A run's answer: its value, or the cached failure (one of the keyspace's failures, as its type says). */
@@ -326,7 +350,9 @@ const produceSince = <K, A, Id, E, R, B, E2, R2>(
       onFailure: (cause): Effect.Effect<B, E | E2, R2> => {
         const stale = Cause.isInterruptedOnly(cause) ? undefined : staleValue(run.keyspace, run.stale)
         if (stale !== undefined) return Effect.as(servedStale(run, cause), onStale(stale))
-        const failure = run.keyspace.failure === undefined ? Option.none() : Cause.failureOption(cause)
+        // A refresh (eager, or forced with `cacheRead: false`) never replaces a value with a failure.
+        const refresh = run.refreshing || run.options?.cacheRead === false
+        const failure = run.keyspace.failure === undefined || refresh ? Option.none() : Cause.failureOption(cause)
         return Option.isSome(failure) && run.keyspace.failure!.matches(failure.value)
           ? f(new Failed(failure.value), since)
           : Effect.failCause(cause)
@@ -477,7 +503,7 @@ const planWrite = <K, A, Id, E, R>(
     options?.cacheWrite === false || (!(value instanceof Failed) && (options?.skip ?? keyspace.skip)?.(value) === true)
       ? Effect.succeedNone
       : (value instanceof Failed
-        ? encodeFailure(engine, keyspace, key, value.error)
+        ? encodeFailure(engine, keyspace, key, run.userKey, value.error, options)
         : encode(engine, "getOrSet", keyspace, key, run.userKey, value, options)).pipe(
         Effect.map((write) => Option.some(since === undefined ? write : { ...write, since })),
         Effect.catchAll((error) => absorb(engine, keyspace.name, error, Option.none<CacheLock.Write>()))
@@ -511,7 +537,7 @@ const release = <K, A, Id, E, R>(
       : Option.isNone(write)
       ? Effect.void
       : released.right
-      ? Effect.sync(() => remember(engine, key, write.value.value, mark))
+      ? Effect.zipRight(Effect.sync(() => remember(engine, key, write.value.value, mark)), recheckTags(run, write.value))
       : engine.report.warn(
         `${keyspace.name}\u0000lease-lost`,
         { keyspace: keyspace.name, operation: "getOrSet" },
@@ -526,6 +552,28 @@ const writeUnlocked = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, value: A | Fail
     Option.isNone(write)
       ? Effect.void
       : engine.boundWrite("getOrSet", key, engine.store.set(key, write.value.value, write.value.ttl, engine.timeout, since)).pipe(
+        Effect.zipRight(recheckTags(run, write.value)),
         Effect.catchAll((error) => absorb(engine, keyspace.name, error, undefined))
       ))
+}
+
+/**
+ * 6c. After a value with tags was stored: a tag invalidated while its producer ran (after `since`)
+ * would not see it (the entry's version is above the marker's), so the markers are read again from
+ * the store and the entry is dropped if one moved. Read after the write, so an invalidation that the
+ * write raced is seen either here or by every later read.
+ */
+const recheckTags = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, write: CacheLock.Write): Effect.Effect<void> => {
+  const { engine, key, keyspace, options } = run
+  const since = write.since
+  if (since === undefined || (keyspace.tags === undefined && keyspace.keyTags === undefined && options?.tags === undefined)) {
+    return Effect.void
+  }
+  const stored = write.value
+  const tags = CacheStore.isLive(stored) ? stored.tags : CacheEntry.decode(stored)?.tags ?? []
+  if (tags.length === 0) return Effect.void
+  return Effect.flatMap(engine.tags.changedSince(tags, since), (changed) =>
+    changed ? Effect.asVoid(engine.boundWrite("delete", key, engine.store.delete(key))) : Effect.void).pipe(
+      Effect.catchAll((error) => absorb(engine, keyspace.name, error, undefined))
+    )
 }

@@ -203,7 +203,10 @@ export interface Operations<K, A> {
   ) => Effect.Effect<void, InvalidKeyError | StoreError | CodecError>
   /** Stores the value only if the key has no entry; `true` when it stored. */
   readonly add: (key: K, value: A, options?: WriteOptions<A>) => Effect.Effect<boolean, InvalidKeyError | StoreError | CodecError>
-  /** Whether the key has an entry (without decoding it). */
+  /**
+   * Whether the key holds an entry `get` would return: fresh, not a cached failure, not invalidated by
+   * a tag (judged from its header, without decoding the value).
+   */
   readonly has: (key: K) => Effect.Effect<boolean, InvalidKeyError | StoreError>
   /** Removes a key. */
   readonly invalidate: (key: K) => Effect.Effect<void, InvalidKeyError | StoreError>

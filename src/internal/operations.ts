@@ -31,7 +31,7 @@ import type {
   WarmUp,
   WithRequirement
 } from "./model.js"
-import { type Continuation, lookup, lookupMany, lookupStale } from "./read.js"
+import { type Continuation, hasLive, lookup, lookupMany, lookupStale } from "./read.js"
 import * as Tags from "./tags.js"
 import { encode, whereTag, write } from "./write.js"
 
@@ -92,7 +92,7 @@ export const table: { readonly [Op in Operation]: Implementation<Op> } = {
         (entry) => engine.boundWrite("add", full, engine.store.add(full, entry.value, entry.ttl, engine.timeout))
       )),
   has: (engine, keyspace, key) =>
-    whenValid(storeKey(engine, "has", keyspace, key), (full) => engine.bound("has", full, engine.store.has(full))),
+    whenValid(storeKey(engine, "has", keyspace, key), (full) => hasLive(engine, keyspace, full)),
   invalidate: (engine, keyspace, key) =>
     whenValid(storeKey(engine, "delete", keyspace, key), (full) => Effect.asVoid(engine.boundWrite("delete", full, engine.store.delete(full)))),
   invalidateMany: (engine, keyspace, keys) =>

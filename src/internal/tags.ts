@@ -31,6 +31,11 @@ export interface Tags {
   readonly check: (tags: ReadonlyArray<string>, version: number, now: number) => Verdict
   /** Reads the versions of `tags` from the store; then `check` knows them (the returned checker too). */
   readonly load: (tags: ReadonlyArray<string>) => Effect.Effect<(version: number) => boolean, StoreError>
+  /**
+   * Whether one of `tags` was invalidated after version `since` (read from the store, not trusted):
+   * `getOrSet` asks after storing a value whose producer started at `since`, and drops the value if so.
+   */
+  readonly changedSince: (tags: ReadonlyArray<string>, since: number) => Effect.Effect<boolean, StoreError>
   /** Writes a new version for each tag: every entry carrying one of them, written before, is invalid. */
   readonly invalidate: (tags: ReadonlyArray<string>, wait: Duration.Duration) => Effect.Effect<void, StoreError>
 }
@@ -74,6 +79,9 @@ const versionOfStored = (stored: CacheEntry.Stored): number =>
   CacheStore.isLive(stored) ? stored.version : CacheEntry.versionOf(stored)
 
 
+/** Whether one of the tags' versions is above `since` (an invalidation after it). */
+const movedSince = (versions: ReadonlyArray<number>, since: number): boolean => versions.some((version) => version > since)
+
 /** Whether an entry of `version` was written after every one of `tags`' versions. */
 const after = (versions: ReadonlyArray<number>, version: number): boolean => {
   for (const tagVersion of versions) if (version <= tagVersion) return false
@@ -98,12 +106,16 @@ export const make = (options: {
   /** Bounds a store call (the engine's `bound`). */
   readonly bound: <A>(key: string | undefined, effect: Effect.Effect<A, StoreError>) => Effect.Effect<A, StoreError>
   readonly boundWrite: <A>(key: string | undefined, effect: Effect.Effect<A, StoreError>) => Effect.Effect<A, StoreError>
+  /** The version the cache gives a write at `now` (for a store in the process that cannot say its own). */
+  readonly nextVersion: (now: number) => number
 }): Tags => {
   const { namespace, store } = options
   const local = store.local
   /** Tag versions read from a store outside the process, trusted for a while (bounded). */
   const trusted = new Map<string, Trusted>()
   const maxTrusted = 100_000
+  /** Bumped by each invalidation of this instance: a read of markers under way across one trusts nothing. */
+  let generation = 0
   const keys = new Map<string, string>()
   const keyFor = (tag: string): string => {
     let key = keys.get(tag)
@@ -114,50 +126,45 @@ export const make = (options: {
     return key
   }
 
-  const invalidate: Tags["invalidate"] = (tags, wait) =>
-    Effect.suspend(() => {
-      const entries = tags.map((tag): CacheStore.Entry => ({ key: keyFor(tag), value: marker(), ttl: undefined }))
-      return Effect.ensuring(
-        options.boundWrite(undefined, store.setMany(entries, wait)),
-        Effect.sync(() => {
-          for (const tag of tags) trusted.delete(tag)
-        })
-      )
-    })
-
   // A store in the process keeps no markers (its LRU could evict one, and bring its entries back): the
-  // tags' versions live beside it, one table per store, shared by every cache over it.
+  // tags' versions live beside it, one table per store (by marker key, so namespaces stay apart),
+  // shared by every cache over it.
   if (store.capabilities.inProcess && local === undefined) {
     let table = inProcess.get(store)
     if (table === undefined) inProcess.set(store, table = { versions: new Map(), floor: 0 })
     const { versions } = table
-    const versionNow = (tag: string) => versions.get(tag) ?? table.floor
+    const versionNow = (tag: string) => versions.get(keyFor(tag)) ?? table.floor
+    const versionsNow = (tags: ReadonlyArray<string>) => tags.map(versionNow)
     return {
       check: (tags, version) => {
         for (const tag of tags) if (version <= versionNow(tag)) return false
         return true
       },
       load: (tags) => Effect.sync(() => {
-        const known = tags.map(versionNow)
+        const known = versionsNow(tags)
         return (version: number) => after(known, version)
       }),
+      changedSince: (tags, since) => Effect.sync(() => movedSince(versionsNow(tags), since)),
       // The store's version now: every entry written before has one at most equal to it, every later
       // write one above it.
       invalidate: (tags) =>
-        Effect.map(store.currentVersion ?? Effect.clockWith((clock) => Effect.succeed(clock.unsafeCurrentTimeMillis() * 1000)), (now) => {
-          const version = now ?? 0
-          for (const tag of tags) {
-            versions.delete(tag)
-            versions.set(tag, version)
-          }
-          // Past the bound the oldest invalidations are folded into a floor: an entry with a tag written
-          // before it counts as invalidated (more than needed, never less).
-          while (versions.size > maxInProcess) {
-            const [oldest, oldestVersion] = versions.entries().next().value!
-            versions.delete(oldest)
-            table.floor = Math.max(table.floor, oldestVersion)
-          }
-        })
+        Effect.flatMap(store.currentVersion ?? Effect.succeed(undefined), (current) =>
+          Effect.clockWith((clock) => {
+            const version = current ?? options.nextVersion(clock.unsafeCurrentTimeMillis())
+            for (const tag of tags) {
+              const key = keyFor(tag)
+              versions.delete(key)
+              versions.set(key, version)
+            }
+            // Past the bound the oldest invalidations are folded into a floor: an entry with a tag written
+            // before it counts as invalidated (more than needed, never less).
+            while (versions.size > maxInProcess) {
+              const [oldest, oldestVersion] = versions.entries().next().value!
+              versions.delete(oldest)
+              table.floor = Math.max(table.floor, oldestVersion)
+            }
+            return Effect.void
+          }))
     }
   }
 
@@ -173,6 +180,24 @@ export const make = (options: {
     }
     return known.version
   }
+
+  /** Reads the markers of `tags` from the store, and trusts what it read unless this instance invalidated meanwhile. */
+  const read = (tags: ReadonlyArray<string>): Effect.Effect<ReadonlyArray<number>, StoreError> =>
+    Effect.suspend(() => {
+      const mark = local?.mark() ?? 0
+      const since = generation
+      const tagKeys = tags.map(keyFor)
+      return Effect.flatMap(options.bound(tagKeys[0], store.getMany(tagKeys)), (found) =>
+        Effect.clockWith((clock) => {
+          const versions = found.map((stored) => Option.isNone(stored) ? 0 : versionOfStored(stored.value))
+          if (since === generation) {
+            const until = clock.unsafeCurrentTimeMillis() + windowMillis
+            if (trusted.size + tags.length > maxTrusted) trusted.clear()
+            for (let i = 0; i < tags.length; i++) trusted.set(tags[i]!, { version: versions[i]!, until, mark })
+          }
+          return Effect.succeed(versions)
+        }))
+    })
 
   return {
     check: (tags, version, now) => {
@@ -192,17 +217,21 @@ export const make = (options: {
         if (known.every((version) => version !== undefined)) {
           return Effect.succeed((version: number) => after(known as ReadonlyArray<number>, version))
         }
-        const mark = local?.mark() ?? 0
-        const tagKeys = tags.map(keyFor)
-        return Effect.flatMap(options.bound(tagKeys[0], store.getMany(tagKeys)), (found) =>
-          Effect.clockWith((clock) => {
-            const now = clock.unsafeCurrentTimeMillis()
-            const versions = found.map((stored) => Option.isNone(stored) ? 0 : versionOfStored(stored.value))
-            if (trusted.size + tags.length > maxTrusted) trusted.clear()
-            for (let i = 0; i < tags.length; i++) trusted.set(tags[i]!, { version: versions[i]!, until: now + windowMillis, mark })
-            return Effect.succeed((version: number) => after(versions, version))
-          }))
+        return Effect.map(read(tags), (versions) => (version: number) => after(versions, version))
       }),
-    invalidate
+    // Always from the store: a write checks the markers that may have moved while its producer ran.
+    changedSince: (tags, since) => Effect.map(read(tags), (versions) => movedSince(versions, since)),
+    invalidate: (tags, wait) =>
+      Effect.suspend(() => {
+        generation++
+        const entries = tags.map((tag): CacheStore.Entry => ({ key: keyFor(tag), value: marker(), ttl: undefined }))
+        return Effect.ensuring(
+          options.boundWrite(undefined, store.setMany(entries, wait)),
+          Effect.sync(() => {
+            generation++
+            for (const tag of tags) trusted.delete(tag)
+          })
+        )
+      })
   }
 }

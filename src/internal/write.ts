@@ -39,7 +39,7 @@ export const encode = <K, A, Id>(
   value: A,
   options: WriteOptions<A> | undefined
 ): Effect.Effect<CacheLock.Write, CodecError | InvalidKeyError> => {
-  const tags = tagsOf(operation, keyspace, userKey, value, options)
+  const tags = tagsOf(operation, keyspace, userKey, options, (key) => keyspace.tags?.(key, value))
   if (tags instanceof InvalidKeyError) return Effect.fail(tags)
   return Effect.flatMap(
     serialize(engine, keyspace, keyspace.encodeValue(value), operation, key),
@@ -62,10 +62,16 @@ const tagsOf = <K, A, Id>(
   operation: Operation,
   keyspace: Definition<K, A, Id, unknown>,
   userKey: K,
-  value: A,
-  options: WriteOptions<A> | undefined
+  options: WriteOptions<A> | undefined,
+  ownTags: (key: K) => Iterable<string> | undefined
 ): ReadonlyArray<string> | InvalidKeyError => {
-  const own = keyspace.tags?.(userKey, value)
+  let own: Iterable<string> | undefined
+  try {
+    const found = ownTags(userKey)
+    own = found === undefined ? undefined : Array.from(found)
+  } catch (cause) {
+    return new InvalidKeyError({ reason: "Encode", operation, cause: `the keyspace's tags function threw: ${cause instanceof Error ? cause.message : String(cause)}` })
+  }
   const call = options?.tags
   const fields = keyspace.keyTags
   if (own === undefined && call === undefined && fields === undefined) return noTags
@@ -92,14 +98,20 @@ export const encodeFailure = <K, A, Id>(
   engine: Engine,
   keyspace: Definition<K, A, Id, unknown>,
   key: string,
-  failure: unknown
-): Effect.Effect<CacheLock.Write, CodecError> => {
+  userKey: K,
+  failure: unknown,
+  options: WriteOptions<A> | undefined
+): Effect.Effect<CacheLock.Write, CodecError | InvalidKeyError> => {
   const policy = keyspace.failure!
+  // The call's tags and the key fields' (there is no value for the keyspace's own `tags`), so
+  // `invalidateTags` and `invalidateWhere` drop a cached failure too.
+  const tags = tagsOf("getOrSet", keyspace, userKey, options, () => undefined)
+  if (tags instanceof InvalidKeyError) return Effect.fail(tags)
   return Effect.flatMap(
     serialize(engine, keyspace, policy.encode(failure), "getOrSet", key),
     (body) =>
       Effect.clockWith((clock) =>
-        Effect.succeed(entryOf(engine, failure, body, policy.fingerprint, clock.unsafeCurrentTimeMillis(), policy.ttl, 0, true, noTags))
+        Effect.succeed(entryOf(engine, failure, body, policy.fingerprint, clock.unsafeCurrentTimeMillis(), policy.ttl, 0, true, tags))
       )
   )
 }

@@ -169,8 +169,10 @@ export interface Found<A> extends Model.Found<A> {}
 export interface GetOrSetOptions<
   A,
   M extends CacheLock.Mode = CacheLock.Mode,
-  T extends Duration.DurationInput | undefined = Duration.DurationInput | undefined
-> extends Model.GetOrSetOptions<A, M, T> {}
+  T extends Duration.DurationInput | undefined = Duration.DurationInput | undefined,
+  F = never,
+  FI = never
+> extends Model.GetOrSetOptions<A, M, T, F, FI> {}
 
 /**
  * The lock error a `getOrSet` call may fail with, from the lock mode it may ask for: `LockError` when
@@ -895,13 +897,15 @@ export const getOrSet: <
   E,
   R,
   M extends CacheLock.Mode = "at-least-once",
-  T extends Duration.DurationInput | undefined = undefined
+  T extends Duration.DurationInput | undefined = undefined,
+  F = never,
+  FI = never
 >(
   keyspace: Model.Definition<K, A, Id, X>,
   key: K,
   produce: Effect.Effect<A, E, R>,
-  options?: GetOrSetOptions<A, M, T>
-) => Effect.Effect<A, E | X | LockErrorOf<M> | TimeoutErrorOf<T>, R | Id> = Operations.getOrSetAccessor
+  options?: GetOrSetOptions<A, M, T, F, FI>
+) => Effect.Effect<A, E | X | F | LockErrorOf<M> | TimeoutErrorOf<T>, R | Id> = Operations.getOrSetAccessor
 
 /**
  * Removes every entry of the default cache's namespace (a prefix scan, never a blocking command);
@@ -939,7 +943,7 @@ export interface MemoizeOptions<
   I,
   Id,
   T extends Duration.DurationInput | undefined = Duration.DurationInput | undefined
-> extends Omit<GetOrSetOptions<A, "at-least-once", T>, "lockMode"> {
+> extends Omit<GetOrSetOptions<A, "at-least-once", T>, "lockMode" | "cacheFailure"> {
   /**
    * The entry's name: it is stored as `"<namespace>:<key>"`, apart from every keyspace (a keyspace
    * named like it keeps its own entries); same rules as a keyspace name.

@@ -404,3 +404,48 @@ describe("resilience: the edges", () => {
       assert.strictEqual(yield* Broken.getOrSet("a", Effect.succeed(2)), 2)
     }).pipe(Effect.provide(Cache.layerMemory())))
 })
+
+describe("a call's own eagerRefresh and cacheFailure", () => {
+  const Plain = Keyspace.make({ name: "plain", key: CacheKey.string, value: Schema.Number, ttl: "1 minute" })
+  const notFoundFor30s = { schema: NotFound, ttl: "30 seconds" } as const
+
+  it("its failure type is in the call's error channel", () => {
+    const produce = Effect.succeed(1) as Effect.Effect<number, SourceDown>
+    expectTypeOf(Plain.getOrSet("a", produce, { cacheFailure: notFoundFor30s })).toEqualTypeOf<
+      Effect.Effect<number, SourceDown | NotFound, Cache.Cache>
+    >()
+    expectTypeOf(Plain.getOrSet("a", produce, { eagerRefresh: 0.5 })).toEqualTypeOf<Effect.Effect<number, SourceDown, Cache.Cache>>()
+  })
+
+  it.effect("a cached failure is served to the calls with the same policy; a call without it runs the producer", () =>
+    Effect.gen(function*() {
+      let runs = 0
+      const missing = Effect.suspend(() => {
+        runs++
+        return Effect.fail(new NotFound({ id: "x" }))
+      })
+      yield* Effect.flip(Plain.getOrSet("x", missing, { cacheFailure: notFoundFor30s }))
+      yield* settled
+      const again = yield* Effect.flip(Plain.getOrSet("x", missing, { cacheFailure: notFoundFor30s }))
+      assert.isTrue(again instanceof NotFound)
+      assert.strictEqual(runs, 1)
+      assert.strictEqual(yield* Plain.getOrSet("x", Effect.succeed(5)), 5, "no policy: the failure entry is a miss")
+      yield* settled
+      assert.strictEqual(yield* Plain.getOrSet("x", missing, { cacheFailure: notFoundFor30s }), 5)
+    }).pipe(Effect.provide(Cache.layerMemory())))
+
+  it.effect("a call's eagerRefresh refreshes in the background past its point", () =>
+    Effect.gen(function*() {
+      let runs = 0
+      const fetch = Effect.sync(() => ++runs + 10)
+      yield* Plain.set("e", 1)
+      yield* TestClock.adjust("40 seconds")
+      assert.strictEqual(yield* Plain.getOrSet("e", fetch), 1)
+      yield* settled
+      assert.strictEqual(runs, 0, "the keyspace has no eager refresh")
+      assert.strictEqual(yield* Plain.getOrSet("e", fetch, { eagerRefresh: 0.5 }), 1)
+      yield* settled
+      assert.strictEqual(runs, 1)
+      assertSame(yield* Plain.get("e"), Option.some(11))
+    }).pipe(Effect.provide(Cache.layerMemory())))
+})

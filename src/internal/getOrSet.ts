@@ -32,7 +32,8 @@ import * as CacheEntry from "../CacheEntry.js"
 import * as CacheStore from "../CacheStore.js"
 import { absorb, type Engine } from "./engine.js"
 import { isInvalidKey, storeKey } from "./keys.js"
-import type { Definition, GetOrSetOptions } from "./model.js"
+import { withCallPolicy } from "./keyspace.js"
+import type { CallOptions, Definition } from "./model.js"
 import { lookup, Outcome, reread as rereadEntry, staleValue } from "./read.js"
 import { encode, encodeFailure, remember } from "./write.js"
 
@@ -45,7 +46,7 @@ interface Run<K, A, Id, E, R> {
   /** The store key. */
   readonly key: string
   readonly produce: Effect.Effect<A, E, R>
-  readonly options: GetOrSetOptions<A> | undefined
+  readonly options: CallOptions<A> | undefined
   /** Whether to read again under the guard (not after a forced refresh, nor right after the store failed). */
   readonly readFirst: boolean
   /** The store has just failed this call: at least once, it produces without waiting on the store again. */
@@ -75,11 +76,13 @@ const found = <A>(value: A | Failed): Produced<A> => ({ value, then: Effect.void
 /** 1. Validate the key and read; a miss (or a failed read) goes to the guard. */
 export const getOrSet = <K, A, Id, E, R>(
   engine: Engine,
-  keyspace: Definition<K, A, Id, unknown>,
+  ownKeyspace: Definition<K, A, Id, unknown>,
   key: K,
   produce: Effect.Effect<A, E, R>,
-  options: GetOrSetOptions<A> | undefined
+  options: CallOptions<A> | undefined
 ): Effect.Effect<A, E | LockError | ProducerTimeoutError, R> => {
+  // A call's own eagerRefresh or cacheFailure: the keyspace with them.
+  const keyspace = withCallPolicy(ownKeyspace, options)
   const full = storeKey(engine, "getOrSet", keyspace, key)
   const hard = hardTimeoutOf(keyspace, options)
   if (isInvalidKey(full)) return Effect.zipRight(absorb(engine, keyspace.name, full, undefined), bounded(produce, hard, keyspace.name))
@@ -147,7 +150,7 @@ const refreshEagerly = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect
   })
 
 /** The hard timeout of a call: its own, else its keyspace's. */
-const hardTimeoutOf = <K, A, Id>(keyspace: Definition<K, A, Id, unknown>, options: GetOrSetOptions<A> | undefined) => {
+const hardTimeoutOf = <K, A, Id>(keyspace: Definition<K, A, Id, unknown>, options: CallOptions<A> | undefined) => {
   const input = options?.hardTimeout
   return input === undefined ? keyspace.hardTimeout : Duration.decode(input)
 }

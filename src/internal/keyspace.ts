@@ -10,6 +10,7 @@ import type * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as CacheKey from "../CacheKey.js"
 import * as CacheSerializer from "../CacheSerializer.js"
+import type * as Model from "./model.js"
 import type { Definition, FailurePolicy, Service } from "./model.js"
 
 /**
@@ -19,10 +20,7 @@ import type { Definition, FailurePolicy, Service } from "./model.js"
  * and stores them; `ttl` is how long later callers fail with the stored failure without running the
  * producer.
  */
-export interface CacheFailure<F, FI> {
-  readonly schema: Schema.Schema<F, FI>
-  readonly ttl: Duration.DurationInput
-}
+export interface CacheFailure<F, FI> extends Model.CacheFailure<F, FI> {}
 
 /**
  * The parts of a keyspace a user chooses. `F` is the type of the failures it caches (`cacheFailure`),
@@ -233,6 +231,41 @@ export const make = <K, A, I, Id, F, FI, T extends Duration.DurationInput | unde
     keyTags: keyTagsOf(options.keyTags),
     failure: options.cacheFailure === undefined
       ? undefined
-      : failurePolicy(options.cacheFailure, serializer as CacheSerializer.CacheSerializer<unknown>, options.version)
+      : failurePolicy(options.cacheFailure, serializer as CacheSerializer.CacheSerializer<unknown>, options.version),
+    compileFailure: (policy) => failurePolicy(policy, serializer as CacheSerializer.CacheSerializer<unknown>, options.version),
+    variant: ""
   }
+}
+
+/** A call's own policies, compiled once per keyspace, `eagerRefresh` and `cacheFailure` object. */
+const variants = new WeakMap<Definition<any, any, any, unknown>, Map<number | undefined, WeakMap<object, Definition<any, any, any, unknown>>>>()
+const noFailure = {}
+let variantCount = 0
+
+/**
+ * The keyspace as a call with its own `eagerRefresh` or `cacheFailure` sees it: the same keyspace
+ * (name, codecs, fingerprint) with those policies, reading apart from the keyspace's own (`variant`).
+ */
+export const withCallPolicy = <K, A, Id>(
+  keyspace: Definition<K, A, Id, unknown>,
+  options: { readonly eagerRefresh?: number | undefined; readonly cacheFailure?: Model.CacheFailure<any, any> | undefined } | undefined
+): Definition<K, A, Id, unknown> => {
+  const eager = options?.eagerRefresh
+  const failure = options?.cacheFailure
+  if (eager === undefined && failure === undefined) return keyspace
+  let byEager = variants.get(keyspace)
+  if (byEager === undefined) variants.set(keyspace, byEager = new Map())
+  let byFailure = byEager.get(eager)
+  if (byFailure === undefined) byEager.set(eager, byFailure = new WeakMap())
+  let variant = byFailure.get(failure ?? noFailure)
+  if (variant === undefined) {
+    variant = {
+      ...keyspace,
+      eagerRefresh: eager === undefined ? keyspace.eagerRefresh : eagerRefreshOf(eager),
+      failure: failure === undefined ? keyspace.failure : keyspace.compileFailure(failure),
+      variant: `\u0000${++variantCount}`
+    }
+    byFailure.set(failure ?? noFailure, variant)
+  }
+  return variant as Definition<K, A, Id, unknown>
 }

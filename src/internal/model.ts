@@ -9,11 +9,18 @@ import type * as Effect from "effect/Effect"
 import type * as Either from "effect/Either"
 import type * as Layer from "effect/Layer"
 import type * as Schedule from "effect/Schedule"
+import type * as Schema from "effect/Schema"
 import type * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
 import type { CodecError, InvalidKeyError, LockError, ProducerTimeoutError, StoreError } from "../CacheError.js"
 import type * as CacheLock from "../CacheLock.js"
 import type * as CacheStore from "../CacheStore.js"
+
+/** Which producer failures are cached, and for how long (see `Keyspace.Options.cacheFailure`). */
+export interface CacheFailure<F, FI> {
+  readonly schema: Schema.Schema<F, FI>
+  readonly ttl: Duration.DurationInput
+}
 
 /**
  * A keyspace's cached failures, compiled: which producer failures are stored, for how long, and their
@@ -84,6 +91,10 @@ export interface Definition<K, A, Id, X = never> {
   readonly tags: ((key: K, value: A) => Iterable<string>) | undefined
   /** The key fields each entry is tagged by, for `invalidateWhere` (sorted; at most 4). */
   readonly keyTags: ReadonlyArray<string> | undefined
+  /** Compiles a `cacheFailure` policy through the keyspace's serializer (for a call's own). */
+  readonly compileFailure: (policy: CacheFailure<unknown, unknown>) => FailurePolicy
+  /** `""` for the keyspace itself; a call's own policy (`eagerRefresh`, `cacheFailure`) reads apart from it. */
+  readonly variant: string
   /** Type-level only: the errors `X` its `getOrSet` adds to the producer's. */
   readonly "~producerErrors"?: X
 }
@@ -117,7 +128,9 @@ export interface WriteOptions<A> {
 export interface GetOrSetOptions<
   A,
   M extends CacheLock.Mode = CacheLock.Mode,
-  T extends Duration.DurationInput | undefined = Duration.DurationInput | undefined
+  T extends Duration.DurationInput | undefined = Duration.DurationInput | undefined,
+  F = never,
+  FI = never
 > extends WriteOptions<A> {
   /** `false` skips the cache read and always runs the producer (aiocache's `cache_read`). Default `true`. */
   readonly cacheRead?: boolean | undefined
@@ -146,7 +159,21 @@ export interface GetOrSetOptions<
    * gets the stale value if there is one, else fails with `ProducerTimeoutError`.
    */
   readonly hardTimeout?: T
+  /**
+   * Overrides the keyspace's `eagerRefresh` for this call (a fraction of the ttl, strictly between 0
+   * and 1): a hit past it answers and refreshes the entry in the background.
+   */
+  readonly eagerRefresh?: number | undefined
+  /**
+   * Caches this call's producer failures that `schema` accepts, for `ttl` (instead of the keyspace's
+   * `cacheFailure`); a cached failure is served only to calls with the same policy (the same schema
+   * and serializer), and its type `F` is in the call's error channel.
+   */
+  readonly cacheFailure?: CacheFailure<F, FI> | undefined
 }
+
+/** A call's options as the engine takes them, whatever its type parameters. */
+export type CallOptions<A> = GetOrSetOptions<A, CacheLock.Mode, Duration.DurationInput | undefined, any, any>
 
 /** Options of `warmUp`. */
 export interface WarmUpOptions {
@@ -160,7 +187,9 @@ export interface WarmUpOptions {
 }
 
 /** Options of `refreshEvery`: `getOrSet`'s, but it always runs the producer, at least once. */
-export interface RefreshOptions<A> extends Omit<GetOrSetOptions<A, "at-least-once">, "cacheRead" | "lockMode"> {}
+export interface RefreshOptions<A>
+  extends Omit<GetOrSetOptions<A, "at-least-once">, "cacheRead" | "lockMode" | "eagerRefresh" | "cacheFailure">
+{}
 
 /** `warmUp` on a keyspace `K`, `A` whose cache is `Id`. */
 export type WarmUp<K, A, Id> = <E, R>(
@@ -247,23 +276,27 @@ export type GetOrSet<K, A, Id, X = never> = <
   E,
   R,
   M extends CacheLock.Mode = "at-least-once",
-  T extends Duration.DurationInput | undefined = undefined
+  T extends Duration.DurationInput | undefined = undefined,
+  F = never,
+  FI = never
 >(
   key: K,
   produce: Effect.Effect<A, E, R>,
-  options?: GetOrSetOptions<A, M, T>
-) => Effect.Effect<A, E | X | LockErrorOf<M> | TimeoutErrorOf<T>, R | Id>
+  options?: GetOrSetOptions<A, M, T, F, FI>
+) => Effect.Effect<A, E | X | F | LockErrorOf<M> | TimeoutErrorOf<T>, R | Id>
 
 /** `memoize` on a keyspace `K`, `A` whose effects also need `Id` (and may also fail with `X`). */
 export type Memoize<K, A, Id, X = never> = <
   E,
   R,
   M extends CacheLock.Mode = "at-least-once",
-  T extends Duration.DurationInput | undefined = undefined
+  T extends Duration.DurationInput | undefined = undefined,
+  F = never,
+  FI = never
 >(
   f: (key: K) => Effect.Effect<A, E, R>,
-  options?: GetOrSetOptions<A, M, T>
-) => (key: K) => Effect.Effect<A, E | X | LockErrorOf<M> | TimeoutErrorOf<T>, R | Id>
+  options?: GetOrSetOptions<A, M, T, F, FI>
+) => (key: K) => Effect.Effect<A, E | X | F | LockErrorOf<M> | TimeoutErrorOf<T>, R | Id>
 
 /** The service methods of the direct operations. */
 export type ServiceMethods = { readonly [Op in Operation]: ServiceMethod<Op> }
@@ -303,13 +336,15 @@ export interface Service extends ServiceMethods {
     E,
     R,
     M extends CacheLock.Mode = "at-least-once",
-    T extends Duration.DurationInput | undefined = undefined
+    T extends Duration.DurationInput | undefined = undefined,
+    F = never,
+    FI = never
   >(
     keyspace: Definition<K, A, Id, X>,
     key: K,
     produce: Effect.Effect<A, E, R>,
-    options?: GetOrSetOptions<A, M, T>
-  ) => Effect.Effect<A, E | X | LockErrorOf<M> | TimeoutErrorOf<T>, R>
+    options?: GetOrSetOptions<A, M, T, F, FI>
+  ) => Effect.Effect<A, E | X | F | LockErrorOf<M> | TimeoutErrorOf<T>, R>
 }
 
 /** The keyspace handle's direct operations: the table's, with the cache from context. */

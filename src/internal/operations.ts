@@ -207,13 +207,15 @@ export const getOrSetAccessor = <
   E,
   R,
   M extends CacheLock.Mode = "at-least-once",
-  T extends Duration.DurationInput | undefined = undefined
+  T extends Duration.DurationInput | undefined = undefined,
+  F = never,
+  FI = never
 >(
   keyspace: Definition<K, A, Id, X>,
   key: K,
   produce: Effect.Effect<A, E, R>,
-  options?: GetOrSetOptions<A, M, T>
-): Effect.Effect<A, E | X | LockErrorOf<M> | TimeoutErrorOf<T>, R | Id> =>
+  options?: GetOrSetOptions<A, M, T, F, FI>
+): Effect.Effect<A, E | X | F | LockErrorOf<M> | TimeoutErrorOf<T>, R | Id> =>
   Effect.flatMap(keyspace.cache as Context.Tag<Id, Service>, (cache) => cache.getOrSet(keyspace, key, produce, options))
 
 /** The keyspace handle: the table's operations bound to one keyspace, plus `clear`, `getOrSet` and `memoize`. */

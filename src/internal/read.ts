@@ -371,7 +371,7 @@ const lookupShared = <K, A, Id, X, E, R>(
   counters: Counters,
   k: Continuation<A, X, E, R>
 ): Effect.Effect<X, E, R> =>
-  Effect.matchEffect(engine.reads.share(`${key}\u0000${keyspace.fingerprint}`, readStored(engine, operation, keyspace, key)), {
+  Effect.matchEffect(engine.reads.share(`${key}\u0000${keyspace.fingerprint}${keyspace.variant}`, readStored(engine, operation, keyspace, key)), {
     onFailure: k.onFailure,
     onSuccess: (found) => answer(counters, k, found)
   })

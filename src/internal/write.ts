@@ -38,18 +38,47 @@ export const encode = <K, A, Id>(
   userKey: K,
   value: A,
   options: WriteOptions<A> | undefined
+): Effect.Effect<CacheLock.Write, CodecError | InvalidKeyError> =>
+  stamp(engine, operation, keyspace, key, userKey, options, {
+    value,
+    body: keyspace.encodeValue(value),
+    fingerprint: keyspace.fingerprint,
+    ttl: () => ttlOf(engine, keyspace, value, options?.ttl),
+    graceMillis: options?.grace === undefined ? keyspace.graceMillis : Math.max(0, Duration.toMillis(Duration.decode(options.grace))),
+    isFailure: false,
+    ownTags: (key) => keyspace.tags?.(key, value)
+  })
+
+/** What `stamp` makes an entry of: a value or a failure, and its policy. */
+interface Stamping {
+  readonly value: unknown
+  readonly body: Effect.Effect<string | Uint8Array, unknown>
+  readonly fingerprint: string
+  readonly ttl: () => Duration.Duration | undefined
+  readonly graceMillis: number
+  readonly isFailure: boolean
+  /** The keyspace's own tags for the entry (none for a failure: there is no value to derive them from). */
+  readonly ownTags: (key: any) => Iterable<string> | undefined
+}
+
+/** An entry for a value or a failure: its tags checked, its body serialized, its header stamped at the Clock's time. */
+const stamp = <K, A, Id>(
+  engine: Engine,
+  operation: Operation,
+  keyspace: Definition<K, A, Id, unknown>,
+  key: string,
+  userKey: K,
+  options: WriteOptions<A> | undefined,
+  entry: Stamping
 ): Effect.Effect<CacheLock.Write, CodecError | InvalidKeyError> => {
-  const tags = tagsOf(operation, keyspace, userKey, options, (key) => keyspace.tags?.(key, value))
+  const tags = tagsOf(operation, keyspace, userKey, options, entry.ownTags)
   if (tags instanceof InvalidKeyError) return Effect.fail(tags)
-  return Effect.flatMap(
-    serialize(engine, keyspace, keyspace.encodeValue(value), operation, key),
-    (body) =>
-      Effect.clockWith((clock) => {
-        const fresh = ttlOf(engine, keyspace, value, options?.ttl)
-        const grace = options?.grace === undefined ? keyspace.graceMillis : Math.max(0, Duration.toMillis(Duration.decode(options.grace)))
-        return Effect.succeed(entryOf(engine, value, body, keyspace.fingerprint, clock.unsafeCurrentTimeMillis(), fresh, grace, false, tags))
-      })
-  )
+  return Effect.flatMap(serialize(engine, keyspace, entry.body, operation, key), (body) =>
+    Effect.clockWith((clock) =>
+      Effect.succeed(
+        entryOf(engine, entry.value, body, entry.fingerprint, clock.unsafeCurrentTimeMillis(), entry.ttl(), entry.graceMillis, entry.isFailure, tags)
+      )
+    ))
 }
 
 const noTags: ReadonlyArray<string> = []
@@ -92,7 +121,9 @@ export const whereTag = (keyspace: string, where: Record<string, unknown>): stri
 
 /**
  * Encodes a producer's failure that the keyspace caches (`cacheFailure`) into an entry flagged as a
- * failure, under the failure schema's fingerprint, for the policy's ttl (no grace).
+ * failure, under the failure schema's fingerprint, for the policy's ttl (no grace). It carries the
+ * call's tags and the key fields' (there is no value for the keyspace's own `tags`), so
+ * `invalidateTags` and `invalidateWhere` drop a cached failure too.
  */
 export const encodeFailure = <K, A, Id>(
   engine: Engine,
@@ -103,17 +134,15 @@ export const encodeFailure = <K, A, Id>(
   options: WriteOptions<A> | undefined
 ): Effect.Effect<CacheLock.Write, CodecError | InvalidKeyError> => {
   const policy = keyspace.failure!
-  // The call's tags and the key fields' (there is no value for the keyspace's own `tags`), so
-  // `invalidateTags` and `invalidateWhere` drop a cached failure too.
-  const tags = tagsOf("getOrSet", keyspace, userKey, options, () => undefined)
-  if (tags instanceof InvalidKeyError) return Effect.fail(tags)
-  return Effect.flatMap(
-    serialize(engine, keyspace, policy.encode(failure), "getOrSet", key),
-    (body) =>
-      Effect.clockWith((clock) =>
-        Effect.succeed(entryOf(engine, failure, body, policy.fingerprint, clock.unsafeCurrentTimeMillis(), policy.ttl, 0, true, tags))
-      )
-  )
+  return stamp(engine, "getOrSet", keyspace, key, userKey, options, {
+    value: failure,
+    body: policy.encode(failure),
+    fingerprint: policy.fingerprint,
+    ttl: () => policy.ttl,
+    graceMillis: 0,
+    isFailure: true,
+    ownTags: () => undefined
+  })
 }
 
 /** The body of a value or failure, unless the keyspace is kept in memory only on a store of live values. */

@@ -4,9 +4,10 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { EventEmitter } from "node:events"
-import { Effect, Fiber, Option } from "effect"
+import { Effect, Exit, Fiber, Option } from "effect"
 import * as Redis from "../src/Redis.js"
 import * as Coalesce from "../src/internal/coalesce.js"
+import * as ReadBatch from "../src/internal/readBatch.js"
 import * as Waiters from "../src/internal/waiters.js"
 
 describe("coalesce", () => {
@@ -37,6 +38,66 @@ describe("coalesce", () => {
         assert.strictEqual(coalesce.size(), 0, `ops ${ops}, depth ${depth}`)
         assert.strictEqual(yield* coalesce.share("k", Effect.succeed(2)).pipe(Effect.timeout("1 second")), 2)
       }
+    }))
+})
+
+describe("read batch", () => {
+  /** A batcher over a recorded read: keys per call; keys starting with "bad" fail their group's read. */
+  const recorded = (groupOf: (key: string) => number = () => 0, maxKeys = 512) => {
+    const calls: Array<ReadonlyArray<string>> = []
+    const batch = ReadBatch.make<string, string>({
+      maxKeys,
+      groupOf,
+      read: (keys) => {
+        calls.push(keys)
+        return keys.some((key) => key.startsWith("bad"))
+          ? Promise.reject(new Error("the server refused"))
+          : Promise.resolve(keys.map((key) => key === "big" ? Effect.fail("too large: big") : Effect.succeed(`value of ${key}`)))
+      },
+      failure: (key, cause) => Effect.fail(`${key}: ${(cause as Error).message}`)
+    })
+    return { batch, calls }
+  }
+
+  it.live("concurrent reads go out as one read per group, a key asked twice once, each caller with its own key's outcome", () =>
+    Effect.gen(function*() {
+      const { batch, calls } = recorded((key) => key.length)
+      const keys = ["a", "b", "a", "cc", "dd", "big"]
+      const exits = yield* Effect.all(keys.map((key) => Effect.exit(batch.get(key))), { concurrency: "unbounded" })
+      assert.deepStrictEqual(calls.map((keys) => [...keys].sort()), [["a", "b"], ["cc", "dd"], ["big"]])
+      assert.deepStrictEqual(exits.slice(0, 5).map((exit) => Exit.isSuccess(exit) ? exit.value : "failed"), [
+        "value of a",
+        "value of b",
+        "value of a",
+        "value of cc",
+        "value of dd"
+      ])
+      assert.isTrue(Exit.isFailure(exits[5]!), "a key's own failure reaches its caller only")
+    }))
+
+  it.live("a failed group fails exactly its callers; a full batch goes out at once; reads after it form the next", () =>
+    Effect.gen(function*() {
+      const { batch, calls } = recorded((key) => key.startsWith("bad") ? 1 : 0, 3)
+      const exits = yield* Effect.all(["x", "bad1", "y", "z", "bad2"].map((key) => Effect.exit(batch.get(key))), {
+        concurrency: "unbounded"
+      })
+      assert.deepStrictEqual(exits.map(Exit.isSuccess), [true, false, true, true, false])
+      assert.isTrue(calls.length >= 2, `a full batch went out: ${JSON.stringify(calls)}`)
+      assert.isTrue(calls.every((keys) => keys.length <= 3))
+      const second = yield* batch.get("x")
+      assert.strictEqual(second, "value of x")
+    }))
+
+  it.live("an interrupted caller leaves; the others of its batch, and of its key, still get their values", () =>
+    Effect.gen(function*() {
+      const { batch } = recorded()
+      const leaving = yield* Effect.fork(batch.get("k"))
+      const staying = yield* Effect.fork(batch.get("k"))
+      const other = yield* Effect.fork(batch.get("j"))
+      yield* Fiber.interrupt(leaving)
+      assert.strictEqual(yield* Fiber.join(staying), "value of k")
+      assert.strictEqual(yield* Fiber.join(other), "value of j")
+      assert.isTrue(Exit.isInterrupted(yield* Fiber.await(leaving)))
     }))
 })
 

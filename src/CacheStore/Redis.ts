@@ -22,6 +22,7 @@ import * as CacheEntry from "../CacheEntry.js"
 import { StoreError } from "../CacheError.js"
 import * as CacheStore from "../CacheStore.js"
 import * as Redis from "../Redis.js"
+import * as ReadBatch from "../internal/readBatch.js"
 import { timeoutRealTo } from "../internal/realTime.js"
 
 /**
@@ -456,6 +457,9 @@ const groupBySlot = (keys: ReadonlyArray<string>, isCluster: boolean): Array<Arr
   return Array.from(groups.values())
 }
 
+/** How many keys one coalesced read asks for at most. */
+const readBatchKeys = 512
+
 /** How many entries one script call writes at most, so a huge batch never holds Redis for long. */
 const writeChunk = 256
 
@@ -501,6 +505,20 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore
         : value.length > maxValueBytes
         ? Effect.fail(tooLarge(operation, key, value.length, maxValueBytes))
         : Effect.succeed(Option.some<CacheEntry.Stored>(value))
+
+    // Concurrent gets go out together: one MGET per hash slot, each caller answered with its own key's
+    // outcome. A lone get is a GET (no reply array to build).
+    const mget = whole((keys: ReadonlyArray<string>) =>
+      keys.length === 1
+        ? client.getBuffer(keys[0]!).then((value) => [value])
+        : client.mgetBuffer(...keys)
+    )
+    const reads = ReadBatch.make<Option.Option<CacheEntry.Stored>, StoreError>({
+      maxKeys: readBatchKeys,
+      groupOf: isCluster ? slotOf : () => 0,
+      read: (keys) => mget(keys).then((values) => keys.map((key, i) => received("get", key, values[i] ?? null))),
+      failure: (key, cause) => Effect.fail(failure("get", key, cause))
+    })
 
     /** Drops a key whose new value was refused, so no stale value outlives the write. */
     const refuse = (operation: StoreError["operation"], key: string, error: StoreError) =>
@@ -612,7 +630,7 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore
         assignsVersions: true,
         operationBound: commandTimeout === undefined ? undefined : Duration.millis(commandTimeout)
       },
-      get: (key) => Effect.flatMap(call("get", key, () => client.getBuffer(key)), (value) => received("get", key, value)),
+      get: reads.get,
       getMany: (keys) =>
         keys.length === 0 ? Effect.succeed([]) : Effect.flatMap(
           Effect.forEach(

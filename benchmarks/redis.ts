@@ -34,6 +34,40 @@ const describeCommands = (commands: Record<string, number>) => {
   return total === 0 ? "0" : `${total} (${detail})`
 }
 
+/**
+ * Large values with and without compression: a set then a get of a JSON document of a given size
+ * (records with repeated field names and varied numbers, as real payloads are), on one Redis.
+ */
+const compressionCases = async (url: string): Promise<Array<Result>> => {
+  const Docs = Keyspace.make({
+    name: "docs",
+    key: CacheKey.string,
+    value: Schema.Array(Schema.Struct({ id: Schema.Number, name: Schema.String, score: Schema.Number, tags: Schema.Array(Schema.String) }))
+  })
+  const documentOf = (bytes: number) =>
+    Array.from({ length: Math.ceil(bytes / 80) }, (_, i) => ({ id: i, name: `user-${i}`, score: (i * 7919) % 1000, tags: ["a", `t${i % 7}`] }))
+  const plain = ManagedRuntime.make(Cache.layerRedis({ url, namespace: "zip-off", compressAbove: false }))
+  const packed = ManagedRuntime.make(Cache.layerRedis({ url, namespace: "zip-on", compressAbove: 1 }))
+  const results: Array<Result> = []
+  const raw = new IORedis(url)
+  for (const size of [2_048, 16_384, 131_072]) {
+    const doc = documentOf(size)
+    await plain.runPromise(Docs.set("d", doc))
+    await packed.runPromise(Docs.set("d", doc))
+    const [stored, deflated] = await Promise.all([raw.strlen("zip-off:docs:d"), raw.strlen("zip-on:docs:d")])
+    const label = `${Math.round(JSON.stringify(doc).length / 1024)} KB`
+    const kept = `Redis keeps ${(stored / 1024).toFixed(1)} KB plain, ${(deflated / 1024).toFixed(1)} KB deflated`
+    results.push(await runCase(`Redis set + get of a ${label} JSON value: compression (${kept})`, "not compressed", [
+      { name: "not compressed", batch: () => plain.runPromise(Effect.zipRight(Docs.set("d", doc), Docs.get("d"))) },
+      { name: "deflated (level 1)", batch: () => packed.runPromise(Effect.zipRight(Docs.set("d", doc), Docs.get("d"))) }
+    ], 1))
+  }
+  raw.disconnect()
+  await plain.dispose()
+  await packed.dispose()
+  return results
+}
+
 export const redisCases = async (): Promise<Array<Result>> => {
   const server = await startRedis()
   const url = `redis://127.0.0.1:${server.port}`
@@ -121,6 +155,7 @@ export const redisCases = async (): Promise<Array<Result>> => {
       { name: "effect-cachekit getMany", batch: () => ours.runPromise(Effect.forEach(Array.from({ length: 10 }), () => Users.getMany(many), { discard: true })) }
     ], 1_000))
 
+    results.push(...(await compressionCases(url)))
     results.push(await stampedeInProcess(admin, url, server.port))
     results.push(await stampedeAcrossProcesses(admin, url))
 

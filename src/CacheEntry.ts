@@ -12,7 +12,8 @@
  * place that knows the byte layout). An in-process store keeps the decoded value beside the same
  * header ({@link Live}), so a hit costs no deserialization.
  *
- * Layout (big-endian): `"ck"`, format version `2`, a flags byte (failure, text body), the 12-character
+ * Layout (big-endian): `"ck"`, format version `2`, a flags byte (failure, text body, and compressed
+ * body: set only on the wire of a store that deflates bodies, which inflates them again on read), the 12-character
  * fingerprint, `version`, `freshUntil` and `staleUntil` as float64 (epoch milliseconds; `version` on
  * a microsecond scale; `Infinity` means no expiry), the tag count (uint16), each tag as a uint16 byte
  * length and UTF-8 bytes, then the body. Bytes that do not start with this header (a value written by
@@ -240,6 +241,8 @@ const magic0 = 0x63 // "c"
 const magic1 = 0x6b // "k"
 const formatVersion = 2
 const flagFailure = 1
+/** The body is deflated (raw DEFLATE): only on the wire to a store, never seen by `decode`. */
+const flagCompressed = 4
 const flagText = 2
 const fingerprintOffset = 4
 const fingerprintLength = 12
@@ -467,3 +470,43 @@ export const liveOf = (decoded: Decoded, value: unknown): Live =>
     size: decoded.body.length,
     version: decoded.version
   })
+
+const isHeaderOf = (bytes: Uint8Array): boolean =>
+  bytes.length >= fixedLength && bytes[0] === magic0 && bytes[1] === magic1 && bytes[2] === formatVersion
+
+/** Where an envelope's body starts (after its tags), or `undefined` when its tags do not fit. */
+const bodyStart = (buffer: Buffer): number | undefined => {
+  const count = buffer.readUInt16BE(tagsOffset)
+  let at = fixedLength
+  for (let i = 0; i < count; i++) {
+    if (at + 2 > buffer.length) return undefined
+    at += 2 + buffer.readUInt16BE(at)
+    if (at > buffer.length) return undefined
+  }
+  return at
+}
+
+/**
+ * @internal
+ * Whether an envelope's body is compressed (see {@link withBody}).
+ */
+export const isCompressed = (bytes: Uint8Array): boolean => isHeaderOf(bytes) && (bytes[3]! & flagCompressed) !== 0
+
+/**
+ * @internal
+ * The envelope with its body replaced by `f(body)` and flagged `compressed` or not: how a store that
+ * compresses on the wire packs and unpacks bodies (the header, and the version a script stamps at its
+ * fixed offset, are untouched). `undefined` for bytes that are not an envelope.
+ */
+export const withBody = (bytes: Uint8Array, compressed: boolean, f: (body: Uint8Array) => Uint8Array): Uint8Array | undefined => {
+  if (!isHeaderOf(bytes)) return undefined
+  const buffer = asBuffer(bytes)
+  const start = bodyStart(buffer)
+  if (start === undefined) return undefined
+  const body = f(buffer.subarray(start))
+  const out = Buffer.allocUnsafe(start + body.length)
+  buffer.copy(out, 0, 0, start)
+  out[3] = compressed ? out[3]! | flagCompressed : out[3]! & ~flagCompressed
+  out.set(body, start)
+  return out
+}

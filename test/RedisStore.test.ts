@@ -3,7 +3,7 @@ import type { ChildProcess } from "node:child_process"
 import { Clock, Duration, Effect, Layer, Option, Ref, Schedule, Schema } from "effect"
 import { Redis as IORedis } from "ioredis"
 import { afterAll, beforeAll, inject } from "vitest"
-import { Cache, CacheEntry, CacheKey, CacheStore, Keyspace, Redis, RedisStore } from "../src/index.js"
+import { Cache, type CacheError, CacheEntry, CacheKey, CacheStore, Keyspace, Redis, RedisLock, RedisStore } from "../src/index.js"
 import { commandDelta, commandStats, startRedis, startSentinel, stopRedis, stopSentinel } from "./setup/servers.js"
 import { storeSuite } from "../src/testing.js"
 import { assertSame, redisOn } from "./utils.js"
@@ -80,6 +80,59 @@ describe("RedisStore", () => {
     }).pipe(Effect.provide(
       Cache.layer({ namespace: "rt" }).pipe(Layer.provide(RedisStore.layer()), Layer.provideMerge(redisOn(4)))
     )))
+})
+
+describe("RedisStore compression", () => {
+  const Docs = Keyspace.make({ name: "docs", key: CacheKey.string, value: Schema.String })
+  const layerWith = (options: RedisStore.Options) =>
+    Cache.layer({ namespace: "zip" }).pipe(Layer.provide(RedisStore.layer(options)), Layer.provideMerge(redisOn(14)))
+
+  it.effect("a body above compressAbove is stored deflated, flagged, and read back as it was; below it, or with false, as it is", () =>
+    Effect.gen(function*() {
+      const redis = yield* Redis.Redis
+      const big = "lorem ipsum dolor sit amet ".repeat(4_000)
+      yield* Docs.set("big", big)
+      yield* Docs.set("small", "short")
+      const raw = yield* Effect.promise(() => redis.client.getBuffer("zip:docs:big"))
+      assert.isTrue(CacheEntry.isCompressed(raw!), "flagged in the header")
+      assert.isBelow(raw!.length, big.length / 10, `${raw!.length} bytes on the wire for ${big.length}`)
+      assertSame(yield* Docs.get("big"), Option.some(big))
+      assertSame(yield* Docs.getMany(["big", "small"]), [Option.some(big), Option.some("short")])
+      assert.isFalse(CacheEntry.isCompressed((yield* Effect.promise(() => redis.client.getBuffer("zip:docs:small")))!))
+      // Through the lock's release too.
+      assert.strictEqual(yield* Docs.getOrSet("produced", Effect.succeed(big)), big)
+      // The release lands once the caller has its value.
+      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 50)))
+      assert.isTrue(CacheEntry.isCompressed((yield* Effect.promise(() => redis.client.getBuffer("zip:docs:produced")))!))
+      assertSame(yield* Docs.get("produced"), Option.some(big))
+    }).pipe(Effect.provide(layerWith({ compressAbove: 1024 })), Effect.provide(RedisLock.layer({ compressAbove: 1024 }).pipe(Layer.provide(redisOn(14))))))
+
+  it.effect("compressAbove: false stores every body as it is, and still reads compressed ones", () =>
+    Effect.gen(function*() {
+      const redis = yield* Redis.Redis
+      const big = "x".repeat(100_000)
+      yield* Docs.set("plain", big)
+      assert.isFalse(CacheEntry.isCompressed((yield* Effect.promise(() => redis.client.getBuffer("zip:docs:plain")))!))
+      assertSame(yield* Docs.get("plain"), Option.some(big))
+    }).pipe(Effect.provide(layerWith({ compressAbove: false }))))
+
+  it.effect("a compressed body that inflates past maxValueBytes is TooLarge; one that does not inflate is a miss that heals", () =>
+    Effect.gen(function*() {
+      const redis = yield* Redis.Redis
+      // 10 MB of zeros deflate to ~10 KB: refused on read at a 1 MB limit, never inflated past it.
+      yield* Docs.set("bomb", "0".repeat(10_000_000)).pipe(Effect.provide(layerWith({ compressAbove: 1024, maxValueBytes: 20_000_000 })))
+      const error = yield* Effect.flip(Docs.get("bomb"))
+      assert.strictEqual(error._tag, "StoreError")
+      assert.strictEqual((error as CacheError.StoreError).reason, "TooLarge")
+      // A flagged envelope whose body is not DEFLATE: a miss, and the key is dropped.
+      yield* Docs.set("good", "y".repeat(5_000))
+      const raw = (yield* Effect.promise(() => redis.client.getBuffer("zip:docs:good")))!
+      const corrupt = Buffer.from(raw)
+      corrupt.fill(0xff, corrupt.length - 20)
+      yield* Effect.promise(() => redis.client.set("zip:docs:good", corrupt))
+      assertSame(yield* Docs.get("good"), Option.none())
+      assert.strictEqual(yield* Effect.promise(() => redis.client.exists("zip:docs:good")), 0)
+    }).pipe(Effect.provide(layerWith({ compressAbove: 1024, maxValueBytes: 1_000_000 }))))
 })
 
 describe("RedisStore on a server of its own", () => {

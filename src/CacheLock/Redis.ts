@@ -47,6 +47,8 @@ import * as RedisStore from "../CacheStore/Redis.js"
 export interface Options {
   /** The largest value the release script writes, in bytes; as the Redis store's `maxValueBytes`. Default 16 MiB. */
   readonly maxValueBytes?: number | undefined
+  /** Values above this many bytes are written deflated; as the Redis store's `compressAbove`. Default 16 KiB. */
+  readonly compressAbove?: number | false | undefined
 }
 
 /** The prefix of the error the release script replies with when Redis refused the holder's write. */
@@ -294,7 +296,7 @@ export const make = (options: Options = {}): Effect.Effect<CacheLock.CacheLock, 
         const px = RedisStore.pxArgument(write.value.ttl)
         // A ttl of zero or less stores nothing and removes what was there, as in the store.
         if (px === "-") return send("1", "", px)
-        const value = RedisStore.argument("set", lease.key, write.value.value, maxValueBytes)
+        const value = RedisStore.argument("set", lease.key, write.value.value, maxValueBytes, options.compressAbove ?? RedisStore.defaultCompressAbove)
         // A value too large to store still releases the lock (so waiters are not held up) and, as in the
         // store, drops the old value so that no stale value outlives the refused write.
         if (value instanceof StoreError) return Effect.zipRight(send("1", "", "-"), Effect.fail(value))

@@ -17,6 +17,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type { Cluster, Redis as IORedis } from "ioredis"
+import { deflateRawSync, inflateRawSync } from "node:zlib"
 import * as CacheBus from "../CacheBus.js"
 import * as CacheEntry from "../CacheEntry.js"
 import { StoreError } from "../CacheError.js"
@@ -43,7 +44,16 @@ export interface Options {
   readonly maxValueBytes?: number | undefined
   /** How many keys one `SCAN` step asks for during `clear`. Default 1,000. */
   readonly scanCount?: number | undefined
+  /**
+   * Values whose serialized body is larger than this many bytes are sent deflated (raw DEFLATE,
+   * level 1, flagged in the entry's header) when that makes them smaller, and inflated on read;
+   * `false` never compresses. Reading works either way. Default 16 KiB.
+   */
+  readonly compressAbove?: number | false | undefined
 }
+
+/** @internal Bodies above this many bytes are compressed unless a store or lock says otherwise. */
+export const defaultCompressAbove = 16 * 1024
 
 const storeName = "redis"
 
@@ -87,14 +97,37 @@ export const argument = (
   operation: StoreError["operation"],
   key: string,
   stored: CacheEntry.Stored,
-  limit: number
+  limit: number,
+  compressAbove: number | false = defaultCompressAbove
 ): StoreError | Buffer => {
   const value = CacheStore.isLive(stored) ? CacheEntry.envelopeOf(stored) : stored
   if (value === undefined) {
     return new StoreError({ reason: "Backend", operation, key, store: storeName, cause: "a live entry cannot be sent to Redis" })
   }
   if (value.length > limit) return tooLarge(operation, key, value.length, limit)
-  return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength)
+  const bytes = Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength)
+  if (compressAbove === false || bytes.length <= compressAbove) return bytes
+  const packed = CacheEntry.withBody(bytes, true, (body) => body.length > compressAbove ? deflateRawSync(body, { level: 1 }) : body)
+  return packed !== undefined && packed.length < bytes.length ? packed as Buffer : bytes
+}
+
+/**
+ * @internal
+ * What a read of `key` returned, as the cache reads it: a compressed body inflated (at most `limit`
+ * bytes, else `"TooLarge"`; a body that does not inflate is handed on as it is, so the cache reads it
+ * as a miss and heals it).
+ */
+export const unpacked = (operation: StoreError["operation"], key: string, value: Buffer, limit: number): StoreError | Buffer => {
+  if (value.length > limit) return tooLarge(operation, key, value.length, limit)
+  if (!CacheEntry.isCompressed(value)) return value
+  try {
+    return CacheEntry.withBody(value, false, (body) => inflateRawSync(body, { maxOutputLength: limit })) as Buffer ?? value
+  } catch (cause) {
+    if ((cause as { code?: unknown }).code === "ERR_BUFFER_TOO_LARGE" || cause instanceof RangeError) {
+      return tooLarge(operation, key, limit + 1, limit)
+    }
+    return value
+  }
 }
 
 /**
@@ -486,6 +519,7 @@ const chunks = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray<A
 export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore, never, Redis.Redis> =>
   Effect.flatMap(Effect.zip(Redis.Redis, busOrigin), ([{ client, isCluster }, origin]) => {
     const maxValueBytes = options.maxValueBytes ?? defaultMaxValueBytes
+    const compressAbove = options.compressAbove ?? defaultCompressAbove
     const scanCount = options.scanCount ?? 1_000
     const scripts = defineWriteScripts(client)
     const commandTimeout = commandTimeoutOf(client, isCluster)
@@ -499,12 +533,11 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore
     const call = <A>(operation: StoreError["operation"], key: string | undefined, run: () => Promise<A>) =>
       Effect.tryPromise({ try: whole(run), catch: (cause) => failure(operation, key, cause) })
 
-    const received = (operation: StoreError["operation"], key: string, value: Buffer | null) =>
-      value === null
-        ? Effect.succeedNone
-        : value.length > maxValueBytes
-        ? Effect.fail(tooLarge(operation, key, value.length, maxValueBytes))
-        : Effect.succeed(Option.some<CacheEntry.Stored>(value))
+    const received = (operation: StoreError["operation"], key: string, value: Buffer | null) => {
+      if (value === null) return Effect.succeedNone
+      const bytes = unpacked(operation, key, value, maxValueBytes)
+      return bytes instanceof StoreError ? Effect.fail(bytes) : Effect.succeed(Option.some<CacheEntry.Stored>(bytes))
+    }
 
     // Concurrent gets go out together: one MGET per hash slot, each caller answered with its own key's
     // outcome. A lone get is a GET (no reply array to build).
@@ -601,7 +634,7 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore
         // A removal: as a delete (its tombstone, its bus message).
         return operation === "add" ? Effect.succeed(-1) : Effect.as(deleteAll(operation, [key]), 0)
       }
-      const body = argument(operation, key, value, maxValueBytes)
+      const body = argument(operation, key, value, maxValueBytes, compressAbove)
       if (body instanceof StoreError) return refuse(operation, key, body)
       return Effect.map(
         write(operation, key, wait, (deadline) =>
@@ -647,10 +680,13 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore
             const out = new Array<Option.Option<CacheEntry.Stored>>(keys.length)
             for (const group of groups) {
               for (const [index, value] of group) {
-                if (value !== null && value.length > maxValueBytes) {
-                  return Effect.fail(tooLarge("getMany", keys[index]!, value.length, maxValueBytes))
+                if (value === null) {
+                  out[index] = Option.none()
+                  continue
                 }
-                out[index] = value === null ? Option.none() : Option.some(value)
+                const bytes = unpacked("getMany", keys[index]!, value, maxValueBytes)
+                if (bytes instanceof StoreError) return Effect.fail(bytes)
+                out[index] = Option.some(bytes)
               }
             }
             return Effect.succeed(out)
@@ -661,7 +697,7 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore
         if (entries.length === 0) return Effect.void
         const bodies: Array<Buffer> = []
         for (const entry of entries) {
-          const body = argument("setMany", entry.key, entry.value, maxValueBytes)
+          const body = argument("setMany", entry.key, entry.value, maxValueBytes, compressAbove)
           if (body instanceof StoreError) return refuse("setMany", entry.key, body)
           bodies.push(body)
         }

@@ -132,6 +132,12 @@ describe("RedisStore compression", () => {
       yield* Effect.promise(() => redis.client.set("zip:docs:good", corrupt))
       assertSame(yield* Docs.get("good"), Option.none())
       assert.strictEqual(yield* Effect.promise(() => redis.client.exists("zip:docs:good")), 0)
+      // One bit flipped inside the compressed stream: the checksum catches what inflating alone would not.
+      yield* Docs.set("flipped", "z".repeat(3_000) + "abcdefghij".repeat(500))
+      const packed = Buffer.from((yield* Effect.promise(() => redis.client.getBuffer("zip:docs:flipped")))!)
+      packed[packed.length - 12]! ^= 0x10
+      yield* Effect.promise(() => redis.client.set("zip:docs:flipped", packed))
+      assertSame(yield* Docs.get("flipped"), Option.none())
     }).pipe(Effect.provide(layerWith({ compressAbove: 1024, maxValueBytes: 1_000_000 }))))
 })
 

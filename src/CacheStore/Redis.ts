@@ -17,7 +17,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type { Cluster, Redis as IORedis } from "ioredis"
-import { deflateRawSync, inflateRawSync } from "node:zlib"
+import { deflateSync, inflateSync } from "node:zlib"
 import * as CacheBus from "../CacheBus.js"
 import * as CacheEntry from "../CacheEntry.js"
 import { StoreError } from "../CacheError.js"
@@ -45,8 +45,9 @@ export interface Options {
   /** How many keys one `SCAN` step asks for during `clear`. Default 1,000. */
   readonly scanCount?: number | undefined
   /**
-   * Values whose serialized body is larger than this many bytes are sent deflated (raw DEFLATE,
-   * level 1, flagged in the entry's header) when that makes them smaller, and inflated on read;
+   * Values whose serialized body is larger than this many bytes are sent deflated (zlib: DEFLATE with
+   * an Adler-32 checksum, level 1, flagged in the entry's header) when that makes them smaller, and
+   * inflated on read (a body that fails its checksum is a miss that heals);
    * `false` never compresses. Reading works either way. Default 16 KiB.
    */
   readonly compressAbove?: number | false | undefined
@@ -107,7 +108,7 @@ export const argument = (
   if (value.length > limit) return tooLarge(operation, key, value.length, limit)
   const bytes = Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength)
   if (compressAbove === false || bytes.length <= compressAbove) return bytes
-  const packed = CacheEntry.withBody(bytes, true, (body) => body.length > compressAbove ? deflateRawSync(body, { level: 1 }) : body)
+  const packed = CacheEntry.withBody(bytes, true, (body) => body.length > compressAbove ? deflateSync(body, { level: 1 }) : body)
   return packed !== undefined && packed.length < bytes.length ? packed as Buffer : bytes
 }
 
@@ -121,10 +122,16 @@ export const unpacked = (operation: StoreError["operation"], key: string, value:
   if (value.length > limit) return tooLarge(operation, key, value.length, limit)
   if (!CacheEntry.isCompressed(value)) return value
   try {
-    return CacheEntry.withBody(value, false, (body) => inflateRawSync(body, { maxOutputLength: limit })) as Buffer ?? value
+    return CacheEntry.withBody(value, false, (body) => inflateSync(body, { maxOutputLength: limit })) as Buffer ?? value
   } catch (cause) {
     if ((cause as { code?: unknown }).code === "ERR_BUFFER_TOO_LARGE" || cause instanceof RangeError) {
-      return tooLarge(operation, key, limit + 1, limit)
+      return new StoreError({
+        reason: "TooLarge",
+        operation,
+        key,
+        store: storeName,
+        cause: `the compressed value inflates past the ${limit}-byte limit`
+      })
     }
     return value
   }
@@ -539,19 +546,18 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore
       return bytes instanceof StoreError ? Effect.fail(bytes) : Effect.succeed(Option.some<CacheEntry.Stored>(bytes))
     }
 
-    // Concurrent gets go out together: one MGET per hash slot, each caller answered with its own key's
-    // outcome. A lone get is a GET (no reply array to build).
-    const mget = whole((keys: ReadonlyArray<string>) =>
-      keys.length === 1
-        ? client.getBuffer(keys[0]!).then((value) => [value])
-        : client.mgetBuffer(...keys)
-    )
+    // Concurrent gets go out together as one MGET, each caller answered with its own key's outcome; a
+    // lone get is a GET (no reply array to build). Not on a Cluster: keys rarely share a slot there,
+    // and during a slot migration a multi-key read is refused (TRYAGAIN) where a GET follows the ASK.
+    const mget = (keys: ReadonlyArray<string>) =>
+      keys.length === 1 ? client.getBuffer(keys[0]!).then((value) => [value]) : client.mgetBuffer(...keys)
     const reads = ReadBatch.make<Option.Option<CacheEntry.Stored>, StoreError>({
       maxKeys: readBatchKeys,
-      groupOf: isCluster ? slotOf : () => 0,
+      groupOf: () => 0,
       read: (keys) => mget(keys).then((values) => keys.map((key, i) => received("get", key, values[i] ?? null))),
       failure: (key, cause) => Effect.fail(failure("get", key, cause))
     })
+    const getOne = (key: string) => Effect.flatMap(call("get", key, () => client.getBuffer(key)), (value) => received("get", key, value))
 
     /** Drops a key whose new value was refused, so no stale value outlives the write. */
     const refuse = (operation: StoreError["operation"], key: string, error: StoreError) =>
@@ -663,7 +669,7 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore
         assignsVersions: true,
         operationBound: commandTimeout === undefined ? undefined : Duration.millis(commandTimeout)
       },
-      get: reads.get,
+      get: isCluster ? getOne : reads.get,
       getMany: (keys) =>
         keys.length === 0 ? Effect.succeed([]) : Effect.flatMap(
           Effect.forEach(

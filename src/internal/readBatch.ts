@@ -52,7 +52,13 @@ export const make = <A, E>(options: {
       else keys.push(key)
     }
     for (const keys of groups.values()) {
-      options.read(keys).then(
+      let reading: Promise<ReadonlyArray<Effect.Effect<A, E>>>
+      try {
+        reading = options.read(keys)
+      } catch (cause) {
+        reading = Promise.reject(cause)
+      }
+      reading.then(
         (outcomes) => {
           for (let i = 0; i < keys.length; i++) answer(batch.get(keys[i]!)!, outcomes[i]!)
         },

@@ -76,9 +76,11 @@ export interface CacheFailure<F, FI> extends Compile.CacheFailure<F, FI> {}
 export interface Definition<K, A, Id = Cache.Cache, X = never> extends Model.Definition<K, A, Id, X> {}
 
 /**
- * A typed region of a cache, keys `K`, values `A`, served by the cache tagged `Id`. Its direct
- * operations (`get`, `getMany`, `set`, `setMany`, `add`, `has`, `invalidate`, `invalidateMany`) are the
- * `Cache.*` accessors bound to this keyspace; `clear` removes every entry of the keyspace.
+ * A typed region of a cache, keys `K`, values `A`, served by the cache tagged `Id`; `X` is what its
+ * producers may fail with beyond their own errors (`ProducerTimeoutError` with a `hardTimeout`, the
+ * cached failure's type with `cacheFailure`). Its direct operations (`get`, `getStale`, `getMany`,
+ * `set`, `setMany`, `add`, `has`, `invalidate`, `invalidateMany`, `invalidateWhere`) are the `Cache.*`
+ * accessors bound to this keyspace; `clear` removes every entry of the keyspace.
  *
  * @example
  * ```ts

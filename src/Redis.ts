@@ -247,10 +247,17 @@ export const clientOptions = (options: Options): RedisOptions => {
     autoResendUnfulfilledCommands: false,
     retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 10), maxDelay),
     enableAutoPipelining: options.autoPipelining ?? true,
+    // The lock's scripts go out at once: an auto-pipelined command waits for the next tick, which
+    // comes only after every fiber the run has just answered has resumed, so a release (and the
+    // wake-up of the other instances' waiters it publishes) would wait for all of them.
+    autoPipeliningIgnoredCommands: lockScripts,
     ...(options.password === undefined ? {} : { password: Redacted.value(options.password) }),
     ...options.redisOptions
   }
 }
+
+/** The lock's scripts, as ioredis names them (their defined names): sent at once, never auto-pipelined. */
+const lockScripts = ["cachekitLockRelease", "cachekitLockExtend"]
 
 const connect = (options: Options): Redis => {
   const redisOptions = clientOptions(options)
@@ -259,6 +266,7 @@ const connect = (options: Options): Redis => {
       redisOptions,
       enableOfflineQueue: false,
       enableAutoPipelining: redisOptions.enableAutoPipelining ?? true,
+      autoPipeliningIgnoredCommands: redisOptions.autoPipeliningIgnoredCommands ?? lockScripts,
       clusterRetryStrategy: redisOptions.retryStrategy!
     }
     return { client: new Cluster(options.cluster.map((node) => ({ ...node })), clusterOptions), isCluster: true }

@@ -732,7 +732,9 @@ export const set: Model.AccessorOf<"set"> = Operations.accessors.set
 export const setMany: Model.AccessorOf<"setMany"> = Operations.accessors.setMany
 
 /**
- * Stores a value only if the key has no entry; succeeds with `true` when it stored.
+ * Stores a value only if the key has no entry; succeeds with `true` when it stored. An entry still
+ * stored but not servable (stale within grace, invalidated by a tag, a cached failure) counts as one
+ * until it expires or is removed.
  *
  * @example
  * ```ts

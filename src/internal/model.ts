@@ -230,7 +230,11 @@ export interface Operations<K, A> {
     entries: Iterable<readonly [K, A]>,
     options?: WriteOptions<A>
   ) => Effect.Effect<void, InvalidKeyError | StoreError | CodecError>
-  /** Stores the value only if the key has no entry; `true` when it stored. */
+  /**
+   * Stores the value only if the key holds no entry; `true` when it stored. An entry still stored but
+   * not servable (stale within grace, invalidated by a tag, a cached failure) counts as one until it
+   * expires or is removed.
+   */
   readonly add: (key: K, value: A, options?: WriteOptions<A>) => Effect.Effect<boolean, InvalidKeyError | StoreError | CodecError>
   /**
    * Whether the key holds an entry `get` would return: fresh, not a cached failure, not invalidated by

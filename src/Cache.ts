@@ -891,23 +891,7 @@ export const invalidateTags = (tags: Iterable<string>): Effect.Effect<void, Inva
  * @since 0.1.0
  * @category accessors
  */
-export const getOrSet: <
-  K,
-  A,
-  Id,
-  X,
-  E,
-  R,
-  M extends CacheLock.Mode = "at-least-once",
-  T extends Duration.DurationInput | undefined = undefined,
-  F = never,
-  FI = never
->(
-  keyspace: Model.Definition<K, A, Id, X>,
-  key: K,
-  produce: Effect.Effect<A, E, R>,
-  options?: GetOrSetOptions<A, M, T, F, FI>
-) => Effect.Effect<A, E | X | F | LockErrorOf<M> | TimeoutErrorOf<T>, R | Id> = Operations.getOrSetAccessor
+export const getOrSet: Model.GetOrSetAccessor = Operations.getOrSetAccessor
 
 /**
  * Removes every entry of the default cache's namespace (a prefix scan, never a blocking command);

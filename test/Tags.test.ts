@@ -213,3 +213,16 @@ describe("tags: the edges", () => {
       assertSame(yield* Effect.provide(Members.get(1), context), Option.none())
     }).pipe(Effect.scoped))
 })
+
+describe("tags: the memory store's bound", () => {
+  it.effect("past 100,000 invalidated tags the oldest fold into a floor: entries written before it count as invalidated, later ones do not", () =>
+    Effect.gen(function*() {
+      const Plain = Keyspace.make({ name: "plain", key: CacheKey.number, value: Schema.Number, tags: (id) => [`t${id}`] })
+      yield* Plain.set(1, 1)
+      // 100,001 tags: "t0" (never on an entry) is the oldest and folds into the floor.
+      yield* Cache.invalidateTags(Array.from({ length: 100_001 }, (_, i) => i === 0 ? "t0" : `other${i}`))
+      assertSame(yield* Plain.get(1), Option.none(), "written before the floor, its own tag forgotten: invalidated all the same")
+      yield* Plain.set(2, 2)
+      assertSame(yield* Plain.get(2), Option.some(2), "written after the floor: valid")
+    }).pipe(Effect.provide(Cache.layerMemory())))
+})

@@ -4,7 +4,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { EventEmitter } from "node:events"
-import { Effect, Exit, Fiber, Option } from "effect"
+import { Effect, Exit, Fiber, FiberId, Option, Scheduler } from "effect"
 import * as Redis from "../src/Redis.js"
 import * as Coalesce from "../src/internal/coalesce.js"
 import * as ReadBatch from "../src/internal/readBatch.js"
@@ -86,6 +86,23 @@ describe("read batch", () => {
       assert.isTrue(calls.every((keys) => keys.length <= 3))
       const second = yield* batch.get("x")
       assert.strictEqual(second, "value of x")
+    }))
+
+  it.live("a key whose every caller left before the batch went out is not read", () =>
+    Effect.gen(function*() {
+      const { batch, calls } = recorded()
+      // Run on a scheduler flushed by hand: both callers join the open batch and one leaves, all before
+      // the batch goes out at the end of this burst of work.
+      const scheduler = new Scheduler.SyncScheduler()
+      const staying = yield* Effect.sync(() => {
+        const leaving = Effect.runFork(batch.get("gone"), { scheduler, immediate: true })
+        const staying = Effect.runFork(batch.get("kept"), { scheduler, immediate: true })
+        leaving.unsafeInterruptAsFork(FiberId.none)
+        scheduler.flush()
+        return staying
+      })
+      assert.strictEqual(yield* Fiber.join(staying), "value of kept")
+      assert.deepStrictEqual(calls, [["kept"]])
     }))
 
   it.live("an interrupted caller leaves; the others of its batch, and of its key, still get their values", () =>

@@ -12,9 +12,9 @@ import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Metrics from "./metrics.js"
+import { firstLine } from "./report.js"
 import type { Definition, RefreshOptions, WarmUpOptions } from "./model.js"
 
-const firstLine = (cause: Cause.Cause<unknown>) => Cause.pretty(cause).split("\n")[0]
 
 /**
  * Fills the cache with `produce` for each key on start (through `getOrSet`: a key already cached is

@@ -31,6 +31,7 @@ import type * as CacheLock from "../CacheLock.js"
 import * as CacheEntry from "../CacheEntry.js"
 import * as CacheStore from "../CacheStore.js"
 import { absorb, type Engine } from "./engine.js"
+import { firstLine } from "./report.js"
 import { isInvalidKey, storeKey } from "./keys.js"
 import { withCallPolicy } from "./keyspace.js"
 import type { CallOptions, Definition } from "./model.js"
@@ -133,27 +134,22 @@ const refreshEagerly = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect
   Effect.clockWith((clock) => {
     const { engine, key, keyspace } = run
     if (engine.flights.has(flightKeyOf(run)) || engine.flights.has(key)) return Effect.void
-    const until = engine.backoff.get(key)
-    if (until !== undefined && clock.unsafeCurrentTimeMillis() < until) return Effect.void
+    if (isBackingOff(engine, key, clock.unsafeCurrentTimeMillis())) return Effect.void
     const failed = (cause: Cause.Cause<unknown>) =>
-      Effect.clockWith((clock) => {
-        backOff(engine, key, clock.unsafeCurrentTimeMillis() + keyspace.graceBackoffMillis)
+      backOffAfter(run, "eager", () => {
         engine.bindingOf(keyspace).counters.refreshFailures()
-        return engine.report.warn(
-          `${keyspace.name}\u0000eager`,
-          { keyspace: keyspace.name, operation: "getOrSet" },
-          () =>
-            `the eager refresh of "${engine.report.key(key)}" failed (${Cause.pretty(cause).split("\n")[0]}); the old value stays, next try in ${keyspace.graceBackoffMillis} ms at the earliest`
-        )
+        return `the eager refresh of "${engine.report.key(key)}" failed (${firstLine(cause)}); the old value stays, next try in ${keyspace.graceBackoffMillis} ms at the earliest`
       })
     return Effect.asVoid(Effect.forkDaemon(Effect.catchAllCause(guard(run), failed)))
   })
 
+/** A call's own timeout, else its keyspace's. */
+const timeoutOf = (own: Duration.DurationInput | undefined, keyspace: Duration.Duration | undefined) =>
+  own === undefined ? keyspace : Duration.decode(own)
+
 /** The hard timeout of a call: its own, else its keyspace's. */
-const hardTimeoutOf = <K, A, Id>(keyspace: Definition<K, A, Id, unknown>, options: CallOptions<A> | undefined) => {
-  const input = options?.hardTimeout
-  return input === undefined ? keyspace.hardTimeout : Duration.decode(input)
-}
+const hardTimeoutOf = <K, A, Id>(keyspace: Definition<K, A, Id, unknown>, options: CallOptions<A> | undefined) =>
+  timeoutOf(options?.hardTimeout, keyspace.hardTimeout)
 
 /** A producer run without the cache (an invalid key, neither read nor write), still within the hard timeout. */
 const bounded = <A, E, R>(produce: Effect.Effect<A, E, R>, hard: Duration.Duration | undefined, key: string) =>
@@ -245,12 +241,7 @@ const backingOff = <K, A, Id, X, E, R>(
   otherwise: () => Effect.Effect<A | X, E, R>
 ): Effect.Effect<A | X, E, R> =>
   Effect.clockWith((clock) => {
-    const until = engine.backoff.get(key)
-    if (until === undefined) return otherwise()
-    if (clock.unsafeCurrentTimeMillis() >= until) {
-      engine.backoff.delete(key)
-      return otherwise()
-    }
+    if (!isBackingOff(engine, key, clock.unsafeCurrentTimeMillis())) return otherwise()
     const value = staleValue(keyspace, stale)
     if (value === undefined) return otherwise()
     engine.bindingOf(keyspace).counters.staleServed()
@@ -263,8 +254,7 @@ const backingOff = <K, A, Id, X, E, R>(
  * (one run, under the lock, its value stored) whether or not anyone still waits for it.
  */
 const softly = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect<A, E | LockError, R> => {
-  const input = run.options?.softTimeout
-  const soft = input === undefined ? run.keyspace.softTimeout : Duration.decode(input)
+  const soft = timeoutOf(run.options?.softTimeout, run.keyspace.softTimeout)
   if (soft === undefined) return guard(run)
   const stale = staleValue(run.keyspace, run.stale)
   if (stale === undefined) return guard(run)
@@ -285,11 +275,32 @@ const softly = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect<A, E | 
 /** How many keys' backoffs are remembered at most (oldest out: that key's producer may run sooner). */
 const maxBackoffs = 10_000
 
-/** Backs a key off until `until` (the Clock's time). */
-const backOff = (engine: Engine, key: string, until: number): void => {
+/** Whether a key's producer is backed off at `now` (the Clock's time); an ended backoff is forgotten. */
+const isBackingOff = (engine: Engine, key: string, now: number): boolean => {
+  const until = engine.backoff.get(key)
+  if (until === undefined) return false
+  if (now < until) return true
   engine.backoff.delete(key)
-  engine.backoff.set(key, until)
-  if (engine.backoff.size > maxBackoffs) engine.backoff.delete(engine.backoff.keys().next().value!)
+  return false
+}
+
+/**
+ * After a failed run of a key's producer: the key is backed off for `graceBackoff` (on the Clock), and
+ * the failure logged at a bounded rate (`message` also counts it).
+ */
+const backOffAfter = <K, A, Id, E, R>(
+  run: Run<K, A, Id, E, R>,
+  kind: string,
+  message: () => string
+): Effect.Effect<void> => {
+  const { engine, key, keyspace } = run
+  return Effect.clockWith((clock) => {
+    engine.backoff.delete(key)
+    engine.backoff.set(key, clock.unsafeCurrentTimeMillis() + keyspace.graceBackoffMillis)
+    if (engine.backoff.size > maxBackoffs) engine.backoff.delete(engine.backoff.keys().next().value!)
+    const line = message()
+    return engine.report.warn(`${keyspace.name}\u0000${kind}`, { keyspace: keyspace.name, operation: "getOrSet" }, () => line)
+  })
 }
 
 /**
@@ -298,15 +309,9 @@ const backOff = (engine: Engine, key: string, until: number): void => {
  */
 const servedStale = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, cause: Cause.Cause<unknown>): Effect.Effect<void> => {
   const { engine, key, keyspace } = run
-  return Effect.clockWith((clock) => {
-    backOff(engine, key, clock.unsafeCurrentTimeMillis() + keyspace.graceBackoffMillis)
+  return backOffAfter(run, "stale", () => {
     engine.bindingOf(keyspace).counters.staleServed()
-    return engine.report.warn(
-      `${keyspace.name}\u0000stale`,
-      { keyspace: keyspace.name, operation: "getOrSet" },
-      () =>
-        `the producer of "${engine.report.key(key)}" failed (${Cause.pretty(cause).split("\n")[0]}); serving its stale value for ${keyspace.graceBackoffMillis} ms before trying again`
-    )
+    return `the producer of "${engine.report.key(key)}" failed (${firstLine(cause)}); serving its stale value for ${keyspace.graceBackoffMillis} ms before trying again`
   })
 }
 
@@ -330,7 +335,7 @@ const produced = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, value: A | Failed): 
     engine.report.warn(
       `${keyspace.name}\u0000onProduced`,
       { keyspace: keyspace.name, operation: "getOrSet" },
-      () => `an onProduced hook failed (${Cause.pretty(cause).split("\n")[0]}); the value was stored all the same`
+      () => `an onProduced hook failed (${firstLine(cause)}); the value was stored all the same`
     ))
 }
 
@@ -448,24 +453,26 @@ const acquire = <K, A, Id, E, R>(
   )
 }
 
+/** What a run holding the lease answers, and what its release stores. */
+interface Holding<A> {
+  readonly value: A | Failed
+  readonly write: Option.Option<CacheLock.Write>
+}
+
 /** Holding the lease: read again, produce (the watchdog extends the lease meanwhile), plan the write. */
 const holding = <K, A, Id, E, R>(
   run: Run<K, A, Id, E, R>,
   lock: CacheLock.CacheLock,
   lease: CacheLock.Lease
-): Effect.Effect<{ readonly ran: boolean; readonly value: A | Failed; readonly write: Option.Option<CacheLock.Write> }, E, R> =>
+): Effect.Effect<Holding<A>, E, R> =>
   Effect.flatMap(reread(run, true), (found) => {
-    if (Option.isSome(found)) return Effect.succeed({ ran: false, value: found.value, write: Option.none() })
+    if (Option.isSome(found)) return Effect.succeed({ value: found.value, write: Option.none() })
     return Effect.flatMap(Effect.fork(watchdog(run, lock, lease)), (fiber) =>
       produceSince(
         run,
-        (value, since) => Effect.map(planWrite(run, value, since), (write) => ({ ran: true, value, write })),
+        (value, since) => Effect.map(planWrite(run, value, since), (write): Holding<A> => ({ value, write })),
         // The stale value was served: nothing to store; the lock is released.
-        (stale): { readonly ran: boolean; readonly value: A | Failed; readonly write: Option.Option<CacheLock.Write> } => ({
-          ran: false,
-          value: stale,
-          write: Option.none()
-        })
+        (stale): Holding<A> => ({ value: stale, write: Option.none() })
       ).pipe(
         Effect.ensuring(Fiber.interrupt(fiber))
       ))

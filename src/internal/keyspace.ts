@@ -170,8 +170,7 @@ const failurePolicy = <F, FI>(
     ttl: Duration.decode(policy.ttl),
     matches,
     encode: syncFirst(Schema.encodeEither(codec), Schema.encode(codec)),
-    decodeNow: Schema.decodeUnknownEither(codec),
-    decode: Schema.decodeUnknown(codec)
+    decodeNow: Schema.decodeUnknownEither(codec)
   }
 }
 
@@ -190,7 +189,7 @@ const keyTagsOf = (fields: ReadonlyArray<string> | undefined): ReadonlyArray<str
 }
 
 /** A fraction of the ttl after which a hit refreshes, checked. */
-export const eagerRefreshOf = (value: number | undefined): number | undefined => fraction("eagerRefresh", value)
+const eagerRefreshOf = (value: number | undefined): number | undefined => fraction("eagerRefresh", value)
 
 export const make = <K, A, I, Id, F, FI, T extends Duration.DurationInput | undefined>(
   options: Options<K, A, I, Id, F, FI, T>,

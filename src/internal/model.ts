@@ -33,8 +33,8 @@ export interface FailurePolicy {
   /** Whether a producer's typed failure is one to cache. */
   readonly matches: (failure: unknown) => boolean
   readonly encode: (failure: unknown) => Effect.Effect<string | Uint8Array, ParseResult.ParseError>
+  /** Decodes a stored failure synchronously (one that needs async decoding is not served). */
   readonly decodeNow: (body: string | Uint8Array) => Either.Either<unknown, ParseResult.ParseError>
-  readonly decode: (body: string | Uint8Array) => Effect.Effect<unknown, ParseResult.ParseError>
 }
 
 /**
@@ -284,6 +284,25 @@ export type GetOrSet<K, A, Id, X = never> = <
   F = never,
   FI = never
 >(
+  key: K,
+  produce: Effect.Effect<A, E, R>,
+  options?: GetOrSetOptions<A, M, T, F, FI>
+) => Effect.Effect<A, E | X | F | LockErrorOf<M> | TimeoutErrorOf<T>, R | Id>
+
+/** `getOrSet` on any keyspace, its cache read from context (`Cache.getOrSet`). */
+export type GetOrSetAccessor = <
+  K,
+  A,
+  Id,
+  X,
+  E,
+  R,
+  M extends CacheLock.Mode = "at-least-once",
+  T extends Duration.DurationInput | undefined = undefined,
+  F = never,
+  FI = never
+>(
+  keyspace: Definition<K, A, Id, X>,
   key: K,
   produce: Effect.Effect<A, E, R>,
   options?: GetOrSetOptions<A, M, T, F, FI>

@@ -3,12 +3,10 @@
  * the cache service's methods, the `Cache.*` accessors and the keyspace handle are derived from this
  * table, so adding an operation means adding one row.
  */
-import type * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { InvalidKeyError, type StoreError } from "../CacheError.js"
-import type * as CacheLock from "../CacheLock.js"
 import * as CacheStore from "../CacheStore.js"
 import * as Background from "./background.js"
 import type { Engine } from "./engine.js"
@@ -18,16 +16,14 @@ import type {
   AccessorOf,
   Definition,
   GetOrSet,
-  GetOrSetOptions,
+  GetOrSetAccessor,
   HandleMethods,
-  LockErrorOf,
   Memoize,
   Operation,
   Operations,
   RefreshEvery,
   Service,
   ServiceMethods,
-  TimeoutErrorOf,
   WarmUp,
   WithRequirement
 } from "./model.js"
@@ -199,24 +195,8 @@ export const accessors: { readonly [Op in Operation]: AccessorOf<Op> } = Object.
 ) as never
 
 /** `getOrSet` on the cache a keyspace names, read from context. */
-export const getOrSetAccessor = <
-  K,
-  A,
-  Id,
-  X,
-  E,
-  R,
-  M extends CacheLock.Mode = "at-least-once",
-  T extends Duration.DurationInput | undefined = undefined,
-  F = never,
-  FI = never
->(
-  keyspace: Definition<K, A, Id, X>,
-  key: K,
-  produce: Effect.Effect<A, E, R>,
-  options?: GetOrSetOptions<A, M, T, F, FI>
-): Effect.Effect<A, E | X | F | LockErrorOf<M> | TimeoutErrorOf<T>, R | Id> =>
-  Effect.flatMap(keyspace.cache as Context.Tag<Id, Service>, (cache) => cache.getOrSet(keyspace, key, produce, options))
+export const getOrSetAccessor: GetOrSetAccessor = (keyspace, key, produce, options) =>
+  Effect.flatMap(keyspace.cache, (cache) => cache.getOrSet(keyspace, key, produce, options))
 
 /** The keyspace handle: the table's operations bound to one keyspace, plus `clear`, `getOrSet` and `memoize`. */
 export const makeHandle = <K, A, Id, X>(keyspace: Definition<K, A, Id, X>): HandleMethods<K, A, Id> & {

@@ -55,9 +55,6 @@ const isDue = <K, A, Id>(keyspace: Definition<K, A, Id, unknown>, header: CacheE
 const freshValue = <K, A, Id>(keyspace: Definition<K, A, Id, unknown>, header: CacheEntry.Header, value: A | Outcome, now: number): A | Outcome =>
   value instanceof Outcome || !isDue(keyspace, header, now) ? value : new Outcome("Due", undefined, undefined, value)
 
-/** The value of a read outcome that holds one (a fresh value due for an eager refresh). */
-export const dueValue = <A>(outcome: Outcome): A | undefined => outcome._tag === "Due" ? outcome.value as A : undefined
-
 /**
  * The value of a stale entry (past its ttl, within its grace), decoded now: `undefined` when it is not
  * one or cannot be decoded synchronously. Only `getOrSet` asks, once its producer failed.
@@ -193,9 +190,14 @@ const classifyRead = <K, A, Id>(
   const entry = CacheEntry.decode(stored)
   if (entry === undefined) return notAnEnvelope
   const found = classifyEntry(keyspace, entry, now, check, stored)
+  keepInMemory(local, key, entry, found, mark)
+  return found
+}
+
+/** A two-layer store's memory keeps what a read of the shared tier found servable (fresh, or due). */
+const keepInMemory = (local: CacheStore.Local, key: string, entry: CacheEntry.Decoded, found: unknown, mark: number): void => {
   if (!(found instanceof Outcome)) local.remember(key, CacheEntry.liveOf(entry, found), mark)
   else if (found._tag === "Due") local.remember(key, CacheEntry.liveOf(entry, found.value), mark)
-  return found
 }
 
 /**
@@ -308,7 +310,7 @@ const readStored = <K, A, Id>(
           return Effect.tap(settled, (value) => {
             if (value instanceof Outcome && value._tag !== "Due") return
             const entry = CacheEntry.decode(bytes)
-            if (entry !== undefined) local.remember(key, CacheEntry.liveOf(entry, value instanceof Outcome ? value.value : value), mark)
+            if (entry !== undefined) keepInMemory(local, key, entry, value, mark)
           })
         }))
   if (local === undefined) return read(0)

@@ -4,6 +4,7 @@
  * operation; and, when keys carry user data, keys replaced by a digest in errors and logs.
  */
 import { createHash } from "node:crypto"
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import { type CacheError, CodecError, InvalidKeyError, LockError, ProducerTimeoutError, StoreError } from "../CacheError.js"
 
@@ -37,6 +38,9 @@ export interface Reporter {
 }
 
 /** `app:users:42` → `app:users:#<digest>`: the namespace and keyspace stay readable. */
+/** The first line of a cause, as a log line quotes it. */
+export const firstLine = (cause: Cause.Cause<unknown>): string => Cause.pretty(cause).split("\n")[0]!
+
 export const digestKey = (key: string): string => {
   const first = key.indexOf(":")
   const second = first < 0 ? -1 : key.indexOf(":", first + 1)

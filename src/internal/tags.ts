@@ -47,11 +47,12 @@ export const wherePrefix = "\u0000"
 const controlCharacter = /[\u0000-\u001f\u007f-\u009f]/
 
 /** The longest tag accepted, in characters. */
-export const maxTagLength = 1024
+const maxTagLength = 1024
 
 /** Checks a user's tags: non-empty strings, at most 1,024 characters, no control characters. */
 export const validate = (operation: InvalidKeyError["operation"], tags: Iterable<string>): Array<string> | InvalidKeyError => {
   const out: Array<string> = []
+  const seen = new Set<string>()
   for (const tag of tags) {
     if (typeof tag !== "string" || tag.length === 0) {
       return new InvalidKeyError({ reason: "Encode", operation, cause: `a tag is a non-empty string, got ${JSON.stringify(tag)}` })
@@ -60,13 +61,16 @@ export const validate = (operation: InvalidKeyError["operation"], tags: Iterable
       return new InvalidKeyError({ reason: "TooLong", operation, key: tag.slice(0, 64), cause: `a tag is at most ${maxTagLength} characters` })
     }
     if (controlCharacter.test(tag)) return new InvalidKeyError({ reason: "ControlCharacter", operation, key: tag })
-    if (!out.includes(tag)) out.push(tag)
+    if (!seen.has(tag)) {
+      seen.add(tag)
+      out.push(tag)
+    }
   }
   return out
 }
 
 /** The internal key of a tag's marker. */
-export const keyOf = (namespace: string, tag: string): string =>
+const keyOf = (namespace: string, tag: string): string =>
   tag.startsWith(wherePrefix)
     ? CacheStore.internalKey(namespace, "where", tag.slice(wherePrefix.length))
     : CacheStore.internalKey(namespace, "tag", tag)

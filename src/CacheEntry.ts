@@ -369,6 +369,28 @@ export const decode = (bytes: Uint8Array): Decoded | undefined => {
 
 /**
  * @internal
+ * The hot path of a read: where the body starts in an envelope written under `fingerprint` that
+ * carries no tags, caches no failure, is not compressed and is fresh at `now` (and whose header holds
+ * together as {@link decode} requires); `-1` for anything else, which `decode` then reads in full.
+ * Allocates nothing.
+ */
+export const freshBodyAt = (bytes: Uint8Array, fingerprint: string, now: number): number => {
+  if (
+    bytes.length < fixedLength || bytes[0] !== magic0 || bytes[1] !== magic1 || bytes[2] !== formatVersion ||
+    (bytes[3]! & ~flagText) !== 0 || bytes[tagsOffset] !== 0 || bytes[tagsOffset + 1] !== 0
+  ) return -1
+  for (let i = 0; i < fingerprintLength; i++) {
+    if (bytes[fingerprintOffset + i] !== fingerprint.charCodeAt(i)) return -1
+  }
+  const buffer = asBuffer(bytes)
+  const freshUntil = buffer.readDoubleBE(freshOffset)
+  // `now < NaN` is false, so a NaN expiry is left to `decode` (which refuses it), as is a NaN version.
+  if (!(now < freshUntil) || !(buffer.readDoubleBE(staleOffset) >= freshUntil) || Number.isNaN(buffer.readDoubleBE(versionOffset))) return -1
+  return fixedLength
+}
+
+/**
+ * @internal
  * Writes `version` into an envelope in place (a store that assigns versions and keeps bytes).
  */
 export const stampVersion = (bytes: Uint8Array, version: number): void => {

@@ -249,15 +249,17 @@ export const clientOptions = (options: Options): RedisOptions => {
     enableAutoPipelining: options.autoPipelining ?? true,
     // The lock's scripts go out at once: an auto-pipelined command waits for the next tick, which
     // comes only after every fiber the run has just answered has resumed, so a release (and the
-    // wake-up of the other instances' waiters it publishes) would wait for all of them.
-    autoPipeliningIgnoredCommands: lockScripts,
+    // wake-up of the other instances' waiters it publishes) would wait for all of them. So does MGET:
+    // the cache already gathers a tick's reads into one (getMany, coalesced gets), and wrapping that one
+    // command in a pipeline of its own costs more than it saves.
+    autoPipeliningIgnoredCommands: sentAtOnce,
     ...(options.password === undefined ? {} : { password: Redacted.value(options.password) }),
     ...options.redisOptions
   }
 }
 
-/** The lock's scripts, as ioredis names them (their defined names): sent at once, never auto-pipelined. */
-const lockScripts = ["cachekitLockRelease", "cachekitLockExtend"]
+/** The commands sent at once, never auto-pipelined: the lock's scripts (by their defined names) and MGET. */
+const sentAtOnce = ["cachekitLockRelease", "cachekitLockExtend", "mget"]
 
 const connect = (options: Options): Redis => {
   const redisOptions = clientOptions(options)
@@ -266,7 +268,7 @@ const connect = (options: Options): Redis => {
       redisOptions,
       enableOfflineQueue: false,
       enableAutoPipelining: redisOptions.enableAutoPipelining ?? true,
-      autoPipeliningIgnoredCommands: redisOptions.autoPipeliningIgnoredCommands ?? lockScripts,
+      autoPipeliningIgnoredCommands: redisOptions.autoPipeliningIgnoredCommands ?? sentAtOnce,
       clusterRetryStrategy: redisOptions.retryStrategy!
     }
     return { client: new Cluster(options.cluster.map((node) => ({ ...node })), clusterOptions), isCluster: true }

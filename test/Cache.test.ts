@@ -61,7 +61,7 @@ const inFlightWhenSettled = Effect.flatMap(Cache.Cache, (cache) =>
 const bytes = (text: string) => new TextEncoder().encode(text)
 
 /** An envelope as a writer would store it: fresh for ever unless told otherwise. */
-const envelope = (fingerprint: string, body: string, header: Partial<CacheEntry.Header> = {}) =>
+const envelope = (fingerprint: string, body: string | Uint8Array, header: Partial<CacheEntry.Header> = {}) =>
   CacheEntry.encode(
     { fingerprint, version: 1, freshUntil: Infinity, staleUntil: Infinity, tags: [], isFailure: false, ...header },
     body
@@ -345,7 +345,9 @@ for (const [backend, layerFor] of backends) {
           // An envelope cut inside its header, one cut inside a tag, one whose times disagree.
           good.subarray(0, 20),
           envelope(Users.fingerprint, `{"id":1,"name":"x"}`, { tags: ["a-long-tag"] }).subarray(0, 47),
-          envelope(Users.fingerprint, `{"id":1,"name":"x"}`, { freshUntil: 2e12, staleUntil: 1e12 })
+          envelope(Users.fingerprint, `{"id":1,"name":"x"}`, { freshUntil: 2e12, staleUntil: 1e12 }),
+          // A sound, fresh header over a body that is not valid UTF-8.
+          envelope(Users.fingerprint, new Uint8Array([...new TextEncoder().encode(`{"id":1,"name":"`), 0xff, 0x22, 0x7d]))
         ]
         for (const entry of corrupt) {
           yield* store.set("corrupt:users:1", entry, undefined)
@@ -358,6 +360,13 @@ for (const [backend, layerFor] of backends) {
         assert.strictEqual(healed.name, "fresh")
         assert.strictEqual(Option.getOrThrow(yield* Users.get(1)).name, "fresh")
       }).pipe(provide("corrupt")))
+
+    it.effect("a stored value that holds U+FFFD itself reads back as written", () =>
+      Effect.gen(function*() {
+        yield* Users.set(7, new User({ id: 7, name: "a\uFFFDb\u00e9" }))
+        assert.strictEqual(Option.getOrThrow(yield* Users.get(7)).name, "a\uFFFDb\u00e9")
+        assert.strictEqual(Option.getOrThrow((yield* Users.getMany([7]))[0]!).name, "a\uFFFDb\u00e9")
+      }).pipe(provide("replacement")))
 
     it.effect("a value written under another schema version is a miss, not a wrongly shaped value", () =>
       Effect.gen(function*() {

@@ -670,34 +670,46 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore
         operationBound: commandTimeout === undefined ? undefined : Duration.millis(commandTimeout)
       },
       get: isCluster ? getOne : reads.get,
-      getMany: (keys) =>
-        keys.length === 0 ? Effect.succeed([]) : Effect.flatMap(
-          Effect.forEach(
-            groupBySlot(keys, isCluster),
-            (group) =>
-              Effect.map(
-                call("getMany", undefined, () => client.mgetBuffer(...group.map((i) => keys[i]!))),
-                (values) => group.map((index, j) => [index, values[j] ?? null] as const)
-              ),
-            { concurrency: "unbounded" }
-          ),
-          (groups) => {
-            // One pass, no effect per value: place each reply and check its size.
-            const out = new Array<Option.Option<CacheEntry.Stored>>(keys.length)
-            for (const group of groups) {
-              for (const [index, value] of group) {
-                if (value === null) {
-                  out[index] = Option.none()
-                  continue
-                }
-                const bytes = unpacked("getMany", keys[index]!, value, maxValueBytes)
-                if (bytes instanceof StoreError) return Effect.fail(bytes)
-                out[index] = Option.some(bytes)
-              }
+      getMany: (keys) => {
+        if (keys.length === 0) return Effect.succeed([])
+        // One pass, no effect per value: place each reply and check its size.
+        const place = (out: Array<Option.Option<CacheEntry.Stored>>, group: ReadonlyArray<number> | undefined, values: ReadonlyArray<Buffer | null>) => {
+          for (let j = 0; j < values.length; j++) {
+            const index = group === undefined ? j : group[j]!
+            const value = values[j] ?? null
+            if (value === null) {
+              out[index] = Option.none()
+              continue
             }
-            return Effect.succeed(out)
+            const bytes = unpacked("getMany", keys[index]!, value, maxValueBytes)
+            if (bytes instanceof StoreError) return bytes
+            out[index] = Option.some(bytes)
           }
-        ),
+          return undefined
+        }
+        const read = (group: ReadonlyArray<number> | undefined) =>
+          call("getMany", undefined, () => client.mgetBuffer(...(group === undefined ? keys : group.map((i) => keys[i]!))))
+        const settled = (out: Array<Option.Option<CacheEntry.Stored>>, refused: StoreError | undefined) =>
+          refused === undefined ? Effect.succeed(out) : Effect.fail(refused)
+        // A single server (or keys of one slot): one MGET, no fiber per group.
+        const groups = isCluster ? groupBySlot(keys, true) : undefined
+        if (groups === undefined || groups.length === 1) {
+          const group = groups?.[0]
+          return Effect.flatMap(read(group), (values) => {
+            const out = new Array<Option.Option<CacheEntry.Stored>>(keys.length)
+            return settled(out, place(out, group, values))
+          })
+        }
+        return Effect.flatMap(
+          Effect.forEach(groups, (group) => Effect.map(read(group), (values) => [group, values] as const), { concurrency: "unbounded" }),
+          (replies) => {
+            const out = new Array<Option.Option<CacheEntry.Stored>>(keys.length)
+            let refused: StoreError | undefined
+            for (const [group, values] of replies) refused ??= place(out, group, values)
+            return settled(out, refused)
+          }
+        )
+      },
       set: (key, value, ttl, wait, since) => Effect.asVoid(writeOne("set", key, value, ttl, wait, since)),
       setMany: (entries, wait) => {
         if (entries.length === 0) return Effect.void

@@ -25,8 +25,9 @@ import type * as SingleFlight from "./singleFlight.js"
 
 /** One counter per metric, bound to a keyspace's labels. */
 export interface Counters {
-  readonly hits: () => void
-  readonly misses: () => void
+  /** Adds `count` (default 1). */
+  readonly hits: (count?: number) => void
+  readonly misses: (count?: number) => void
   readonly decodeFailures: () => void
   readonly errors: () => void
   readonly staleServed: () => void
@@ -97,8 +98,8 @@ export interface Binding {
   readonly counters: Counters
 }
 
-const bind = (metric: Metric.Metric.Counter<number>, labels: ReadonlyArray<MetricLabel.MetricLabel>) => () =>
-  metric.unsafeUpdate(1, labels)
+const bind = (metric: Metric.Metric.Counter<number>, labels: ReadonlyArray<MetricLabel.MetricLabel>) => (count = 1) =>
+  metric.unsafeUpdate(count, labels)
 
 export const make = (
   config: Pick<Engine, "store" | "namespace" | "timeout" | "defaultTtl" | "maxKeyLength" | "flights" | "lock" | "lockSettings"> & {

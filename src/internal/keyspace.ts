@@ -10,6 +10,7 @@ import type * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as CacheKey from "../CacheKey.js"
 import * as CacheSerializer from "../CacheSerializer.js"
+import type * as CacheStore from "../CacheStore.js"
 import type * as Model from "./model.js"
 import type { Definition, FailurePolicy, Service } from "./model.js"
 
@@ -157,6 +158,31 @@ const syncFirst = <I, O>(
   return needsAsync(result.left.issue) ? effectful(input) : Effect.fail(result.left)
 }
 
+/**
+ * The synchronous decoder of a stored form: the serializer's own reading, then the schema alone
+ * (half the work of the composed codec per value); where the reading throws, the codec, which names
+ * the failure.
+ */
+const decodeNowOf = <A, I>(
+  serializer: CacheSerializer.CacheSerializer<never>,
+  schema: Schema.Schema<A, I>,
+  codec: Schema.Schema<A, CacheStore.Encoded>
+): (stored: unknown) => Either.Either<A, ParseResult.ParseError> => {
+  const whole = Schema.decodeUnknownEither(codec)
+  const read = CacheSerializer.readerOf(serializer)
+  if (read === undefined) return whole
+  const value = Schema.decodeUnknownEither(schema)
+  return (stored) => {
+    let encoded: unknown
+    try {
+      encoded = read(stored as CacheStore.Encoded)
+    } catch {
+      return whole(stored)
+    }
+    return value(encoded)
+  }
+}
+
 /** Compiles a `cacheFailure` policy: failures go through the keyspace's serializer, under a fingerprint of their own. */
 const failurePolicy = <F, FI>(
   policy: CacheFailure<F, FI>,
@@ -170,7 +196,7 @@ const failurePolicy = <F, FI>(
     ttl: Duration.decode(policy.ttl),
     matches,
     encode: syncFirst(Schema.encodeEither(codec), Schema.encode(codec)),
-    decodeNow: Schema.decodeUnknownEither(codec)
+    decodeNow: decodeNowOf(serializer, policy.schema as Schema.Schema<unknown, FI>, codec)
   }
 }
 
@@ -213,7 +239,7 @@ export const make = <K, A, I, Id, F, FI, T extends Duration.DurationInput | unde
     },
     encodeValue: syncFirst(Schema.encodeEither(valueCodec), Schema.encode(valueCodec)),
     decodeValue: Schema.decodeUnknown(valueCodec),
-    decodeValueNow: Schema.decodeUnknownEither(valueCodec),
+    decodeValueNow: decodeNowOf(serializer, options.value, valueCodec),
     ttl: ttl === undefined ? undefined : typeof ttl === "function" ? ttl : (() => {
       const fixed = Duration.decode(ttl)
       return () => fixed

@@ -84,8 +84,10 @@ const bodyOf = <K, A, Id>(keyspace: Definition<K, A, Id, unknown>, bytes: Uint8A
 }
 
 /** Decodes a body through the keyspace's codec, synchronously when the schema allows. */
-const decodeBody = <K, A, Id>(keyspace: Definition<K, A, Id, unknown>, bytes: Uint8Array): A | Outcome => {
-  const body = bodyOf(keyspace, bytes)
+const decodeBody = <K, A, Id>(keyspace: Definition<K, A, Id, unknown>, bytes: Uint8Array): A | Outcome =>
+  decodeText(keyspace, bodyOf(keyspace, bytes))
+
+const decodeText = <K, A, Id>(keyspace: Definition<K, A, Id, unknown>, body: string | Uint8Array | Outcome): A | Outcome => {
   if (body instanceof Outcome) return body
   const decoded = keyspace.decodeValueNow(body)
   if (Either.isRight(decoded)) return decoded.right
@@ -112,9 +114,25 @@ export const classify = <K, A, Id>(
     if (now < stored.freshUntil) return keyspace.eagerRefresh === undefined ? stored.value as A : freshValue(keyspace, stored, stored.value as A, now)
     return now < stored.staleUntil ? new Outcome("Stale", undefined, undefined, stored.value) : Miss
   }
+  // The common case (fresh, untagged, no eager refresh) without decoding the header into an object.
+  if (keyspace.eagerRefresh === undefined) {
+    const at = CacheEntry.freshBodyAt(stored, keyspace.fingerprint, now)
+    if (at >= 0) return decodeText(keyspace, bodyAt(keyspace, stored, at))
+  }
   const entry = CacheEntry.decode(stored)
   if (entry === undefined) return notAnEnvelope
   return classifyEntry(keyspace, entry, now, check, stored)
+}
+
+/**
+ * `bodyOf` for the body that starts at `at`: text is read straight from the envelope, and checked
+ * for valid UTF-8 only when the decoder replaced something (U+FFFD), so a valid body is read once.
+ */
+const bodyAt = <K, A, Id>(keyspace: Definition<K, A, Id, unknown>, bytes: Uint8Array, at: number): string | Uint8Array | Outcome => {
+  if (keyspace.format !== "text") return bytes.subarray(at)
+  const buffer = asBuffer(bytes)
+  const text = buffer.toString("utf8", at)
+  return text.includes("\uFFFD") && !isUtf8(buffer.subarray(at)) ? invalid("the stored text is not valid UTF-8") : text
 }
 
 /**
@@ -450,11 +468,13 @@ const readMany = <K, A, Id>(
       const out = new Array<Option.Option<A>>(stored.length)
       const invalid: Array<string> = []
       const later: Array<readonly [number, Outcome]> = []
+      let hits = 0
+      let misses = 0
       for (let i = 0; i < stored.length; i++) {
         const entry = stored[i]!
         const found = Option.isNone(entry) ? Miss : classifyRead(local, keyspace, keys[i]!, entry.value, now, mark, engine.tags.check)
         if (!(found instanceof Outcome) || found._tag === "Due") {
-          c.hits()
+          hits++
           out[i] = Option.some(found instanceof Outcome ? found.value as A : found)
           continue
         }
@@ -463,12 +483,14 @@ const readMany = <K, A, Id>(
           later.push([i, found])
           continue
         }
-        c.misses()
+        misses++
         if (found._tag === "Invalid") {
           c.decodeFailures()
           invalid.push(keys[i]!)
         }
       }
+      if (hits > 0) c.hits(hits)
+      if (misses > 0) c.misses(misses)
       const healed = invalid.length === 0 ? Effect.void : engine.report.warn(
         `${keyspace.name}\u0000decode\u0000getMany`,
         { keyspace: keyspace.name, operation: "getMany" },

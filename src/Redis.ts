@@ -249,17 +249,26 @@ export const clientOptions = (options: Options): RedisOptions => {
     enableAutoPipelining: options.autoPipelining ?? true,
     // The lock's scripts go out at once: an auto-pipelined command waits for the next tick, which
     // comes only after every fiber the run has just answered has resumed, so a release (and the
-    // wake-up of the other instances' waiters it publishes) would wait for all of them. So does MGET:
-    // the cache already gathers a tick's reads into one (getMany, coalesced gets), and wrapping that one
-    // command in a pipeline of its own costs more than it saves.
+    // wake-up of the other instances' waiters it publishes) would wait for all of them. So do the
+    // reads: the store already gathers a tick's gets into one MGET (or one GET), and holding that one
+    // command back a tick to wrap it in a pipeline of its own costs more than it saves.
     autoPipeliningIgnoredCommands: sentAtOnce,
     ...(options.password === undefined ? {} : { password: Redacted.value(options.password) }),
     ...options.redisOptions
   }
 }
 
-/** The commands sent at once, never auto-pipelined: the lock's scripts (by their defined names) and MGET. */
-const sentAtOnce = ["cachekitLockRelease", "cachekitLockExtend", "mget"]
+/**
+ * The commands sent at once, never auto-pipelined: the lock's scripts (by their defined names), and
+ * the reads the store coalesces itself (a tick's gets go out as one MGET, or one GET when alone).
+ */
+const sentAtOnce = ["cachekitLockRelease", "cachekitLockExtend", "mget", "get"]
+/**
+ * On a Cluster the store does not coalesce gets, and a read cannot be sent behind a node's pipeline
+ * as a script (ioredis routes a script's pipeline by its first argument): there reads stay
+ * auto-pipelined.
+ */
+const sentAtOnceOnCluster = ["cachekitLockRelease", "cachekitLockExtend"]
 
 const connect = (options: Options): Redis => {
   const redisOptions = clientOptions(options)
@@ -268,7 +277,7 @@ const connect = (options: Options): Redis => {
       redisOptions,
       enableOfflineQueue: false,
       enableAutoPipelining: redisOptions.enableAutoPipelining ?? true,
-      autoPipeliningIgnoredCommands: redisOptions.autoPipeliningIgnoredCommands ?? sentAtOnce,
+      autoPipeliningIgnoredCommands: options.redisOptions?.autoPipeliningIgnoredCommands ?? sentAtOnceOnCluster,
       clusterRetryStrategy: redisOptions.retryStrategy!
     }
     return { client: new Cluster(options.cluster.map((node) => ({ ...node })), clusterOptions), isCluster: true }

@@ -51,6 +51,30 @@ describe("RedisStore", () => {
       Cache.layer({ namespace: "wt" }).pipe(Layer.provide(RedisStore.layer()), Layer.provideMerge(redisOn(3)))
     )))
 
+  it.live("a read never overtakes a command issued before it: getOrSet's write (sent after its callers have the value), then gets and getMany", () =>
+    Effect.gen(function*() {
+      // Reads are not auto-pipelined, writes are: a get right after a getOrSet (whose write is still
+      // queued in the auto-pipeline) must not reach Redis before that write.
+      const ids = Array.from({ length: 40 }, (_, i) => i)
+      for (let round = 0; round < 5; round++) {
+        const seen = yield* Effect.forEach(ids, (id) =>
+          Effect.gen(function*() {
+            const name = `round ${round}`
+            yield* Users.getOrSet(id, Effect.succeed(new User({ id, name })), { ttl: "1 minute" })
+            const alone = yield* Users.get(id)
+            const many = yield* Users.getMany([id, id + 1_000])
+            return [Option.map(alone, (u) => u.name), Option.map(many[0]!, (u) => u.name)] as const
+          }), { concurrency: "unbounded" })
+        for (const [alone, many] of seen) {
+          assertSame(alone, Option.some(`round ${round}`))
+          assertSame(many, Option.some(`round ${round}`))
+        }
+        yield* Users.invalidateMany(ids)
+      }
+    }).pipe(Effect.provide(
+      Cache.layer({ namespace: "order" }).pipe(Layer.provide(RedisStore.layer()), Layer.provideMerge(redisOn(15)))
+    )))
+
   it.effect("a cache over Redis: values round-trip, corrupt bytes are a miss and are dropped", () =>
     Effect.gen(function*() {
       yield* Users.set(1, new User({ id: 1, name: "Ada" }))

@@ -339,7 +339,20 @@ return { version, now }`
  */
 export type Reply = readonly [outcome: number, now: number, ...versions: Array<number>]
 
+/**
+ * MGET as a script, for a read that must wait behind auto-pipelined commands (see the store's
+ * `mgetInOrder`): its name is not in the ignored list, so ioredis pipelines it. In slices of 1,000
+ * keys, under Lua's limit on `unpack`.
+ */
+const readScript = `local out = {}
+for i = 1, #KEYS, 1000 do
+  local part = redis.call("MGET", unpack(KEYS, i, math.min(i + 999, #KEYS)))
+  for j = 1, #part do out[#out + 1] = part[j] end
+end
+return out`
+
 interface Scripts {
+  cachekitReadBuffer(count: number, ...keys: ReadonlyArray<string>): Promise<Array<Buffer | null>>
   cachekitSet(key: string, tombstone: string, value: Buffer, px: string, deadline: string, since: string, origin: string): Promise<Reply>
   cachekitDelete(...keysThenArgs: Array<string | number>): Promise<Reply>
   cachekitSetMany(...keysThenArgs: Array<string | Buffer | number>): Promise<Reply>
@@ -361,12 +374,13 @@ const execOne = async (pipeline: ScriptPipeline): Promise<Reply> => {
   return reply as Reply
 }
 
-/** @internal Registers the entry-writing scripts on a client (idempotent). */
+/** @internal Registers the entry-writing scripts (and the read script) on a client (idempotent). */
 export const defineWriteScripts = (client: Redis.Client): Scripts => {
   client.defineCommand("cachekitSet", { numberOfKeys: 2, lua: setScript })
   client.defineCommand("cachekitDelete", { lua: deleteScript })
   client.defineCommand("cachekitAdd", { numberOfKeys: 1, lua: addScript })
   client.defineCommand("cachekitSetMany", { lua: setManyScript })
+  client.defineCommand("cachekitRead", { lua: readScript })
   return client as unknown as Scripts
 }
 
@@ -546,18 +560,30 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore
       return bytes instanceof StoreError ? Effect.fail(bytes) : Effect.succeed(Option.some<CacheEntry.Stored>(bytes))
     }
 
+    // On a single server, reads are not auto-pipelined (the store gathers them itself; see
+    // `Redis.clientOptions`): they go out at once, unless commands issued before them still wait in the
+    // auto-pipeline (a write issued and not awaited, as getOrSet's once its callers have the value).
+    // Then they go as a script, which ioredis pipelines behind those commands, so a read never
+    // overtakes a command issued before it. On a Cluster reads are auto-pipelined, in order.
+    const mgetInOrder = (keys: ReadonlyArray<string>): Promise<Array<Buffer | null>> =>
+      isCluster || client.autoPipelineQueueSize === 0 ? client.mgetBuffer(...keys) : scripts.cachekitReadBuffer(keys.length, ...keys)
+    const getInOrder = (key: string): Promise<Buffer | null> =>
+      isCluster || client.autoPipelineQueueSize === 0
+        ? client.getBuffer(key)
+        : scripts.cachekitReadBuffer(1, key).then((values) => values[0] ?? null)
+
     // Concurrent gets go out together as one MGET, each caller answered with its own key's outcome; a
     // lone get is a GET (no reply array to build). Not on a Cluster: keys rarely share a slot there,
     // and during a slot migration a multi-key read is refused (TRYAGAIN) where a GET follows the ASK.
     const mget = (keys: ReadonlyArray<string>) =>
-      keys.length === 1 ? client.getBuffer(keys[0]!).then((value) => [value]) : client.mgetBuffer(...keys)
+      keys.length === 1 ? getInOrder(keys[0]!).then((value) => [value]) : mgetInOrder(keys)
     const reads = ReadBatch.make<Option.Option<CacheEntry.Stored>, StoreError>({
       maxKeys: readBatchKeys,
       groupOf: () => 0,
       read: (keys) => mget(keys).then((values) => keys.map((key, i) => received("get", key, values[i] ?? null))),
       failure: (key, cause) => Effect.fail(failure("get", key, cause))
     })
-    const getOne = (key: string) => Effect.flatMap(call("get", key, () => client.getBuffer(key)), (value) => received("get", key, value))
+    const getOne = (key: string) => Effect.flatMap(call("get", key, () => getInOrder(key)), (value) => received("get", key, value))
 
     /** Drops a key whose new value was refused, so no stale value outlives the write. */
     const refuse = (operation: StoreError["operation"], key: string, error: StoreError) =>
@@ -688,7 +714,7 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore
           return undefined
         }
         const read = (group: ReadonlyArray<number> | undefined) =>
-          call("getMany", undefined, () => client.mgetBuffer(...(group === undefined ? keys : group.map((i) => keys[i]!))))
+          call("getMany", undefined, () => mgetInOrder(group === undefined ? keys : group.map((i) => keys[i]!)))
         const settled = (out: Array<Option.Option<CacheEntry.Stored>>, refused: StoreError | undefined) =>
           refused === undefined ? Effect.succeed(out) : Effect.fail(refused)
         // A single server (or keys of one slot): one MGET, no fiber per group.

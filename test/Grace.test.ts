@@ -122,6 +122,25 @@ const graceSuite = (name: string, layer: Layer.Layer<Cache.Cache>, store: string
       }).pipe(Effect.provide(Layer.fresh(layer))))
   })
 
+describe("a call's own grace", () => {
+  const Prices = Keyspace.make({ name: "prices", key: CacheKey.string, value: Schema.Number, ttl: "1 minute" })
+
+  it.effect("a function of the value: each entry is kept stale for its own window", () =>
+    Effect.gen(function*() {
+      const graceOf = (price: number) => price === 1 ? "10 minutes" : "1 minute"
+      assert.strictEqual(yield* Prices.getOrSet("long", Effect.succeed(1), { grace: graceOf }), 1)
+      assert.strictEqual(yield* Prices.getOrSet("short", Effect.succeed(2), { grace: graceOf }), 2)
+      yield* Prices.set("set", 1, { grace: graceOf })
+      yield* TestClock.adjust("5 minutes")
+      const long = yield* Prices.getStale("long")
+      assert.isTrue(Option.isSome(long) && long.value.isStale && long.value.value === 1, "within its 10-minute grace")
+      assertSame(yield* Prices.getStale("short"), Option.none(), "past its 1-minute grace")
+      assert.isTrue(Option.isSome(yield* Prices.getStale("set")), "set takes the function too")
+      yield* TestClock.adjust("10 minutes")
+      assertSame(yield* Prices.getStale("long"), Option.none())
+    }).pipe(Effect.provide(Cache.layerMemory())))
+})
+
 describe("softTimeout", () => {
   const Quotes = Keyspace.make({
     name: "quotes",

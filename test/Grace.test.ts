@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Data, Duration, Effect, Fiber, Layer, Metric, Option, Schema, TestClock } from "effect"
+import { Data, Deferred, Duration, Effect, Fiber, Layer, Metric, Option, Schema, TestClock } from "effect"
 import { Cache, CacheKey, Keyspace, RedisLock, RedisStore } from "../src/index.js"
 import { assertSame, redisOn } from "./utils.js"
 
@@ -170,6 +170,22 @@ describe("softTimeout", () => {
       assertSame(yield* Quotes.get("ACME"), Option.some(2), "the background run stored its value")
       assert.strictEqual(runs, 1)
       assert.strictEqual(yield* Quotes.getOrSet("ACME", slow), 2)
+    }).pipe(Effect.provide(Cache.layerMemory())))
+
+  it.effect("a caller that cannot be interrupted (an HTTP handler) still gets the stale value at the soft timeout, and stops at the hard one", () =>
+    Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>()
+      yield* Quotes.set("UNINT", 1)
+      yield* TestClock.adjust("2 minutes")
+      const caller = yield* Effect.fork(Effect.uninterruptible(Quotes.getOrSet("UNINT", Effect.as(Deferred.await(gate), 2))))
+      yield* TestClock.adjust("100 millis")
+      assert.strictEqual(yield* Fiber.join(caller), 1, "the stale value, the producer still held")
+      yield* Deferred.succeed(gate, undefined)
+      // And its hard timeout: the caller stops waiting at the bound.
+      const Bounded = Keyspace.make({ name: "bounded", key: CacheKey.string, value: Schema.Number, hardTimeout: "1 second" })
+      const bounded = yield* Effect.fork(Effect.uninterruptible(Effect.flip(Bounded.getOrSet("k", Effect.never))))
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual((yield* Fiber.join(bounded))._tag, "ProducerTimeoutError")
     }).pipe(Effect.provide(Cache.layerMemory())))
 
   it.effect("without a stale value the caller waits for the producer; a call may set its own soft timeout", () =>

@@ -10,6 +10,7 @@ import { assert, describe, expectTypeOf, it } from "@effect/vitest"
 import { createServer, get as httpGet } from "node:http"
 import { Data, Deferred, Effect, Layer, Option, Schema, Stream, TestClock } from "effect"
 import { Cache, type CacheError, CacheKey, HttpCache, Keyspace, RedisLock, RedisStore } from "../src/index.js"
+import * as Rules from "../src/internal/httpRules.js"
 import { freePort } from "./setup/servers.js"
 import { cacheOver, failingStore, redisOn } from "./utils.js"
 
@@ -827,4 +828,44 @@ describe("HttpCache.requestScoped", () => {
       const response = yield* route.pipe(HttpCache.requestScoped({ capacity: 5 }), Effect.provideService(HttpServerRequest.HttpServerRequest, request))
       assert.strictEqual(response.body._tag === "Uint8Array" ? new TextDecoder().decode(response.body.body) : "", "5")
     }))
+})
+
+describe("the HTTP rules", () => {
+  it("Cache-Control: names case-insensitive, quoted arguments with commas, the first occurrence wins, bad delta-seconds invalid", () => {
+    const directives = Rules.parseCacheControl("Max-Age=60, private=\"set-cookie, x-user\", no-cache, max-age=5, s-maxage=abc")
+    assert.strictEqual(directives.get("max-age"), "60")
+    assert.deepStrictEqual(Rules.qualifiedFields(directives, "private"), ["set-cookie", "x-user"])
+    assert.strictEqual(directives.get("no-cache"), true)
+    assert.strictEqual(Rules.deltaSeconds(directives, "max-age"), 60_000)
+    assert.strictEqual(Rules.deltaSeconds(directives, "s-maxage"), null)
+    assert.strictEqual(Rules.deltaSeconds(directives, "min-fresh"), undefined)
+    assert.strictEqual(Rules.deltaSeconds(Rules.parseCacheControl("max-age=99999999999999"), "max-age"), 2_147_483_648_000)
+  })
+
+  it("keys: host lower case, query sorted by name with repeated values in order, fragments dropped; Vary names sorted", () => {
+    assert.strictEqual(Rules.primaryKey("Shop.Example", "/p?b=2&a=1&a=0#top"), "GET shop.example /p?a=1&a=0&b=2")
+    assert.strictEqual(Rules.primaryKey("h", "/p?"), "GET h /p")
+    assert.deepStrictEqual(Rules.varyNames("Accept-Language, accept-encoding,, Accept-Language"), ["accept-encoding", "accept-language"])
+    assert.deepStrictEqual(Rules.varyNames("accept, *"), ["*"])
+    assert.strictEqual(Rules.variantOf([], { a: "1" }), "")
+    assert.notStrictEqual(Rules.variantOf(["a"], {}), Rules.variantOf(["a"], { a: "" }), "absent is not empty")
+  })
+
+  it("freshness: invalid Expires is stale at once; age counts Age, the time the app took and Date", () => {
+    const none = Rules.parseCacheControl(undefined)
+    assert.deepStrictEqual(Rules.freshnessLifetime(none, { expires: "0" }, 1000, undefined, true), { lifetime: 0, explicit: true })
+    assert.strictEqual(Rules.freshnessLifetime(none, {}, 1000, undefined, true), undefined)
+    for (const date of ["Sun, 06 Nov 1994 08:49:37 GMT", "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994"]) {
+      assert.strictEqual(Rules.httpDate(date), 784_111_777_000, date)
+    }
+    assert.isNaN(Rules.httpDate("2024-01-01"))
+    assert.deepStrictEqual(Rules.freshnessLifetime(none, {}, 1000, 5000, false), undefined)
+    assert.strictEqual(Rules.initialAge({ age: "10" }, 0, 2000), 12_000)
+    assert.strictEqual(Rules.initialAge({ date: new Date(0).toUTCString() }, 29_000, 30_000), 30_000)
+  })
+
+  it("Cache-Status members: parameters in order, a detail that is not a token quoted", () => {
+    assert.strictEqual(Rules.formatCacheStatus("edge", { fwd: "uri-miss", fwdStatus: 200, stored: true }), "edge; fwd=uri-miss; fwd-status=200; stored")
+    assert.strictEqual(Rules.formatCacheStatus("my cache", { hit: true, ttl: -3, detail: "two words" }), "\"my cache\"; hit; ttl=-3; detail=\"two words\"")
+  })
 })

@@ -120,8 +120,23 @@ export const storedHeaders = (
   return out
 }
 
-/** Parses an HTTP-date; `undefined` when absent, `NaN` when invalid. */
-export const httpDate = (value: string | undefined): number | undefined => value === undefined ? undefined : Date.parse(value)
+const imfFixdate = /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} GMT$/
+const rfc850 = /^(Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday), \d{2}-(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)-\d{2} \d{2}:\d{2}:\d{2} GMT$/
+const asctime = /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ \d]\d \d{2}:\d{2}:\d{2} \d{4}$/
+
+/**
+ * Parses an HTTP-date (RFC 9110 §5.6.7: IMF-fixdate, or the obsolete RFC 850 and asctime forms);
+ * `undefined` when absent, `NaN` when it is not one (`Date.parse` alone would read `"0"` as a year).
+ */
+export const httpDate = (value: string | undefined): number | undefined => {
+  if (value === undefined) return undefined
+  const text = value.trim()
+  if (imfFixdate.test(text)) return Date.parse(text)
+  // Two-digit years as the JavaScript engine reads them (below 50: 20xx).
+  if (rfc850.test(text)) return Date.parse(text)
+  if (asctime.test(text)) return Date.parse(`${text} GMT`)
+  return NaN
+}
 
 /**
  * The freshness lifetime of a response for a shared cache, in milliseconds (RFC 9111 §4.2.1):

@@ -978,9 +978,10 @@ export const memoize: {
   ): Effect.Effect<A, E | TimeoutErrorOf<T>, R | Id> => {
     // The call's own onProduced runs through getOrSet's options; the entry has none of its own.
     // Per-call tags go with each write through getOrSet's options, as onProduced does.
-    const { onProduced: _, tags: _tags, ...policy } = options
+    // A grace that is a function of the value goes with each write too (the entry's own is fixed).
+    const { grace, onProduced: _, tags: _tags, ...policy } = options
     const single = Compile.make(
-      { ...policy, name: options.key, key: CacheKey.string },
+      { ...policy, grace: typeof grace === "function" ? undefined : grace, name: options.key, key: CacheKey.string },
       Cache as unknown as Context.Tag<Id, Service>,
       "single"
     ) as Model.Definition<string, A, Id>

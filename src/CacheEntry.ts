@@ -111,12 +111,18 @@ class Shared {
 
 const sharedByFingerprint = new Map<string, Map<number, Shared>>()
 
+/** How many grace periods per fingerprint share a header object (a grace computed per value may take many). */
+const maxSharedGraces = 64
+
 const sharedOf = (fingerprint: string, graceMillis: number, tags: ReadonlyArray<string>, isFailure: boolean): Shared => {
   if (tags.length > 0 || isFailure) return new Shared(fingerprint, graceMillis, tags, isFailure)
   let byGrace = sharedByFingerprint.get(fingerprint)
   if (byGrace === undefined) sharedByFingerprint.set(fingerprint, byGrace = new Map())
   let shared = byGrace.get(graceMillis)
-  if (shared === undefined) byGrace.set(graceMillis, shared = new Shared(fingerprint, graceMillis, noTags, false))
+  if (shared === undefined) {
+    shared = new Shared(fingerprint, graceMillis, noTags, false)
+    if (byGrace.size < maxSharedGraces) byGrace.set(graceMillis, shared)
+  }
   return shared
 }
 

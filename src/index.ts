@@ -123,3 +123,11 @@ export * as RedisBus from "./CacheBus/Redis.js"
  * @since 0.3.0
  */
 export * as TieredStore from "./CacheStore/Tiered.js"
+
+/**
+ * HTTP response caching for @effect/platform apps (RFC 9111, ETag/304, Vary, Cache-Status,
+ * stale-while-revalidate / stale-if-error) and a request-scoped cache.
+ *
+ * @since 0.3.0
+ */
+export * as HttpCache from "./HttpCache.js"

@@ -7,7 +7,8 @@
 import { assert, describe, expectTypeOf, it } from "@effect/vitest"
 import { inject } from "vitest"
 import { Config, ConfigProvider, Data, Effect, Layer, Option, Ref, Schema } from "effect"
-import { Cache, type CacheError, CacheKey, Keyspace } from "../src/index.js"
+import { HttpApp, HttpRouter, type HttpServerError, HttpServerResponse } from "@effect/platform"
+import { Cache, type CacheError, CacheKey, HttpCache, Keyspace } from "../src/index.js"
 import { assertSame } from "./utils.js"
 
 /** Runs `self` with configuration read from `entries` only. */
@@ -200,4 +201,63 @@ describe("DESIGN.md's example, the parts built so far", () => {
         assert.strictEqual(configLoads, 1, "clearing the keyspace left the memoized value alone")
       }).pipe(Effect.provide(layers[4]), withConfig({ CACHE_NAMESPACE: "design-env" }))
     }))
+})
+
+describe("DESIGN.md's HTTP example", () => {
+  it.effect("compiles and behaves as written: the second request is a hit, the cache in the app's requirements", () =>
+    Effect.gen(function*() {
+      // ---- as in DESIGN.md ----
+      const app = HttpRouter.empty.pipe(
+        HttpRouter.get("/products", Effect.succeed(HttpServerResponse.text("...", { headers: { "cache-control": "public, max-age=60" } }))),
+        HttpCache.middleware({ defaultTtl: "1 minute" })  // RFC 9111 rules, ETag/304, Vary, Cache-Status; adds Cache to R
+      )
+      // ---- end of the example ----
+
+      expectTypeOf(app).toEqualTypeOf<HttpApp.Default<HttpServerError.RouteNotFound, Cache.Cache>>()
+      const handler = HttpApp.toWebHandlerRuntime(yield* Effect.runtime<Cache.Cache>())(app)
+      const get = () => Effect.promise(async () => {
+        const response = await handler(new Request("http://shop.test/products"))
+        return { body: await response.text(), status: response.headers.get("cache-status") }
+      })
+      const first = yield* get()
+      yield* Effect.flatMap(Cache.Cache, (cache) => Effect.repeat(cache.inFlight, { until: (n) => n === 0 }))
+      const second = yield* get()
+      assert.deepStrictEqual([first.body, second.body], ["...", "..."])
+      assert.strictEqual(first.status, "effect-cachekit; fwd=uri-miss; fwd-status=200; ttl=60; stored")
+      assert.strictEqual(second.status, "effect-cachekit; hit; ttl=60")
+    }).pipe(Effect.provide(Cache.layerMemory())))
+})
+
+describe("the README's HTTP example", () => {
+  it.effect("compiles and behaves as written: the request-scoped lookup once, the response stored, a 304 for its ETag", () =>
+    Effect.gen(function*() {
+      let loads = 0
+      const loadPrice = (_sku: string): Effect.Effect<number> => Effect.sync(() => ++loads)
+
+      // ---- as in the README ----
+      // Looked up once per request, however many handlers ask (the request-scoped cache).
+      const Prices = Keyspace.make({ name: "prices", key: CacheKey.string, value: Schema.Number, cache: HttpCache.RequestCache })
+
+      const app = HttpRouter.empty.pipe(
+        HttpRouter.get("/products", Effect.map(Prices.getOrSet("tea", loadPrice("tea")), (price) =>
+          HttpServerResponse.unsafeJson({ tea: price }, {
+            headers: { "cache-control": "public, max-age=60, stale-while-revalidate=30, stale-if-error=600", etag: "\"v1\"" }
+          }))),
+        HttpCache.requestScoped({ capacity: 100 }),   // removes HttpCache.RequestCache from the requirements
+        HttpCache.middleware({ defaultTtl: "1 minute", maxBodyBytes: 1024 * 1024 }) // adds Cache.Cache
+      )
+      // ---- end of the example ----
+
+      expectTypeOf(app).toEqualTypeOf<HttpApp.Default<HttpServerError.RouteNotFound, Cache.Cache>>()
+      const handler = HttpApp.toWebHandlerRuntime(yield* Effect.runtime<Cache.Cache>())(app)
+      const get = (headers: Record<string, string> = {}) => Effect.promise(async () => {
+        const response = await handler(new Request("http://shop.test/products", { headers }))
+        return { status: response.status, body: await response.text() }
+      })
+      assert.deepStrictEqual(yield* get(), { status: 200, body: "{\"tea\":1}" })
+      yield* Effect.flatMap(Cache.Cache, (cache) => Effect.repeat(cache.inFlight, { until: (n) => n === 0 }))
+      assert.deepStrictEqual(yield* get(), { status: 200, body: "{\"tea\":1}" })
+      assert.deepStrictEqual(yield* get({ "if-none-match": "\"v1\"" }), { status: 304, body: "" })
+      assert.strictEqual(loads, 1)
+    }).pipe(Effect.provide(Cache.layerMemory())))
 })

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Data, Duration, Effect, Fiber, Layer, Metric, Option, Schema, TestClock } from "effect"
+import { Data, Deferred, Duration, Effect, Fiber, Layer, Metric, Option, Schema, TestClock } from "effect"
 import { Cache, CacheKey, Keyspace, RedisLock, RedisStore } from "../src/index.js"
 import { assertSame, redisOn } from "./utils.js"
 
@@ -122,6 +122,25 @@ const graceSuite = (name: string, layer: Layer.Layer<Cache.Cache>, store: string
       }).pipe(Effect.provide(Layer.fresh(layer))))
   })
 
+describe("a call's own grace", () => {
+  const Prices = Keyspace.make({ name: "prices", key: CacheKey.string, value: Schema.Number, ttl: "1 minute" })
+
+  it.effect("a function of the value: each entry is kept stale for its own window", () =>
+    Effect.gen(function*() {
+      const graceOf = (price: number) => price === 1 ? "10 minutes" : "1 minute"
+      assert.strictEqual(yield* Prices.getOrSet("long", Effect.succeed(1), { grace: graceOf }), 1)
+      assert.strictEqual(yield* Prices.getOrSet("short", Effect.succeed(2), { grace: graceOf }), 2)
+      yield* Prices.set("set", 1, { grace: graceOf })
+      yield* TestClock.adjust("5 minutes")
+      const long = yield* Prices.getStale("long")
+      assert.isTrue(Option.isSome(long) && long.value.isStale && long.value.value === 1, "within its 10-minute grace")
+      assertSame(yield* Prices.getStale("short"), Option.none(), "past its 1-minute grace")
+      assert.isTrue(Option.isSome(yield* Prices.getStale("set")), "set takes the function too")
+      yield* TestClock.adjust("10 minutes")
+      assertSame(yield* Prices.getStale("long"), Option.none())
+    }).pipe(Effect.provide(Cache.layerMemory())))
+})
+
 describe("softTimeout", () => {
   const Quotes = Keyspace.make({
     name: "quotes",
@@ -151,6 +170,22 @@ describe("softTimeout", () => {
       assertSame(yield* Quotes.get("ACME"), Option.some(2), "the background run stored its value")
       assert.strictEqual(runs, 1)
       assert.strictEqual(yield* Quotes.getOrSet("ACME", slow), 2)
+    }).pipe(Effect.provide(Cache.layerMemory())))
+
+  it.effect("a caller that cannot be interrupted (an HTTP handler) still gets the stale value at the soft timeout, and stops at the hard one", () =>
+    Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>()
+      yield* Quotes.set("UNINT", 1)
+      yield* TestClock.adjust("2 minutes")
+      const caller = yield* Effect.fork(Effect.uninterruptible(Quotes.getOrSet("UNINT", Effect.as(Deferred.await(gate), 2))))
+      yield* TestClock.adjust("100 millis")
+      assert.strictEqual(yield* Fiber.join(caller), 1, "the stale value, the producer still held")
+      yield* Deferred.succeed(gate, undefined)
+      // And its hard timeout: the caller stops waiting at the bound.
+      const Bounded = Keyspace.make({ name: "bounded", key: CacheKey.string, value: Schema.Number, hardTimeout: "1 second" })
+      const bounded = yield* Effect.fork(Effect.uninterruptible(Effect.flip(Bounded.getOrSet("k", Effect.never))))
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual((yield* Fiber.join(bounded))._tag, "ProducerTimeoutError")
     }).pipe(Effect.provide(Cache.layerMemory())))
 
   it.effect("without a stale value the caller waits for the producer; a call may set its own soft timeout", () =>

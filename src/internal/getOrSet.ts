@@ -171,7 +171,8 @@ const hardly = <K, A, Id, E, R>(
 ): Effect.Effect<A, E | LockError | ProducerTimeoutError, R> => {
   const hard = hardTimeoutOf(run.keyspace, run.options)
   if (hard === undefined) return wait(run)
-  return Effect.flatten(Effect.timeoutTo(wait(run), {
+  // Interruptible even where the caller is not, so the timeout can leave the run (as a waiter may).
+  return Effect.flatten(Effect.timeoutTo(Effect.interruptible(wait(run)), {
     duration: hard,
     onSuccess: Effect.succeed,
     onTimeout: (): Effect.Effect<A, ProducerTimeoutError> => {
@@ -258,8 +259,10 @@ const softly = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect<A, E | 
   if (soft === undefined) return guard(run)
   const stale = staleValue(run.keyspace, run.stale)
   if (stale === undefined) return guard(run)
+  // The join is interruptible even where the caller is not (an HTTP handler runs uninterruptibly):
+  // the timeout must be able to stop waiting for it.
   return Effect.flatMap(Effect.forkDaemon(Effect.exit(guard(run))), (fiber) =>
-    Fiber.join(fiber).pipe(
+    Effect.interruptible(Fiber.join(fiber)).pipe(
       Effect.timeoutTo({
         duration: soft,
         onSuccess: (exit): Effect.Effect<A, E | LockError> => exit,

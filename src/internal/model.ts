@@ -115,8 +115,11 @@ export interface Found<A> {
 export interface WriteOptions<A> {
   /** Overrides the keyspace's time to live for this write. */
   readonly ttl?: Duration.DurationInput | ((value: A) => Duration.DurationInput) | undefined
-  /** Overrides the keyspace's grace for this write: how long the entry is kept stale past its ttl. */
-  readonly grace?: Duration.DurationInput | undefined
+  /**
+   * Overrides the keyspace's grace for this write: how long the entry is kept stale past its ttl, or
+   * a function of the value (an HTTP response's own `stale-while-revalidate` window, say).
+   */
+  readonly grace?: Duration.DurationInput | ((value: A) => Duration.DurationInput) | undefined
   /** Tags for this write, besides the keyspace's (see `Cache.invalidateTags`). */
   readonly tags?: Iterable<string> | undefined
 }

@@ -29,6 +29,12 @@ export const ttlOf = <K, A, Id>(
   return ttl === undefined || !Duration.isFinite(ttl) ? undefined : ttl
 }
 
+/** The grace of a value, in milliseconds: the call's (fixed or from the value), else the keyspace's. */
+const graceOf = <K, A, Id>(keyspace: Definition<K, A, Id, unknown>, value: A, override: WriteOptions<A>["grace"]): number => {
+  if (override === undefined) return keyspace.graceMillis
+  return Math.max(0, Duration.toMillis(Duration.decode(typeof override === "function" ? override(value) : override)))
+}
+
 /** Encodes a value into the entry this store keeps, with its physical time to live (see `entryOf`). */
 export const encode = <K, A, Id>(
   engine: Engine,
@@ -44,7 +50,7 @@ export const encode = <K, A, Id>(
     body: keyspace.encodeValue(value),
     fingerprint: keyspace.fingerprint,
     ttl: () => ttlOf(engine, keyspace, value, options?.ttl),
-    graceMillis: options?.grace === undefined ? keyspace.graceMillis : Math.max(0, Duration.toMillis(Duration.decode(options.grace))),
+    graceMillis: graceOf(keyspace, value, options?.grace),
     isFailure: false,
     ownTags: (key) => keyspace.tags?.(key, value)
   })

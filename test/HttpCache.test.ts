@@ -1,0 +1,874 @@
+/**
+ * HttpCache: every rule through `HttpApp.toWebHandlerRuntime` on the test's runtime (so the TestClock
+ * drives freshness), and the stampede, the two-instance burst on Redis, a Redis that is down and the
+ * request-scoped cache through a real HTTP server (@effect/platform-node on a free loopback port)
+ * with a real HTTP client (`fetch`). Each case counts the app's runs.
+ */
+import { HttpApp, HttpBody, HttpRouter, HttpServer, type HttpServerError, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
+import { assert, describe, expectTypeOf, it } from "@effect/vitest"
+import { createServer, get as httpGet } from "node:http"
+import { Data, Deferred, Effect, Layer, Option, Schema, Stream, TestClock } from "effect"
+import { Cache, type CacheError, CacheKey, HttpCache, Keyspace, RedisLock, RedisStore } from "../src/index.js"
+import * as Rules from "../src/internal/httpRules.js"
+import { freePort } from "./setup/servers.js"
+import { cacheOver, failingStore, redisOn } from "./utils.js"
+
+interface Answer {
+  readonly status: number
+  readonly headers: Headers
+  readonly body: string
+}
+
+/** The Cache-Status member of this cache. */
+const cacheStatus = (answer: Answer): string => answer.headers.get("cache-status") ?? ""
+
+/** A web handler for `app` on the test's runtime: its Clock is the TestClock, its cache the test's. */
+const handlerOf = <E>(app: HttpApp.Default<E, Cache.Cache>) =>
+  Effect.map(Effect.runtime<Cache.Cache>(), (runtime) => {
+    const handler = HttpApp.toWebHandlerRuntime(runtime)(app)
+    return (path: string, init?: RequestInit): Effect.Effect<Answer> =>
+      Effect.promise(async () => {
+        // As a client over HTTP would, the request names its host.
+        const headers = new Headers(init?.headers)
+        headers.set("host", "shop.test")
+        const response = await handler(new Request(`http://shop.test${path}`, { ...init, headers }))
+        return { status: response.status, headers: response.headers, body: await response.text() }
+      })
+  })
+
+/** Until the cache's runs have stored their values (a write lands after the callers have the value). */
+const settled = Effect.flatMap(Cache.Cache, (cache) =>
+  Effect.promise(async () => {
+    for (let i = 0; i < 400 && (await Effect.runPromise(cache.inFlight)) > 0; i++) await new Promise((r) => setTimeout(r, 5))
+  }))
+
+/** A route that counts its runs and answers `make(run)`. */
+const counted = (make: (run: number) => HttpServerResponse.HttpServerResponse) => {
+  const state = { runs: 0, requests: [] as Array<HttpServerRequest.HttpServerRequest> }
+  const handler = Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
+    Effect.sync(() => {
+      state.runs++
+      state.requests.push(request)
+      return make(state.runs)
+    }))
+  return { state, handler }
+}
+
+const text = (body: string, headers: Record<string, string>, status = 200) => HttpServerResponse.text(body, { headers, status })
+
+const memory = () => Cache.layerMemory({ namespace: "http-test" })
+
+describe("HttpCache.middleware: storing and serving", () => {
+  it.effect("a fresh response is stored and served with Age and Cache-Status until its max-age ends", () =>
+    Effect.gen(function*() {
+      const { handler, state } = counted((run) => text(`v${run}`, { "cache-control": "public, max-age=60" }))
+      const call = yield* handlerOf(HttpRouter.empty.pipe(HttpRouter.get("/products", handler), HttpCache.middleware()))
+      const first = yield* call("/products")
+      assert.strictEqual(first.body, "v1")
+      assert.strictEqual(cacheStatus(first), "effect-cachekit; fwd=uri-miss; fwd-status=200; ttl=60; stored")
+      yield* settled
+      yield* TestClock.adjust("10 seconds")
+      const second = yield* call("/products")
+      assert.strictEqual(second.body, "v1")
+      assert.strictEqual(cacheStatus(second), "effect-cachekit; hit; ttl=50")
+      assert.strictEqual(second.headers.get("age"), "10")
+      assert.strictEqual(second.headers.get("content-type"), "text/plain")
+      assert.strictEqual(state.runs, 1)
+      yield* TestClock.adjust("51 seconds")
+      const third = yield* call("/products")
+      assert.strictEqual(third.body, "v2", "past max-age the app runs again")
+      assert.strictEqual(state.runs, 2)
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("s-maxage wins over max-age, max-age over Expires, Expires over defaultTtl", () =>
+    Effect.gen(function*() {
+      const routes = {
+        shared: counted(() => text("s", { "cache-control": "max-age=10, s-maxage=100" })),
+        maxAge: counted(() => text("m", { "cache-control": "max-age=30", expires: new Date(1_000_000).toUTCString(), date: new Date(0).toUTCString() })),
+        expires: counted(() => text("e", { expires: new Date(20_000).toUTCString(), date: new Date(0).toUTCString() })),
+        heuristic: counted(() => text("h", {}))
+      }
+      const call = yield* handlerOf(HttpRouter.empty.pipe(
+        HttpRouter.get("/shared", routes.shared.handler),
+        HttpRouter.get("/max-age", routes.maxAge.handler),
+        HttpRouter.get("/expires", routes.expires.handler),
+        HttpRouter.get("/heuristic", routes.heuristic.handler),
+        HttpCache.middleware({ defaultTtl: "5 seconds" })
+      ))
+      for (const path of ["/shared", "/max-age", "/expires", "/heuristic"]) yield* call(path)
+      yield* settled
+      yield* TestClock.adjust("4 seconds")
+      for (const path of ["/shared", "/max-age", "/expires", "/heuristic"]) yield* call(path)
+      assert.deepStrictEqual(Object.values(routes).map((route) => route.state.runs), [1, 1, 1, 1], "all fresh at 4 s")
+      yield* TestClock.adjust("2 seconds") // 6 s: past defaultTtl
+      for (const path of ["/shared", "/max-age", "/expires", "/heuristic"]) yield* call(path)
+      yield* settled
+      assert.deepStrictEqual(Object.values(routes).map((route) => route.state.runs), [1, 1, 1, 2])
+      yield* TestClock.adjust("15 seconds") // 21 s: past Expires (20 s after Date)
+      for (const path of ["/shared", "/max-age", "/expires"]) yield* call(path)
+      yield* settled
+      assert.deepStrictEqual([routes.shared.state.runs, routes.maxAge.state.runs, routes.expires.state.runs], [1, 1, 2])
+      yield* TestClock.adjust("10 seconds") // 31 s: past max-age=30 (the Expires beside it is ignored)
+      for (const path of ["/shared", "/max-age"]) yield* call(path)
+      assert.deepStrictEqual([routes.shared.state.runs, routes.maxAge.state.runs], [1, 2], "s-maxage=100 still fresh at 31 s")
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("the heuristic lifetime: only heuristically cacheable statuses, at most 10% of the time since Last-Modified", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(1_000_000)
+      const routes = {
+        created: counted(() => text("c", {}, 201)),
+        notFound: counted(() => text("n", {}, 404)),
+        modified: counted(() => text("l", { "last-modified": new Date(1_000_000 - 20_000).toUTCString() })),
+        publicCreated: counted(() => text("p", { "cache-control": "public" }, 201))
+      }
+      const call = yield* handlerOf(HttpRouter.empty.pipe(
+        HttpRouter.get("/created", routes.created.handler),
+        HttpRouter.get("/missing", routes.notFound.handler),
+        HttpRouter.get("/modified", routes.modified.handler),
+        HttpRouter.get("/public-created", routes.publicCreated.handler),
+        HttpCache.middleware({ defaultTtl: "1 minute" })
+      ))
+      const paths = ["/created", "/missing", "/modified", "/public-created"]
+      const first = yield* Effect.forEach(paths, (path) => call(path))
+      assert.strictEqual(cacheStatus(first[0]!), "effect-cachekit; fwd=uri-miss; fwd-status=201; detail=status")
+      yield* settled
+      yield* TestClock.adjust("1 second")
+      for (const path of paths) yield* call(path)
+      assert.deepStrictEqual(Object.values(routes).map((route) => route.state.runs), [2, 1, 1, 1], "201 is not heuristically cacheable; public makes it so")
+      yield* TestClock.adjust("1500 millis") // 2.5 s: past 10% of the 20 s since Last-Modified
+      yield* call("/modified")
+      assert.strictEqual(routes.modified.state.runs, 2)
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("without defaultTtl a response without explicit freshness is not stored", () =>
+    Effect.gen(function*() {
+      const { handler, state } = counted(() => text("x", {}))
+      const call = yield* handlerOf(HttpRouter.empty.pipe(HttpRouter.get("/x", handler), HttpCache.middleware()))
+      const first = yield* call("/x")
+      yield* settled
+      yield* call("/x")
+      assert.strictEqual(state.runs, 2)
+      assert.strictEqual(cacheStatus(first), "effect-cachekit; fwd=uri-miss; fwd-status=200; detail=no-freshness")
+    }).pipe(Effect.provide(memory())))
+
+  for (
+    const [cacheControl, detail] of [
+      ["no-store, max-age=60", "no-store"],
+      ["private, max-age=60", "private"],
+      ["no-cache, max-age=60", "no-cache"],
+      ["max-age=0", "stale-on-arrival"]
+    ] as const
+  ) {
+    it.effect(`a response with "${cacheControl}" is not stored (${detail})`, () =>
+      Effect.gen(function*() {
+        const { handler, state } = counted((run) => text(`v${run}`, { "cache-control": cacheControl }))
+        const call = yield* handlerOf(HttpRouter.empty.pipe(HttpRouter.get("/x", handler), HttpCache.middleware({ defaultTtl: "1 minute" })))
+        const first = yield* call("/x")
+        yield* settled
+        const second = yield* call("/x")
+        assert.strictEqual(second.body, "v2")
+        assert.strictEqual(state.runs, 2)
+        assert.include(cacheStatus(first), `detail=${detail}`)
+      }).pipe(Effect.provide(memory())))
+  }
+
+  it.effect("error statuses and 206 are never stored; a 404 with max-age is", () =>
+    Effect.gen(function*() {
+      const statuses = [500, 503, 206, 404]
+      const routes = statuses.map((status) => counted(() => text("x", { "cache-control": "max-age=60" }, status)))
+      let router = HttpRouter.empty
+      statuses.forEach((status, i) => {
+        router = HttpRouter.get(router, `/s${status}`, routes[i]!.handler)
+      })
+      const call = yield* handlerOf(router.pipe(HttpCache.middleware()))
+      for (const status of statuses) yield* call(`/s${status}`)
+      yield* settled
+      for (const status of statuses) yield* call(`/s${status}`)
+      assert.deepStrictEqual(routes.map((route) => route.state.runs), [2, 2, 2, 1])
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("the query is normalized: parameters sorted by name, the values of a repeated one kept in order", () =>
+    Effect.gen(function*() {
+      const { handler, state } = counted((run) => text(`v${run}`, { "cache-control": "max-age=60" }))
+      const call = yield* handlerOf(HttpRouter.empty.pipe(HttpRouter.get("/search", handler), HttpCache.middleware()))
+      yield* call("/search?b=2&a=1")
+      yield* settled
+      assert.strictEqual((yield* call("/search?a=1&b=2")).body, "v1")
+      assert.strictEqual(state.runs, 1)
+      yield* call("/search?a=1&a=2")
+      yield* settled
+      assert.strictEqual((yield* call("/search?a=2&a=1")).body, "v3", "a=2&a=1 is another request")
+      assert.strictEqual((yield* call("/search?a=1&a=2")).body, "v2")
+      assert.strictEqual((yield* call("/search?a=1&b=2&")).body, "v1", "an empty parameter list adds nothing")
+      assert.strictEqual(state.runs, 3)
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("HEAD is answered from a stored GET (no body, its length); a HEAD miss goes to the app and is not stored", () =>
+    Effect.gen(function*() {
+      const { handler, state } = counted((run) => text(`body ${run}`, { "cache-control": "max-age=60" }))
+      const call = yield* handlerOf(HttpRouter.empty.pipe(HttpRouter.get("/page", handler), HttpCache.middleware()))
+      const headMiss = yield* call("/page", { method: "HEAD" })
+      assert.strictEqual(headMiss.status, 200)
+      assert.include(cacheStatus(headMiss), "detail=head")
+      yield* settled
+      assert.strictEqual((yield* call("/page")).body, "body 2", "the HEAD stored nothing")
+      yield* settled
+      const head = yield* call("/page", { method: "HEAD" })
+      assert.strictEqual(head.body, "")
+      assert.strictEqual(head.headers.get("content-length"), "6")
+      assert.include(cacheStatus(head), "hit")
+      assert.strictEqual(state.runs, 2)
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("methods other than GET and HEAD go to the app; a successful POST invalidates the URL and its Location", () =>
+    Effect.gen(function*() {
+      const list = counted((run) => text(`list ${run}`, { "cache-control": "max-age=600" }))
+      const item = counted((run) => text(`item ${run}`, { "cache-control": "max-age=600" }))
+      const call = yield* handlerOf(HttpRouter.empty.pipe(
+        HttpRouter.get("/items", list.handler),
+        HttpRouter.get("/items/1", item.handler),
+        HttpRouter.post("/items", Effect.succeed(HttpServerResponse.empty({ status: 201, headers: { location: "/items/1" } }))),
+        HttpRouter.post("/fail", Effect.succeed(HttpServerResponse.empty({ status: 400 }))),
+        HttpCache.middleware()
+      ))
+      yield* call("/items")
+      yield* call("/items/1")
+      yield* settled
+      const failed = yield* call("/fail", { method: "POST" })
+      assert.strictEqual(cacheStatus(failed), "effect-cachekit; fwd=method")
+      yield* call("/items")
+      assert.strictEqual(list.state.runs, 1)
+      yield* call("/items", { method: "POST" })
+      assert.strictEqual((yield* call("/items")).body, "list 2")
+      assert.strictEqual((yield* call("/items/1")).body, "item 2", "the Location header's URL too")
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("HttpCache.invalidate drops every stored variant of a URL; a URL that is not one is a typed error", () =>
+    Effect.gen(function*() {
+      const { handler, state } = counted((run) => text(`v${run}`, { "cache-control": "max-age=600", vary: "accept-language" }))
+      const call = yield* handlerOf(HttpRouter.empty.pipe(HttpRouter.get("/p", handler), HttpCache.middleware()))
+      yield* call("/p?x=1", { headers: { "accept-language": "en" } })
+      yield* settled
+      yield* call("/p?x=1", { headers: { "accept-language": "fr" } })
+      yield* settled
+      yield* HttpCache.invalidate("http://other.test/p?x=1") // another host: nothing
+      assert.strictEqual((yield* call("/p?x=1", { headers: { "accept-language": "en" } })).body, "v1")
+      yield* HttpCache.invalidate("http://shop.test/p?x=1")
+      assert.strictEqual((yield* call("/p?x=1", { headers: { "accept-language": "en" } })).body, "v3")
+      assert.strictEqual((yield* call("/p?x=1", { headers: { "accept-language": "fr" } })).body, "v4")
+      assert.strictEqual(state.runs, 4)
+      const bad = yield* Effect.flip(HttpCache.invalidate("/relative"))
+      assert.strictEqual(bad._tag, "InvalidKeyError")
+    }).pipe(Effect.provide(memory())))
+})
+
+describe("HttpCache.middleware: request directives", () => {
+  const setup = Effect.gen(function*() {
+    const route = counted((run) => text(`v${run}`, { "cache-control": "max-age=100" }))
+    const call = yield* handlerOf(HttpRouter.empty.pipe(HttpRouter.get("/r", route.handler), HttpCache.middleware()))
+    yield* call("/r")
+    yield* settled
+    return { call, state: route.state }
+  })
+
+  it.effect("no-cache, max-age=0 and Pragma: no-cache go to the app and store its new answer", () =>
+    Effect.gen(function*() {
+      const { call, state } = yield* setup
+      const reload = yield* call("/r", { headers: { "cache-control": "no-cache" } })
+      assert.strictEqual(reload.body, "v2")
+      assert.include(cacheStatus(reload), "fwd=request")
+      yield* settled
+      assert.strictEqual((yield* call("/r")).body, "v2", "the refreshed response was stored")
+      assert.strictEqual((yield* call("/r", { headers: { "cache-control": "max-age=0" } })).body, "v3")
+      yield* settled
+      assert.strictEqual((yield* call("/r", { headers: { pragma: "no-cache" } })).body, "v4")
+      assert.strictEqual(state.runs, 4)
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("max-age, min-fresh and max-stale", () =>
+    Effect.gen(function*() {
+      const { call, state } = yield* setup
+      yield* TestClock.adjust("50 seconds")
+      assert.strictEqual((yield* call("/r", { headers: { "cache-control": "max-age=60" } })).body, "v1")
+      assert.strictEqual((yield* call("/r", { headers: { "cache-control": "min-fresh=40" } })).body, "v1")
+      assert.strictEqual(state.runs, 1)
+      assert.strictEqual((yield* call("/r", { headers: { "cache-control": "max-age=30" } })).body, "v2", "older than 30 s")
+      yield* settled
+      assert.strictEqual((yield* call("/r", { headers: { "cache-control": "min-fresh=200" } })).body, "v3", "not fresh for 200 s more")
+      assert.strictEqual(state.runs, 3)
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("max-stale serves a stale response the cache still keeps", () =>
+    Effect.gen(function*() {
+      const route = counted((run) => text(`v${run}`, { "cache-control": "max-age=10, stale-if-error=100" }))
+      const call = yield* handlerOf(HttpRouter.empty.pipe(HttpRouter.get("/r", route.handler), HttpCache.middleware()))
+      yield* call("/r")
+      yield* settled
+      yield* TestClock.adjust("30 seconds")
+      const stale = yield* call("/r", { headers: { "cache-control": "max-stale=60" } })
+      assert.strictEqual(stale.body, "v1")
+      assert.strictEqual(cacheStatus(stale), "effect-cachekit; hit; ttl=-20; detail=max-stale")
+      assert.strictEqual((yield* call("/r", { headers: { "cache-control": "max-stale=5" } })).body, "v2")
+      assert.strictEqual(route.state.runs, 2)
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("only-if-cached: the stored response, or 504", () =>
+    Effect.gen(function*() {
+      const { call, state } = yield* setup
+      assert.strictEqual((yield* call("/r", { headers: { "cache-control": "only-if-cached" } })).body, "v1")
+      const missing = yield* call("/r?other", { headers: { "cache-control": "only-if-cached" } })
+      assert.strictEqual(missing.status, 504)
+      assert.strictEqual(cacheStatus(missing), "effect-cachekit; detail=only-if-cached")
+      assert.strictEqual(state.runs, 1)
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("no-store: served from the cache, but a miss stores nothing", () =>
+    Effect.gen(function*() {
+      const { call, state } = yield* setup
+      assert.strictEqual((yield* call("/r", { headers: { "cache-control": "no-store" } })).body, "v1")
+      const miss = yield* call("/r?new", { headers: { "cache-control": "no-store" } })
+      assert.include(cacheStatus(miss), "detail=request-no-store")
+      yield* settled
+      assert.strictEqual((yield* call("/r?new")).body, "v3", "nothing was stored for the no-store request")
+      assert.strictEqual(state.runs, 3)
+    }).pipe(Effect.provide(memory())))
+})
+
+describe("HttpCache.middleware: Authorization, cookies, Vary", () => {
+  it.effect("a response to a request with Authorization is stored only when it says public, s-maxage or must-revalidate", () =>
+    Effect.gen(function*() {
+      const privateRoute = counted((run) => text(`mine ${run}`, { "cache-control": "max-age=60" }))
+      const publicRoute = counted((run) => text(`all ${run}`, { "cache-control": "public, max-age=60" }))
+      const call = yield* handlerOf(HttpRouter.empty.pipe(
+        HttpRouter.get("/me", privateRoute.handler),
+        HttpRouter.get("/catalog", publicRoute.handler),
+        HttpCache.middleware()
+      ))
+      const authorized = { headers: { authorization: "Bearer alice" } }
+      const mine = yield* call("/me", authorized)
+      assert.include(cacheStatus(mine), "detail=authorization")
+      yield* settled
+      assert.strictEqual((yield* call("/me")).body, "mine 2", "never served to anyone else")
+      yield* call("/catalog", authorized)
+      yield* settled
+      const shared = yield* call("/catalog")
+      assert.strictEqual(shared.body, "all 1")
+      assert.include(cacheStatus(shared), "hit")
+      assert.strictEqual(publicRoute.state.runs, 1)
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("Set-Cookie: not stored; with private=\"set-cookie\" stored without it, the requester keeping its cookie", () =>
+    Effect.gen(function*() {
+      const plain = counted((run) => HttpServerResponse.unsafeSetCookie(text(`p${run}`, { "cache-control": "max-age=60" }), "session", `s${run}`))
+      const stripped = counted((run) =>
+        HttpServerResponse.unsafeSetCookie(text(`q${run}`, { "cache-control": "max-age=60, private=\"set-cookie\"" }), "session", `t${run}`)
+      )
+      const call = yield* handlerOf(HttpRouter.empty.pipe(
+        HttpRouter.get("/plain", plain.handler),
+        HttpRouter.get("/stripped", stripped.handler),
+        HttpCache.middleware()
+      ))
+      const first = yield* call("/plain")
+      assert.include(cacheStatus(first), "detail=set-cookie")
+      assert.include(first.headers.get("set-cookie") ?? "", "session=s1")
+      yield* settled
+      yield* call("/plain")
+      assert.strictEqual(plain.state.runs, 2)
+      const own = yield* call("/stripped")
+      assert.include(own.headers.get("set-cookie") ?? "", "session=t1", "the requester gets its cookie")
+      yield* settled
+      const hit = yield* call("/stripped")
+      assert.strictEqual(hit.body, "q1")
+      assert.isNull(hit.headers.get("set-cookie"), "no one else does")
+      assert.strictEqual(stripped.state.runs, 1)
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("Vary: one stored response per value of the named fields, the URL's Vary kept; Vary: * is not stored", () =>
+    Effect.gen(function*() {
+      const route = counted((run) => text(`v${run}`, { "cache-control": "max-age=60", vary: "Accept-Language" }))
+      const star = counted((run) => text(`s${run}`, { "cache-control": "max-age=60", vary: "*" }))
+      const call = yield* handlerOf(HttpRouter.empty.pipe(
+        HttpRouter.get("/v", route.handler),
+        HttpRouter.get("/star", star.handler),
+        HttpCache.middleware()
+      ))
+      const en = { headers: { "accept-language": "en" } }
+      const fr = { headers: { "accept-language": "fr" } }
+      assert.strictEqual((yield* call("/v", en)).body, "v1")
+      yield* settled
+      const frMiss = yield* call("/v", fr)
+      assert.strictEqual(frMiss.body, "v2")
+      assert.include(cacheStatus(frMiss), "fwd=vary-miss")
+      yield* settled
+      assert.strictEqual((yield* call("/v", en)).body, "v1")
+      assert.strictEqual((yield* call("/v", { headers: { "accept-language": "  en " } })).body, "v1", "values are trimmed")
+      assert.strictEqual((yield* call("/v", fr)).body, "v2")
+      const none = yield* call("/v")
+      assert.strictEqual(none.body, "v3", "an absent field is a value of its own")
+      assert.strictEqual(route.state.runs, 3)
+      const first = yield* call("/star")
+      assert.include(cacheStatus(first), "detail=vary-star")
+      yield* settled
+      yield* call("/star")
+      assert.strictEqual(star.state.runs, 2)
+    }).pipe(Effect.provide(memory())))
+})
+
+describe("HttpCache.middleware: validation", () => {
+  it.effect("ETag / If-None-Match (weak comparison) and Last-Modified / If-Modified-Since answer 304", () =>
+    Effect.gen(function*() {
+      const lastModified = new Date(Date.UTC(2024, 0, 1)).toUTCString()
+      const route = counted(() => text("body", { "cache-control": "max-age=60", etag: "\"abc\"", "last-modified": lastModified }))
+      const call = yield* handlerOf(HttpRouter.empty.pipe(HttpRouter.get("/e", route.handler), HttpCache.middleware()))
+      const first = yield* call("/e", { headers: { "if-none-match": "W/\"abc\"" } })
+      assert.strictEqual(first.status, 304, "the miss's own stored response answers its condition")
+      assert.strictEqual(first.body, "")
+      assert.strictEqual(first.headers.get("etag"), "\"abc\"")
+      assert.isUndefined(route.state.requests[0]!.headers["if-none-match"], "the app got an unconditional request")
+      yield* settled
+      const hit = yield* call("/e", { headers: { "if-none-match": "\"x\", \"abc\"" } })
+      assert.strictEqual(hit.status, 304)
+      assert.include(cacheStatus(hit), "hit")
+      assert.strictEqual((yield* call("/e", { headers: { "if-none-match": "\"other\"" } })).status, 200)
+      assert.strictEqual((yield* call("/e", { headers: { "if-modified-since": lastModified } })).status, 304)
+      assert.strictEqual((yield* call("/e", { headers: { "if-modified-since": new Date(Date.UTC(2023, 0, 1)).toUTCString() } })).status, 200)
+      assert.strictEqual(route.state.runs, 1)
+    }).pipe(Effect.provide(memory())))
+})
+
+describe("HttpCache.middleware: bodies", () => {
+  const bytes = (n: number) => Uint8Array.from({ length: n }, (_, i) => i % 251)
+  const headers = { "cache-control": "max-age=60" }
+
+  it.effect("each body kind is stored byte for byte or passed through whole: bytes, text, raw, streams, form data", () =>
+    Effect.gen(function*() {
+      const encoder = new TextEncoder()
+      const routes = {
+        bytes: counted(() => HttpServerResponse.uint8Array(bytes(1000), { headers })),
+        raw: counted(() => HttpServerResponse.raw("raw text é", { headers })),
+        stream: counted(() =>
+          HttpServerResponse.stream(Stream.fromIterable([encoder.encode("chunk 1, "), encoder.encode("chunk 2")]), { headers, contentType: "text/plain" })
+        ),
+        empty: counted(() => HttpServerResponse.empty({ status: 204, headers })),
+        form: counted(() => {
+          const form = new FormData()
+          form.append("a", "1")
+          return HttpServerResponse.formData(form, { headers })
+        })
+      }
+      const call = yield* handlerOf(HttpRouter.empty.pipe(
+        HttpRouter.get("/bytes", routes.bytes.handler),
+        HttpRouter.get("/raw", routes.raw.handler),
+        HttpRouter.get("/stream", routes.stream.handler),
+        HttpRouter.get("/empty", routes.empty.handler),
+        HttpRouter.get("/form", routes.form.handler),
+        HttpCache.middleware()
+      ))
+      const paths = ["/bytes", "/raw", "/stream", "/empty", "/form"]
+      const first = yield* Effect.forEach(paths, (path) => call(path))
+      yield* settled
+      const second = yield* Effect.forEach(paths, (path) => call(path))
+      assert.deepStrictEqual(Object.values(routes).map((route) => route.state.runs), [1, 1, 1, 1, 2])
+      for (let i = 0; i < 4; i++) assert.strictEqual(second[i]!.body, first[i]!.body, paths[i])
+      assert.strictEqual(second[2]!.body, "chunk 1, chunk 2")
+      assert.strictEqual(second[2]!.headers.get("content-type"), "text/plain")
+      assert.strictEqual(second[1]!.body, "raw text é")
+      assert.strictEqual(second[3]!.status, 204)
+      assert.include(cacheStatus(first[4]!), "detail=body-not-bytes")
+      assert.include(second[4]!.body, "name=\"a\"", "form data passed through as the app made it")
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("a body over maxBodyBytes, or a stream past it, passes through whole and is not stored", () =>
+    Effect.gen(function*() {
+      const big = counted(() => HttpServerResponse.uint8Array(bytes(2000), { headers }))
+      const bigStream = counted(() =>
+        HttpServerResponse.stream(Stream.fromIterable([bytes(600), bytes(600), bytes(600)]), { headers })
+      )
+      const call = yield* handlerOf(HttpRouter.empty.pipe(
+        HttpRouter.get("/big", big.handler),
+        HttpRouter.get("/big-stream", bigStream.handler),
+        HttpCache.middleware({ maxBodyBytes: 1000 })
+      ))
+      const first = yield* call("/big")
+      assert.include(cacheStatus(first), "detail=body-too-large")
+      const streamed = yield* call("/big-stream")
+      assert.include(cacheStatus(streamed), "detail=body-too-large")
+      const whole = new TextDecoder().decode(Uint8Array.from([...bytes(600), ...bytes(600), ...bytes(600)]))
+      assert.strictEqual(streamed.body, whole, "every byte, in order")
+      yield* settled
+      yield* call("/big")
+      yield* call("/big-stream")
+      assert.deepStrictEqual([big.state.runs, bigStream.state.runs], [2, 2])
+    }).pipe(Effect.provide(memory())))
+
+  it.live("a stream not done within bodyTimeout passes through (what was read, then the rest) and is not stored", () =>
+    Effect.gen(function*() {
+      const encoder = new TextEncoder()
+      const slow = counted(() =>
+        HttpServerResponse.stream(
+          Stream.concat(Stream.make(encoder.encode("first ")), Stream.fromEffect(Effect.as(Effect.sleep("1 second"), encoder.encode("second")))),
+          { headers }
+        )
+      )
+      const call = yield* handlerOf(HttpRouter.empty.pipe(HttpRouter.get("/slow", slow.handler), HttpCache.middleware({ bodyTimeout: "100 millis" })))
+      const first = yield* call("/slow")
+      assert.strictEqual(first.body, "first second", "the whole body, in order")
+      assert.include(cacheStatus(first), "detail=body-timeout")
+      yield* settled
+      yield* call("/slow")
+      assert.strictEqual(slow.state.runs, 2)
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("a stream that fails is passed through with the same failure and not stored", () =>
+    Effect.gen(function*() {
+      const encoder = new TextEncoder()
+      const broken = counted(() =>
+        HttpServerResponse.stream(Stream.concat(Stream.make(encoder.encode("partial")), Stream.fail(new Error("disk gone"))), { headers })
+      )
+      const app = HttpRouter.empty.pipe(HttpRouter.get("/broken", broken.handler), HttpCache.middleware())
+      const request = HttpServerRequest.fromWeb(new Request("http://shop.test/broken"))
+      const response = yield* app.pipe(Effect.provideService(HttpServerRequest.HttpServerRequest, request))
+      assert.include(response.headers["cache-status"] ?? "", "detail=body-failed")
+      assert.strictEqual(response.body._tag, "Stream")
+      const body = response.body as HttpBody.Stream
+      const exit = yield* Effect.exit(Stream.runCollect(body.stream))
+      assert.isTrue(exit._tag === "Failure" && String(exit.cause).includes("disk gone"))
+    }).pipe(Effect.provide(memory())))
+})
+
+class Unavailable extends Data.TaggedError("Unavailable")<{ readonly reason: string }> {}
+
+describe("HttpCache.middleware: failures and stale responses", () => {
+  it.effect("the app's failures reach the caller unchanged, and its error type is kept", () =>
+    Effect.gen(function*() {
+      const failing: HttpApp.Default<Unavailable> = Effect.fail(new Unavailable({ reason: "db" }))
+      const app = failing.pipe(HttpCache.middleware())
+      expectTypeOf(app).toEqualTypeOf<HttpApp.Default<Unavailable, Cache.Cache>>()
+      const request = HttpServerRequest.fromWeb(new Request("http://shop.test/x"))
+      const error = yield* Effect.flip(app.pipe(Effect.provideService(HttpServerRequest.HttpServerRequest, request)))
+      assert.deepStrictEqual(error, new Unavailable({ reason: "db" }))
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("stale-if-error: a stale response replaces the app's failure or error status within the window, not after", () =>
+    Effect.gen(function*() {
+      const state = { mode: "ok" as "ok" | "fail" | "503", runs: 0 }
+      const handler = Effect.suspend(() => {
+        state.runs++
+        if (state.mode === "fail") return Effect.fail(new Unavailable({ reason: "down" }))
+        return Effect.succeed(text(state.mode === "503" ? "busy" : `v${state.runs}`, { "cache-control": "max-age=60, stale-if-error=300" }, state.mode === "503" ? 503 : 200))
+      })
+      const call = yield* handlerOf(HttpRouter.empty.pipe(HttpRouter.get("/p", handler), HttpCache.middleware()))
+      yield* call("/p")
+      yield* settled
+      yield* TestClock.adjust("90 seconds")
+      state.mode = "503"
+      const stale = yield* call("/p")
+      assert.strictEqual(stale.status, 200)
+      assert.strictEqual(stale.body, "v1")
+      assert.strictEqual(cacheStatus(stale), "effect-cachekit; fwd=stale; fwd-status=503; ttl=-30; detail=stale-if-error")
+      assert.strictEqual(stale.headers.get("age"), "90")
+      yield* TestClock.adjust("11 seconds") // past the cache's graceBackoff
+      state.mode = "fail"
+      const staleAgain = yield* call("/p")
+      assert.strictEqual(staleAgain.body, "v1", "the app's failure: the stale response again")
+      assert.strictEqual(state.runs, 3)
+      yield* TestClock.adjust("400 seconds") // past max-age + stale-if-error
+      const failed = yield* call("/p")
+      assert.strictEqual(failed.status, 500, "the failure reaches the server")
+      state.mode = "503"
+      const busy = yield* call("/p")
+      assert.strictEqual(busy.status, 503)
+      assert.strictEqual(cacheStatus(busy), "effect-cachekit; fwd=uri-miss; fwd-status=503; detail=error-status")
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("must-revalidate: never stale, even with stale-if-error", () =>
+    Effect.gen(function*() {
+      const state = { down: false, runs: 0 }
+      const handler = Effect.suspend(() => {
+        state.runs++
+        return state.down ? Effect.succeed(text("busy", {}, 503)) : Effect.succeed(text(`v${state.runs}`, { "cache-control": "max-age=60, must-revalidate, stale-if-error=300" }))
+      })
+      const call = yield* handlerOf(HttpRouter.empty.pipe(HttpRouter.get("/p", handler), HttpCache.middleware()))
+      yield* call("/p")
+      yield* settled
+      yield* TestClock.adjust("90 seconds")
+      state.down = true
+      assert.strictEqual((yield* call("/p")).status, 503)
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("stale-while-revalidate: within the window the stale response is served at once and the app runs in the background", () =>
+    Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>()
+      const state = { runs: 0 }
+      const handler = Effect.suspend(() => {
+        state.runs++
+        const response = text(`v${state.runs}`, { "cache-control": "max-age=60, stale-while-revalidate=120" })
+        return state.runs === 1 ? Effect.succeed(response) : Effect.as(Deferred.await(gate), response)
+      })
+      const call = yield* handlerOf(HttpRouter.empty.pipe(HttpRouter.get("/p", handler), HttpCache.middleware()))
+      yield* call("/p")
+      yield* settled
+      yield* TestClock.adjust("90 seconds")
+      const stale = yield* call("/p")
+      assert.strictEqual(stale.body, "v1", "served while the app is still held")
+      assert.strictEqual(cacheStatus(stale), "effect-cachekit; hit; ttl=-30; detail=stale-while-revalidate")
+      assert.strictEqual(state.runs, 2)
+      yield* Deferred.succeed(gate, undefined)
+      yield* settled
+      const fresh = yield* call("/p")
+      assert.strictEqual(fresh.body, "v2", "the background run stored its response")
+      assert.include(cacheStatus(fresh), "hit")
+      // Past the window (but within the grace nothing else): the app's answer is waited for.
+      yield* TestClock.adjust("200 seconds")
+      assert.strictEqual((yield* call("/p")).body, "v3")
+    }).pipe(Effect.provide(memory())))
+
+  it.live("a store that fails never fails a request: every request is answered by the app", () =>
+    Effect.gen(function*() {
+      const { handler, state } = counted((run) => text(`v${run}`, { "cache-control": "max-age=60" }))
+      const call = yield* handlerOf(HttpRouter.empty.pipe(HttpRouter.get("/p", handler), HttpCache.middleware()))
+      const answers = yield* Effect.forEach([1, 2, 3], () => call("/p"))
+      assert.deepStrictEqual(answers.map((answer) => answer.body), ["v1", "v2", "v3"])
+      assert.match(cacheStatus(answers[0]!), /^effect-cachekit; fwd=uri-miss; fwd-status=200; ttl=(59|60); detail=store-error$/, "not claimed stored")
+      assert.strictEqual(state.runs, 3)
+    }).pipe(Effect.provide(cacheOver(failingStore, { namespace: "http-test" }))))
+})
+
+describe("HttpCache.middleware: one run per URL", () => {
+  it.effect("50 concurrent requests on a cold URL run the app once; the others are collapsed into its run", () =>
+    Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>()
+      const state = { runs: 0 }
+      const handler = Effect.suspend(() => {
+        state.runs++
+        return Effect.as(Deferred.await(gate), text("once", { "cache-control": "max-age=60" }))
+      })
+      const call = yield* handlerOf(HttpRouter.empty.pipe(HttpRouter.get("/cold", handler), HttpCache.middleware()))
+      const burst = yield* Effect.fork(Effect.all(Array.from({ length: 50 }, () => call("/cold")), { concurrency: "unbounded" }))
+      yield* Effect.promise(() => new Promise((r) => setTimeout(r, 200)))
+      yield* Deferred.succeed(gate, undefined)
+      const answers = yield* burst.await.pipe(Effect.flatten)
+      assert.strictEqual(state.runs, 1)
+      assert.isTrue(answers.every((answer) => answer.body === "once"))
+      const statuses = answers.map(cacheStatus)
+      assert.strictEqual(statuses.filter((status) => status.endsWith("; stored")).length, 1)
+      // Requests that joined the run say so; on a loaded machine one may arrive after it and hit.
+      const collapsed = statuses.filter((status) => status.includes("; collapsed")).length
+      assert.isAbove(collapsed, 0)
+      assert.strictEqual(collapsed + statuses.filter((status) => status.includes("; hit;")).length, 49)
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("a run whose response is not stored is not shared: each waiting request runs the app itself", () =>
+    Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>()
+      const state = { runs: 0 }
+      const handler = Effect.suspend(() => {
+        state.runs++
+        return Effect.as(Deferred.await(gate), text(`private ${state.runs}`, { "cache-control": "private, max-age=60" }))
+      })
+      const call = yield* handlerOf(HttpRouter.empty.pipe(HttpRouter.get("/me", handler), HttpCache.middleware()))
+      const burst = yield* Effect.fork(Effect.all(Array.from({ length: 5 }, () => call("/me")), { concurrency: "unbounded" }))
+      yield* Effect.promise(() => new Promise((r) => setTimeout(r, 50)))
+      yield* Deferred.succeed(gate, undefined)
+      const answers = yield* burst.await.pipe(Effect.flatten)
+      assert.strictEqual(state.runs, 5)
+      assert.strictEqual(new Set(answers.map((answer) => answer.body)).size, 5, "each request got its own response")
+    }).pipe(Effect.provide(memory())))
+})
+
+/** A real HTTP server for `app` on a free loopback port, for the scope; its base URL. */
+const serve = <E>(app: HttpApp.Default<E, Cache.Cache>, cache: Layer.Layer<Cache.Cache, unknown>) =>
+  Effect.gen(function*() {
+    const context = yield* Layer.build(
+      HttpServer.serve(app).pipe(
+        Layer.provideMerge(NodeHttpServer.layer(() => createServer(), { port: 0, host: "127.0.0.1" })),
+        Layer.provideMerge(cache)
+      )
+    )
+    const server = yield* Effect.provide(HttpServer.HttpServer, context)
+    const address = server.address
+    if (address._tag !== "TcpAddress") return yield* Effect.die("not a TCP server")
+    return { base: `http://127.0.0.1:${address.port}`, context }
+  })
+
+/** GETs each URL at once over HTTP (node:http, each with the Host a load balancer would pass on). */
+const fetchAll = (urls: ReadonlyArray<string>, host = "shop.example") =>
+  Effect.promise(() =>
+    Promise.all(urls.map((url) =>
+      new Promise<Answer>((resolve, reject) => {
+        const request = httpGet(url, { headers: { host } }, (response) => {
+          const chunks: Array<Buffer> = []
+          response.on("data", (chunk: Buffer) => chunks.push(chunk))
+          response.on("end", () => {
+            const headers = new Headers()
+            for (const [name, value] of Object.entries(response.headers)) {
+              if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(", ") : value)
+            }
+            resolve({ status: response.statusCode ?? 0, headers, body: Buffer.concat(chunks).toString("utf8") })
+          })
+          response.on("error", reject)
+        })
+        request.on("error", reject)
+      })
+    ))
+  )
+
+describe("HttpCache.middleware through a real HTTP server", () => {
+  const slowRoute = () => {
+    const state = { runs: 0 }
+    const handler = Effect.suspend(() => {
+      state.runs++
+      return Effect.as(Effect.sleep("200 millis"), text("from the app", { "cache-control": "max-age=60" }))
+    })
+    return { state, handler }
+  }
+
+  it.live("memory: a burst of 50 requests on a cold URL runs the handler once; the next requests are hits", () =>
+    Effect.gen(function*() {
+      const { handler, state } = slowRoute()
+      const { base } = yield* serve(HttpRouter.empty.pipe(HttpRouter.get("/cold", handler), HttpCache.middleware()), memory())
+      const answers = yield* fetchAll(Array.from({ length: 50 }, () => `${base}/cold?burst=1`))
+      assert.strictEqual(state.runs, 1)
+      assert.isTrue(answers.every((answer) => answer.status === 200 && answer.body === "from the app"))
+      const later = yield* fetchAll([`${base}/cold?burst=1`])
+      assert.include(cacheStatus(later[0]!), "hit")
+      assert.strictEqual(state.runs, 1)
+    }).pipe(Effect.scoped))
+
+  it.live("Redis: two caches sharing one Redis (two instances, 25 requests each) run the handler once", () =>
+    Effect.gen(function*() {
+      const { handler, state } = slowRoute()
+      const app = HttpRouter.empty.pipe(HttpRouter.get("/cold", handler), HttpCache.middleware())
+      // Each instance: its own client, store, lock and cache, on database 27.
+      const cacheLayer = () =>
+        Cache.layer({ namespace: "http-burst" }).pipe(
+          Layer.provideMerge(Layer.mergeAll(RedisStore.layer(), RedisLock.layer()).pipe(Layer.provideMerge(redisOn(27))))
+        )
+      const a = yield* serve(app, cacheLayer())
+      const b = yield* serve(app, cacheLayer())
+      const urls = Array.from({ length: 50 }, (_, i) => `${i % 2 === 0 ? a.base : b.base}/cold?fleet=1`)
+      const answers = yield* fetchAll(urls)
+      assert.strictEqual(state.runs, 1)
+      assert.isTrue(answers.every((answer) => answer.status === 200 && answer.body === "from the app"))
+      const statuses = answers.map(cacheStatus)
+      assert.strictEqual(statuses.filter((status) => status.endsWith("; stored")).length, 1)
+      const later = yield* fetchAll([`${a.base}/cold?fleet=1`, `${b.base}/cold?fleet=1`])
+      assert.isTrue(later.every((answer) => cacheStatus(answer).includes("hit")), "both instances read the stored response")
+      assert.strictEqual(state.runs, 1)
+    }).pipe(Effect.scoped))
+
+  it.live("Redis that is down: every request is answered by the app, none fails", () =>
+    Effect.gen(function*() {
+      const port = yield* Effect.promise(() => freePort())
+      const { handler, state } = counted((run) => text(`v${run}`, { "cache-control": "max-age=60" }))
+      const { base } = yield* serve(
+        HttpRouter.empty.pipe(HttpRouter.get("/p", handler), HttpCache.middleware()),
+        Cache.layerRedis({ url: `redis://127.0.0.1:${port}/28`, namespace: "http-down", connectTimeout: "200 millis" })
+      )
+      const answers = yield* fetchAll(Array.from({ length: 10 }, () => `${base}/p`))
+      assert.isTrue(answers.every((answer) => answer.status === 200 && answer.body.startsWith("v")))
+      assert.isTrue(answers.every((answer) => cacheStatus(answer).endsWith("detail=store-error")), "nothing claimed stored")
+      // One after the other: each is answered by the app, nothing having been stored.
+      const runs = state.runs
+      const [later] = yield* fetchAll([`${base}/p`])
+      const [last] = yield* fetchAll([`${base}/p`])
+      assert.deepStrictEqual([later!.body, last!.body], [`v${runs + 1}`, `v${runs + 2}`])
+    }).pipe(Effect.scoped))
+})
+
+describe("HttpCache.requestScoped", () => {
+  const Notes = Keyspace.make({ name: "notes", key: CacheKey.string, value: Schema.String, cache: HttpCache.RequestCache })
+
+  it.live("each request has a cache of its own, gone once the request is answered", () =>
+    Effect.gen(function*() {
+      const seen: Array<Cache.Service> = []
+      const loads = { count: 0 }
+      const load = (who: string) => Effect.sync(() => {
+        loads.count++
+        return `note of ${who}`
+      })
+      const route = Effect.gen(function*() {
+        const request = yield* HttpServerRequest.HttpServerRequest
+        const who = new URL(request.url, "http://x").searchParams.get("who") ?? "?"
+        seen.push(yield* HttpCache.RequestCache)
+        const before = yield* Notes.get("note")
+        // The same lookup twice within the request: one load.
+        const first = yield* Notes.getOrSet("note", load(who))
+        const second = yield* Notes.getOrSet("note", load(who))
+        yield* Effect.sleep("50 millis")
+        return HttpServerResponse.unsafeJson({ before: Option.isSome(before), first, second })
+      })
+      const app = HttpRouter.empty.pipe(HttpRouter.get("/note", route), HttpCache.requestScoped({ capacity: 10 }))
+      expectTypeOf(app).toEqualTypeOf<HttpApp.Default<HttpServerError.RouteNotFound | CacheError.StoreError | CacheError.InvalidKeyError, never>>()
+      const { base } = yield* serve(app, memory())
+      const answers = yield* fetchAll([`${base}/note?who=ada`, `${base}/note?who=bob`])
+      const bodies = answers.map((answer) => JSON.parse(answer.body) as { before: boolean; first: string; second: string })
+      assert.deepStrictEqual(bodies, [
+        { before: false, first: "note of ada", second: "note of ada" },
+        { before: false, first: "note of bob", second: "note of bob" }
+      ], "two concurrent requests never see each other's entries")
+      assert.strictEqual(loads.count, 2)
+      const [third] = yield* fetchAll([`${base}/note?who=cyd`])
+      assert.isFalse((JSON.parse(third!.body) as { before: boolean }).before, "nothing left from earlier requests")
+      assert.strictEqual(seen.length, 3)
+      assert.strictEqual(new Set(seen).size, 3, "a fresh cache per request")
+      for (const cache of seen) {
+        const left = yield* Notes.get("note").pipe(Effect.provideService(HttpCache.RequestCache, cache))
+        assert.isTrue(Option.isNone(left), "dropped at the end of its request")
+      }
+    }).pipe(Effect.scoped))
+
+  it.effect("its capacity bounds it", () =>
+    Effect.gen(function*() {
+      const route = Effect.gen(function*() {
+        for (let i = 0; i < 20; i++) yield* Notes.set(`n${i}`, "x")
+        const kept = yield* Effect.forEach(Array.from({ length: 20 }, (_, i) => `n${i}`), (key) => Notes.get(key))
+        return HttpServerResponse.text(String(kept.filter(Option.isSome).length))
+      })
+      const request = HttpServerRequest.fromWeb(new Request("http://shop.test/"))
+      const response = yield* route.pipe(HttpCache.requestScoped({ capacity: 5 }), Effect.provideService(HttpServerRequest.HttpServerRequest, request))
+      assert.strictEqual(response.body._tag === "Uint8Array" ? new TextDecoder().decode(response.body.body) : "", "5")
+    }))
+})
+
+describe("the HTTP rules", () => {
+  it("Cache-Control: names case-insensitive, quoted arguments with commas, the first occurrence wins, bad delta-seconds invalid", () => {
+    const directives = Rules.parseCacheControl("Max-Age=60, private=\"set-cookie, x-user\", no-cache, max-age=5, s-maxage=abc")
+    assert.strictEqual(directives.get("max-age"), "60")
+    assert.deepStrictEqual(Rules.qualifiedFields(directives, "private"), ["set-cookie", "x-user"])
+    assert.strictEqual(directives.get("no-cache"), true)
+    assert.strictEqual(Rules.deltaSeconds(directives, "max-age"), 60_000)
+    assert.strictEqual(Rules.deltaSeconds(directives, "s-maxage"), null)
+    assert.strictEqual(Rules.deltaSeconds(directives, "min-fresh"), undefined)
+    assert.strictEqual(Rules.deltaSeconds(Rules.parseCacheControl("max-age=99999999999999"), "max-age"), 2_147_483_648_000)
+  })
+
+  it("keys: host lower case, query sorted by name with repeated values in order, fragments dropped; Vary names sorted", () => {
+    assert.strictEqual(Rules.primaryKey("Shop.Example", "/p?b=2&a=1&a=0#top"), "GET shop.example /p?a=1&a=0&b=2")
+    assert.strictEqual(Rules.primaryKey("h", "/p?"), "GET h /p")
+    assert.deepStrictEqual(Rules.varyNames("Accept-Language, accept-encoding,, Accept-Language"), ["accept-encoding", "accept-language"])
+    assert.deepStrictEqual(Rules.varyNames("accept, *"), ["*"])
+    assert.strictEqual(Rules.variantOf([], { a: "1" }), "")
+    assert.notStrictEqual(Rules.variantOf(["a"], {}), Rules.variantOf(["a"], { a: "" }), "absent is not empty")
+  })
+
+  it("freshness: invalid Expires is stale at once; age counts Age, the time the app took and Date", () => {
+    const none = Rules.parseCacheControl(undefined)
+    assert.deepStrictEqual(Rules.freshnessLifetime(none, { expires: "0" }, 1000, undefined, true), { lifetime: 0, explicit: true })
+    assert.strictEqual(Rules.freshnessLifetime(none, {}, 1000, undefined, true), undefined)
+    for (const date of ["Sun, 06 Nov 1994 08:49:37 GMT", "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994"]) {
+      assert.strictEqual(Rules.httpDate(date), 784_111_777_000, date)
+    }
+    assert.isNaN(Rules.httpDate("2024-01-01"))
+    assert.deepStrictEqual(Rules.freshnessLifetime(none, {}, 1000, 5000, false), undefined)
+    assert.strictEqual(Rules.initialAge({ age: "10" }, 0, 2000), 12_000)
+    assert.strictEqual(Rules.initialAge({ date: new Date(0).toUTCString() }, 29_000, 30_000), 30_000)
+  })
+
+  it("Cache-Status members: parameters in order, a detail that is not a token quoted", () => {
+    assert.strictEqual(Rules.formatCacheStatus("edge", { fwd: "uri-miss", fwdStatus: 200, stored: true }), "edge; fwd=uri-miss; fwd-status=200; stored")
+    assert.strictEqual(Rules.formatCacheStatus("my cache", { hit: true, ttl: -3, detail: "two words" }), "\"my cache\"; hit; ttl=-3; detail=\"two words\"")
+  })
+})

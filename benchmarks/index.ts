@@ -33,6 +33,7 @@ import {
   value,
   writeResults
 } from "./harness.js"
+import { httpCases } from "./http.js"
 import { redisCases } from "./redis.js"
 
 // ---------------------------------------------------------------------------------------------------
@@ -172,6 +173,7 @@ const main = async () => {
 
   if (selected("resilience")) results.push(...(await resilienceCases(keys)))
   if (selected("heap")) results.push(await heapPerEntry())
+  if (selected("http")) results.push(...(await httpCases()))
   if (selected("redis") || selected("tiered")) results.push(...(await redisCases()))
   writeResults(results)
   await bento.disconnect()

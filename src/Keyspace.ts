@@ -111,6 +111,21 @@ export interface Keyspace<K, A, Id = Cache.Cache, X = never> extends Definition<
   /** An effectful function whose results are cached by argument, with `getOrSet`'s guarantees. */
   readonly memoize: Model.Memoize<K, A, Id, X>
   /**
+   * One result per key, in order: what the cache holds, and for the missing keys what one call of
+   * `produceMissing` returns (`[key, value]` pairs; `None` for a key it did not return). One read
+   * (chunked), one lock round trip for the missing set, and per key `getOrSet`'s guarantees: a key
+   * another call is producing is waited for, not produced again; a key invalidated while the
+   * producer ran is not stored over; grace, `hardTimeout` and tags apply. See the README's "Batching"
+   * for which options apply.
+   */
+  readonly getOrSetMany: Model.GetOrSetMany<K, A, Id, X>
+  /**
+   * A batch function (keys in, `[key, value]` pairs out) cached per key, with `getOrSetMany`'s
+   * guarantees: only the keys missing from the cache reach `f`. The memoized function has `f`'s
+   * shape: the pairs of the keys found, each distinct key once, in the order asked.
+   */
+  readonly memoizeMany: Model.MemoizeMany<K, A, Id, X>
+  /**
    * A layer that fills the cache on start with `produce` for each key (through `getOrSet`: cached
    * keys are left alone, one producer per key runs across the fleet). With `timeout`, the program
    * starts after it at the latest (on the Clock) and the rest completes in the background, logged;

@@ -172,6 +172,43 @@ export interface GetOrSetOptions<
   readonly cacheFailure?: CacheFailure<F, FI> | undefined
 }
 
+/**
+ * Negative caching for `getOrSetMany`: a key its producer did not return is stored as an "absent"
+ * marker for `ttl`, so later batches with this option answer `None` for it without asking the producer.
+ */
+export interface CacheAbsent {
+  readonly ttl: Duration.DurationInput
+}
+
+/**
+ * Per-call options of `getOrSetMany` and `memoizeMany`: the write options (`ttl`, `grace`, `tags`,
+ * for every value it stores) and the ones of `getOrSet` that apply to a batch; `T` is the type of its
+ * `hardTimeout`. `softTimeout`, `eagerRefresh`, `cacheRead`, `lockMode`, `cacheFailure` and
+ * `onProduced` are `getOrSet`'s only.
+ */
+export interface GetOrSetManyOptions<
+  A,
+  T extends Duration.DurationInput | undefined = Duration.DurationInput | undefined
+> extends WriteOptions<A> {
+  /** `false` returns the produced values without storing them. Default `true`. */
+  readonly cacheWrite?: boolean | undefined
+  /** Values for which this returns `true` are returned but not cached; overrides the keyspace's `skip`. */
+  readonly skip?: ((value: A) => boolean) | undefined
+  /** Overrides the cache's `lock.timeout`: how long the batch waits for keys another instance produces. */
+  readonly lockTimeout?: Duration.DurationInput | undefined
+  /**
+   * Overrides the keyspace's `hardTimeout`: after this long (on the Clock) the batch stops waiting for
+   * its producer; keys with a stale value get it, and if one has none the batch fails with
+   * `ProducerTimeoutError`.
+   */
+  readonly hardTimeout?: T
+  /** Stores an "absent" marker for the keys the producer did not return, for `ttl` (see {@link CacheAbsent}). */
+  readonly cacheAbsent?: CacheAbsent | undefined
+}
+
+/** What `getOrSetMany` asks for the missing keys: `[key, value]` pairs, for some or all of them. */
+export type ProduceMissing<K, A, E, R> = (missing: ReadonlyArray<K>) => Effect.Effect<Iterable<readonly [K, A]>, E, R>
+
 /** A call's options as the engine takes them, whatever its type parameters. */
 export type CallOptions<A> = GetOrSetOptions<A, CacheLock.Mode, Duration.DurationInput | undefined, any, any>
 
@@ -321,6 +358,34 @@ export type Memoize<K, A, Id, X = never> = <
   options?: GetOrSetOptions<A, M, T, F, FI>
 ) => (key: K) => Effect.Effect<A, E | X | F | LockErrorOf<M> | TimeoutErrorOf<T>, R | Id>
 
+/**
+ * `getOrSetMany` on a keyspace `K`, `A` whose effects also need `Id` (and whose producers may also fail
+ * with `X`): one result per key, in order, `None` where the producer returned nothing for the key.
+ */
+export type GetOrSetMany<K, A, Id, X = never> = <E, R, T extends Duration.DurationInput | undefined = undefined>(
+  keys: Iterable<K>,
+  produceMissing: ProduceMissing<K, A, E, R>,
+  options?: GetOrSetManyOptions<A, T>
+) => Effect.Effect<Array<Option.Option<A>>, E | X | TimeoutErrorOf<T>, R | Id>
+
+/** `getOrSetMany` on any keyspace, its cache read from context (`Cache.getOrSetMany`). */
+export type GetOrSetManyAccessor = <K, A, Id, X, E, R, T extends Duration.DurationInput | undefined = undefined>(
+  keyspace: Definition<K, A, Id, X>,
+  keys: Iterable<K>,
+  produceMissing: ProduceMissing<K, A, E, R>,
+  options?: GetOrSetManyOptions<A, T>
+) => Effect.Effect<Array<Option.Option<A>>, E | X | TimeoutErrorOf<T>, R | Id>
+
+/**
+ * `memoizeMany` on a keyspace: a batch function of keys whose results are cached per key. The memoized
+ * function has `f`'s shape: it answers the `[key, value]` pairs of the keys it found (each distinct key
+ * once, in the order asked).
+ */
+export type MemoizeMany<K, A, Id, X = never> = <E, R, T extends Duration.DurationInput | undefined = undefined>(
+  f: ProduceMissing<K, A, E, R>,
+  options?: GetOrSetManyOptions<A, T>
+) => (keys: Iterable<K>) => Effect.Effect<Array<readonly [K, A]>, E | X | TimeoutErrorOf<T>, R | Id>
+
 /** The service methods of the direct operations. */
 export type ServiceMethods = { readonly [Op in Operation]: ServiceMethod<Op> }
 
@@ -351,6 +416,13 @@ export interface Service extends ServiceMethods {
     occasion: string,
     ttl: Duration.DurationInput
   ) => Effect.Effect<boolean, InvalidKeyError | StoreError>
+  /** One result per key, in order: the cached values, and the missing keys' from one producer call. */
+  readonly getOrSetMany: <K, A, Id, X, E, R, T extends Duration.DurationInput | undefined = undefined>(
+    keyspace: Definition<K, A, Id, X>,
+    keys: Iterable<K>,
+    produceMissing: ProduceMissing<K, A, E, R>,
+    options?: GetOrSetManyOptions<A, T>
+  ) => Effect.Effect<Array<Option.Option<A>>, E | X | TimeoutErrorOf<T>, R>
   readonly getOrSet: <
     K,
     A,

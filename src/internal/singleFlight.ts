@@ -20,6 +20,8 @@ import type * as Scope from "effect/Scope"
 /** A run: the fiber doing the work, and how many callers wait for one of its keys. */
 interface Owner {
   waiters: number
+  /** Its callers have their answers: from then on it only finishes its `then` (writes, releases). */
+  answered: boolean
   fiber: Fiber.RuntimeFiber<void> | undefined
   /** The keys it holds in the map, with their flights. */
   readonly keys: Map<string, Flight>
@@ -106,8 +108,9 @@ export const make = (scope: Scope.Scope): SingleFlight => {
 
   /**
    * Waits (`waiting`, made interruptible by `restore`) as a waiter of each of `owners`: when the last
-   * waiter of a run leaves by interruption, nobody waits for it any more: it is stopped, and its keys
-   * leave the map so the next caller starts afresh.
+   * waiter of a run leaves before the run answered (interrupted, or a batch caller that stopped waiting
+   * at its hard timeout), nobody waits for it any more: it is stopped, and its keys leave the map so
+   * the next caller starts afresh. A run that has answered is never stopped: its `then` goes on.
    */
   const waitFor = <X, Y, Z>(
     owners: ReadonlyArray<Owner>,
@@ -116,12 +119,12 @@ export const make = (scope: Scope.Scope): SingleFlight => {
   ): Effect.Effect<X, Y, Z> => {
     for (const owner of owners) owner.waiters++
     return restore(waiting).pipe(
-      Effect.onExit((exit) =>
+      Effect.ensuring(
         Effect.suspend(() => {
           const stop: Array<Effect.Effect<void>> = []
           for (const owner of owners) {
             owner.waiters--
-            if (owner.waiters > 0 || !Exit.isInterrupted(exit) || owner.fiber === undefined) continue
+            if (owner.waiters > 0 || owner.answered || owner.fiber === undefined) continue
             for (const [key, flight] of Array.from(owner.keys)) remove(key, flight)
             stop.push(Fiber.interruptFork(owner.fiber))
           }
@@ -131,7 +134,7 @@ export const make = (scope: Scope.Scope): SingleFlight => {
     )
   }
 
-  const newOwner = (): Owner => ({ waiters: 0, fiber: undefined, keys: new Map() })
+  const newOwner = (): Owner => ({ waiters: 0, answered: false, fiber: undefined, keys: new Map() })
 
   const register = (owner: Owner, key: string): Flight => {
     const flight: Flight = { deferred: Deferred.unsafeMake(FiberId.none), owner }
@@ -156,7 +159,12 @@ export const make = (scope: Scope.Scope): SingleFlight => {
         // Waiters are answered by a finalizer, so they hear even of an interruption; `after` runs
         // interruptibly, so that closing the scope (after `settle`) never waits on it.
         return Effect.interruptible(work).pipe(
-          Effect.onExit((exit) => Deferred.done(flight.deferred, exit)),
+          Effect.onExit((exit) =>
+            Effect.suspend(() => {
+              owner.answered = true
+              return Deferred.done(flight.deferred, exit)
+            })
+          ),
           Effect.flatMap((value) => after === undefined ? Effect.void : Effect.interruptible(after(value))),
           Effect.ensuring(leaveAll(owner)),
           Effect.exit,
@@ -201,6 +209,7 @@ export const make = (scope: Scope.Scope): SingleFlight => {
         // interruption); keys with nothing left to do leave the map with their answer.
         const answer = (exit: Exit.Exit<Batch<A, E>, E>) =>
           Effect.sync(() => {
+            batchOwner.answered = true
             ownedFlights.forEach((flight, i) => {
               const outcome = Exit.isSuccess(exit) ? exit.value.outcomes[i] : undefined
               Deferred.unsafeDone(flight.deferred, outcome === undefined ? (Exit.isSuccess(exit) ? Exit.die(new Error("a batch gave no outcome for a key")) : exit as Exit.Exit<never, E>) : outcome.exit)

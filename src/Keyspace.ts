@@ -11,6 +11,7 @@ import type * as Compile from "./internal/keyspace.js"
 import * as Keyspaces from "./internal/keyspace.js"
 import type * as Model from "./internal/model.js"
 import * as Operations from "./internal/operations.js"
+import * as Resolvers from "./internal/resolver.js"
 
 /**
  * The options of {@link make}.
@@ -126,6 +127,15 @@ export interface Keyspace<K, A, Id = Cache.Cache, X = never> extends Definition<
    */
   readonly memoizeMany: Model.MemoizeMany<K, A, Id, X>
   /**
+   * Wraps a `RequestResolver` so that `Effect.request` batches read the cache first: each batch Effect
+   * hands it goes through `getOrSetMany` keyed by `options.key(request)`, and only the requests of the
+   * missing keys reach `inner`, as one batch. What `inner` completes with a value is stored; a request
+   * it fails gets its error, and nothing is stored. Requests of one key share one entry (and one
+   * request to `inner`). The request's error type must admit the keyspace's `X` (a hard timeout, a
+   * cached failure): the type checks it.
+   */
+  readonly resolver: Model.Resolver<K, A, Id, X>
+  /**
    * A layer that fills the cache on start with `produce` for each key (through `getOrSet`: cached
    * keys are left alone, one producer per key runs across the fleet). With `timeout`, the program
    * starts after it at the latest (on the Clock) and the rest completes in the background, logged;
@@ -183,5 +193,5 @@ export const make = <
     Id,
     F | Model.TimeoutErrorOf<T>
   >
-  return { ...definition, ...Operations.makeHandle(definition) }
+  return { ...definition, ...Operations.makeHandle(definition), resolver: Resolvers.resolver(definition) as Model.Resolver<K, A, Id, F | Model.TimeoutErrorOf<T>> }
 }

@@ -4,7 +4,7 @@
  * 3-master Cluster of this file's own).
  */
 import { assert, describe, expectTypeOf, it } from "@effect/vitest"
-import { Context, Deferred, Effect, Exit, Fiber, Layer, Option, Schema, TestClock } from "effect"
+import { Array as Arr, Context, Deferred, Effect, Either, Exit, Fiber, Layer, Option, Request, RequestResolver, Schema, TestClock } from "effect"
 import { Cache, CacheError, CacheKey, CacheLock, CacheStore, Keyspace, MemoryLock, MemoryStore } from "../src/index.js"
 import { afterAll, beforeAll } from "vitest"
 import { commandDelta, commandStats, startCluster, stopCluster, type TestCluster } from "./setup/servers.js"
@@ -346,6 +346,110 @@ for (const [backend, store] of [["memory", MemoryStore.layer()], ["serializing",
   })
 }
 
+class NotFound extends Schema.TaggedError<NotFound>()("NotFound", { id: Schema.Number }) {}
+class GetUser extends Request.TaggedClass("GetUser")<User, NotFound, { readonly id: number }> {}
+
+/** A batched resolver of `GetUser` that records each batch it gets; id 13 is not found. */
+const userResolver = () => {
+  const batches: Array<ReadonlyArray<number>> = []
+  const inner = RequestResolver.makeBatched((requests: Arr.NonEmptyArray<GetUser>) =>
+    Effect.sync(() => batches.push(requests.map((request) => request.id))).pipe(
+      Effect.zipRight(Effect.forEach(requests, (request) =>
+        request.id === 13 ? Request.fail(request, new NotFound({ id: 13 })) : Request.succeed(request, user(request.id)), { discard: true }))
+    )
+  )
+  return { batches, inner }
+}
+
+describe("Keyspace.resolver: types", () => {
+  it("the request's error type must admit the keyspace's producer errors, its success type be the value type", () => {
+    const { inner } = userResolver()
+    expectTypeOf(Users.resolver(inner, { key: (request) => request.id })).toEqualTypeOf<RequestResolver.RequestResolver<GetUser, Cache.Cache>>()
+    const Bounded = Keyspace.make({ name: "bounded", key: CacheKey.number, value: User, hardTimeout: "5 seconds" })
+    // @ts-expect-error a GetUser cannot fail with ProducerTimeoutError
+    Bounded.resolver(inner, { key: (request) => request.id })
+    class GetUserBounded extends Request.TaggedClass("GetUserBounded")<User, NotFound | CacheError.ProducerTimeoutError, { readonly id: number }> {}
+    const bounded = RequestResolver.fromEffect((request: GetUserBounded) => Effect.succeed(user(request.id)))
+    expectTypeOf(Bounded.resolver(bounded, { key: (request) => request.id })).toEqualTypeOf<
+      RequestResolver.RequestResolver<GetUserBounded, Cache.Cache>
+    >()
+    class GetName extends Request.TaggedClass("GetName")<string, never, { readonly id: number }> {}
+    const names = RequestResolver.fromEffect((request: GetName) => Effect.succeed(String(request.id)))
+    // @ts-expect-error a name is not a User
+    Users.resolver(names, { key: (request: GetName) => request.id })
+  })
+})
+
+for (const [backend, store] of [["memory", MemoryStore.layer()], ["serializing", layerSerializing()]] as const) {
+  const layer = () => Cache.layer({ namespace: "resolver" }).pipe(Layer.provideMerge(Layer.fresh(store)))
+
+  describe(`Keyspace.resolver (${backend} store)`, () => {
+    it.effect("Effect.request batches read the cache first; only the misses reach the inner resolver, as one batch", () =>
+      Effect.gen(function*() {
+        const { batches, inner } = userResolver()
+        const Cached = RequestResolver.contextFromEffect(Users.resolver(inner, { key: (request) => request.id }))
+        yield* Users.set(2, user(2))
+        const ask = (ids: ReadonlyArray<number>) =>
+          Effect.forEach(ids, (id) => Effect.either(Effect.request(new GetUser({ id }), Cached)), { batching: true })
+        const first = yield* ask([1, 2, 3, 13, 1])
+        assert.deepStrictEqual(first.map((found) => Either.isRight(found) ? found.right.name : found.left._tag), ["u1", "u2", "u3", "NotFound", "u1"])
+        assert.deepStrictEqual(batches, [[1, 3, 13]], "one inner batch, the misses only, a key once")
+        yield* settled
+        const second = yield* ask([3, 13, 1, 2])
+        assert.deepStrictEqual(second.map((found) => Either.isRight(found) ? found.right.name : found.left._tag), ["u3", "NotFound", "u1", "u2"])
+        assert.deepStrictEqual(batches, [[1, 3, 13], [13]], "what was found is cached; a failure is not")
+        assertSame(yield* Users.getMany([1, 3, 13]), [Option.some(user(1)), Option.some(user(3)), Option.none()])
+      }).pipe(Effect.provide(layer())))
+
+    it.effect("with Effect's request caching on: a request answered once in a program never reaches the resolver again", () =>
+      Effect.gen(function*() {
+        const { batches, inner } = userResolver()
+        const reads: Array<number> = []
+        const Cached = RequestResolver.contextFromEffect(Users.resolver(inner, { key: (request) => { reads.push(request.id); return request.id } }))
+        const ask = (ids: ReadonlyArray<number>) => Effect.forEach(ids, (id) => Effect.request(new GetUser({ id }), Cached), { batching: true })
+        // Each program with a request cache of its own (Effect's default one is shared by every fiber).
+        const program = Effect.flatMap(Request.makeCache({ capacity: 100, timeToLive: "1 minute" }), (requestCache) =>
+          Effect.gen(function*() {
+            assert.deepStrictEqual((yield* ask([4, 5, 4])).map((u) => u.name), ["u4", "u5", "u4"])
+            assert.deepStrictEqual((yield* ask([5, 6])).map((u) => u.name), ["u5", "u6"])
+          }).pipe(Effect.withRequestCaching(true), Effect.withRequestCache(requestCache)))
+        yield* program
+        assert.deepStrictEqual(batches, [[4, 5], [6]])
+        assert.deepStrictEqual(reads, [4, 5, 6], "Effect's request cache answered the repeats itself")
+        // Another program (a fresh request cache): the cache answers, the inner resolver is not asked.
+        yield* settled
+        yield* program
+        assert.deepStrictEqual(batches, [[4, 5], [6]])
+        assert.deepStrictEqual(reads, [4, 5, 6, 4, 5, 6])
+      }).pipe(Effect.provide(layer())))
+
+    it.effect("requests of one key share one inner request; a concurrent getOrSet of a key the batch produces joins it", () =>
+      Effect.gen(function*() {
+        const started = yield* Deferred.make<void>()
+        const proceed = yield* Deferred.make<void>()
+        const batches: Array<ReadonlyArray<number>> = []
+        const inner = RequestResolver.makeBatched((requests: Arr.NonEmptyArray<GetUser>) =>
+          Effect.sync(() => batches.push(requests.map((request) => request.id))).pipe(
+            Effect.zipRight(Deferred.succeed(started, undefined)),
+            Effect.zipRight(Deferred.await(proceed)),
+            Effect.zipRight(Effect.forEach(requests, (request) => Request.succeed(request, user(request.id)), { discard: true }))
+          ))
+        // Two requests of the same id, made apart (Effect's request caching is off by default).
+        const Cached = RequestResolver.contextFromEffect(Users.resolver(inner, { key: (request) => request.id }))
+        const fiber = yield* Effect.fork(Effect.all([Effect.request(new GetUser({ id: 8 }), Cached), Effect.request(new GetUser({ id: 8 }), Cached)], { batching: true }))
+        yield* Deferred.await(started)
+        let single = 0
+        const joined = yield* Effect.fork(Users.getOrSet(8, Effect.sync(() => single++).pipe(Effect.as(user(-8)))))
+        yield* Effect.yieldNow()
+        yield* Deferred.succeed(proceed, undefined)
+        assert.deepStrictEqual((yield* Fiber.join(fiber)).map((u) => u.name), ["u8", "u8"])
+        assert.strictEqual((yield* Fiber.join(joined)).name, "u8")
+        assert.deepStrictEqual(batches, [[8]])
+        assert.strictEqual(single, 0)
+      }).pipe(Effect.provide(layer())))
+  })
+}
+
 /** Four cache instances, as four processes would have, sharing one store and one lock. */
 const instances = [0, 1, 2, 3].map((i) => Context.GenericTag<`batch-instance-${number}`, Cache.Service>(`test/batch-instance-${i}`))
 const fleet = instances.map((tag) => Layer.scoped(tag, Cache.make({ namespace: "fleet" }))).reduce((a, b) => Layer.merge(a, b)).pipe(
@@ -459,6 +563,21 @@ describe("getOrSetMany on Redis", () => {
       assertSame(again, expected([...a, ...b]))
       assert.strictEqual(produced.length, 90)
       assert.strictEqual((yield* Effect.promise(() => admin.keys("fleet::lock:*"))).length, 0, "every lock released")
+    }).pipe(Effect.scoped))
+
+  it.live("Keyspace.resolver on Redis: misses reach the inner resolver once, hits come from Redis", () =>
+    Effect.gen(function*() {
+      const { url } = yield* emptiedDatabase(29)
+      const { batches, inner } = userResolver()
+      const Cached = RequestResolver.contextFromEffect(Users.resolver(inner, { key: (request) => request.id }))
+      const ask = (ids: ReadonlyArray<number>) =>
+        Effect.forEach(ids, (id) => Effect.either(Effect.request(new GetUser({ id }), Cached)), { batching: true }).pipe(
+          Effect.map((found) => found.map((one) => Either.isRight(one) ? one.right.name : one.left._tag)),
+          Effect.provide(Cache.layerRedis({ url, namespace: "resolver" }))
+        )
+      assert.deepStrictEqual(yield* ask([1, 13, 2]), ["u1", "NotFound", "u2"])
+      assert.deepStrictEqual(yield* ask([2, 3, 1, 13]), ["u2", "u3", "u1", "NotFound"], "another instance: Redis answers")
+      assert.deepStrictEqual(batches, [[1, 13, 2], [3, 13]])
     }).pipe(Effect.scoped))
 
   it.live("a failing or hanging producer releases every lock it took, and stores nothing", () =>

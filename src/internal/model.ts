@@ -11,6 +11,8 @@ import type * as Layer from "effect/Layer"
 import type * as Schedule from "effect/Schedule"
 import type * as Schema from "effect/Schema"
 import type * as Option from "effect/Option"
+import type * as Request from "effect/Request"
+import type * as RequestResolver from "effect/RequestResolver"
 import type * as ParseResult from "effect/ParseResult"
 import type { CodecError, InvalidKeyError, LockError, ProducerTimeoutError, StoreError } from "../CacheError.js"
 import type * as CacheLock from "../CacheLock.js"
@@ -385,6 +387,40 @@ export type MemoizeMany<K, A, Id, X = never> = <E, R, T extends Duration.Duratio
   f: ProduceMissing<K, A, E, R>,
   options?: GetOrSetManyOptions<A, T>
 ) => (keys: Iterable<K>) => Effect.Effect<Array<readonly [K, A]>, E | X | TimeoutErrorOf<T>, R | Id>
+
+/**
+ * Options of `resolver`: how a request's key is derived (`key`), and the write options and switches of
+ * `getOrSetMany` that apply to every value stored.
+ */
+export interface ResolverOptions<K, A, Req> extends WriteOptions<A> {
+  /** The key of a request in the keyspace: requests with the same key share one entry. */
+  readonly key: (request: Req) => K
+  /** `false` answers from the cache but stores nothing. Default `true`. */
+  readonly cacheWrite?: boolean | undefined
+  /** Values for which this returns `true` are answered but not cached; overrides the keyspace's `skip`. */
+  readonly skip?: ((value: A) => boolean) | undefined
+  /** Overrides the cache's `lock.timeout`: how long a batch waits for keys another instance produces. */
+  readonly lockTimeout?: Duration.DurationInput | undefined
+}
+
+/**
+ * What `resolver` asks of a request type: its success type is the keyspace's value type, and its error
+ * type admits what the keyspace's producers may add (`X`: `ProducerTimeoutError` with a `hardTimeout`,
+ * the cached failure's type with `cacheFailure`), since a request can only fail with its own errors.
+ */
+export type ResolverFit<A, X, Req extends Request.Request<any, any>> = [X] extends [Request.Request.Error<Req>]
+  ? [A] extends [Request.Request.Success<Req>] ? unknown
+  : { readonly "the request's success type must be the keyspace's value type": A }
+  : { readonly "the request's error type must include the keyspace's producer errors": X }
+
+/**
+ * `resolver` on a keyspace `K`, `A` whose cache is `Id`: wraps a `RequestResolver` so that the requests
+ * of a batch are answered from the cache first and only the misses reach it.
+ */
+export type Resolver<K, A, Id, X = never> = <Req extends Request.Request<A, any>, R>(
+  inner: RequestResolver.RequestResolver<Req, R>,
+  options: ResolverOptions<K, A, Req> & ResolverFit<A, X, Req>
+) => RequestResolver.RequestResolver<Req, R | Id>
 
 /** The service methods of the direct operations. */
 export type ServiceMethods = { readonly [Op in Operation]: ServiceMethod<Op> }

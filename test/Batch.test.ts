@@ -580,6 +580,30 @@ describe("getOrSetMany on Redis", () => {
       assert.deepStrictEqual(batches, [[1, 13, 2], [3, 13]])
     }).pipe(Effect.scoped))
 
+  it.live("on the two-layer cache: stored through the lock, kept in memory, seen by the other instance", () =>
+    Effect.gen(function*() {
+      const { url } = yield* emptiedDatabase(30)
+      const { calls, fetchUsers } = source()
+      const tiered = () => Cache.layerTiered({ namespace: "tiered", l1: { capacity: 100 }, redis: { url } })
+      const one = yield* Layer.build(tiered())
+      const two = yield* Layer.build(tiered())
+      assertSame(yield* Users.getOrSetMany([1, 2, 3], fetchUsers).pipe(Effect.provide(one)), some(1, 2, 3))
+      yield* settled.pipe(Effect.provide(one))
+      assertSame(yield* Users.getOrSetMany([3, 2, 1], fetchUsers).pipe(Effect.provide(two)), some(3, 2, 1))
+      assertSame(yield* Users.getMany([1, 2, 3]).pipe(Effect.provide(one)), some(1, 2, 3))
+      assert.deepStrictEqual(calls, [[1, 2, 3]])
+      // A write in one instance reaches the other's memory: the batch there reads the new value.
+      yield* Users.set(2, new User({ id: 2, name: "renamed" })).pipe(Effect.provide(two))
+      const renamed = Option.some(new User({ id: 2, name: "renamed" }))
+      for (let i = 0; i < 500; i++) {
+        const [found] = yield* Users.getOrSetMany([2], fetchUsers).pipe(Effect.provide(one))
+        if (Option.isSome(found) && found.value.name === "renamed") break
+        yield* Effect.sleep("10 millis")
+      }
+      assertSame((yield* Users.getOrSetMany([2], fetchUsers).pipe(Effect.provide(one)))[0], renamed)
+      assert.strictEqual(calls.length, 1)
+    }).pipe(Effect.scoped))
+
   it.live("a failing or hanging producer releases every lock it took, and stores nothing", () =>
     Effect.gen(function*() {
       const { admin, url } = yield* emptiedDatabase(30)

@@ -60,6 +60,26 @@ export interface Options<
 export interface CacheFailure<F, FI> extends Compile.CacheFailure<F, FI> {}
 
 /**
+ * The options of a keyspace's `resolver`: `key`, the key of a request in the keyspace (requests with
+ * the same key share one entry), and the write options and switches of `getOrSetMany` that apply to
+ * every value stored (`ttl`, `grace`, `tags`, `skip`, `cacheWrite`, `lockTimeout`).
+ *
+ * @example
+ * ```ts
+ * import { Request, Schema } from "effect"
+ * import type { Keyspace } from "effect-cachekit"
+ *
+ * class User extends Schema.Class<User>("User")({ id: Schema.Number, name: Schema.String }) {}
+ * class GetUser extends Request.TaggedClass("GetUser")<User, never, { readonly id: number }> {}
+ * const options: Keyspace.ResolverOptions<number, User, GetUser> = { key: (request) => request.id, ttl: "1 minute" }
+ * ```
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface ResolverOptions<K, A, Req> extends Model.ResolverOptions<K, A, Req> {}
+
+/**
  * The compiled part of a keyspace that the cache service runs on.
  *
  * @example

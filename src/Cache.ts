@@ -175,6 +175,45 @@ export interface GetOrSetOptions<
 > extends Model.GetOrSetOptions<A, M, T, F, FI> {}
 
 /**
+ * Per-call options of `getOrSetMany` and `memoizeMany`: the write options (`ttl`, `grace`, `tags`),
+ * `cacheWrite`, `skip`, `lockTimeout`, `hardTimeout` (`T`, as for `getOrSet`) and `cacheAbsent`.
+ * `getOrSet`'s `softTimeout`, `eagerRefresh`, `cacheRead`, `lockMode`, `cacheFailure` and `onProduced`
+ * do not apply to a batch, and the type leaves them out.
+ *
+ * @example
+ * ```ts
+ * import type { Cache } from "effect-cachekit"
+ *
+ * const options: Cache.GetOrSetManyOptions<string> = { ttl: "1 hour", cacheAbsent: { ttl: "30 seconds" }, lockTimeout: "2 seconds" }
+ * ```
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface GetOrSetManyOptions<
+  A,
+  T extends Duration.DurationInput | undefined = Duration.DurationInput | undefined
+> extends Model.GetOrSetManyOptions<A, T> {}
+
+/**
+ * `getOrSetMany`'s negative caching: a key the producer did not return is stored as an "absent"
+ * marker for `ttl` (an entry flagged as a cached failure, under a fingerprint of the keyspace's own,
+ * with an empty body); a later batch with this option answers `None` for it without asking the
+ * producer. `get` and `getOrSet` read the marker as a miss, and their writes replace it.
+ *
+ * @example
+ * ```ts
+ * import type { Cache } from "effect-cachekit"
+ *
+ * const negative: Cache.CacheAbsent = { ttl: "30 seconds" }
+ * ```
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface CacheAbsent extends Model.CacheAbsent {}
+
+/**
  * The lock error a `getOrSet` call may fail with, from the lock mode it may ask for: `LockError` when
  * that may be `"at-most-once"`, none otherwise.
  *
@@ -892,6 +931,25 @@ export const invalidateTags = (tags: Iterable<string>): Effect.Effect<void, Inva
  * @category accessors
  */
 export const getOrSet: Model.GetOrSetAccessor = Operations.getOrSetAccessor
+
+/**
+ * `getOrSetMany` on any keyspace, its cache read from context: one result per key, in order, the
+ * missing keys' from one call of `produceMissing` (`None` for a key it did not return).
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { Cache, CacheKey, Keyspace } from "effect-cachekit"
+ *
+ * const Names = Keyspace.make({ name: "names", key: CacheKey.number, value: Schema.String, ttl: "1 minute" })
+ * declare const fetchNames: (ids: ReadonlyArray<number>) => Effect.Effect<Array<readonly [number, string]>>
+ * const names = Cache.getOrSetMany(Names, [1, 2, 3], fetchNames) // Effect<Array<Option<string>>, never, Cache>
+ * ```
+ *
+ * @since 0.3.0
+ * @category accessors
+ */
+export const getOrSetMany: Model.GetOrSetManyAccessor = Operations.getOrSetManyAccessor
 
 /**
  * Removes every entry of the default cache's namespace (a prefix scan, never a blocking command);

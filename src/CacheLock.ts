@@ -15,8 +15,9 @@
  */
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
-import type * as Effect from "effect/Effect"
-import type * as Option from "effect/Option"
+import * as Effect from "effect/Effect"
+import type * as Either from "effect/Either"
+import * as Option from "effect/Option"
 import type * as CacheEntry from "./CacheEntry.js"
 import type { LockError, StoreError } from "./CacheError.js"
 
@@ -92,6 +93,17 @@ export interface CacheLock {
   readonly inProcess: boolean
   /** Takes the lock on `key` for `lease` if nobody holds it. */
   readonly tryAcquire: (key: string, lease: Duration.DurationInput) => Effect.Effect<Option.Option<Lease>, LockError>
+  /**
+   * Takes the locks on `keys` (distinct) that nobody holds, each for `lease`, in one round trip where
+   * the backend can (Redis: one script per hash slot): one answer per key, in order, `None` where
+   * another holder has it. Optional: {@link tryAcquireMany} falls back to `tryAcquire` per key. A
+   * failure may leave some of the keys taken: the lock cleans them up as it does after an acquire
+   * whose reply never came.
+   */
+  readonly tryAcquireMany?: ((
+    keys: ReadonlyArray<string>,
+    lease: Duration.DurationInput
+  ) => Effect.Effect<Array<Option.Option<Lease>>, LockError>) | undefined
   /** Extends a held lease; `false` when it has been lost. */
   readonly extend: (lease: Lease, duration: Duration.DurationInput) => Effect.Effect<boolean, LockError>
   /**
@@ -125,6 +137,46 @@ export interface CacheLock {
  * @category tags
  */
 export const CacheLock: Context.Tag<CacheLock, CacheLock> = Context.GenericTag<CacheLock>("effect-cachekit/CacheLock")
+
+/**
+ * Takes the locks on `keys` (distinct) that nobody holds: with the lock's own `tryAcquireMany` (one
+ * round trip), else with `tryAcquire` for every key at once. One answer per key, in order, `None` where
+ * another holder has it.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { CacheLock } from "effect-cachekit"
+ *
+ * const leases = Effect.flatMap(CacheLock.CacheLock, (lock) =>
+ *   CacheLock.tryAcquireMany(lock, ["app:users:1", "app:users:2"], "5 seconds")) // Array<Option<Lease>>
+ * ```
+ *
+ * @since 0.3.0
+ * @category combinators
+ */
+export const tryAcquireMany = (
+  lock: CacheLock,
+  keys: ReadonlyArray<string>,
+  lease: Duration.DurationInput
+): Effect.Effect<Array<Option.Option<Lease>>, LockError> =>
+  keys.length === 0
+    ? Effect.succeed([])
+    : lock.tryAcquireMany !== undefined
+    ? lock.tryAcquireMany(keys, lease)
+    : Effect.flatMap(
+      Effect.forEach(keys, (key) => Effect.either(lock.tryAcquire(key, lease)), { concurrency: "unbounded" }),
+      (answers) => {
+        const failed = answers.find((answer): answer is Either.Left<LockError, Option.Option<Lease>> => answer._tag === "Left")
+        if (failed === undefined) return Effect.succeed(answers.map((answer) => (answer as Either.Right<LockError, Option.Option<Lease>>).right))
+        // All or nothing: the leases taken are given back before the failure is reported.
+        const taken = answers.flatMap((answer) => answer._tag === "Right" && answer.right._tag === "Some" ? [answer.right.value] : [])
+        return Effect.zipRight(
+          Effect.forEach(taken, (held) => Effect.ignore(lock.release(held, Option.none())), { concurrency: "unbounded", discard: true }),
+          Effect.fail(failed.left)
+        )
+      }
+    )
 
 /**
  * Whether a key's producer may run more than once when the lock cannot be had in time:

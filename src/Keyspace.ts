@@ -11,6 +11,7 @@ import type * as Compile from "./internal/keyspace.js"
 import * as Keyspaces from "./internal/keyspace.js"
 import type * as Model from "./internal/model.js"
 import * as Operations from "./internal/operations.js"
+import * as Resolvers from "./internal/resolver.js"
 
 /**
  * The options of {@link make}.
@@ -57,6 +58,26 @@ export interface Options<
  * @category models
  */
 export interface CacheFailure<F, FI> extends Compile.CacheFailure<F, FI> {}
+
+/**
+ * The options of a keyspace's `resolver`: `key`, the key of a request in the keyspace (requests with
+ * the same key share one entry), and the write options and switches of `getOrSetMany` that apply to
+ * every value stored (`ttl`, `grace`, `tags`, `skip`, `cacheWrite`, `lockTimeout`).
+ *
+ * @example
+ * ```ts
+ * import { Request, Schema } from "effect"
+ * import type { Keyspace } from "effect-cachekit"
+ *
+ * class User extends Schema.Class<User>("User")({ id: Schema.Number, name: Schema.String }) {}
+ * class GetUser extends Request.TaggedClass("GetUser")<User, never, { readonly id: number }> {}
+ * const options: Keyspace.ResolverOptions<number, User, GetUser> = { key: (request) => request.id, ttl: "1 minute" }
+ * ```
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface ResolverOptions<K, A, Req> extends Model.ResolverOptions<K, A, Req> {}
 
 /**
  * The compiled part of a keyspace that the cache service runs on.
@@ -110,6 +131,30 @@ export interface Keyspace<K, A, Id = Cache.Cache, X = never> extends Definition<
   readonly getOrSet: Model.GetOrSet<K, A, Id, X>
   /** An effectful function whose results are cached by argument, with `getOrSet`'s guarantees. */
   readonly memoize: Model.Memoize<K, A, Id, X>
+  /**
+   * One result per key, in order: what the cache holds, and for the missing keys what one call of
+   * `produceMissing` returns (`[key, value]` pairs; `None` for a key it did not return). One read
+   * (chunked), one lock round trip for the missing set, and per key `getOrSet`'s guarantees: a key
+   * another call is producing is waited for, not produced again; a key invalidated while the
+   * producer ran is not stored over; grace, `hardTimeout` and tags apply. See the README's "Batching"
+   * for which options apply.
+   */
+  readonly getOrSetMany: Model.GetOrSetMany<K, A, Id, X>
+  /**
+   * A batch function (keys in, `[key, value]` pairs out) cached per key, with `getOrSetMany`'s
+   * guarantees: only the keys missing from the cache reach `f`. The memoized function has `f`'s
+   * shape: the pairs of the keys found, each distinct key once, in the order asked.
+   */
+  readonly memoizeMany: Model.MemoizeMany<K, A, Id, X>
+  /**
+   * Wraps a `RequestResolver` so that `Effect.request` batches read the cache first: each batch Effect
+   * hands it goes through `getOrSetMany` keyed by `options.key(request)`, and only the requests of the
+   * missing keys reach `inner`, as one batch. What `inner` completes with a value is stored; a request
+   * it fails gets its error, and nothing is stored. Requests of one key share one entry (and one
+   * request to `inner`). The request's error type must admit the keyspace's `X` (a hard timeout, a
+   * cached failure): the type checks it.
+   */
+  readonly resolver: Model.Resolver<K, A, Id, X>
   /**
    * A layer that fills the cache on start with `produce` for each key (through `getOrSet`: cached
    * keys are left alone, one producer per key runs across the fleet). With `timeout`, the program
@@ -168,5 +213,5 @@ export const make = <
     Id,
     F | Model.TimeoutErrorOf<T>
   >
-  return { ...definition, ...Operations.makeHandle(definition) }
+  return { ...definition, ...Operations.makeHandle(definition), resolver: Resolvers.resolver(definition) as Model.Resolver<K, A, Id, F | Model.TimeoutErrorOf<T>> }
 }

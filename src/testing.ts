@@ -544,6 +544,29 @@ export const lockSuite = <ROut, E>(
         assert.isTrue(Option.isSome(yield* lock.tryAcquire("l:a", units(10))))
       }))
 
+    test("tryAcquireMany takes every free key at once, leaves the held ones, and each lease acts alone", (lock) =>
+      Effect.gen(function*() {
+        // Keys spread over many hash slots (a Cluster's masters), two of them already held.
+        const keys = Array.from({ length: 24 }, (_, i) => `l:many:${i}`)
+        const held = Option.getOrThrow(yield* lock.tryAcquire(keys[3]!, units(10)))
+        yield* lock.tryAcquire(keys[17]!, units(10))
+        const leases = yield* CacheLock.tryAcquireMany(lock, keys, units(10))
+        assert.strictEqual(leases.length, keys.length)
+        leases.forEach((lease, i) => {
+          assert.strictEqual(Option.isSome(lease), i !== 3 && i !== 17, `key ${i}`)
+          if (Option.isSome(lease)) assert.strictEqual(lease.value.key, keys[i])
+        })
+        assert.isTrue(Option.isNone(yield* lock.tryAcquire(keys[0]!, units(10))), "a key taken by the batch is held")
+        assert.isTrue(yield* lock.extend(Option.getOrThrow(leases[5]!), units(10)), "each lease extends alone")
+        yield* lock.release(Option.getOrThrow(leases[0]!), Option.none())
+        assert.isTrue(Option.isSome(yield* lock.tryAcquire(keys[0]!, units(10))), "and releases alone")
+        assert.isTrue(Option.isNone(yield* lock.tryAcquire(keys[1]!, units(10))), "the others are still held")
+        yield* lock.release(held, Option.none())
+        const again = yield* CacheLock.tryAcquireMany(lock, [keys[3]!, keys[17]!], units(10))
+        assert.deepStrictEqual(again.map(Option.isSome), [true, false], "released: free again; still held: not")
+        assert.deepStrictEqual(yield* CacheLock.tryAcquireMany(lock, [], units(10)), [])
+      }))
+
     test("a lease lapses by itself; extend keeps it", (lock) =>
       Effect.gen(function*() {
         const kept = Option.getOrThrow(yield* lock.tryAcquire("l:kept", units(4)))

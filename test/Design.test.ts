@@ -2,13 +2,14 @@
  * The README's quick start and the parts of DESIGN.md's "What a user writes" example that the library
  * covers so far, as written, compiled and run: in memory, on the test Redis, and from configuration
  * read through a ConfigProvider (never the real environment). Each later capability (grace and
- * timeouts, tags, getOrSetMany, the tiered layer, warm-up and refresh) adds its lines here.
+ * timeouts, tags, getOrSetMany, the tiered layer, warm-up and refresh) adds its lines here; every
+ * line of the example now runs (the HTTP middleware has a file of its own).
  */
 import { assert, describe, expectTypeOf, it } from "@effect/vitest"
 import { inject } from "vitest"
 import { Config, ConfigProvider, Data, Effect, Layer, Option, Ref, Schema } from "effect"
 import { HttpApp, HttpRouter, type HttpServerError, HttpServerResponse } from "@effect/platform"
-import { Cache, type CacheError, CacheKey, HttpCache, Keyspace } from "../src/index.js"
+import { Cache, type CacheError, CacheKey, HttpCache, Keyspace, RecordingStore } from "../src/index.js"
 import { assertSame } from "./utils.js"
 
 /** Runs `self` with configuration read from `entries` only. */
@@ -98,6 +99,13 @@ describe("DESIGN.md's example, the parts built so far", () => {
           fetched.push(id)
           return new User({ id, org: "acme", name: id === 2 ? "Bob" : `user ${id}` })
         })
+      const batches: Array<ReadonlyArray<number>> = []
+      // The source has no user 3.
+      const fetchUsers = (ids: ReadonlyArray<number>): Effect.Effect<Iterable<readonly [number, User]>, FetchError> =>
+        Effect.sync(() => {
+          batches.push([...ids])
+          return ids.filter((id) => id !== 3).map((id) => [id, new User({ id, org: "acme", name: `user ${id}` })] as const)
+        })
       const fetchRate = (_currency: string): Effect.Effect<number> => Effect.succeed(1.08)
       let configLoads = 0
       const loadConfig: Effect.Effect<typeof AppConfig.Type> = Effect.sync(() => {
@@ -105,7 +113,7 @@ describe("DESIGN.md's example, the parts built so far", () => {
         return { flags: ["x"] }
       })
 
-      // ---- as in DESIGN.md (batches come later) ----
+      // ---- as in DESIGN.md ----
       const Users = Keyspace.make({
         name: "users",
         key: CacheKey.number,                  // stored as "<namespace>:users:<id>"
@@ -129,6 +137,10 @@ describe("DESIGN.md's example, the parts built so far", () => {
 
       // Users has a hardTimeout, so its producers may also fail with CacheError.ProducerTimeoutError.
       const getUser = Users.memoize(fetchUser)                 // (id: number) => Effect<User, FetchError | ProducerTimeoutError, Cache>
+
+      // Batch: one MGET; only the missing ids reach the producer, once; results in key order
+      // (None where the producer returned nothing for a key).
+      const some = Users.getOrSetMany([1, 2, 3], fetchUsers)   // Effect<Array<Option<User>>, FetchError | ProducerTimeoutError, Cache>
       const config = loadConfig.pipe(Cache.memoize({ key: "config", value: AppConfig, ttl: "1 minute" }))
 
       // The backend is a layer; tests provide another.
@@ -148,6 +160,27 @@ describe("DESIGN.md's example, the parts built so far", () => {
       // ---- end of the example ----
 
       expectTypeOf(getUser).toEqualTypeOf<(id: number) => Effect.Effect<User, FetchError | CacheError.ProducerTimeoutError, Cache.Cache>>()
+      expectTypeOf(some).toEqualTypeOf<Effect.Effect<Array<Option.Option<User>>, FetchError | CacheError.ProducerTimeoutError, Cache.Cache>>()
+
+      // The batch, with user 1 cached: one batch read of the store, ids 2 and 3 asked once, in one call,
+      // results in key order, None for 3; a second run reads the cache only.
+      yield* Effect.gen(function*() {
+        const recording = yield* RecordingStore.RecordingStore
+        yield* Users.set(1, new User({ id: 1, org: "acme", name: "Ada" }))
+        yield* recording.reset
+        const found = yield* some
+        assertSame(found, [
+          Option.some(new User({ id: 1, org: "acme", name: "Ada" })),
+          Option.some(new User({ id: 2, org: "acme", name: "user 2" })),
+          Option.none()
+        ])
+        assert.deepStrictEqual(batches, [[2, 3]])
+        const reads = (yield* recording.operations).filter((op) => op.operation === "getMany" || op.operation === "get")
+        assert.deepStrictEqual(reads[0], { operation: "getMany", keys: ["cache:users:1", "cache:users:2", "cache:users:3"], at: reads[0]!.at })
+        for (let i = 0; i < 20; i++) yield* Effect.yieldNow()
+        assertSame((yield* some)[1], Option.some(new User({ id: 2, org: "acme", name: "user 2" })))
+        assert.deepStrictEqual(batches, [[2, 3], [3]], "only the id the source has not got is asked again")
+      }).pipe(Effect.provide(Cache.layer().pipe(Layer.provideMerge(RecordingStore.layer()))))
       const [[ada, bob], bobAfter] = yield* Effect.all([program, Users.get(2)]).pipe(Effect.provide(layers[0]))
       assertSame(ada, Option.some(new User({ id: 1, org: "acme", name: "Ada" })))
       assert.strictEqual(bob.name, "Bob")

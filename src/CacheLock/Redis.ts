@@ -95,7 +95,31 @@ if refused then
 end
 return { written, now, version }`
 
+// KEYS: lock keys (one hash slot). ARGV: the lease in milliseconds, then one token per key. Replies
+// one 1 (taken) or 0 (held by another) per key: SET NX for each, in one step.
+const acquireManyScript = `
+local taken = {}
+for i, key in ipairs(KEYS) do
+  if redis.call("SET", key, ARGV[i + 1], "NX", "PX", ARGV[1]) then taken[i] = 1 else taken[i] = 0 end
+end
+return taken`
+
+interface AcquirePipeline {
+  cachekitLockAcquireMany(...keysThenArgs: Array<string | number>): AcquirePipeline
+  exec(): Promise<Array<[Error | null, unknown]> | null>
+}
+
+/** Runs a pipeline of one command: its reply, or its error. */
+const pipelinedOne = async (pipeline: AcquirePipeline): Promise<Array<number>> => {
+  const replies = await pipeline.exec()
+  const [error, reply] = replies?.[0] ?? [new Error("the pipeline was discarded"), undefined]
+  if (error !== null) throw error
+  return reply as Array<number>
+}
+
 interface Scripts {
+  pipeline(): AcquirePipeline
+  cachekitLockAcquireMany(...keysThenArgs: Array<string | number>): Promise<Array<number>>
   cachekitLockExtend(lock: string, token: string, millis: number): Promise<number>
   cachekitLockRelease(
     lock: string,
@@ -114,6 +138,9 @@ interface Scripts {
 }
 
 const channelSuffix = "::lock-released"
+
+/** How many locks one acquire script takes at most, so a huge batch never holds Redis for long. */
+const acquireChunk = 256
 
 /** How many acquisitions of unknown outcome are remembered for clean-up; past it, the oldest lapse with their lease. */
 const maxUnsettled = 10_000
@@ -137,6 +164,7 @@ const channelOf = (key: string): string => `${CacheStore.namespaceOf(key)}${chan
 
 const defineScripts = (client: Redis.Client): Scripts => {
   client.defineCommand("cachekitLockExtend", { numberOfKeys: 1, lua: extendScript })
+  client.defineCommand("cachekitLockAcquireMany", { lua: acquireManyScript })
   client.defineCommand("cachekitLockRelease", { numberOfKeys: 3, lua: releaseScript })
   return client as unknown as Scripts
 }
@@ -241,6 +269,33 @@ export const make = (options: Options = {}): Effect.Effect<CacheLock.CacheLock, 
           return call("lock", key, () => client.set(lockKeyOf(key), token, "PX", millis, "NX")).pipe(
             Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : Effect.sync(() => abandon(token, key))),
             Effect.map((reply) => reply === "OK" ? Option.some({ key, token }) : Option.none())
+          )
+        }),
+      // One script per hash slot (a lock key lives in its entry's slot), at most 256 keys each, sent at
+      // once. A script whose reply never came may have taken its keys: each of its tokens is settled
+      // as after a single acquire, with a token-checked release sent behind it.
+      tryAcquireMany: (keys, lease) =>
+        Effect.suspend(() => {
+          const millis = Math.max(1, Math.ceil(Duration.toMillis(Duration.decode(lease))))
+          const tokens = keys.map(() => CacheLock.randomToken())
+          const groups = RedisStore.groupBySlot(keys, isCluster).flatMap((group) => RedisStore.chunks(group, acquireChunk))
+          return Effect.map(
+            Effect.forEach(groups, (group) =>
+              call("lock", keys[group[0]!]!, () => {
+                const args = [group.length, ...group.map((i) => lockKeyOf(keys[i]!)), millis, ...group.map((i) => tokens[i]!)]
+                // On a Cluster, a pipeline of its own routes the script by its keys (the first argument is their count).
+                return isCluster ? pipelinedOne(scripts.pipeline().cachekitLockAcquireMany(...args)) : scripts.cachekitLockAcquireMany(...args)
+              }).pipe(
+                  Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : Effect.sync(() => group.forEach((i) => abandon(tokens[i]!, keys[i]!)))),
+                  Effect.map((taken) => group.map((i, j) => [i, taken[j] === 1] as const))
+                ), { concurrency: "unbounded" }),
+            (answers) => {
+              const out = new Array<Option.Option<CacheLock.Lease>>(keys.length)
+              for (const group of answers) {
+                for (const [i, taken] of group) out[i] = taken ? Option.some({ key: keys[i]!, token: tokens[i]! }) : Option.none()
+              }
+              return out
+            }
           )
         }),
       extend: (lease, duration) =>

@@ -498,8 +498,8 @@ export const busOrigin: Effect.Effect<string> = Effect.map(
 /** Escapes the glob characters of a SCAN pattern so a prefix matches literally. */
 const escapeGlob = (prefix: string): string => prefix.replace(/[*?[\]\\]/g, (c) => `\\${c}`)
 
-/** Groups keys by Cluster hash slot (one group when not on a Cluster), remembering their positions. */
-const groupBySlot = (keys: ReadonlyArray<string>, isCluster: boolean): Array<Array<number>> => {
+/** @internal Groups keys by Cluster hash slot (one group when not on a Cluster), remembering their positions. */
+export const groupBySlot = (keys: ReadonlyArray<string>, isCluster: boolean): Array<Array<number>> => {
   if (!isCluster) return [keys.map((_, i) => i)]
   const groups = new Map<number, Array<number>>()
   keys.forEach((key, i) => {
@@ -517,7 +517,8 @@ const readBatchKeys = 512
 /** How many entries one script call writes at most, so a huge batch never holds Redis for long. */
 const writeChunk = 256
 
-const chunks = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray<A>> => {
+/** @internal Splits a list into lists of at most `size` items. */
+export const chunks = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray<A>> => {
   const out: Array<ReadonlyArray<A>> = []
   for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))
   return out

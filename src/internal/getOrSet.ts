@@ -62,17 +62,29 @@ interface Run<K, A, Id, E, R> {
  * A producer failure the keyspace caches (`cacheFailure`), or one read back from the cache: every
  * caller of the run fails with it. The class is private, so no value of a user can be one.
  */
-class Failed {
+export class Failed {
   constructor(readonly error: unknown) {}
 }
 
-/** What a run gives its callers, and what it does once they have it: store the value, release the lock. */
-interface Produced<A> {
-  readonly value: A | Failed
+/**
+ * What a batch run (`getOrSetMany`) answers for a key its producer did not return: a caller of
+ * `getOrSet` that joined it runs its own producer, a batch that joined it has `None` for the key.
+ */
+export class NotProduced {}
+
+/** The one `NotProduced`. */
+export const notProduced = new NotProduced()
+
+/**
+ * What a run gives its callers, and what it does once they have it: store the value, release the lock.
+ * Only a batch run answers `NotProduced`.
+ */
+export interface Produced<A> {
+  readonly value: A | Failed | NotProduced
   readonly then: Effect.Effect<void>
 }
 
-const found = <A>(value: A | Failed): Produced<A> => ({ value, then: Effect.void })
+const found = <A>(value: A | Failed | NotProduced): Produced<A> => ({ value, then: Effect.void })
 
 /** 1. Validate the key and read; a miss (or a failed read) goes to the guard. */
 export const getOrSet = <K, A, Id, E, R>(
@@ -136,7 +148,7 @@ const refreshEagerly = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect
     if (engine.flights.has(flightKeyOf(run)) || engine.flights.has(key)) return Effect.void
     if (isBackingOff(engine, key, clock.unsafeCurrentTimeMillis())) return Effect.void
     const failed = (cause: Cause.Cause<unknown>) =>
-      backOffAfter(run, "eager", () => {
+      backOffAfter(engine, keyspace, key, "eager", () => {
         engine.bindingOf(keyspace).counters.refreshFailures()
         return `the eager refresh of "${engine.report.key(key)}" failed (${firstLine(cause)}); the old value stays, next try in ${keyspace.graceBackoffMillis} ms at the earliest`
       })
@@ -194,7 +206,9 @@ const hardly = <K, A, Id, E, R>(
 const guard = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect<A, E | LockError, R> =>
   // Callers get the value first; the key stays in flight until the run's `then` (the write, the
   // release) is done, so a caller arriving meanwhile joins instead of producing again.
-  Effect.flatMap(run.engine.flights.run(flightKeyOf(run), coordinate(run), thenOf), answer) as Effect.Effect<A, E | LockError, R>
+  // A batch run that got nothing for the key has let it go: this caller then runs its own producer.
+  Effect.flatMap(run.engine.flights.run(flightKeyOf(run), coordinate(run), thenOf), (produced) =>
+    produced.value instanceof NotProduced ? guard(run) : answer(produced)) as Effect.Effect<A, E | LockError, R>
 
 /**
  * A run's key in the guard. An eager refresh has its own, so callers served from the cache meanwhile
@@ -208,7 +222,7 @@ const flightKeyOf = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): string =>
 const thenOf = <A>(produced: Produced<A>) => produced.then
 /** A run's answer: its value, or the cached failure (one of the keyspace's failures, as its type says). */
 const answer = <A>(produced: Produced<A>): Effect.Effect<A, unknown> =>
-  produced.value instanceof Failed ? Effect.fail(produced.value.error) : Effect.succeed(produced.value)
+  produced.value instanceof Failed ? Effect.fail(produced.value.error) : Effect.succeed(produced.value as A)
 
 /**
  * 3. With a lock in context, produce under it; without one, read again and produce. When the store
@@ -279,7 +293,7 @@ const softly = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect<A, E | 
 const maxBackoffs = 10_000
 
 /** Whether a key's producer is backed off at `now` (the Clock's time); an ended backoff is forgotten. */
-const isBackingOff = (engine: Engine, key: string, now: number): boolean => {
+export const isBackingOff = (engine: Engine, key: string, now: number): boolean => {
   const until = engine.backoff.get(key)
   if (until === undefined) return false
   if (now < until) return true
@@ -291,12 +305,13 @@ const isBackingOff = (engine: Engine, key: string, now: number): boolean => {
  * After a failed run of a key's producer: the key is backed off for `graceBackoff` (on the Clock), and
  * the failure logged at a bounded rate (`message` also counts it).
  */
-const backOffAfter = <K, A, Id, E, R>(
-  run: Run<K, A, Id, E, R>,
+export const backOffAfter = <K, A, Id>(
+  engine: Engine,
+  keyspace: Definition<K, A, Id, unknown>,
+  key: string,
   kind: string,
   message: () => string
 ): Effect.Effect<void> => {
-  const { engine, key, keyspace } = run
   return Effect.clockWith((clock) => {
     engine.backoff.delete(key)
     engine.backoff.set(key, clock.unsafeCurrentTimeMillis() + keyspace.graceBackoffMillis)
@@ -312,7 +327,7 @@ const backOffAfter = <K, A, Id, E, R>(
  */
 const servedStale = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, cause: Cause.Cause<unknown>): Effect.Effect<void> => {
   const { engine, key, keyspace } = run
-  return backOffAfter(run, "stale", () => {
+  return backOffAfter(engine, keyspace, key, "stale", () => {
     engine.bindingOf(keyspace).counters.staleServed()
     return `the producer of "${engine.report.key(key)}" failed (${firstLine(cause)}); serving its stale value for ${keyspace.graceBackoffMillis} ms before trying again`
   })
@@ -322,16 +337,24 @@ const servedStale = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, cause: Cause.Caus
  * 7. After a producer ran and its value was stored: the keyspace's `onProduced`, then the call's,
  * with the keyspace's cache in context; a failure or defect is logged, nothing else.
  */
-const produced = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, value: A | Failed): Effect.Effect<void> => {
-  const { engine, keyspace, options } = run
+const produced = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, value: A | Failed): Effect.Effect<void> =>
+  value instanceof Failed ? Effect.void : onProducedHooks(run.engine, run.keyspace, run.userKey, value, run.options?.onProduced)
+
+/** The `onProduced` hooks of a produced value: the keyspace's, then the call's; a failure is logged. */
+export const onProducedHooks = <K, A, Id>(
+  engine: Engine,
+  keyspace: Definition<K, A, Id, unknown>,
+  userKey: K,
+  value: A,
+  call: ((value: A) => Effect.Effect<void, unknown>) | undefined
+): Effect.Effect<void> => {
   const own = keyspace.onProduced
-  const call = options?.onProduced
-  if ((own === undefined && call === undefined) || value instanceof Failed) return Effect.void
+  if (own === undefined && call === undefined) return Effect.void
   const service = engine.service.current
   const hooks = Effect.suspend(() => {
     const first = own === undefined || service === undefined
       ? Effect.void
-      : Effect.provideService(own(run.userKey, value), keyspace.cache, service)
+      : Effect.provideService(own(userKey, value), keyspace.cache, service)
     return call === undefined ? first : Effect.zipRight(first, call(value))
   })
   return Effect.catchAllCause(hooks, (cause) =>
@@ -550,7 +573,7 @@ const release = <K, A, Id, E, R>(
       : Option.isNone(write)
       ? Effect.void
       : released.right
-      ? Effect.zipRight(Effect.sync(() => remember(engine, key, write.value.value, mark)), recheckTags(run, write.value))
+      ? Effect.zipRight(Effect.sync(() => remember(engine, key, write.value.value, mark)), recheckTags(engine, keyspace, key, run.options, write.value))
       : engine.report.warn(
         `${keyspace.name}\u0000lease-lost`,
         { keyspace: keyspace.name, operation: "getOrSet" },
@@ -565,7 +588,7 @@ const writeUnlocked = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, value: A | Fail
     Option.isNone(write)
       ? Effect.void
       : engine.boundWrite("getOrSet", key, engine.store.set(key, write.value.value, write.value.ttl, engine.timeout, since)).pipe(
-        Effect.zipRight(recheckTags(run, write.value)),
+        Effect.zipRight(recheckTags(engine, keyspace, key, run.options, write.value)),
         Effect.catchAll((error) => absorb(engine, keyspace.name, error, undefined))
       ))
 }
@@ -576,8 +599,13 @@ const writeUnlocked = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, value: A | Fail
  * the store and the entry is dropped if one moved. Read after the write, so an invalidation that the
  * write raced is seen either here or by every later read.
  */
-const recheckTags = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, write: CacheLock.Write): Effect.Effect<void> => {
-  const { engine, key, keyspace, options } = run
+export const recheckTags = <K, A, Id>(
+  engine: Engine,
+  keyspace: Definition<K, A, Id, unknown>,
+  key: string,
+  options: { readonly tags?: Iterable<string> | undefined } | undefined,
+  write: CacheLock.Write
+): Effect.Effect<void> => {
   const since = write.since
   if (since === undefined || (keyspace.tags === undefined && keyspace.keyTags === undefined && options?.tags === undefined)) {
     return Effect.void

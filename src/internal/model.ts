@@ -11,6 +11,8 @@ import type * as Layer from "effect/Layer"
 import type * as Schedule from "effect/Schedule"
 import type * as Schema from "effect/Schema"
 import type * as Option from "effect/Option"
+import type * as Request from "effect/Request"
+import type * as RequestResolver from "effect/RequestResolver"
 import type * as ParseResult from "effect/ParseResult"
 import type { CodecError, InvalidKeyError, LockError, ProducerTimeoutError, StoreError } from "../CacheError.js"
 import type * as CacheLock from "../CacheLock.js"
@@ -175,6 +177,43 @@ export interface GetOrSetOptions<
   readonly cacheFailure?: CacheFailure<F, FI> | undefined
 }
 
+/**
+ * Negative caching for `getOrSetMany`: a key its producer did not return is stored as an "absent"
+ * marker for `ttl`, so later batches with this option answer `None` for it without asking the producer.
+ */
+export interface CacheAbsent {
+  readonly ttl: Duration.DurationInput
+}
+
+/**
+ * Per-call options of `getOrSetMany` and `memoizeMany`: the write options (`ttl`, `grace`, `tags`,
+ * for every value it stores) and the ones of `getOrSet` that apply to a batch; `T` is the type of its
+ * `hardTimeout`. `softTimeout`, `eagerRefresh`, `cacheRead`, `lockMode`, `cacheFailure` and
+ * `onProduced` are `getOrSet`'s only.
+ */
+export interface GetOrSetManyOptions<
+  A,
+  T extends Duration.DurationInput | undefined = Duration.DurationInput | undefined
+> extends WriteOptions<A> {
+  /** `false` returns the produced values without storing them. Default `true`. */
+  readonly cacheWrite?: boolean | undefined
+  /** Values for which this returns `true` are returned but not cached; overrides the keyspace's `skip`. */
+  readonly skip?: ((value: A) => boolean) | undefined
+  /** Overrides the cache's `lock.timeout`: how long the batch waits for keys another instance produces. */
+  readonly lockTimeout?: Duration.DurationInput | undefined
+  /**
+   * Overrides the keyspace's `hardTimeout`: after this long (on the Clock) the batch stops waiting for
+   * its producer; keys with a stale value get it, and if one has none the batch fails with
+   * `ProducerTimeoutError`.
+   */
+  readonly hardTimeout?: T
+  /** Stores an "absent" marker for the keys the producer did not return, for `ttl` (see {@link CacheAbsent}). */
+  readonly cacheAbsent?: CacheAbsent | undefined
+}
+
+/** What `getOrSetMany` asks for the missing keys: `[key, value]` pairs, for some or all of them. */
+export type ProduceMissing<K, A, E, R> = (missing: ReadonlyArray<K>) => Effect.Effect<Iterable<readonly [K, A]>, E, R>
+
 /** A call's options as the engine takes them, whatever its type parameters. */
 export type CallOptions<A> = GetOrSetOptions<A, CacheLock.Mode, Duration.DurationInput | undefined, any, any>
 
@@ -324,6 +363,68 @@ export type Memoize<K, A, Id, X = never> = <
   options?: GetOrSetOptions<A, M, T, F, FI>
 ) => (key: K) => Effect.Effect<A, E | X | F | LockErrorOf<M> | TimeoutErrorOf<T>, R | Id>
 
+/**
+ * `getOrSetMany` on a keyspace `K`, `A` whose effects also need `Id` (and whose producers may also fail
+ * with `X`): one result per key, in order, `None` where the producer returned nothing for the key.
+ */
+export type GetOrSetMany<K, A, Id, X = never> = <E, R, T extends Duration.DurationInput | undefined = undefined>(
+  keys: Iterable<K>,
+  produceMissing: ProduceMissing<K, A, E, R>,
+  options?: GetOrSetManyOptions<A, T>
+) => Effect.Effect<Array<Option.Option<A>>, E | X | TimeoutErrorOf<T>, R | Id>
+
+/** `getOrSetMany` on any keyspace, its cache read from context (`Cache.getOrSetMany`). */
+export type GetOrSetManyAccessor = <K, A, Id, X, E, R, T extends Duration.DurationInput | undefined = undefined>(
+  keyspace: Definition<K, A, Id, X>,
+  keys: Iterable<K>,
+  produceMissing: ProduceMissing<K, A, E, R>,
+  options?: GetOrSetManyOptions<A, T>
+) => Effect.Effect<Array<Option.Option<A>>, E | X | TimeoutErrorOf<T>, R | Id>
+
+/**
+ * `memoizeMany` on a keyspace: a batch function of keys whose results are cached per key. The memoized
+ * function has `f`'s shape: it answers the `[key, value]` pairs of the keys it found (each distinct key
+ * once, in the order asked).
+ */
+export type MemoizeMany<K, A, Id, X = never> = <E, R, T extends Duration.DurationInput | undefined = undefined>(
+  f: ProduceMissing<K, A, E, R>,
+  options?: GetOrSetManyOptions<A, T>
+) => (keys: Iterable<K>) => Effect.Effect<Array<readonly [K, A]>, E | X | TimeoutErrorOf<T>, R | Id>
+
+/**
+ * Options of `resolver`: how a request's key is derived (`key`), and the write options and switches of
+ * `getOrSetMany` that apply to every value stored.
+ */
+export interface ResolverOptions<K, A, Req> extends WriteOptions<A> {
+  /** The key of a request in the keyspace: requests with the same key share one entry. */
+  readonly key: (request: Req) => K
+  /** `false` answers from the cache but stores nothing. Default `true`. */
+  readonly cacheWrite?: boolean | undefined
+  /** Values for which this returns `true` are answered but not cached; overrides the keyspace's `skip`. */
+  readonly skip?: ((value: A) => boolean) | undefined
+  /** Overrides the cache's `lock.timeout`: how long a batch waits for keys another instance produces. */
+  readonly lockTimeout?: Duration.DurationInput | undefined
+}
+
+/**
+ * What `resolver` asks of a request type: its success type is the keyspace's value type, and its error
+ * type admits what the keyspace's producers may add (`X`: `ProducerTimeoutError` with a `hardTimeout`,
+ * the cached failure's type with `cacheFailure`), since a request can only fail with its own errors.
+ */
+export type ResolverFit<A, X, Req extends Request.Request<any, any>> = [X] extends [Request.Request.Error<Req>]
+  ? [A] extends [Request.Request.Success<Req>] ? unknown
+  : { readonly "the request's success type must be the keyspace's value type": A }
+  : { readonly "the request's error type must include the keyspace's producer errors": X }
+
+/**
+ * `resolver` on a keyspace `K`, `A` whose cache is `Id`: wraps a `RequestResolver` so that the requests
+ * of a batch are answered from the cache first and only the misses reach it.
+ */
+export type Resolver<K, A, Id, X = never> = <Req extends Request.Request<A, any>, R>(
+  inner: RequestResolver.RequestResolver<Req, R>,
+  options: ResolverOptions<K, A, Req> & ResolverFit<A, X, Req>
+) => RequestResolver.RequestResolver<Req, R | Id>
+
 /** The service methods of the direct operations. */
 export type ServiceMethods = { readonly [Op in Operation]: ServiceMethod<Op> }
 
@@ -354,6 +455,13 @@ export interface Service extends ServiceMethods {
     occasion: string,
     ttl: Duration.DurationInput
   ) => Effect.Effect<boolean, InvalidKeyError | StoreError>
+  /** One result per key, in order: the cached values, and the missing keys' from one producer call. */
+  readonly getOrSetMany: <K, A, Id, X, E, R, T extends Duration.DurationInput | undefined = undefined>(
+    keyspace: Definition<K, A, Id, X>,
+    keys: Iterable<K>,
+    produceMissing: ProduceMissing<K, A, E, R>,
+    options?: GetOrSetManyOptions<A, T>
+  ) => Effect.Effect<Array<Option.Option<A>>, E | X | TimeoutErrorOf<T>, R>
   readonly getOrSet: <
     K,
     A,

@@ -11,14 +11,18 @@ import * as CacheStore from "../CacheStore.js"
 import * as Background from "./background.js"
 import type { Engine } from "./engine.js"
 import { getOrSet } from "./getOrSet.js"
+import { getOrSetMany } from "./getOrSetMany.js"
 import { isInvalidKey, prefixOf, storeKey, storeKeys } from "./keys.js"
 import type {
   AccessorOf,
   Definition,
   GetOrSet,
   GetOrSetAccessor,
+  GetOrSetMany,
+  GetOrSetManyAccessor,
   HandleMethods,
   Memoize,
+  MemoizeMany,
   Operation,
   Operations,
   RefreshEvery,
@@ -178,6 +182,9 @@ export const makeService = (engine: Engine, tiers?: { readonly local: Engine; re
     getOrSet: redacting
       ? (keyspace, key, produce, options) => Effect.mapError(getOrSet(engineOf(keyspace), keyspace, key, produce, options), redact) as any
       : (keyspace, key, produce, options) => getOrSet(engineOf(keyspace), keyspace, key, produce, options) as any,
+    getOrSetMany: redacting
+      ? (keyspace, keys, produce, options) => Effect.mapError(getOrSetMany(engineOf(keyspace), keyspace, keys, produce, options), redact) as any
+      : (keyspace, keys, produce, options) => getOrSetMany(engineOf(keyspace), keyspace, keys, produce, options) as any,
     claim: redacting ? (keyspace, key, occasion, ttl) => Effect.mapError(claim(keyspace, key, occasion, ttl), redact) : claim
   }
   engine.service.current = service
@@ -198,11 +205,39 @@ export const accessors: { readonly [Op in Operation]: AccessorOf<Op> } = Object.
 export const getOrSetAccessor: GetOrSetAccessor = (keyspace, key, produce, options) =>
   Effect.flatMap(keyspace.cache, (cache) => cache.getOrSet(keyspace, key, produce, options))
 
+/** `getOrSetMany` on the cache a keyspace names, read from context. */
+export const getOrSetManyAccessor: GetOrSetManyAccessor = (keyspace, keys, produce, options) =>
+  Effect.flatMap(keyspace.cache, (cache) => cache.getOrSetMany(keyspace, keys, produce, options))
+
+/**
+ * A batch function memoized per key: `getOrSetMany` with `f` as the producer, answering `f`'s shape
+ * (the pairs of the keys found, each distinct key once, in the order asked).
+ */
+const memoizeMany = <K, A, Id, X>(keyspace: Definition<K, A, Id, X>): MemoizeMany<K, A, Id, X> => (f, options) => (keys) =>
+  Effect.suspend(() => {
+    const list = Array.from(keys)
+    return Effect.map(getOrSetManyAccessor(keyspace, list, f, options), (found) => {
+      const seen = new Set<string>()
+      const out: Array<readonly [K, A]> = []
+      found.forEach((value, i) => {
+        if (Option.isNone(value)) return
+        const segment = keyspace.encodeKey(list[i]!)
+        const identity = segment._tag === "Right" ? segment.right : undefined
+        if (identity !== undefined && seen.has(identity)) return
+        if (identity !== undefined) seen.add(identity)
+        out.push([list[i]!, value.value])
+      })
+      return out
+    })
+  })
+
 /** The keyspace handle: the table's operations bound to one keyspace, plus `clear`, `getOrSet` and `memoize`. */
 export const makeHandle = <K, A, Id, X>(keyspace: Definition<K, A, Id, X>): HandleMethods<K, A, Id> & {
   readonly clear: WithRequirement<ReturnType<Operations<K, A>["clearKeyspace"]>, Id>
   readonly getOrSet: GetOrSet<K, A, Id, X>
   readonly memoize: Memoize<K, A, Id, X>
+  readonly getOrSetMany: GetOrSetMany<K, A, Id, X>
+  readonly memoizeMany: MemoizeMany<K, A, Id, X>
   readonly warmUp: WarmUp<K, A, Id>
   readonly refreshEvery: RefreshEvery<K, A, Id>
 } => {
@@ -217,6 +252,8 @@ export const makeHandle = <K, A, Id, X>(keyspace: Definition<K, A, Id, X>): Hand
     clear: accessors.clearKeyspace(keyspace) as WithRequirement<ReturnType<Operations<K, A>["clearKeyspace"]>, Id>,
     getOrSet: (key, produce, options) => getOrSetAccessor(keyspace, key, produce, options),
     memoize: (f, options) => (key) => getOrSetAccessor(keyspace, key, f(key), options),
+    getOrSetMany: (keys, produce, options) => getOrSetManyAccessor(keyspace, keys, produce, options),
+    memoizeMany: memoizeMany(keyspace),
     warmUp: (keys, produce, options) => Background.warmUp(keyspace, keys, produce, options),
     refreshEvery: (key, produce, every, options) => Background.refreshEvery(keyspace, key, produce, every, options)
   }

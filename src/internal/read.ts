@@ -507,6 +507,67 @@ const readMany = <K, A, Id>(
     }))
 
 /**
+ * `getOrSetMany`'s read: one store call for `keys`, each entry classified as `getOrSet`'s read does
+ * (a value, or the `Outcome` that says why not: stale, a cached failure, a miss), what cannot be
+ * decoded healed, async schemas decoded and tags checked. `count`: the first look counts hits and
+ * misses, a second one does not. `guarded: false` after the lock answered for the keys. On a
+ * two-layer store whose shared tier failed, each key from memory where it holds a fresh copy.
+ */
+export const lookupOutcomes = <K, A, Id>(
+  engine: Engine,
+  keyspace: Definition<K, A, Id, unknown>,
+  keys: ReadonlyArray<string>,
+  count: boolean,
+  guarded = true
+): Effect.Effect<Array<A | Outcome>, StoreError> => {
+  const local = engine.store.local
+  const bound = guarded ? engine.bound : engine.boundUnguarded
+  const read = (mark: number) =>
+    Effect.flatMap(bound("getMany", undefined, engine.store.getMany(keys)), (stored) =>
+      Effect.clockWith((clock) => {
+        const now = clock.unsafeCurrentTimeMillis()
+        const out = new Array<A | Outcome>(stored.length)
+        const later: Array<number> = []
+        for (let i = 0; i < stored.length; i++) {
+          const entry = stored[i]!
+          const found = Option.isNone(entry) ? Miss : classifyRead(local, keyspace, keys[i]!, entry.value, now, mark, engine.tags.check)
+          out[i] = found
+          if (found instanceof Outcome && (found._tag === "Invalid" || found._tag === "Async" || found._tag === "Tagged")) later.push(i)
+        }
+        const settled = later.length === 0 ? Effect.void : Effect.forEach(later, (i) => {
+          const found = out[i] as Outcome
+          return Effect.map(settle(engine, "getOrSet", keyspace, keys[i]!, found), (value) => {
+            out[i] = value
+            // A tagged entry read from the shared tier, found valid once its tags were read: memory keeps it.
+            const entry = stored[i]!
+            if (local === undefined || found._tag !== "Tagged" || Option.isNone(entry) || CacheStore.isLive(entry.value)) return
+            if (value instanceof Outcome && value._tag !== "Due") return
+            const decoded = CacheEntry.decode(entry.value)
+            if (decoded !== undefined) keepInMemory(local, keys[i]!, decoded, value, mark)
+          })
+        }, { discard: true })
+        return Effect.as(
+          Effect.tap(settled, () => {
+            if (!count) return
+            const counters = engine.bindingOf(keyspace).counters
+            for (const found of out) {
+              if (!(found instanceof Outcome) || found._tag === "Due") counters.hits()
+              else counters.misses()
+            }
+          }),
+          out
+        )
+      }))
+  if (local === undefined) return read(0)
+  return Effect.suspend(() =>
+    Effect.catchAll(read(local.mark()), (error) =>
+      Effect.forEach(keys, (key) => Effect.orElseSucceed(fallback(engine, local, keyspace, key, error), (): A | Outcome => Miss)).pipe(
+        Effect.flatMap((found) => found.every((value) => value instanceof Outcome) ? Effect.fail(error) : Effect.succeed(found))
+      ))
+  )
+}
+
+/**
  * `getStale`'s read: the entry's value, fresh or stale (within grace), with its header's say. Tags,
  * cached failures and fingerprints count as for `get`; a stale value is decoded here.
  */

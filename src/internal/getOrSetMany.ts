@@ -1,0 +1,679 @@
+/**
+ * `getOrSetMany`, in the order it runs: `getOrSet`'s guarantees, per key, for a set of keys whose
+ * missing ones come from one producer call.
+ *
+ * 1. `getOrSetMany`: store keys (a key that cannot be one is produced apart, uncached, as `getOrSet`
+ *    does), duplicates folded, one read (`getMany`, in chunks of {@link readChunk}). Fresh values are
+ *    answers; an "absent" marker (`cacheAbsent`) is `None`; a cached failure (`cacheFailure`) fails the
+ *    batch as it fails `getOrSet`; a stale value within its `graceBackoff` is served; the rest is missing.
+ * 2. `guard`: the missing keys go to the single flight as one batch run: keys another run (a `getOrSet`
+ *    or another batch) has under way are joined, the others are this run's, and a `getOrSet` of one of
+ *    them joins it. The caller waits for every key, up to the hard timeout.
+ * 3. `coordinate`: with a lock in context, `locked`; without (or when the store has just failed),
+ *    `reread` then `produce`.
+ * 4. `locked`: take the locks of the run's keys in one round trip (`CacheLock.tryAcquireMany`); for the
+ *    keys taken, `reread` and `produce` while a watchdog extends their leases; the keys another instance
+ *    holds are waited for (a release wakes the wait, else a poll interval), read again, and taken in a
+ *    new round when their holder left them unwritten; past `lockTimeout` they are produced unlocked.
+ * 5. `produce`: one producer call for the keys still missing, after noting the store's version; what it
+ *    returns for other keys is ignored. A failure serves stale values when every key of the call has one.
+ * 6. `plan` and `then`: each value (or absent marker) stored once the callers have it, conditional on
+ *    that version, through the lock's release or a conditional `set`; tags rechecked; `onProduced`.
+ */
+import { createHash } from "node:crypto"
+import * as Cause from "effect/Cause"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import { LockError, ProducerTimeoutError } from "../CacheError.js"
+import * as CacheEntry from "../CacheEntry.js"
+import * as CacheLock from "../CacheLock.js"
+import * as CacheStore from "../CacheStore.js"
+import { absorb, type Engine } from "./engine.js"
+import {
+  backOffAfter,
+  Failed,
+  isBackingOff,
+  NotProduced,
+  notProduced,
+  onProducedHooks,
+  type Produced,
+  recheckTags
+} from "./getOrSet.js"
+import { isInvalidKey, storeKey } from "./keys.js"
+import type { Definition, FailurePolicy, GetOrSetManyOptions, ProduceMissing } from "./model.js"
+import { lookupOutcomes, Outcome, staleValue } from "./read.js"
+import { firstLine } from "./report.js"
+import type * as SingleFlight from "./singleFlight.js"
+import { encode, encodeFailure, remember } from "./write.js"
+
+/** How many keys one read of the store asks for at most (one `MGET` each on Redis, per hash slot). */
+export const readChunk = 512
+
+/** What an "absent" marker decodes to: private, so no value or failure of a user can be one. */
+class Absent {}
+const absent = new Absent()
+
+/** The keyspaces a batch reads with: its own policies apart (no eager refresh), and the absent markers'. */
+interface Variants {
+  /** The keyspace as a batch sees it: no eager refresh (a hit is a hit). */
+  readonly base: Definition<any, any, any, unknown>
+  /** The same, whose cached failures are the absent markers (for `cacheAbsent`). */
+  readonly absent: Definition<any, any, any, unknown>
+}
+
+const variantsByKeyspace = new WeakMap<Definition<any, any, any, unknown>, Variants>()
+
+/**
+ * The absent markers' policy: an entry flagged as a failure under a fingerprint of the keyspace's own,
+ * with an empty body; never a producer failure (`matches` is false).
+ */
+const absentPolicy = (keyspace: Definition<any, any, any, unknown>): FailurePolicy => {
+  const empty = keyspace.format === "text" ? "" : new Uint8Array(0)
+  return {
+    fingerprint: createHash("sha256").update(`${keyspace.fingerprint}\u0000absent`).digest("hex").slice(0, 12),
+    ttl: Duration.zero,
+    matches: () => false,
+    encode: () => Effect.succeed(empty),
+    decodeNow: () => Either.right(absent)
+  }
+}
+
+const variantsOf = <K, A, Id>(keyspace: Definition<K, A, Id, unknown>): Variants => {
+  let found = variantsByKeyspace.get(keyspace)
+  if (found === undefined) {
+    const base = { ...keyspace, eagerRefresh: undefined }
+    found = { base, absent: { ...base, failure: absentPolicy(keyspace), variant: `${keyspace.variant}\u0000absent` } }
+    variantsByKeyspace.set(keyspace, found)
+  }
+  return found
+}
+
+/** Whether a stored entry is an absent marker of the keyspace (its header says so). */
+const isAbsentMarker = (variants: Variants, stored: CacheEntry.Stored): boolean => {
+  const header = CacheStore.isLive(stored) ? stored : CacheEntry.decode(stored)
+  return header !== undefined && header.isFailure && header.fingerprint === variants.absent.failure!.fingerprint
+}
+
+/** One batch call: everything its steps consult. */
+interface Call<K, A, E, R> {
+  readonly engine: Engine
+  /** The keyspace as the batch reads and writes it. */
+  readonly keyspace: Definition<K, A, any, unknown>
+  readonly variants: Variants
+  readonly produce: ProduceMissing<K, A, E, R>
+  readonly options: GetOrSetManyOptions<A> | undefined
+  /** The caller's key of each store key (its first occurrence). */
+  readonly userKeys: Map<string, K>
+  /** What the store held past its ttl, within its grace, per key (the latest read's). */
+  readonly stale: Map<string, Outcome>
+  /** The store has just failed this call: it produces without waiting on the store or the lock again. */
+  readonly storeFailed: boolean
+}
+
+/** What a batch found or made for a key. */
+type Found<A> = A | Failed | NotProduced
+
+/** What part of a run found or made for its keys, and what it does once the callers have it. */
+interface Part<A> {
+  readonly found: Map<string, Found<A>>
+  /** Keys whose entry this part stores in `then` (they stay in flight until it is done). */
+  readonly writing: Set<string>
+  readonly then: Effect.Effect<void>
+}
+
+const emptyPart = <A>(): Part<A> => ({ found: new Map(), writing: new Set(), then: Effect.void })
+
+const mergeParts = <A>(parts: ReadonlyArray<Part<A>>): Part<A> => {
+  if (parts.length === 1) return parts[0]!
+  const found = new Map<string, Found<A>>()
+  const writing = new Set<string>()
+  for (const part of parts) {
+    for (const [key, value] of part.found) found.set(key, value)
+    for (const key of part.writing) writing.add(key)
+  }
+  return { found, writing, then: Effect.all(parts.map((part) => part.then), { concurrency: "unbounded", discard: true }) }
+}
+
+/** The hard timeout of a call: its own, else its keyspace's. */
+const hardTimeoutOf = <K, A, Id>(keyspace: Definition<K, A, Id, unknown>, options: GetOrSetManyOptions<A> | undefined) =>
+  options?.hardTimeout === undefined ? keyspace.hardTimeout : Duration.decode(options.hardTimeout)
+
+const timeoutError = (key: string | undefined, timeout: Duration.Duration) =>
+  new ProducerTimeoutError({ reason: "Timeout", operation: "getOrSet", key, timeout })
+
+/** Splits a list into lists of at most `size` items. */
+const chunks = <X>(items: ReadonlyArray<X>, size: number): Array<ReadonlyArray<X>> => {
+  const out: Array<ReadonlyArray<X>> = []
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))
+  return out
+}
+
+/**
+ * Reads keys for a batch, in chunks (at most two at a time): a value or the outcome that says why not,
+ * per key; absent markers are read with their own policy.
+ */
+const readOutcomes = <K, A, E, R>(
+  call: Call<K, A, E, R>,
+  keys: ReadonlyArray<string>,
+  count: boolean,
+  guarded = true
+) => {
+  const { engine, variants } = call
+  const withAbsent = call.options?.cacheAbsent !== undefined
+  // A keyspace that caches failures keeps both kinds of failure entries: each is read with its own policy.
+  const both = withAbsent && call.keyspace.failure !== undefined
+  const readWith = withAbsent && !both ? variants.absent : call.keyspace
+  return Effect.map(
+    Effect.forEach(chunks(keys, readChunk), (chunk) => lookupOutcomes(engine, readWith, chunk, count, guarded), { concurrency: 2 }),
+    (parts) => parts.flat() as Array<A | Outcome>
+  ).pipe(
+    Effect.flatMap((found) => {
+      if (!both) return Effect.succeed(found)
+      // Misses for the keyspace's own policy may be absent markers: those are read again under theirs
+      // (one more read of the misses, only for a keyspace with cacheFailure and a call with cacheAbsent).
+      const markers = found.flatMap((value, i) => value instanceof Outcome && value._tag === "Miss" ? [i] : [])
+      if (markers.length === 0) return Effect.succeed(found)
+      return Effect.map(
+        Effect.forEach(chunks(markers, readChunk), (chunk) =>
+          engine.bound("getMany", undefined, engine.store.getMany(chunk.map((i) => keys[i]!))).pipe(
+            Effect.map((stored) =>
+              chunk.flatMap((i, j) => {
+                const entry = stored[j]!
+                return Option.isSome(entry) && isAbsentMarker(variants, entry.value) ? [i] : []
+              })
+            ),
+            Effect.flatMap((absentOnes) =>
+              absentOnes.length === 0 ? Effect.succeed([]) : Effect.map(
+                lookupOutcomes(engine, variants.absent, absentOnes.map((i) => keys[i]!), false, guarded),
+                (outcomes) => absentOnes.map((i, j) => [i, outcomes[j]!] as const)
+              )
+            )
+          )),
+        (pairs) => {
+          for (const [i, outcome] of pairs.flat()) found[i] = outcome as A | Outcome
+          return found
+        }
+      )
+    })
+  )
+}
+
+/**
+ * What a read says of a key for the batch: a value, `None` (an absent marker), a cached failure, or
+ * nothing (`undefined`: missing; a stale value is noted for the producer's failure).
+ */
+const verdict = <K, A, E, R>(call: Call<K, A, E, R>, key: string, found: A | Outcome): Found<A> | undefined => {
+  if (!(found instanceof Outcome)) return found
+  if (found._tag === "Due") return found.value as A
+  if (found._tag === "Failure") return found.value === absent ? notProduced : new Failed(found.value)
+  if (found._tag === "Stale") call.stale.set(key, found)
+  return undefined
+}
+
+/** 1. Validate and fold the keys, read them, answer what the cache has, and send the rest to the guard. */
+export const getOrSetMany = <K, A, Id, E, R>(
+  engine: Engine,
+  ownKeyspace: Definition<K, A, Id, unknown>,
+  keys: Iterable<K>,
+  produce: ProduceMissing<K, A, E, R>,
+  options: GetOrSetManyOptions<A> | undefined
+): Effect.Effect<Array<Option.Option<A>>, E | LockError | ProducerTimeoutError, R> =>
+  Effect.suspend(() => {
+    const variants = variantsOf(ownKeyspace)
+    const keyspace = variants.base as Definition<K, A, Id, unknown>
+    const list = Array.from(keys)
+    const full = list.map((key) => storeKey(engine, "getOrSet", keyspace, key))
+    const userKeys = new Map<string, K>()
+    const uncached: Array<K> = []
+    let invalid: Effect.Effect<void> = Effect.void
+    for (let i = 0; i < list.length; i++) {
+      const key = full[i]!
+      if (isInvalidKey(key)) {
+        if (uncached.length === 0) invalid = absorb(engine, keyspace.name, key, undefined)
+        uncached.push(list[i]!)
+      } else if (!userKeys.has(key)) {
+        userKeys.set(key, list[i]!)
+      }
+    }
+    const unique = Array.from(userKeys.keys())
+    const answers = new Map<string, Found<A>>()
+    const hard = hardTimeoutOf(keyspace, options)
+
+    const results = (uncachedValues: ReadonlyArray<Option.Option<A>>) =>
+      Effect.suspend((): Effect.Effect<Array<Option.Option<A>>, E> => {
+        const out = new Array<Option.Option<A>>(list.length)
+        let next = 0
+        for (let i = 0; i < list.length; i++) {
+          const key = full[i]!
+          if (isInvalidKey(key)) {
+            out[i] = uncachedValues[next++]!
+            continue
+          }
+          const found = answers.get(key)
+          if (found instanceof Failed) return Effect.fail(found.error as E)
+          out[i] = found === undefined || found instanceof NotProduced ? Option.none() : Option.some(found)
+        }
+        return Effect.succeed(out)
+      })
+
+    // A key that cannot be a store key is produced apart, without the cache, within the hard timeout.
+    const produceUncached: Effect.Effect<ReadonlyArray<Option.Option<A>>, E | ProducerTimeoutError, R> = uncached.length === 0
+      ? Effect.succeed([])
+      : Effect.zipRight(invalid, bounded(produce(uncached), hard)).pipe(Effect.map((pairs) => {
+        const byKey = new Map<unknown, A>()
+        for (const [key, value] of pairs) byKey.set(key, value)
+        return uncached.map((key) => byKey.has(key) ? Option.some(byKey.get(key)!) : Option.none())
+      }))
+
+    const call = (storeFailed: boolean): Call<K, A, E, R> => ({
+      engine,
+      keyspace,
+      variants,
+      produce,
+      options,
+      userKeys,
+      stale: new Map(),
+      storeFailed
+    })
+
+    const cached: Effect.Effect<void, E | LockError | ProducerTimeoutError, R> = unique.length === 0
+      ? Effect.void
+      : Effect.matchEffect(readOutcomes(call(false), unique, true), {
+        // The store has just failed: don't wait on it (nor on the lock) a second time before producing.
+        onFailure: (error) => Effect.zipRight(absorb(engine, keyspace.name, error, undefined), guard(call(true), unique, answers, hard)),
+        onSuccess: (found) =>
+          Effect.clockWith((clock) => {
+            const batch = call(false)
+            const now = clock.unsafeCurrentTimeMillis()
+            const missing: Array<string> = []
+            for (let i = 0; i < unique.length; i++) {
+              const key = unique[i]!
+              const value = verdict(batch, key, found[i]!)
+              if (value instanceof Failed) return Effect.fail(value.error as E)
+              if (value !== undefined) {
+                answers.set(key, value)
+                continue
+              }
+              // A stale value whose producer failed less than `graceBackoff` ago is served without asking again.
+              const stale = isBackingOff(engine, key, now) ? staleValue(keyspace, batch.stale.get(key)) : undefined
+              if (stale !== undefined) {
+                engine.bindingOf(keyspace).counters.staleServed()
+                answers.set(key, stale)
+                continue
+              }
+              missing.push(key)
+            }
+            return missing.length === 0 ? Effect.void : guard(batch, missing, answers, hard)
+          })
+      })
+
+    return Effect.flatMap(Effect.zip(cached, produceUncached, { concurrent: true }), ([, values]) => results(values))
+  })
+
+/** A producer run without the cache, still within the hard timeout. */
+const bounded = <X, E, R>(produce: Effect.Effect<X, E, R>, hard: Duration.Duration | undefined) =>
+  hard === undefined
+    ? produce
+    : Effect.timeoutFail(produce, { duration: hard, onTimeout: () => timeoutError(undefined, hard) })
+
+/**
+ * 2. The missing keys as one batch run of the single flight: the keys another run has under way are
+ * joined; the others are this run's. The caller waits for all of them up to the hard timeout (on the
+ * Clock); then keys with a stale value get it, and if one has none the batch fails with
+ * `ProducerTimeoutError`. The run goes on while a caller of one of its keys still waits.
+ */
+const guard = <K, A, E, R>(
+  call: Call<K, A, E, R>,
+  missing: ReadonlyArray<string>,
+  answers: Map<string, Found<A>>,
+  hard: Duration.Duration | undefined
+): Effect.Effect<void, E | LockError | ProducerTimeoutError, R> => {
+  const { engine, keyspace } = call
+  const work = (owned: ReadonlyArray<string>): Effect.Effect<SingleFlight.Batch<Produced<A>, E | LockError>, E | LockError, R> =>
+    Effect.map(coordinate(call, owned), (part) => ({
+      outcomes: owned.map((key) => ({
+        exit: Exit.succeed<Produced<A>>({ value: part.found.get(key) ?? notProduced, then: Effect.void }),
+        stays: part.writing.has(key)
+      })),
+      then: part.then
+    }))
+  const settle = (exits: ReadonlyArray<Exit.Exit<Produced<A>, E | LockError> | undefined>) =>
+    Effect.suspend((): Effect.Effect<void, E | LockError | ProducerTimeoutError> => {
+      for (let i = 0; i < missing.length; i++) {
+        const key = missing[i]!
+        const exit = exits[i]
+        if (exit === undefined) {
+          // Still under way at the hard timeout: the stale value if there is one, else the batch fails.
+          const stale = staleValue(keyspace, call.stale.get(key))
+          if (stale === undefined) return Effect.fail(timeoutError(key, hard!))
+          engine.bindingOf(keyspace).counters.staleServed()
+          answers.set(key, stale)
+          continue
+        }
+        if (Exit.isFailure(exit)) return Effect.failCause(exit.cause)
+        answers.set(key, exit.value.value)
+      }
+      return Effect.void
+    })
+  const wait = (deferreds: ReadonlyArray<Deferred.Deferred<Produced<A>, E | LockError>>) => {
+    const all = Effect.forEach(deferreds, (deferred) => Effect.exit(Deferred.await(deferred)), { concurrency: "unbounded" })
+    if (hard === undefined) return Effect.flatMap(all, settle)
+    return Effect.timeoutTo(all, {
+      duration: hard,
+      onSuccess: settle,
+      // What is done by then counts; the rest is served stale or times out.
+      onTimeout: () =>
+        Effect.flatMap(
+          Effect.forEach(deferreds, (deferred) =>
+            Effect.flatMap(Deferred.poll(deferred), (polled) => Option.isNone(polled) ? Effect.succeed(undefined) : Effect.exit(polled.value))),
+          settle
+        )
+    }).pipe(Effect.flatten)
+  }
+  return engine.flights.runMany(missing, work, wait)
+}
+
+/** 3. With a lock in context (and a store that answers), produce under it; else read again and produce. */
+const coordinate = <K, A, E, R>(call: Call<K, A, E, R>, keys: ReadonlyArray<string>): Effect.Effect<Part<A>, E | LockError, R> => {
+  const lock = call.engine.lock
+  if (lock !== undefined && !call.storeFailed) {
+    return Effect.flatMap(call.engine.lockNow, (now) => locked(call, lock, keys, now + lockWaitOf(call)))
+  }
+  return unlocked(call, keys, !call.storeFailed)
+}
+
+const lockWaitOf = <K, A, E, R>(call: Call<K, A, E, R>) =>
+  Duration.toMillis(Duration.decode(call.options?.lockTimeout ?? call.engine.lockSettings.timeout))
+
+/**
+ * The second look, under the guard or the lock: another run may have stored some of the keys
+ * meanwhile. A failure of the store is absorbed: every key is then missing.
+ */
+const reread = <K, A, E, R>(
+  call: Call<K, A, E, R>,
+  keys: ReadonlyArray<string>,
+  afterLock: boolean
+): Effect.Effect<{ readonly found: Map<string, Found<A>>; readonly missing: Array<string> }> =>
+  readOutcomes(call, keys, false, !afterLock || call.engine.lock?.inProcess !== false).pipe(
+    Effect.map((outcomes) => {
+      const found = new Map<string, Found<A>>()
+      const missing: Array<string> = []
+      keys.forEach((key, i) => {
+        const value = verdict(call, key, outcomes[i]!)
+        if (value === undefined) missing.push(key)
+        else found.set(key, value)
+      })
+      return { found, missing }
+    }),
+    Effect.catchAll((error) => absorb(call.engine, call.keyspace.name, error, { found: new Map<string, Found<A>>(), missing: Array.from(keys) }))
+  )
+
+/** Without a lock: read again (unless the store has just failed), produce what is missing, store it unlocked. */
+const unlocked = <K, A, E, R>(call: Call<K, A, E, R>, keys: ReadonlyArray<string>, readFirst: boolean): Effect.Effect<Part<A>, E, R> =>
+  Effect.flatMap(readFirst ? reread(call, keys, false) : Effect.succeed({ found: new Map<string, Found<A>>(), missing: Array.from(keys) }), ({ found, missing }) =>
+    missing.length === 0
+      ? Effect.succeed<Part<A>>({ found, writing: new Set(), then: Effect.void })
+      : Effect.map(produceMissing(call, missing), (made): Part<A> => {
+        for (const [key, value] of made.found) found.set(key, value)
+        return { found, writing: new Set(made.writes.keys()), then: Effect.zipRight(writeUnlocked(call, made.writes), producedHooks(call, made)) }
+      }))
+
+/** 6b. Stores the planned entries without a lock, each conditional on the version noted before the producer ran. */
+const writeUnlocked = <K, A, E, R>(call: Call<K, A, E, R>, writes: Map<string, CacheLock.Write>): Effect.Effect<void> => {
+  const { engine, keyspace, options } = call
+  return Effect.forEach(writes, ([key, write]) =>
+    engine.boundWrite("getOrSet", key, engine.store.set(key, write.value, write.ttl, engine.timeout, write.since)).pipe(
+      Effect.zipRight(recheckTags(engine, keyspace, key, options, write)),
+      Effect.catchAll((error) => absorb(engine, keyspace.name, error, undefined))
+    ), { concurrency: "unbounded", discard: true })
+}
+
+/**
+ * 4. Under the lock: take the locks of `keys` in one round trip; produce the keys taken (after a second
+ * look), wait for the others. Every lease taken is released exactly once: with its key's entry once
+ * the callers have their values, or at once, without, when the run fails or is interrupted.
+ */
+const locked = <K, A, E, R>(
+  call: Call<K, A, E, R>,
+  lock: CacheLock.CacheLock,
+  keys: ReadonlyArray<string>,
+  deadline: number
+): Effect.Effect<Part<A>, E | LockError, R> => {
+  const { engine } = call
+  return Effect.uninterruptibleMask((restore) =>
+    Effect.flatMap(
+      // Interruptible, so the bound can cut a hung acquire short (the lock cleans up after an acquire
+      // whose reply it never had); the rest of the step cannot be interrupted.
+      Effect.either(restore(engine.boundLock("lock", keys[0]!, CacheLock.tryAcquireMany(lock, keys, engine.lockSettings.lease)))),
+      (acquired): Effect.Effect<Part<A>, E | LockError, R> => {
+        // The lock failed: carry on without it (at least once), as `getOrSet` does.
+        if (acquired._tag === "Left") return restore(withoutLock(call, keys, acquired.left))
+        const leases = new Map<string, CacheLock.Lease>()
+        const busy: Array<string> = []
+        acquired.right.forEach((lease, i) => Option.isSome(lease) ? leases.set(keys[i]!, lease.value) : busy.push(keys[i]!))
+        const releaseAll = Effect.forEach(leases.values(), (lease) =>
+          Effect.ignore(engine.boundLock("unlock", lease.key, lock.release(lease, Option.none()))), { concurrency: "unbounded", discard: true })
+        return restore(
+          Effect.all([
+            leases.size === 0 ? Effect.succeed(emptyPart<A>()) : holding(call, lock, leases),
+            busy.length === 0 ? Effect.succeed(emptyPart<A>()) : waitForHolders(call, lock, busy, deadline)
+          ], { concurrency: "unbounded" })
+        ).pipe(
+          Effect.onError(() => releaseAll),
+          Effect.map(mergeParts)
+        )
+      }
+    )
+  )
+}
+
+/** Without the lock (it failed, or the holders kept it past `lockTimeout`): produce, unlocked. */
+const withoutLock = <K, A, E, R>(call: Call<K, A, E, R>, keys: ReadonlyArray<string>, error: LockError): Effect.Effect<Part<A>, E, R> =>
+  Effect.zipRight(absorb(call.engine, call.keyspace.name, error, undefined), unlocked(call, keys, false))
+
+/**
+ * Holding the leases of `leases`' keys: read them again, produce the missing ones (the watchdog extends
+ * their leases meanwhile), and release every lease in `then`, with its key's entry if there is one.
+ */
+const holding = <K, A, E, R>(
+  call: Call<K, A, E, R>,
+  lock: CacheLock.CacheLock,
+  leases: Map<string, CacheLock.Lease>
+): Effect.Effect<Part<A>, E, R> =>
+  Effect.flatMap(reread(call, Array.from(leases.keys()), true), ({ found, missing }) => {
+    if (missing.length === 0) return Effect.succeed<Part<A>>({ found, writing: new Set(), then: releaseLeases(call, lock, leases, new Map()) })
+    return Effect.flatMap(Effect.fork(watchdog(call, lock, missing.map((key) => leases.get(key)!))), (fiber) =>
+      produceMissing(call, missing).pipe(
+        Effect.ensuring(Fiber.interrupt(fiber)),
+        Effect.map((made): Part<A> => {
+          for (const [key, value] of made.found) found.set(key, value)
+          return {
+            found,
+            writing: new Set(made.writes.keys()),
+            then: Effect.zipRight(releaseLeases(call, lock, leases, made.writes), producedHooks(call, made))
+          }
+        })
+      ))
+  })
+
+/** Extends the leases every third of the lease while the producer runs; a lease found lost is left alone. */
+const watchdog = <K, A, E, R>(call: Call<K, A, E, R>, lock: CacheLock.CacheLock, leases: ReadonlyArray<CacheLock.Lease>): Effect.Effect<void> => {
+  const { engine } = call
+  const leaseDuration = engine.lockSettings.lease
+  const extendEvery = Duration.divide(leaseDuration, 3).pipe(Option.getOrElse(() => leaseDuration))
+  const tick = (held: ReadonlyArray<CacheLock.Lease>): Effect.Effect<void> =>
+    held.length === 0 ? Effect.void : engine.lockSleep(extendEvery).pipe(
+      Effect.zipRight(Effect.forEach(held, (lease) =>
+        Effect.map(Effect.either(engine.boundLock("lock", lease.key, lock.extend(lease, leaseDuration))), (extended) =>
+          // A failed extend is tried again at the next tick; a lost lease is dropped.
+          extended._tag === "Right" && !extended.right ? [] : [lease]), { concurrency: "unbounded" })),
+      Effect.flatMap((kept) => tick(kept.flat()))
+    )
+  return tick(leases)
+}
+
+/** 6a. Releases every lease, with its key's planned entry if there is one; a two-layer store keeps what was written. */
+const releaseLeases = <K, A, E, R>(
+  call: Call<K, A, E, R>,
+  lock: CacheLock.CacheLock,
+  leases: Map<string, CacheLock.Lease>,
+  writes: Map<string, CacheLock.Write>
+): Effect.Effect<void> => {
+  const { engine, keyspace, options } = call
+  return Effect.forEach(leases, ([key, lease]) => {
+    const write = Option.fromNullable(writes.get(key))
+    const mark = engine.store.local?.mark() ?? 0
+    return Effect.flatMap(Effect.either(engine.boundLock("unlock", key, lock.release(lease, write, engine.timeout))), (released) =>
+      released._tag === "Left"
+        ? absorb(engine, keyspace.name, released.left, undefined)
+        : Option.isNone(write)
+        ? Effect.void
+        : released.right
+        ? Effect.zipRight(Effect.sync(() => remember(engine, key, write.value.value, mark)), recheckTags(engine, keyspace, key, options, write.value))
+        : engine.report.warn(
+          `${keyspace.name}\u0000lease-lost`,
+          { keyspace: keyspace.name, operation: "getOrSet" },
+          () => `the lock on "${engine.report.key(key)}" lapsed while its producer ran; its value was not stored`
+        ))
+  }, { concurrency: "unbounded", discard: true })
+}
+
+/**
+ * Keys whose lock another instance holds: wait for a release (or a poll interval), read them again;
+ * what is still missing goes through a new round (its lock may be free now: its holder stored
+ * nothing). Past the deadline, what is left is produced unlocked.
+ */
+const waitForHolders = <K, A, E, R>(
+  call: Call<K, A, E, R>,
+  lock: CacheLock.CacheLock,
+  keys: ReadonlyArray<string>,
+  deadline: number
+): Effect.Effect<Part<A>, E | LockError, R> => {
+  const { engine } = call
+  const pollMillis = Duration.toMillis(engine.lockSettings.pollInterval)
+  return Effect.flatMap(engine.lockNow, (now) => {
+    const remaining = deadline - now
+    if (remaining <= 0) {
+      return withoutLock(call, keys, new LockError({
+        reason: "Timeout",
+        operation: "lock",
+        key: keys[0],
+        cause: `another instance held the lock of ${keys.length} key(s) for over ${lockWaitOf(call)} ms`
+      }))
+    }
+    const wait = Duration.millis(Math.min(remaining, pollMillis))
+    return Effect.raceAll(keys.map((key) => lock.awaitRelease(key, wait))).pipe(
+      Effect.zipRight(reread(call, keys, true)),
+      Effect.flatMap(({ found, missing }) =>
+        missing.length === 0
+          ? Effect.succeed<Part<A>>({ found, writing: new Set(), then: Effect.void })
+          : Effect.map(locked(call, lock, missing, deadline), (part) => mergeParts([{ found, writing: new Set(), then: Effect.void }, part]))
+      )
+    )
+  })
+}
+
+/** What one producer call made: an answer per key asked, and the entries to store. */
+interface Made<K, A> {
+  readonly found: Map<string, Found<A>>
+  readonly writes: Map<string, CacheLock.Write>
+  /** The produced values, for `onProduced`, by store key. */
+  readonly produced: Map<string, readonly [K, A]>
+}
+
+/**
+ * 5. One producer call for `missing`, after noting the store's version (the writes are conditional on
+ * it). Pairs for keys that were not asked for are ignored (logged). A failure (typed or a defect, not
+ * an interruption) when every key asked has a stale value within grace: the stale values, and the
+ * keys' producer backs off for `graceBackoff`.
+ */
+const produceMissing = <K, A, E, R>(call: Call<K, A, E, R>, missing: ReadonlyArray<string>): Effect.Effect<Made<K, A>, E, R> => {
+  const { engine, keyspace } = call
+  return Effect.flatMap(engine.versionMark, (since) =>
+    Effect.matchCauseEffect(Effect.suspend(() => call.produce(missing.map((key) => call.userKeys.get(key)!))), {
+      onSuccess: (pairs) => plan(call, missing, pairs, since),
+      onFailure: (cause): Effect.Effect<Made<K, A>, E> => {
+        const stale = Cause.isInterruptedOnly(cause) ? [] : missing.map((key) => staleValue(keyspace, call.stale.get(key)))
+        if (stale.length === 0 || stale.some((value) => value === undefined)) return Effect.failCause(cause)
+        const found = new Map<string, Found<A>>(missing.map((key, i) => [key, stale[i]!] as const))
+        return Effect.as(
+          Effect.forEach(missing, (key) =>
+            backOffAfter(engine, keyspace, key, "stale", () => {
+              engine.bindingOf(keyspace).counters.staleServed()
+              return `the batch producer of ${missing.length} key(s) of "${keyspace.name}" failed (${firstLine(cause)}); serving their stale values for ${keyspace.graceBackoffMillis} ms before trying again`
+            }), { discard: true }),
+          { found, writes: new Map(), produced: new Map() }
+        )
+      }
+    }))
+}
+
+/**
+ * 5b. What is stored for what the producer returned: each value (unless `skip` says so, writes are
+ * off, or it cannot be encoded: logged and counted), and with `cacheAbsent` a marker for each key it
+ * did not return; conditional on `since`.
+ */
+const plan = <K, A, E, R>(
+  call: Call<K, A, E, R>,
+  missing: ReadonlyArray<string>,
+  pairs: Iterable<readonly [K, A]>,
+  since: number | undefined
+): Effect.Effect<Made<K, A>> =>
+  Effect.suspend(() => {
+    const { engine, keyspace, options } = call
+    const asked = new Set(missing)
+    const produced = new Map<string, readonly [K, A]>()
+    let extra = 0
+    for (const pair of pairs) {
+      const key = storeKey(engine, "getOrSet", keyspace, pair[0])
+      if (isInvalidKey(key) || !asked.has(key)) extra++
+      else produced.set(key, [call.userKeys.get(key)!, pair[1]])
+    }
+    const found = new Map<string, Found<A>>(missing.map((key) => [key, produced.has(key) ? produced.get(key)![1] : notProduced] as const))
+    const writes = new Map<string, CacheLock.Write>()
+    const skip = options?.skip ?? keyspace.skip
+    const absentTtl = options?.cacheAbsent?.ttl
+    const markers = absentTtl === undefined
+      ? undefined
+      : { ...call.variants.absent, failure: { ...call.variants.absent.failure!, ttl: Duration.decode(absentTtl) } }
+    const conditional = (write: CacheLock.Write): CacheLock.Write => since === undefined ? write : { ...write, since }
+    const entries = options?.cacheWrite === false ? Effect.void : Effect.forEach(missing, (key) => {
+      const pair = produced.get(key)
+      const entry = pair === undefined
+        ? markers === undefined ? undefined : encodeFailure(engine, markers, key, call.userKeys.get(key)!, absent, options)
+        : Effect.suspend(() => skip?.(pair[1]) === true ? Effect.succeed(undefined) : encode(engine, "getOrSet", keyspace, key, pair[0], pair[1], options))
+      if (entry === undefined) return Effect.void
+      return entry.pipe(
+        Effect.map((write) => {
+          if (write !== undefined) writes.set(key, conditional(write))
+        }),
+        Effect.catchAll((error) => absorb(engine, keyspace.name, error, undefined)),
+        Effect.catchAllDefect((defect) =>
+          engine.report.warn(
+            `${keyspace.name}\u0000skip-or-ttl`,
+            { keyspace: keyspace.name, operation: "getOrSet" },
+            () => `a skip or ttl function threw (${defect instanceof Error ? defect.message : String(defect)}); the value was not stored`
+          ))
+      )
+    }, { discard: true })
+    const ignored = extra === 0 ? Effect.void : engine.report.warn(
+      `${keyspace.name}\u0000batch-extra`,
+      { keyspace: keyspace.name, operation: "getOrSet" },
+      () => `a batch producer returned ${extra} pair(s) for keys it was not asked for; they were ignored (neither stored nor returned)`
+    )
+    return Effect.as(Effect.zipRight(ignored, entries), { found, writes, produced })
+  })
+
+/** 7. The keyspace's `onProduced` for each value stored; failures logged. */
+const producedHooks = <K, A, E, R>(call: Call<K, A, E, R>, made: Made<K, A>): Effect.Effect<void> =>
+  call.keyspace.onProduced === undefined
+    ? Effect.void
+    : Effect.forEach(made.writes.keys(), (key) => {
+      const pair = made.produced.get(key)
+      return pair === undefined ? Effect.void : onProducedHooks(call.engine, call.keyspace, pair[0], pair[1], undefined)
+    }, { discard: true })

@@ -297,7 +297,7 @@ const build = (client: MemcacheClient, options: Options): Effect.Effect<CacheSto
       timeoutRealTo(
         effect,
         timeoutMillis,
-        Effect.fail(new StoreError({ reason: "Timeout", operation, key, store: storeName, cause: `no answer within ${timeoutMillis} ms` }))
+        Effect.failSync(() => new StoreError({ reason: "Timeout", operation, key, store: storeName, cause: `no answer within ${timeoutMillis} ms` }))
       )
     /** Runs one operation: its failures typed, the whole of it bounded. */
     const run = <A>(operation: StoreError["operation"], key: string | undefined, body: () => Promise<A>): Effect.Effect<A, StoreError> =>

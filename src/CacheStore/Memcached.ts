@@ -292,16 +292,36 @@ const build = (client: MemcacheClient, options: Options): Effect.Effect<CacheSto
         ? new StoreError({ reason: cause.reason, operation, key: cause.key ?? key, store: storeName, cause: cause.message })
         : new StoreError({ reason: classify(cause), operation, key, store: storeName, cause })
 
-    /** An operation bounded as a whole, its round trips included, by the timeout. */
-    const bounded = <A>(operation: StoreError["operation"], key: string | undefined, effect: Effect.Effect<A, StoreError>) =>
-      timeoutRealTo(
-        effect,
-        timeoutMillis,
-        Effect.failSync(() => new StoreError({ reason: "Timeout", operation, key, store: storeName, cause: `no answer within ${timeoutMillis} ms` }))
-      )
-    /** Runs one operation: its failures typed, the whole of it bounded. */
+    const timedOut = (operation: StoreError["operation"], key: string | undefined) =>
+      new StoreError({ reason: "Timeout", operation, key, store: storeName, cause: `no answer within ${timeoutMillis} ms` })
+
+    /**
+     * Runs one operation: its failures typed, the whole of it (every round trip) bounded by one timer
+     * (real time, not the Clock). An operation cut short or interrupted goes on in the background: its
+     * commands are bounded by the client's own timeout, and nothing waits for them.
+     */
     const run = <A>(operation: StoreError["operation"], key: string | undefined, body: () => Promise<A>): Effect.Effect<A, StoreError> =>
-      bounded(operation, key, Effect.tryPromise({ try: body, catch: (cause) => failure(operation, key, cause) }))
+      Effect.async<A, StoreError>((resume) => {
+        let settled = false
+        const settle = (outcome: Effect.Effect<A, StoreError>) => {
+          if (settled) return
+          settled = true
+          clearTimeout(timer)
+          resume(outcome)
+        }
+        const timer = setTimeout(() => settle(Effect.fail(timedOut(operation, key))), timeoutMillis)
+        let running: Promise<A>
+        try {
+          running = body()
+        } catch (cause) {
+          running = Promise.reject(cause)
+        }
+        running.then((value) => settle(Effect.succeed(value)), (cause: unknown) => settle(Effect.fail(failure(operation, key, cause))))
+        return Effect.sync(() => {
+          settled = true
+          clearTimeout(timer)
+        })
+      })
 
     /** Reads physical keys with as few `get`s as it takes (pipelined on the connection). */
     const getRaw = async (physical: ReadonlyArray<string>, withCas = false): Promise<Map<string, Found>> => {
@@ -497,7 +517,8 @@ const build = (client: MemcacheClient, options: Options): Effect.Effect<CacheSto
       groupOf: () => 0,
       read: (keys) =>
         read(keys).then((entries) => entries.map(({ bytes }) => Effect.succeed(Option.fromNullable<CacheEntry.Stored | undefined>(bytes)))),
-      failure: (key, cause) => Effect.fail(failure("get", key, cause))
+      failure: (key, cause) => Effect.fail(failure("get", key, cause)),
+      timeout: { millis: timeoutMillis, onTimeout: (key) => Effect.fail(timedOut("get", key)) }
     })
 
     return CacheStore.make({
@@ -511,7 +532,7 @@ const build = (client: MemcacheClient, options: Options): Effect.Effect<CacheSto
         assignsVersions: false,
         operationBound: Duration.millis(timeoutMillis)
       },
-      get: (key) => bounded("get", key, reads.get(key)),
+      get: reads.get,
       getMany: (keys) =>
         keys.length === 0 ? Effect.succeed([]) : run("getMany", undefined, () =>
           read(keys).then((entries) => entries.map(({ bytes }) => Option.fromNullable<CacheEntry.Stored | undefined>(bytes)))),
@@ -526,7 +547,11 @@ const build = (client: MemcacheClient, options: Options): Effect.Effect<CacheSto
       add: (key, value, ttl) => run("add", key, () => add(key, value, ttl)),
       delete: (key) => run("delete", key, () => removeAll([key]).then((n) => n > 0)),
       deleteMany: (keys) => keys.length === 0 ? Effect.succeed(0) : run("deleteMany", undefined, () => removeAll(keys)),
-      has: (key) => Effect.map(bounded("has", key, reads.get(key)), Option.isSome),
+      has: (key) =>
+        Effect.mapBoth(reads.get(key), {
+          onFailure: (error) => new StoreError({ reason: error.reason, operation: "has", key, store: storeName, cause: error.cause }),
+          onSuccess: Option.isSome
+        }),
       clear: (prefix) => run("clear", prefix, () => clear(prefix))
     })
   })

@@ -237,6 +237,9 @@ const generationIn = (found: Found | undefined): string | undefined => {
   return generationPattern.test(text) ? text : undefined
 }
 
+/** How many generations a store remembers at most. */
+const maxKnownGenerations = 10_000
+
 /** How many keys one `get` asks for at most. */
 const keysPerGet = 256
 
@@ -256,29 +259,32 @@ const build = (client: MemcacheClient, options: Options): Effect.Effect<CacheSto
     const connectMillis = millisOf(options.connectTimeout, "1 second")
     const generationMillis = millisOf(options.generationTtl, "1 second")
 
-    // One contact at start: the connection is up before the first call, and the server's item size is known.
-    const itemSize = yield* timeoutRealTo(
-      Effect.tryPromise(() => client.cmd<{ STAT?: Array<Array<string>> }>("stats settings")).pipe(
-        Effect.map((reply) => Number(reply.STAT?.find(([name]) => name === "item_size_max")?.[1])),
-        Effect.map((size) => Number.isFinite(size) && size > 0 ? size : undefined),
-        Effect.orElseSucceed(() => undefined)
-      ),
+    // One contact at start: the connection is up before the first call, and the server's item size is
+    // known. A server that answers but does not tell (a proxy without `stats settings`) leaves the default.
+    const contact = yield* timeoutRealTo(
+      Effect.either(Effect.tryPromise(() => client.cmd<{ STAT?: Array<Array<string>> }>("stats settings"))),
       connectMillis,
       Effect.succeed(undefined)
     )
-    if (itemSize === undefined) {
+    const answered = contact !== undefined && (contact._tag === "Right" || classify(contact.left.error) === "Backend")
+    if (!answered) {
       yield* Effect.logWarning(
         `effect-cachekit: memcached at ${options.server ?? "127.0.0.1:11211"} is not reachable yet; the cache works without it until it is`
       )
     }
-    const maxValueBytes = options.maxValueBytes ?? (itemSize ?? defaultItemSize) - itemOverhead
+    const itemSize = contact?._tag === "Right" ? Number(contact.right.STAT?.find(([name]) => name === "item_size_max")?.[1]) : NaN
+    const maxValueBytes = options.maxValueBytes ?? (Number.isFinite(itemSize) && itemSize > 0 ? itemSize : defaultItemSize) - itemOverhead
 
     /** The generations this process knows: the value (`undefined`: none exists) and when the command that read it was sent. */
     const known = new Map<string, { readonly value: string | undefined; readonly sentAt: number }>()
     const learn = (generation: string, value: string | undefined, sentAt: number) => {
       const previous = known.get(generation)
       // A reply to an older command never replaces what a newer one taught (a clear's own incr).
-      if (previous === undefined || previous.sentAt <= sentAt) known.set(generation, { value, sentAt })
+      if (previous !== undefined && previous.sentAt > sentAt) return
+      // Bounded: keys of many distinct "<ns>:<segment>:" shapes must not grow it for ever (forgetting
+      // costs a read of the generations at the next write, nothing else).
+      if (previous === undefined && known.size >= maxKnownGenerations) known.clear()
+      known.set(generation, { value, sentAt })
     }
     const fresh = (generation: string): string | undefined => {
       const entry = known.get(generation)

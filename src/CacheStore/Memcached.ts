@@ -293,13 +293,20 @@ const build = (client: MemcacheClient, options: Options): Effect.Effect<CacheSto
         : undefined
     }
 
-    const failure = (operation: StoreError["operation"], key: string | undefined, cause: unknown): StoreError =>
-      cause instanceof Refusal
-        ? new StoreError({ reason: cause.reason, operation, key: cause.key ?? key, store: storeName, cause: cause.message })
-        : new StoreError({ reason: classify(cause), operation, key, store: storeName, cause })
+    const failure = (operation: StoreError["operation"], key: string | undefined, cause: unknown): StoreError => {
+      if (cause instanceof Refusal) {
+        return new StoreError({ reason: cause.reason, operation, key: cause.key ?? key, store: storeName, cause: cause.message })
+      }
+      const reason = classify(cause)
+      // The server may be another one when it answers again (restarted, empty): read the generations afresh.
+      if (reason === "Unavailable" || reason === "Timeout") known.clear()
+      return new StoreError({ reason, operation, key, store: storeName, cause })
+    }
 
-    const timedOut = (operation: StoreError["operation"], key: string | undefined) =>
-      new StoreError({ reason: "Timeout", operation, key, store: storeName, cause: `no answer within ${timeoutMillis} ms` })
+    const timedOut = (operation: StoreError["operation"], key: string | undefined) => {
+      known.clear()
+      return new StoreError({ reason: "Timeout", operation, key, store: storeName, cause: `no answer within ${timeoutMillis} ms` })
+    }
 
     /**
      * Runs one operation: its failures typed, the whole of it (every round trip) bounded by one timer

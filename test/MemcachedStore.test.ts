@@ -336,6 +336,24 @@ describe("a Cache over memcached", () => {
       assert.isTrue(Option.isNone(yield* Notes.get("n")))
     }).pipe(Effect.provide(cacheOnMemcached("mcache"))))
 
+  it.live("tags: invalidateTags hides exactly the tagged entries (markers live under internal keys, which no clear touches)", () =>
+    Effect.gen(function*() {
+      const Tagged = Keyspace.make({
+        name: "tagged",
+        key: CacheKey.string,
+        value: Schema.String,
+        tags: (_key, value) => [`org:${value.split("/")[0]}`]
+      })
+      yield* Tagged.set("a", "acme/ada")
+      yield* Tagged.set("b", "other/bob")
+      yield* Cache.invalidateTags(["org:acme"])
+      assert.isTrue(Option.isNone(yield* Tagged.get("a")))
+      assert.deepStrictEqual(yield* Tagged.get("b"), Option.some("other/bob"))
+      yield* Tagged.clear
+      yield* Tagged.set("a", "acme/again")
+      assert.deepStrictEqual(yield* Tagged.get("a"), Option.some("acme/again"), "written after the invalidation: there")
+    }).pipe(Effect.provide(cacheOnMemcached("mtags"))))
+
   it.live("a value too large for memcached: a typed TooLarge, nothing stored, and getOrSet still answers", () =>
     Effect.gen(function*() {
       const big = new Uint8Array(2 * 1024 * 1024).fill(7)

@@ -24,7 +24,7 @@ class SummaryLine implements Reporter {
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
-    globalSetup: ["test/setup/redis.ts"],
+    globalSetup: ["test/setup/redis.ts", "test/setup/memcached.ts"],
     testTimeout: 30_000,
     hookTimeout: 60_000,
     reporters: ["default", new SummaryLine()]

@@ -3,8 +3,11 @@
  * file (imports, `import type`, re-exports, dynamic imports):
  *
  * 1. No import cycle among src/**\/*.ts (type-only imports count too).
- * 2. Files under src/internal/ import none of `ioredis`, `cluster-key-slot`, `lru-cache`, nor any
- *    module under src/CacheStore/, src/CacheLock/, src/CacheBus/, nor src/Redis.ts.
+ * 2. Files under src/internal/ import none of `ioredis`, `cluster-key-slot`, `lru-cache`,
+ *    `memcache-client`, nor any module under src/CacheStore/, src/CacheLock/, src/CacheBus/, nor
+ *    src/Redis.ts.
+ * 3. Nothing src/index.ts reaches imports an optional peer dependency (`memcache-client`): an
+ *    application without it imports the main module. Such a backend is its own subpath module.
  *
  * Exits non-zero with each violation listed.
  */
@@ -49,9 +52,18 @@ for (const file of files) {
   const text = readFileSync(file, "utf8")
   const info = ts.preProcessFile(text, true, true)
   const lineOf = (pos: number) => text.slice(0, pos).split("\n").length
+  const found = info.importedFiles.map(({ fileName, pos }) => ({ fileName, pos }))
+  // ts.preProcessFile leaves out `export * as X from "..."` (the barrel's every line): read those from the syntax tree.
+  const sourceFile = ts.createSourceFile(file, text, ts.ScriptTarget.Latest, false)
+  for (const statement of sourceFile.statements) {
+    if (!ts.isExportDeclaration(statement) || statement.moduleSpecifier === undefined) continue
+    if (!ts.isStringLiteral(statement.moduleSpecifier)) continue
+    const pos = statement.moduleSpecifier.getStart(sourceFile) + 1
+    if (!found.some((f) => f.pos === pos)) found.push({ fileName: statement.moduleSpecifier.text, pos })
+  }
   imports.set(
     file,
-    info.importedFiles.map(({ fileName, pos }) => ({
+    found.map(({ fileName, pos }) => ({
       specifier: fileName,
       line: lineOf(pos),
       target: fileName.startsWith(".") ? resolveRelative(file, fileName) : undefined
@@ -91,7 +103,7 @@ const visit = (file: string): void => {
 for (const file of files) if (!state.has(file)) visit(file)
 
 // 2. What src/internal/ may not depend on.
-const forbiddenPackages = ["ioredis", "cluster-key-slot", "lru-cache"]
+const forbiddenPackages = ["ioredis", "cluster-key-slot", "lru-cache", "memcache-client"]
 const forbiddenDirs = ["src/CacheStore/", "src/CacheLock/", "src/CacheBus/"]
 const forbiddenFiles = ["src/Redis.ts"]
 const internalDir = join(srcDir, "internal") + sep
@@ -114,10 +126,32 @@ for (const file of files) {
   }
 }
 
+// 3. The main module's reach: every file it imports, directly or not, and the packages they import.
+const optionalPeers = ["memcache-client"]
+const barrel = join(srcDir, "index.ts")
+const reached = new Map<string, string>([[barrel, rel(barrel)]]) // file -> the import path that reaches it
+const queue = [barrel]
+while (queue.length > 0) {
+  const file = queue.shift()!
+  for (const { line, specifier, target } of imports.get(file) ?? []) {
+    const pkg = optionalPeers.find((name) => specifier === name || specifier.startsWith(`${name}/`))
+    if (pkg !== undefined) {
+      problems.push(`${rel(file)}:${line}: "${pkg}" is an optional peer dependency, yet src/index.ts reaches this file (${reached.get(file)})`)
+    }
+    if (target !== undefined && imports.has(target) && !reached.has(target)) {
+      reached.set(target, `${reached.get(file)} -> ${rel(target)}`)
+      queue.push(target)
+    }
+  }
+}
+
 if (problems.length > 0) {
   console.error(`architecture: ${problems.length} violation(s) in src/`)
   for (const problem of problems) console.error(`  ${problem}`)
   process.exit(1)
 }
 const edges = [...imports.values()].reduce((n, list) => n + list.filter((i) => i.target !== undefined).length, 0)
-console.log(`architecture: ${files.length} files, ${edges} local imports: no cycle; src/internal/ stays free of backends`)
+console.log(
+  `architecture: ${files.length} files, ${edges} local imports: no cycle; src/internal/ stays free of backends; ` +
+    `src/index.ts reaches ${reached.size} files, none importing ${optionalPeers.join(", ")}`
+)

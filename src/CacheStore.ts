@@ -238,7 +238,9 @@ export interface CacheStore {
   readonly has: (key: string) => Effect.Effect<boolean, StoreError>
   /**
    * Removes every entry whose key starts with `prefix`, except internal keys ({@link isInternalKey});
-   * returns how many were removed. Fails with reason `"Unsupported"` without `clearByPrefix`.
+   * returns how many were removed (0 from a store that clears by moving the prefix to a new
+   * generation and cannot count: memcached). Fails with reason `"Unsupported"` without
+   * `clearByPrefix`.
    */
   readonly clear: (prefix: string) => Effect.Effect<number, StoreError>
   /**

@@ -4,7 +4,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { EventEmitter } from "node:events"
-import { Effect, Exit, Fiber, FiberId, Option, Scheduler } from "effect"
+import { Effect, Either, Exit, Fiber, FiberId, Option, Scheduler } from "effect"
 import * as Redis from "../src/Redis.js"
 import * as Coalesce from "../src/internal/coalesce.js"
 import * as ReadBatch from "../src/internal/readBatch.js"
@@ -115,6 +115,34 @@ describe("read batch", () => {
       assert.strictEqual(yield* Fiber.join(staying), "value of k")
       assert.strictEqual(yield* Fiber.join(other), "value of j")
       assert.isTrue(Exit.isInterrupted(yield* Fiber.await(leaving)))
+    }))
+
+  it.live("with a timeout, a caller whose read does not answer in time gets onTimeout; a late answer is dropped", () =>
+    Effect.gen(function*() {
+      // "slow" keys are answered 300 ms late, the others at once.
+      let late: (() => void) | undefined
+      const batch = ReadBatch.make<string, string>({
+        maxKeys: 512,
+        groupOf: (key) => key.startsWith("slow") ? 1 : 0,
+        read: (keys) =>
+          keys[0]!.startsWith("slow")
+            ? new Promise((resolve) => {
+              late = () => resolve(keys.map((key) => Effect.succeed(`late value of ${key}`)))
+              setTimeout(late, 300)
+            })
+            : Promise.resolve(keys.map((key) => Effect.succeed(`value of ${key}`))),
+        failure: (key) => Effect.fail(`${key}: failed`),
+        timeout: { millis: 100, onTimeout: (key) => Effect.fail(`${key}: no answer in time`) }
+      })
+      const started = Date.now()
+      const [slow, quick] = yield* Effect.all([Effect.either(batch.get("slow")), batch.get("quick")], { concurrency: "unbounded" })
+      assert.deepStrictEqual(slow, Either.left("slow: no answer in time"))
+      assert.strictEqual(quick, "value of quick")
+      assert.isBelow(Date.now() - started, 250, "the slow caller left at its timeout, not at the answer")
+      // The late answer arrives and is dropped; the batcher goes on.
+      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 300)))
+      assert.isDefined(late)
+      assert.strictEqual(yield* batch.get("quick"), "value of quick")
     }))
 })
 

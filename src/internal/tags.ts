@@ -4,9 +4,10 @@
  *
  * `invalidateTags` writes one marker per tag under an internal key (`<namespace>::tag:<tag>`; a tag
  * derived from key fields, `<namespace>::where:<keyspace>:<fields>`). The store assigns the marker a
- * version, as it does every write, so the tag's version is on the same scale as the versions of the
- * entries: an entry carrying the tag is valid only if it was written after the tag's last invalidation
- * (its version is above the marker's). Nothing scans or touches the entries themselves.
+ * version, as it does every write (a store that does not gets the cache's version, as its entries do),
+ * so the tag's version is on the same scale as the versions of the entries: an entry carrying the tag
+ * is valid only if it was written after the tag's last invalidation (its version is above the
+ * marker's). Nothing scans or touches the entries themselves.
  *
  * A store in the process (memory) keeps no markers: the versions live in a table beside it (bounded:
  * past 100,000 tags the oldest fold into a floor that invalidates more than needed, never less), read
@@ -75,9 +76,12 @@ const keyOf = (namespace: string, tag: string): string =>
     ? CacheStore.internalKey(namespace, "where", tag.slice(wherePrefix.length))
     : CacheStore.internalKey(namespace, "tag", tag)
 
-/** A marker's bytes: an empty envelope whose version the store assigns. */
-const marker = (): Uint8Array =>
-  CacheEntry.encode({ fingerprint: "tag000000000", version: 0, freshUntil: Infinity, staleUntil: Infinity, tags: [], isFailure: false }, "")
+/**
+ * A marker's bytes: an empty envelope whose version the store assigns, or, for a store that does not
+ * (memcached), the version the cache gives its writes (as it gives the entries': the same scale).
+ */
+const marker = (version: number): Uint8Array =>
+  CacheEntry.encode({ fingerprint: "tag000000000", version, freshUntil: Infinity, staleUntil: Infinity, tags: [], isFailure: false }, "")
 
 const versionOfStored = (stored: CacheEntry.Stored): number =>
   CacheStore.isLive(stored) ? stored.version : CacheEntry.versionOf(stored)
@@ -226,9 +230,10 @@ export const make = (options: {
     // Always from the store: a write checks the markers that may have moved while its producer ran.
     changedSince: (tags, since) => Effect.map(read(tags), (versions) => movedSince(versions, since)),
     invalidate: (tags, wait) =>
-      Effect.suspend(() => {
+      Effect.clockWith((clock) => {
         generation++
-        const entries = tags.map((tag): CacheStore.Entry => ({ key: keyFor(tag), value: marker(), ttl: undefined }))
+        const version = store.capabilities.assignsVersions ? 0 : options.nextVersion(clock.unsafeCurrentTimeMillis())
+        const entries = tags.map((tag): CacheStore.Entry => ({ key: keyFor(tag), value: marker(version), ttl: undefined }))
         return Effect.ensuring(
           options.boundWrite(undefined, store.setMany(entries, wait)),
           Effect.sync(() => {

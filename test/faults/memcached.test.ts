@@ -1,0 +1,231 @@
+/**
+ * Faults of memcached under a cache: a server that is down (connection refused), frozen (SIGSTOP),
+ * killed and started again, and a connection reset while a write waits for its reply. Each case runs
+ * a memcached of its own; real time. Every call returns a value or a typed error within its bound
+ * (the store's timeout, 400 ms here; the margin, 150 ms, is for a loaded machine, not for the code).
+ */
+import { assert, describe, it } from "@effect/vitest"
+import type { ChildProcess } from "node:child_process"
+import { Effect, Either, Exit, Fiber, Layer, Option, Schedule, Schema, Scope } from "effect"
+import * as MemcachedStore from "../../src/CacheStore/Memcached.js"
+import { Cache, CacheKey, Keyspace } from "../../src/index.js"
+import { memcachedStat, startMemcached, stopMemcached } from "../setup/memcached.js"
+import * as Harness from "./harness.js"
+import * as Proxy from "./proxy.js"
+
+const Items = Keyspace.make({ name: "items", key: CacheKey.number, value: Schema.String, ttl: "10 minutes" })
+
+const timeoutMillis = 400
+const margin = 150
+
+interface Memcached {
+  readonly port: number
+  /** `host:port` straight to the server. */
+  readonly direct: string
+  /** `host:port` through a proxy of its own. */
+  readonly proxied: string
+  readonly proxy: Proxy.Proxy
+  readonly pause: () => void
+  readonly resume: () => void
+  /** SIGKILL (and wait for the exit). */
+  readonly kill: () => Promise<void>
+  /** Starts it again on the same port (empty: memcached keeps nothing). */
+  readonly start: () => Promise<void>
+}
+
+/** A memcached with a proxy in front, for the life of the scope. */
+const memcached = Effect.acquireRelease(
+  Effect.promise(async () => {
+    const started = await startMemcached()
+    let child: ChildProcess = started.process
+    const proxy = await Proxy.start(started.port)
+    const server: Memcached = {
+      port: started.port,
+      direct: `127.0.0.1:${started.port}`,
+      proxied: `127.0.0.1:${proxy.port}`,
+      proxy,
+      pause: () => void child.kill("SIGSTOP"),
+      resume: () => void child.kill("SIGCONT"),
+      kill: () => stopMemcached(child),
+      start: async () => {
+        child = (await startMemcached([], started.port)).process
+      }
+    }
+    return { server, stop: () => stopMemcached(child) }
+  }),
+  ({ server, stop }) => Effect.promise(async () => {
+    await server.proxy.close()
+    await stop()
+  })
+).pipe(Effect.map(({ server }) => server))
+
+/** A cache over a memcached store at `server`; no circuit breaker, so each call meets the server itself. */
+const cacheAt = (server: string, namespace: string, store: MemcachedStore.Options = {}) =>
+  Cache.layer({ namespace, circuitBreaker: false }).pipe(
+    Layer.provide(MemcachedStore.layer({ server, timeout: `${timeoutMillis} millis`, connectTimeout: "300 millis", ...store }))
+  )
+
+/** Every direct call of the cache, and 200 concurrent gets. */
+const direct = [
+  ["get", Items.get(1)],
+  ["getMany", Items.getMany([1, 2, 3])],
+  ["set", Items.set(1, "x")],
+  ["setMany", Items.setMany([[1, "x"], [2, "y"]])],
+  ["add", Items.add(9, "x")],
+  ["invalidate", Items.invalidate(1)],
+  ["invalidateMany", Items.invalidateMany([1, 2])],
+  ["has", Items.has(1)],
+  ["clearKeyspace", Items.clear],
+  ["clear", Effect.flatMap(Cache.Cache, (cache) => cache.clear)],
+  ["200 concurrent gets", Effect.forEach(Array.from({ length: 200 }, (_, i) => i), (i) => Items.get(i), { concurrency: "unbounded" })]
+] as const
+
+/** Runs every direct call; each must fail with a StoreError of `reason` within the bound. */
+const everyCallFails = (reason: "Timeout" | "Unavailable") =>
+  Effect.gen(function*() {
+    const timings: Record<string, number> = {}
+    for (const [name, call] of direct) {
+      const result = yield* Harness.timed(Effect.either(call as Effect.Effect<unknown, unknown, Cache.Cache>))
+      timings[name] = result.millis
+      assert.isTrue(Either.isLeft(result.value), `${name} failed`)
+      const error = (result.value as Either.Left<{ _tag: string; reason: string }, unknown>).left
+      assert.strictEqual(error._tag, "StoreError", `${name}: ${String(error)}`)
+      assert.strictEqual(error.reason, reason, `${name}: ${String(error)}`)
+      // 200 fibers and their timers take their own time to schedule on a loaded 2-core machine.
+      const allowance = name.startsWith("200") ? 200 : 0
+      assert.isBelow(result.millis, 1.1 * timeoutMillis + margin + allowance, `${name} within its bound`)
+    }
+    return timings
+  })
+
+const valueOf = <A>(found: Option.Option<A>) => Option.getOrUndefined(found)
+
+/**
+ * Waits (up to 10 s) until the cache reads, writes and reads back again, as `getOrSet` does: a read
+ * first, which also learns the server's generations (a restarted memcached has none).
+ */
+const recovered = Effect.gen(function*() {
+  const started = Date.now()
+  yield* Effect.gen(function*() {
+    yield* Items.get(100)
+    yield* Items.set(100, "back")
+    if (valueOf(yield* Items.get(100)) !== "back") return yield* Effect.fail("not read back")
+  }).pipe(Effect.retry(Schedule.spaced("100 millis").pipe(Schedule.upTo("10 seconds"))))
+  return Date.now() - started
+})
+
+describe("memcached faults", () => {
+  it.live("down (connection refused): every call fails at once with Unavailable; getOrSet answers; a layer built meanwhile starts", () =>
+    Effect.gen(function*() {
+      const server = yield* memcached
+      const unhandled = yield* Harness.unhandledRejections
+      const logs = yield* Harness.captureLogs
+      yield* Effect.gen(function*() {
+        yield* Items.set(0, "warm")
+        yield* Effect.promise(() => server.kill())
+        const timings = yield* everyCallFails("Unavailable")
+        console.log(`memcached down: ${JSON.stringify(timings)}`)
+        const produced = yield* Harness.timed(Items.getOrSet(5, Effect.succeed("from the producer")))
+        assert.strictEqual(produced.value, "from the producer")
+        assert.isBelow(produced.millis, 2 * timeoutMillis + margin)
+      }).pipe(Effect.provide(cacheAt(server.direct, "down")))
+      // A cache whose memcached is down when it starts: built within its connect bound, one warning.
+      const built = yield* Harness.timed(Effect.gen(function*() {
+        const scope = yield* Scope.make()
+        yield* Layer.buildWithScope(cacheAt(server.direct, "down2"), scope)
+        yield* Scope.close(scope, Exit.void)
+      }).pipe(Effect.provide(logs.layer)))
+      assert.isBelow(built.millis, 300 + margin)
+      assert.strictEqual(logs.messages().filter((line) => line.includes("memcached at") && line.includes("not reachable")).length, 1)
+      assert.deepStrictEqual(unhandled, [])
+    }).pipe(Effect.scoped), 30_000)
+
+  it.live("frozen (SIGSTOP): every call fails with Timeout within its bound, getOrSet answers; after SIGCONT it works again", () =>
+    Effect.gen(function*() {
+      const server = yield* memcached
+      const unhandled = yield* Harness.unhandledRejections
+      yield* Effect.gen(function*() {
+        yield* Items.set(0, "warm")
+        server.pause()
+        yield* Harness.sleep(100) // every thread of memcached stopped, not one still answering
+        const timings = yield* everyCallFails("Timeout")
+        const produced = yield* Harness.timed(Items.getOrSet(5, Effect.as(Effect.sleep("100 millis"), "v")))
+        assert.strictEqual(produced.value, "v")
+        timings.getOrSet = produced.millis
+        assert.isBelow(produced.millis, 2 * timeoutMillis + 100 + margin, "getOrSet: the read's bound, the producer, the write's bound")
+        server.resume()
+        timings.recovery = yield* recovered
+        console.log(`memcached frozen, timeout ${timeoutMillis} ms: ${JSON.stringify(timings)}`)
+        // The calls above timed out, but what they had sent ran once memcached woke (memcached cannot
+        // refuse a late command): the clears among them moved the keyspace on, so "warm" is gone.
+        assert.isUndefined(valueOf(yield* Items.get(0)))
+      }).pipe(Effect.provide(cacheAt(server.direct, "frozen")))
+      assert.deepStrictEqual(unhandled, [])
+    }).pipe(Effect.scoped), 60_000)
+
+  it.live("killed, then started again on its port: typed errors meanwhile, then the store reconnects by itself", () =>
+    Effect.gen(function*() {
+      const server = yield* memcached
+      const unhandled = yield* Harness.unhandledRejections
+      yield* Effect.gen(function*() {
+        yield* Items.set(0, "before")
+        yield* Effect.promise(() => server.kill())
+        const down = yield* Effect.either(Items.get(0))
+        assert.isTrue(Either.isLeft(down) && down.left._tag === "StoreError" && down.left.reason === "Unavailable")
+        yield* Harness.sleep(200)
+        yield* Effect.promise(() => server.start())
+        const millis = yield* recovered
+        console.log(`memcached restarted: the cache wrote and read again after ${millis} ms`)
+        assert.isUndefined(valueOf(yield* Items.get(0)), "a restarted memcached is empty")
+        // Once more, with a write first: a call that failed while memcached was down made the store
+        // forget the generations it knew, so its first write after the restart is not stamped with them.
+        yield* Effect.promise(() => server.kill())
+        assert.isTrue(Either.isLeft(yield* Effect.either(Items.get(0))))
+        yield* Effect.promise(() => server.start())
+        yield* Items.set(7, "written first").pipe(Effect.retry(Schedule.spaced("100 millis").pipe(Schedule.upTo("10 seconds"))))
+        assert.strictEqual(valueOf(yield* Items.get(7)), "written first")
+      }).pipe(Effect.provide(cacheAt(server.direct, "restart")))
+      assert.deepStrictEqual(unhandled, [])
+    }).pipe(Effect.scoped), 30_000)
+
+  it.live("a connection reset while a write waits for its reply: a typed error, and the write is never sent twice", () =>
+    Effect.gen(function*() {
+      const server = yield* memcached
+      const unhandled = yield* Harness.unhandledRejections
+      yield* Effect.gen(function*() {
+        yield* Items.set(0, "warm") // connected, generations known
+        const sets = () => Effect.promise(() => memcachedStat(server.port, "cmd_set"))
+        const before = yield* sets()
+        // The write reaches memcached; its reply does not come back; then the connection is reset.
+        server.proxy.set(Proxy.blackhole, "down")
+        const write = yield* Effect.fork(Items.set(1, "once"))
+        yield* Harness.sleep(100)
+        server.proxy.set(Proxy.pass)
+        server.proxy.reset()
+        const exit = yield* Fiber.await(write)
+        assert.isTrue(Exit.isFailure(exit), "the caller is told the outcome is unknown")
+        // Give a resend every chance to happen: the client reconnects well within this.
+        yield* Harness.sleep(800)
+        yield* recovered
+        assert.strictEqual((yield* sets()) - before, 2, "the write ran once (and the recovery's write once)")
+        assert.strictEqual(valueOf(yield* Items.get(1)), "once")
+      }).pipe(Effect.provide(cacheAt(server.proxied, "reset", { generationTtl: "1 minute" })))
+      assert.deepStrictEqual(unhandled, [])
+    }).pipe(Effect.scoped), 30_000)
+
+  it.live("shutting down while memcached is frozen takes under 200 ms", () =>
+    Effect.gen(function*() {
+      const server = yield* memcached
+      const scope = yield* Scope.make()
+      const context = yield* Layer.buildWithScope(cacheAt(server.direct, "exit"), scope)
+      yield* Items.getOrSet(1, Effect.succeed("value")).pipe(Effect.provide(context))
+      server.pause()
+      yield* Harness.sleep(100)
+      // A call left waiting on the frozen server when the layer closes.
+      yield* Effect.fork(Effect.either(Items.get(1).pipe(Effect.provide(context))))
+      yield* Harness.sleep(50)
+      const closed = yield* Harness.timed(Scope.close(scope, Exit.void))
+      server.resume()
+      assert.isBelow(closed.millis, 200)
+    }).pipe(Effect.scoped), 30_000)
+})

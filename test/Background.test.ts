@@ -50,6 +50,31 @@ describe("onProduced", () => {
     }).pipe(Effect.provide(Cache.layerMemory())))
 })
 
+describe("onProduced under the Redis lock", () => {
+  it.live("runs after the producer ran under the lock, once per run, not for a value another instance produced", () =>
+    Effect.gen(function*() {
+      const { url } = yield* emptiedDatabase(16)
+      const seen: Array<string> = []
+      const Users = Keyspace.make({
+        name: "users",
+        key: CacheKey.number,
+        value: Schema.String,
+        onProduced: (id, name) => Effect.sync(() => seen.push(`keyspace ${id} ${name}`))
+      })
+      const call = (id: number) =>
+        Users.getOrSet(id, Effect.succeed(`user ${id}`), { onProduced: (name) => Effect.sync(() => seen.push(`call ${name}`)) })
+      const a = yield* Layer.build(Cache.layerRedis({ url, namespace: "hooks" }))
+      const b = yield* Layer.build(Cache.layerRedis({ url, namespace: "hooks" }))
+      assert.strictEqual(yield* Effect.provide(call(1), a), "user 1")
+      // Another instance finds the value the first one stored: no producer ran there, no hook.
+      assert.strictEqual(yield* Effect.provide(call(1), b), "user 1")
+      // The hooks run once the run's release is done, after its callers have the value.
+      const deadline = Date.now() + 2_000
+      while (seen.length < 2 && Date.now() < deadline) yield* sleep(5)
+      assert.deepStrictEqual(seen, ["keyspace 1 user 1", "call user 1"])
+    }).pipe(Effect.scoped))
+})
+
 describe("warmUp", () => {
   it.effect("fills the cache on start; a slow producer holds the start for the timeout at most (on the Clock), and completes in the background", () =>
     Effect.gen(function*() {

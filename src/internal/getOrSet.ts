@@ -472,17 +472,22 @@ const acquire = <K, A, Id, E, R>(
         const lease = acquired.right.value
         return restore(holding(run, lock, lease)).pipe(
           Effect.onError(() => Effect.ignore(engine.boundLock("unlock", key, lock.release(lease, Option.none())))),
-          Effect.map(({ value, write }) => ({ value, then: release(run, lock, lease, write) }))
+          // As without a lock: the hooks run once the run's write is done (stored or not).
+          Effect.map(({ value, write, ran }) => ({
+            value,
+            then: ran ? Effect.zipRight(release(run, lock, lease, write), produced(run, value)) : release(run, lock, lease, write)
+          }))
         )
       }
     )
   )
 }
 
-/** What a run holding the lease answers, and what its release stores. */
+/** What a run holding the lease answers, what its release stores, and whether its producer ran. */
 interface Holding<A> {
   readonly value: A | Failed
   readonly write: Option.Option<CacheLock.Write>
+  readonly ran: boolean
 }
 
 /** Holding the lease: read again, produce (the watchdog extends the lease meanwhile), plan the write. */
@@ -492,13 +497,13 @@ const holding = <K, A, Id, E, R>(
   lease: CacheLock.Lease
 ): Effect.Effect<Holding<A>, E, R> =>
   Effect.flatMap(reread(run, true), (found) => {
-    if (Option.isSome(found)) return Effect.succeed({ value: found.value, write: Option.none() })
+    if (Option.isSome(found)) return Effect.succeed({ value: found.value, write: Option.none(), ran: false })
     return Effect.flatMap(Effect.fork(watchdog(run, lock, lease)), (fiber) =>
       produceSince(
         run,
-        (value, since) => Effect.map(planWrite(run, value, since), (write): Holding<A> => ({ value, write })),
+        (value, since) => Effect.map(planWrite(run, value, since), (write): Holding<A> => ({ value, write, ran: true })),
         // The stale value was served: nothing to store; the lock is released.
-        (stale): Holding<A> => ({ value: stale, write: Option.none() })
+        (stale): Holding<A> => ({ value: stale, write: Option.none(), ran: false })
       ).pipe(
         Effect.ensuring(Fiber.interrupt(fiber))
       ))

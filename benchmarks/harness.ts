@@ -12,7 +12,7 @@ export const rounds = quick ? 3 : 7
 export const budget = quick ? 40e6 : 250e6 // mitata's min_cpu_time per measurement, in ns
 
 /**
- * `--only=l1,getOrSet,heap,http,redis` runs the named cases alone (to repeat a case and see its noise);
+ * `--only=l1,getOrSet,heap,http,batch,redis` runs the named cases alone (to repeat a case and see its noise);
  * such a partial run prints its tables and leaves benchmarks/RESULTS.md as it is.
  */
 const onlyArg = process.argv.find((arg) => arg.startsWith("--only="))

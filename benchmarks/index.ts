@@ -174,7 +174,7 @@ const main = async () => {
   if (selected("resilience")) results.push(...(await resilienceCases(keys)))
   if (selected("heap")) results.push(await heapPerEntry())
   if (selected("http")) results.push(...(await httpCases()))
-  if (selected("redis") || selected("tiered")) results.push(...(await redisCases()))
+  if (selected("redis") || selected("tiered") || selected("batch")) results.push(...(await redisCases()))
   writeResults(results)
   await bento.disconnect()
 }

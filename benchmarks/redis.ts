@@ -16,6 +16,7 @@ import { runFleet } from "../examples/fleet.js"
 import { Cache, CacheKey, Keyspace } from "../src/index.js"
 import { commandDelta, commandStats, startRedis, stopRedis } from "../test/setup/servers.js"
 import { type Result, runCase, selected, value } from "./harness.js"
+import { batchCases } from "./batch.js"
 import { peerStampede } from "./peers.js"
 import { tieredCases } from "./tiered.js"
 
@@ -75,6 +76,7 @@ export const redisCases = async (): Promise<Array<Result>> => {
   const results: Array<Result> = []
   try {
     if (selected("tiered")) results.push(...(await tieredCases(url, server.port)))
+    if (selected("batch")) results.push(...(await batchCases(url)))
     if (!selected("redis")) return results
     const plain = new IORedis(server.port, "127.0.0.1")
     const piped = new IORedis(server.port, "127.0.0.1", { enableAutoPipelining: true })

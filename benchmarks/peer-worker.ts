@@ -14,18 +14,19 @@ import { bentoTiered, connectionOf } from "./bento.js"
 const [peer, url, key, callers, producerMillis] = process.argv.slice(2) as [string, string, string, string, string]
 const redis = new IORedis(url)
 
-const produce = async () => {
-  await redis.incr(`runs:${key}`)
+const producing = (counted: string) => async () => {
+  await redis.incr(`runs:${counted}`)
   await new Promise((resolve) => setTimeout(resolve, Number(producerMillis)))
   return { by: process.pid, finishedAt: Date.now() }
 }
-type Produced = Awaited<ReturnType<typeof produce>>
+type Produced = Awaited<ReturnType<ReturnType<typeof producing>>>
 
-const getOrSet = (): (() => Promise<Produced>) => {
+/** The peer's client, made once; `getOrSet(key)` calls it for one key. */
+const peerCall = (): ((key: string) => Promise<Produced>) => {
   switch (peer) {
     case "bentocache": {
       const bento = bentoTiered(connectionOf(url), 1_000)
-      return () => bento.getOrSet({ key, factory: produce, ttl: "1m" })
+      return (key) => bento.getOrSet({ key, factory: producing(key), ttl: "1m" })
     }
     case "cache-manager": {
       // Keyv over the same ioredis: a Map-like store.
@@ -36,7 +37,7 @@ const getOrSet = (): (() => Promise<Produced>) => {
         clear: async () => undefined
       }
       const manager = createCache({ stores: [new Keyv({ store: store as never })], ttl: 60_000 })
-      return () => manager.wrap(key, produce, 60_000)
+      return (key) => manager.wrap(key, producing(key), 60_000)
     }
     case "cachified": {
       const cache: CachifiedCache = {
@@ -47,14 +48,19 @@ const getOrSet = (): (() => Promise<Produced>) => {
         set: async (k, entry) => void (await redis.set(k, JSON.stringify(entry), "PX", 60_000)),
         delete: async (k) => void (await redis.del(k))
       }
-      return () => cachified({ key, cache, ttl: 60_000, getFreshValue: produce })
+      return (key) => cachified({ key, cache, ttl: 60_000, getFreshValue: producing(key) })
     }
     default:
       throw new Error(`unknown peer ${peer}`)
   }
 }
+const client = peerCall()
+const getOrSet = (key: string) => () => client(key)
 
-const call = getOrSet()
+const call = getOrSet(key)
+// One stampede on another key first, as examples/fleet-worker.ts does: every contender meets the
+// measured stampede warm.
+const warmUp = getOrSet(`${key}-warm-up`)
 process.stdin.once("data", async () => {
   const startedAt = Date.now()
   const results = await Promise.all(
@@ -64,4 +70,7 @@ process.stdin.once("data", async () => {
   process.stdout.write(`${JSON.stringify({ pid: process.pid, startedAt, runs, results })}\n`)
   process.exit(0)
 })
-redis.once("ready", () => process.stdout.write("ready\n"))
+redis.once("ready", async () => {
+  await Promise.all(Array.from({ length: Number(callers) }, () => warmUp()))
+  process.stdout.write("ready\n")
+})

@@ -11,11 +11,13 @@ const script = fileURLToPath(
 
 export const peerStampede = (
   peer: "bentocache" | "cache-manager" | "cachified",
-  options: { readonly url: string; readonly processes: number; readonly callers: number; readonly producerMillis: number }
+  options: { readonly url: string; readonly processes: number; readonly callers: number; readonly producerMillis: number },
+  beforeStart?: () => Promise<void>
 ): Promise<FleetReport> => {
   const key = `peer-${peer}-${Date.now()}`
   return runWorkers(
     Array.from({ length: options.processes }, () =>
-      spawnScript(script, [peer, options.url, key, String(options.callers), String(options.producerMillis)]))
+      spawnScript(script, [peer, options.url, key, String(options.callers), String(options.producerMillis)])),
+    beforeStart
   )
 }

@@ -87,9 +87,13 @@ export const spawnScript = (script: string, args: ReadonlyArray<string>): Worker
   }
 }
 
-/** Starts workers together, once every one of them is connected. */
-export const startTogether = async (workers: ReadonlyArray<Worker>): Promise<void> => {
+/**
+ * Starts workers together, once every one of them is connected (and has run its warm-up), after
+ * `beforeStart` (e.g. a snapshot of the server's command counts).
+ */
+export const startTogether = async (workers: ReadonlyArray<Worker>, beforeStart?: () => Promise<void>): Promise<void> => {
   await Promise.all(workers.map((worker) => worker.ready))
+  await beforeStart?.()
   for (const worker of workers) worker.start()
 }
 
@@ -129,12 +133,12 @@ export const report = (outputs: ReadonlyArray<WorkerOutput>): FleetReport => {
 }
 
 /** Runs workers together and reports. */
-export const runWorkers = async (workers: ReadonlyArray<Worker>): Promise<FleetReport> => {
-  await startTogether(workers)
+export const runWorkers = async (workers: ReadonlyArray<Worker>, beforeStart?: () => Promise<void>): Promise<FleetReport> => {
+  await startTogether(workers, beforeStart)
   const outputs = await Promise.all(workers.map((worker) => worker.done))
   return report(outputs as ReadonlyArray<WorkerOutput>)
 }
 
 /** Runs `processes` workers together on one cold key and reports. */
-export const runFleet = (processes: number, options: WorkerOptions): Promise<FleetReport> =>
-  runWorkers(Array.from({ length: processes }, () => spawnWorker(options)))
+export const runFleet = (processes: number, options: WorkerOptions, beforeStart?: () => Promise<void>): Promise<FleetReport> =>
+  runWorkers(Array.from({ length: processes }, () => spawnWorker(options)), beforeStart)

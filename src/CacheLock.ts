@@ -91,6 +91,14 @@ export interface CacheLock {
    * leases on the server's clock, so the cache's watchdog and lock waits run on real time.
    */
   readonly inProcess: boolean
+  /**
+   * A bound every operation of the lock settles within (succeeding or failing with a `"Timeout"`), if
+   * the lock enforces one itself (Redis: the client's `commandTimeout`). When it is no longer than the
+   * cache's timeout, the cache does not race the lock's operations against a timer of its own: a race
+   * runs the operation in a fiber of its own, which starts only after every fiber already scheduled
+   * (a release would wait for all the callers its run has just answered).
+   */
+  readonly operationBound?: Duration.Duration | undefined
   /** Takes the lock on `key` for `lease` if nobody holds it. */
   readonly tryAcquire: (key: string, lease: Duration.DurationInput) => Effect.Effect<Option.Option<Lease>, LockError>
   /**

@@ -262,6 +262,7 @@ export const make = (options: Options = {}): Effect.Effect<CacheLock.CacheLock, 
     const lock: CacheLock.CacheLock = {
       name: "redis",
       inProcess: false,
+      operationBound: commandTimeout === undefined ? undefined : Duration.millis(commandTimeout),
       tryAcquire: (key, lease) =>
         Effect.suspend(() => {
           const token = CacheLock.randomToken()

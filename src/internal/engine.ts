@@ -200,9 +200,14 @@ export const make = (
 
   const lockInProcess = config.lock?.inProcess ?? true
   const lockBreaker = lockInProcess ? undefined : breakerFor("lock")
+  const lockBound = config.lock?.operationBound
+  /** The lock bounds each of its operations within the cache's timeout (Redis: its commandTimeout). */
+  const lockSelfBounded = lockBound !== undefined && Duration.lessThanOrEqualTo(lockBound, timeout)
   const boundLock = <A, E>(operation: Operation, key: string, effect: Effect.Effect<A, E>): Effect.Effect<A, E | LockError> => {
     if (lockInProcess) return effect
-    const raced = timeoutReal(effect, timeoutMillis, () => new LockError({ reason: "Timeout", operation, key, cause: noAnswer }))
+    const raced = lockSelfBounded
+      ? effect
+      : timeoutReal(effect, timeoutMillis, () => new LockError({ reason: "Timeout", operation, key, cause: noAnswer }))
     // A release is never skipped: the breaker opens on failures of any key (a dead master's), and a
     // release it refused would leave a healthy key's lock held to the end of its lease, its value unstored.
     if (operation === "unlock") return raced

@@ -569,8 +569,22 @@ const release = <K, A, Id, E, R>(
   lock: CacheLock.CacheLock,
   lease: CacheLock.Lease,
   write: Option.Option<CacheLock.Write>
+): Effect.Effect<void> => releaseLease(run.engine, run.keyspace, run.key, run.options, lock, lease, write)
+
+/**
+ * Releases one lease with its key's planned write, if any (`getOrSet`'s run, and each key of a
+ * batch's): a two-layer store keeps what was written, tags are checked again; a failure is absorbed,
+ * a lapsed lease logged.
+ */
+export const releaseLease = <K, A, Id>(
+  engine: Engine,
+  keyspace: Definition<K, A, Id, unknown>,
+  key: string,
+  options: { readonly tags?: Iterable<string> | undefined } | undefined,
+  lock: CacheLock.CacheLock,
+  lease: CacheLock.Lease,
+  write: Option.Option<CacheLock.Write>
 ): Effect.Effect<void> => {
-  const { engine, key, keyspace } = run
   const mark = engine.store.local?.mark() ?? 0
   return Effect.flatMap(Effect.either(engine.boundLock("unlock", key, lock.release(lease, write, engine.timeout))), (released) =>
     released._tag === "Left"
@@ -578,7 +592,7 @@ const release = <K, A, Id, E, R>(
       : Option.isNone(write)
       ? Effect.void
       : released.right
-      ? Effect.zipRight(Effect.sync(() => remember(engine, key, write.value.value, mark)), recheckTags(engine, keyspace, key, run.options, write.value))
+      ? Effect.zipRight(Effect.sync(() => remember(engine, key, write.value.value, mark)), recheckTags(engine, keyspace, key, options, write.value))
       : engine.report.warn(
         `${keyspace.name}\u0000lease-lost`,
         { keyspace: keyspace.name, operation: "getOrSet" },

@@ -42,14 +42,15 @@ import {
   notProduced,
   onProducedHooks,
   type Produced,
-  recheckTags
+  recheckTags,
+  releaseLease
 } from "./getOrSet.js"
 import { isInvalidKey, storeKey } from "./keys.js"
 import type { Definition, FailurePolicy, GetOrSetManyOptions, ProduceMissing } from "./model.js"
 import { lookupOutcomes, Outcome, staleValue } from "./read.js"
 import { firstLine } from "./report.js"
 import type * as SingleFlight from "./singleFlight.js"
-import { encode, encodeFailure, remember } from "./write.js"
+import { encode, encodeFailure } from "./write.js"
 
 /** How many keys one read of the store asks for at most (one `MGET` each on Redis, per hash slot). */
 export const readChunk = 512
@@ -525,22 +526,10 @@ const releaseLeases = <K, A, E, R>(
   writes: Map<string, CacheLock.Write>
 ): Effect.Effect<void> => {
   const { engine, keyspace, options } = call
-  return Effect.forEach(leases, ([key, lease]) => {
-    const write = Option.fromNullable(writes.get(key))
-    const mark = engine.store.local?.mark() ?? 0
-    return Effect.flatMap(Effect.either(engine.boundLock("unlock", key, lock.release(lease, write, engine.timeout))), (released) =>
-      released._tag === "Left"
-        ? absorb(engine, keyspace.name, released.left, undefined)
-        : Option.isNone(write)
-        ? Effect.void
-        : released.right
-        ? Effect.zipRight(Effect.sync(() => remember(engine, key, write.value.value, mark)), recheckTags(engine, keyspace, key, options, write.value))
-        : engine.report.warn(
-          `${keyspace.name}\u0000lease-lost`,
-          { keyspace: keyspace.name, operation: "getOrSet" },
-          () => `the lock on "${engine.report.key(key)}" lapsed while its producer ran; its value was not stored`
-        ))
-  }, { concurrency: "unbounded", discard: true })
+  return Effect.forEach(leases, ([key, lease]) => releaseLease(engine, keyspace, key, options, lock, lease, Option.fromNullable(writes.get(key))), {
+    concurrency: "unbounded",
+    discard: true
+  })
 }
 
 /**

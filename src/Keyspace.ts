@@ -100,7 +100,8 @@ export interface Definition<K, A, Id = Cache.Cache, X = never> extends Model.Def
  * A typed region of a cache, keys `K`, values `A`, served by the cache tagged `Id`; `X` is what its
  * producers may fail with beyond their own errors (`ProducerTimeoutError` with a `hardTimeout`, the
  * cached failure's type with `cacheFailure`). Its direct operations (`get`, `getStale`, `getMany`,
- * `set`, `setMany`, `add`, `has`, `invalidate`, `invalidateMany`, `invalidateWhere`) are the `Cache.*`
+ * `set`, `setMany`, `add`, `has`, `invalidate`, `invalidateMany`, `deleteMany`, `remainingTtl`,
+ * `expire`, `invalidateWhere`) are the `Cache.*`
  * accessors bound to this keyspace; `clear` removes every entry of the keyspace.
  *
  * @example

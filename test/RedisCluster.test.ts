@@ -37,7 +37,7 @@ const clusterClient = Layer.unwrapEffect(Effect.sync(() =>
 storeSuite("RedisStore on a 3-master Cluster", RedisStore.layer().pipe(Layer.provide(clusterClient)), {
   unit: "100 millis",
   advance: sleep,
-  capabilities: { assignsVersions: true, conditionalWrites: true }
+  capabilities: { assignsVersions: true, conditionalWrites: true, expire: true, raw: "redis" }
 })
 
 lockSuite(
@@ -94,6 +94,24 @@ describe("Cache on a Redis Cluster", () => {
       assert.isTrue(yield* store.has("other:users:1"))
     }).pipe(Effect.provide(
       Cache.layer({ namespace: "cl" }).pipe(Layer.provideMerge(RedisStore.layer()), Layer.provideMerge(clusterClient))
+    )))
+
+  it.live("expire, remainingTtl, deleteMany and raw on a Cluster: keys on every master, each script in its key's slot", () =>
+    Effect.gen(function*() {
+      const ids = Array.from({ length: 60 }, (_, i) => i)
+      yield* Users.setMany(ids.map((i) => [i, new User({ id: i, name: `u${i}` })] as const))
+      const renewed = yield* Effect.forEach(ids, (id) => Users.expire(id, "1 hour"), { concurrency: "unbounded" })
+      assert.isTrue(renewed.every((done) => done))
+      const left = yield* Effect.forEach(ids, (id) => Users.remainingTtl(id))
+      assert.isTrue(left.every((found) => Option.isSome(found) && Duration.toMinutes(found.value) > 59))
+      const client = yield* Cache.raw("redis")
+      assert.strictEqual(client, (yield* Redis.Redis).client, "the cache's own client")
+      const ttls = yield* Effect.promise(() => Promise.all(ids.map((id) => client.pttl(`cl-cmd:users:${id}`))))
+      assert.isTrue(ttls.every((ttl) => ttl > 59 * 60_000), "every key's PTTL moved with its header")
+      assert.strictEqual(yield* Users.deleteMany([...ids, 1_000]), 60)
+      assert.isFalse(yield* Users.expire(1, "1 hour"))
+    }).pipe(Effect.provide(
+      Cache.layer({ namespace: "cl-cmd" }).pipe(Layer.provideMerge(RedisStore.layer()), Layer.provideMerge(clusterClient))
     )))
 
   it.live("tags on a Cluster: entries on every master, 20 tags invalidated at once, their markers in slots of their own, no CROSSSLOT", () =>

@@ -21,6 +21,7 @@ export const serializingStore = (store: CacheStore.CacheStore): CacheStore.Cache
     deleteMany: store.deleteMany,
     has: store.has,
     clear: store.clear,
+    expire: store.expire,
     currentVersion: store.currentVersion
   })
 

@@ -39,6 +39,13 @@ import * as CacheStore from "../CacheStore.js"
 import * as ReadBatch from "../internal/readBatch.js"
 import { timeoutRealTo } from "../internal/realTime.js"
 
+declare module "../CacheStore.js" {
+  interface RawClients {
+    /** The memcached store's `memcache-client` client. */
+    readonly memcached: MemcacheClient
+  }
+}
+
 /**
  * Options of the memcached store.
  *
@@ -504,6 +511,36 @@ const build = (client: MemcacheClient, options: Options): Effect.Effect<CacheSto
       return false
     }
 
+    /**
+     * Gives an entry a new ttl: read with its cas token, its header retimed (a new version from the
+     * Clock, as the cache stamps one on this store), written back with `cas` and the new lifetime;
+     * again when another write came in between, until it lands or the entry is gone.
+     */
+    const expire = async (key: string, ttl: Duration.Duration, now: number, since: number | undefined): Promise<boolean> => {
+      const physical = physicalKey(key)
+      for (let attempt = 0; attempt < addAttempts; attempt++) {
+        const [entry] = await read([key], true)
+        const casUniq = entry!.raw?.casUniq
+        if (entry!.bytes === undefined || casUniq === undefined) return false
+        const version = CacheEntry.versionOf(entry!.bytes)
+        if (since !== undefined && version > since) return false
+        const times = CacheEntry.timesOf(entry!.bytes)
+        const after = CacheStore.expiryAfter(times ?? { freshUntil: Infinity, staleUntil: Infinity }, ttl, now)
+        const bytes = times === undefined
+          ? entry!.bytes
+          : CacheEntry.retimed(entry!.bytes, after.freshUntil, after.staleUntil, CacheEntry.nextVersion(now, version))!
+        const lifetime = expirationOf(after.millis === undefined ? undefined : Duration.millis(after.millis), Date.now())
+        try {
+          await client.cas(physical, stamped(entry!.stamp as ReadonlyArray<string>, bytes), { casUniq, lifetime: lifetime === "remove" ? 1 : lifetime })
+          return true
+        } catch (cause) {
+          // EXISTS: another write landed first; NOT_FOUND: it went away. Either way, look again.
+          if (!isReply(cause, "EXISTS") && !isReply(cause, "NOT_FOUND")) throw cause
+        }
+      }
+      return false
+    }
+
     const clear = async (prefix: string): Promise<number> => {
       const generation = generationToClear(prefix)
       if (generation === "none") return 0
@@ -565,7 +602,9 @@ const build = (client: MemcacheClient, options: Options): Effect.Effect<CacheSto
           onFailure: (error) => new StoreError({ reason: error.reason, operation: "has", key, store: storeName, cause: error.cause }),
           onSuccess: Option.isSome
         }),
-      clear: (prefix) => run("clear", prefix, () => clear(prefix))
+      clear: (prefix) => run("clear", prefix, () => clear(prefix)),
+      expire: (key, ttl, now, since) => run("expire", key, () => expire(key, ttl, now, since)),
+      raw: { kind: "memcached", client }
     })
   })
 

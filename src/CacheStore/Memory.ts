@@ -305,6 +305,33 @@ const unsafeMake = (options: Options): MemoryStore => {
         }
         return removed
       }),
+    expire: (key, ttl, now, since) =>
+      Effect.suspend(() => {
+        const slot = live(key, now, false)
+        if (slot === undefined || (since !== undefined && versionOfSlot(slot) > since)) return Effect.succeed(false)
+        let stored: CacheEntry.Stored
+        let millis: number | undefined
+        if (slot instanceof Bytes) {
+          const times = CacheEntry.timesOf(slot.bytes)
+          const after = CacheStore.expiryAfter(times ?? { freshUntil: Infinity, staleUntil: Infinity }, ttl, now)
+          millis = after.millis
+          stored = times === undefined ? Uint8Array.from(slot.bytes) : CacheEntry.retimed(slot.bytes, after.freshUntil, after.staleUntil, 0)!
+        } else {
+          const after = CacheStore.expiryAfter(slot, ttl, now)
+          millis = after.millis
+          stored = CacheEntry.Live.make(slot.value, {
+            fingerprint: slot.fingerprint,
+            freshUntil: after.freshUntil,
+            staleUntil: after.staleUntil,
+            tags: slot.tags,
+            isFailure: slot.isFailure,
+            size: slot.size
+          })
+        }
+        // A write like any other: a new version, the same size accounting.
+        const error = write("expire", key, stored, millis === undefined ? undefined : Duration.millis(millis), now)
+        return error === undefined ? Effect.succeed(true) : Effect.fail(error)
+      }),
     // Every later write or delete gets a version above this one (`nextVersion` exceeds both terms).
     currentVersion: withNow((now) => Effect.succeed(Math.max(lastVersion, Math.floor(now * 1000) - 1)))
   })

@@ -183,6 +183,7 @@ export const make = (options: MemoryStore.Options = {}): Effect.Effect<Recording
             }
           })
         ),
+      expire: (key, ttl, now, since) => recorded("expire", [key], inner.expire(key, ttl, now, since), ttl),
       currentVersion: inner.currentVersion
     })
 

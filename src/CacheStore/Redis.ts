@@ -26,6 +26,13 @@ import * as Redis from "../Redis.js"
 import * as ReadBatch from "../internal/readBatch.js"
 import { timeoutRealTo } from "../internal/realTime.js"
 
+declare module "../CacheStore.js" {
+  interface RawClients {
+    /** The Redis store's ioredis client: a `Redis` on a single server, a `Cluster` on a Cluster. */
+    readonly redis: Redis.Client
+  }
+}
+
 /**
  * Options of the Redis store.
  *
@@ -332,6 +339,40 @@ local version = write(KEYS[1], ARGV[1], ARGV[2])
 publish()
 return { version, now }`
 
+// KEYS: entry, its tombstone. ARGV: ttl in ms ("": no expiry), the Clock's now in ms, since ("": none),
+// origin. Rewrites the envelope's version, freshUntil and staleUntil (contiguous in the header) and the
+// key's physical ttl in one step, the grace kept. Replies { version (0: no entry), now }.
+const expireScript = `${writeFunction}
+if redis.call("EXISTS", KEYS[1]) == 0 then return { 0, now } end
+if superseded(KEYS[1], KEYS[2], ARGV[3]) then return { ${supersededReply}, now } end
+local head = redis.call("GETRANGE", KEYS[1], 0, ${CacheEntry.freshOffset + 15})
+local isEnvelope = #head == ${CacheEntry.freshOffset + 16} and string.sub(head, 1, 3) == "${luaBytes(CacheEntry.magic)}"
+local grace = 0
+local version = now
+if isEnvelope then
+  local fresh = struct.unpack(">d", head, ${CacheEntry.freshOffset + 1})
+  local stale = struct.unpack(">d", head, ${CacheEntry.freshOffset + 9})
+  if fresh ~= math.huge and stale ~= math.huge and stale > fresh then grace = stale - fresh end
+  local previous = versionAt(KEYS[1])
+  if previous >= version then version = previous + 1 end
+  local freshUntil = math.huge
+  local staleUntil = math.huge
+  if ARGV[1] ~= "" then
+    freshUntil = tonumber(ARGV[2]) + tonumber(ARGV[1])
+    staleUntil = freshUntil + grace
+  end
+  redis.call("SETRANGE", KEYS[1], ${CacheEntry.versionOffset},
+    struct.pack(">d", version) .. struct.pack(">d", freshUntil) .. struct.pack(">d", staleUntil))
+end
+if ARGV[1] == "" then
+  redis.call("PERSIST", KEYS[1])
+else
+  redis.call("PEXPIRE", KEYS[1], math.ceil(tonumber(ARGV[1]) + grace))
+end
+announce(KEYS[1], version)
+publish()
+return { version, now }`
+
 /**
  * @internal
  * What a write script replies: its outcome, Redis's time in microseconds, and (setMany) the version of
@@ -357,6 +398,7 @@ interface Scripts {
   cachekitDelete(...keysThenArgs: Array<string | number>): Promise<Reply>
   cachekitSetMany(...keysThenArgs: Array<string | Buffer | number>): Promise<Reply>
   cachekitAdd(key: string, value: Buffer, px: string, deadline: string, origin: string): Promise<Reply>
+  cachekitExpire(key: string, tombstone: string, ttl: string, now: string, since: string, origin: string): Promise<Reply>
   pipeline(): ScriptPipeline
 }
 
@@ -381,6 +423,7 @@ export const defineWriteScripts = (client: Redis.Client): Scripts => {
   client.defineCommand("cachekitAdd", { numberOfKeys: 1, lua: addScript })
   client.defineCommand("cachekitSetMany", { lua: setManyScript })
   client.defineCommand("cachekitRead", { lua: readScript })
+  client.defineCommand("cachekitExpire", { numberOfKeys: 2, lua: expireScript })
   return client as unknown as Scripts
 }
 
@@ -787,6 +830,20 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore
         }))
         return Effect.ensuring(removed, Effect.asVoid(Effect.forkDaemon(publish)))
       },
+      expire: (key, ttl, now, since) =>
+        Effect.map(
+          call("expire", key, () =>
+            scripts.cachekitExpire(
+              key,
+              tombstoneKeyOf(key),
+              Duration.isFinite(ttl) ? String(Math.max(1, Math.ceil(Duration.toMillis(ttl)))) : "",
+              String(now),
+              since === undefined ? "" : String(since),
+              origin
+            )),
+          ([outcome]) => outcome > 0
+        ),
+      raw: { kind: "redis", client },
       currentVersion: Effect.sync(() => serverClock.now())
     })
     // The first writes need the server's clock: learn it before the store is used (one TIME; not

@@ -287,6 +287,21 @@ export interface Operations<K, A> {
   readonly invalidate: (key: K) => Effect.Effect<void, InvalidKeyError | StoreError>
   /** Removes many keys in one batch. */
   readonly invalidateMany: (keys: Iterable<K>) => Effect.Effect<void, InvalidKeyError | StoreError>
+  /** Removes many keys in one batch, as `invalidateMany` does; returns how many entries were there to remove. */
+  readonly deleteMany: (keys: Iterable<K>) => Effect.Effect<number, InvalidKeyError | StoreError>
+  /**
+   * How long the entry stays fresh: `Some` of the time left (`Duration.infinity` for an entry without
+   * a ttl); `None` when the key holds no entry `get` would return (absent, past its ttl, a cached
+   * failure, invalidated by a tag).
+   */
+  readonly remainingTtl: (key: K) => Effect.Effect<Option.Option<Duration.Duration>, InvalidKeyError | StoreError>
+  /**
+   * Gives the entry a new time to live from now (`Duration.infinity`: no expiry; zero or less: removes
+   * it), keeping its grace; `true` when the key held an entry `get` would return, `false` (and nothing
+   * changes) otherwise, or when the entry was written again meanwhile. A write: a two-layer cache's
+   * other instances drop their copies.
+   */
+  readonly expire: (key: K, ttl: Duration.DurationInput) => Effect.Effect<boolean, InvalidKeyError | StoreError>
   /** Removes every entry of the keyspace; returns how many. */
   readonly clearKeyspace: () => Effect.Effect<number, StoreError>
   /**

@@ -31,7 +31,7 @@ import type {
   WarmUp,
   WithRequirement
 } from "./model.js"
-import { type Continuation, hasLive, lookup, lookupMany, lookupStale } from "./read.js"
+import { type Continuation, hasLive, lookup, lookupMany, lookupStale, servableHeader } from "./read.js"
 import * as Tags from "./tags.js"
 import { encode, whereTag, write } from "./write.js"
 
@@ -98,6 +98,29 @@ export const table: { readonly [Op in Operation]: Implementation<Op> } = {
   invalidateMany: (engine, keyspace, keys) =>
     whenAllValid(storeKeys(engine, "deleteMany", keyspace, keys), (full) =>
       Effect.asVoid(engine.boundWrite("deleteMany", undefined, engine.store.deleteMany(full)))),
+  deleteMany: (engine, keyspace, keys) =>
+    whenAllValid(storeKeys(engine, "deleteMany", keyspace, keys), (full) => engine.boundWrite("deleteMany", undefined, engine.store.deleteMany(full))),
+  remainingTtl: (engine, keyspace, key) =>
+    whenValid(storeKey(engine, "ttl", keyspace, key), (full) =>
+      Effect.map(servableHeader(engine, "ttl", keyspace, full), (found) =>
+        found === undefined
+          ? Option.none()
+          : Option.some(found.header.freshUntil === Infinity ? Duration.infinity : Duration.millis(found.header.freshUntil - found.now)))),
+  expire: (engine, keyspace, key, ttl) =>
+    whenValid(storeKey(engine, "expire", keyspace, key), (full) => {
+      const duration = Duration.decode(ttl)
+      return Effect.flatMap(servableHeader(engine, "expire", keyspace, full), (found) => {
+        if (found === undefined) return Effect.succeed(false)
+        if (Duration.isFinite(duration) && Duration.toMillis(duration) <= 0) {
+          return Effect.as(engine.boundWrite("delete", full, engine.store.delete(full)), true)
+        }
+        // Conditional on the version read: an entry written again meanwhile keeps its own ttl.
+        const since = found.header.version > 0 ? found.header.version : undefined
+        return Effect.clockWith((clock) =>
+          engine.boundWrite("expire", full, engine.store.expire(full, duration, clock.unsafeCurrentTimeMillis(), since))
+        )
+      })
+    }),
   invalidateWhere: (engine, keyspace, where) =>
     Effect.suspend((): Effect.Effect<void, InvalidKeyError | StoreError> => {
       const fields = Object.keys(where).sort()

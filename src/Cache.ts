@@ -924,6 +924,27 @@ export const raw = <K extends keyof CacheStore.RawClients>(kind: K): Effect.Effe
   Effect.flatMap(Cache, (cache) => cache.store.raw(kind))
 
 /**
+ * Adds `by` (default 1; negative to decrease) to a counter of a counter keyspace
+ * (`Keyspace.counter`), atomically for every client of the store, and succeeds with the new value. An
+ * absent counter starts from 0 and is created with the keyspace's ttl, which later increments keep.
+ * A `by` that is not a safe integer fails with a `CodecError`; a key holding anything but an integer
+ * with a `StoreError` of reason `"WrongType"`; an increment past `Number.MAX_SAFE_INTEGER` either way
+ * with reason `"Overflow"` (the counter is left as it was).
+ *
+ * @example
+ * ```ts
+ * import { CacheKey, Cache, Keyspace } from "effect-cachekit"
+ *
+ * const Logins = Keyspace.counter({ name: "logins", key: CacheKey.number, ttl: "1 hour" })
+ * const attempts = Cache.increment(Logins, 42) // Effect<number, InvalidKeyError | StoreError | CodecError, Cache>
+ * ```
+ *
+ * @since 0.4.0
+ * @category accessors
+ */
+export const increment: Model.CounterAccessorOf<"increment"> = Operations.counterAccessors.increment
+
+/**
  * Removes every entry of a keyspace; succeeds with how many were removed.
  *
  * @example

@@ -58,6 +58,7 @@ export type Encoded = string | Uint8Array
  *   conditionalWrites: true,
  *   tiered: false,
  *   expire: true,
+ *   increment: true,
  *   raw: undefined
  * }
  * ```
@@ -105,6 +106,11 @@ export interface Capabilities {
    * step; otherwise it fails with reason `"Unsupported"`.
    */
   readonly expire: boolean
+  /**
+   * `increment` adds to an integer counter kept as plain decimal text (no envelope), atomically for
+   * every client of the store; otherwise it fails with reason `"Unsupported"`.
+   */
+  readonly increment: boolean
   /** The kind of client `raw` hands out (see {@link RawClients}), or `undefined`: `raw` fails with reason `"Unsupported"`. */
   readonly raw: keyof RawClients | undefined
 }
@@ -304,6 +310,19 @@ export interface CacheStore {
    */
   readonly expire: (key: string, ttl: Duration.Duration, now: number, since?: number | undefined) => Effect.Effect<boolean, StoreError>
   /**
+   * With `increment`: adds `by` to the integer counter under `key` and answers the new value,
+   * atomically. An absent key starts from 0 and is created with the physical ttl `ttl` (a ttl of its
+   * own is never changed by later increments). The counter is kept as plain decimal text, no envelope:
+   * `get` reads it back as bytes. Fails with reason `"WrongType"` when the key holds anything but such an
+   * integer, and `"Overflow"` (leaving the counter as it was) past `Number.MAX_SAFE_INTEGER` either way.
+   */
+  readonly increment: (key: string, by: number, ttl: Duration.Duration | undefined) => Effect.Effect<number, StoreError>
+  /**
+   * With `increment`: the value of the counter under `key`, `None` when there is none; fails with
+   * reason `"WrongType"` when the key holds anything but a counter.
+   */
+  readonly counter: (key: string) => Effect.Effect<Option.Option<number>, StoreError>
+  /**
    * The store's client of kind `kind` (see {@link RawClients}), for commands the port does not offer.
    * Fails with reason `"Unsupported"` when the store has no client of that kind (capability `raw`).
    */
@@ -346,7 +365,7 @@ export interface Implementation {
    * What the store can do. Left out: `false` (and `operationBound` undefined), except `atomicAdd` and
    * `clearByPrefix`, which default to whether `add` and `clear` are given.
    */
-  readonly capabilities?: Partial<Omit<Capabilities, "synchronousRead" | "conditionalWrites" | "tiered" | "expire" | "raw">> | undefined
+  readonly capabilities?: Partial<Omit<Capabilities, "synchronousRead" | "conditionalWrites" | "tiered" | "expire" | "increment" | "raw">> | undefined
   readonly get: CacheStore["get"]
   readonly getNow?: ((key: string, now: number) => CacheEntry.Stored | undefined) | undefined
   readonly getMany?: CacheStore["getMany"] | undefined
@@ -362,6 +381,10 @@ export interface Implementation {
   readonly currentVersion?: CacheStore["currentVersion"] | undefined
   /** With it, entries can be given a new ttl (`expire`); without it, `expire` fails with reason `"Unsupported"`. */
   readonly expire?: CacheStore["expire"] | undefined
+  /** With it, integer counters (`increment`); without it, `increment` fails with reason `"Unsupported"`. */
+  readonly increment?: CacheStore["increment"] | undefined
+  /** How the store reads a counter back; derived from `get` when left out (a counter's decimal text). */
+  readonly counter?: CacheStore["counter"] | undefined
   /** The client `raw` hands out (capability `raw`); without it, `raw` fails with reason `"Unsupported"`. */
   readonly raw?: Raw | undefined
   /** With it, the store is a two-layer store (`tiered`). */
@@ -409,6 +432,7 @@ export const make = (impl: Implementation): CacheStore => {
     conditionalWrites: impl.currentVersion !== undefined,
     tiered: impl.local !== undefined,
     expire: impl.expire !== undefined,
+    increment: impl.increment !== undefined,
     raw: (impl.raw as RawOf | undefined)?.kind
   }
   const unsupported = (operation: StoreError["operation"], key: string | undefined, cause: string) =>
@@ -437,6 +461,15 @@ export const make = (impl: Implementation): CacheStore => {
       )),
     currentVersion: impl.currentVersion,
     expire: impl.expire ?? ((key) => Effect.fail(unsupported("expire", key, "this store cannot change an entry's ttl"))),
+    increment: impl.increment ?? ((key) => Effect.fail(unsupported("increment", key, "this store keeps no counters"))),
+    counter: impl.counter ?? (impl.increment === undefined
+      ? ((key) => Effect.fail(unsupported("get", key, "this store keeps no counters")))
+      : ((key) =>
+        Effect.flatMap(get(key), (found) => {
+          if (Option.isNone(found)) return Effect.succeedNone
+          const value = isLive(found.value) ? undefined : counterOf(found.value)
+          return value === undefined ? Effect.fail(notACounter(impl.name, key, "get")) : Effect.succeed(Option.some(value))
+        }))),
     raw: <K extends keyof RawClients>(kind: K): Effect.Effect<RawClients[K], StoreError> =>
       raw !== undefined && raw.kind === kind
         ? Effect.succeed(raw.client as RawClients[K])
@@ -566,7 +599,10 @@ export const noop: CacheStore = make({
   has: () => Effect.succeed(false),
   clear: () => Effect.succeed(0),
   // Nothing is ever present to give a new ttl to.
-  expire: () => Effect.succeed(false)
+  expire: () => Effect.succeed(false),
+  // Every counter starts from nothing, and the result is dropped like any other write.
+  increment: (_key, by) => Effect.succeed(by),
+  counter: () => Effect.succeedNone
 })
 
 /**
@@ -611,3 +647,33 @@ export const expiryAfter = (
   const millis = Math.max(1, Math.ceil(Duration.toMillis(ttl)))
   return { freshUntil: now + millis, staleUntil: now + millis + grace, millis: millis + grace }
 }
+
+/**
+ * @internal
+ * The value of a counter as a store keeps it (plain decimal text), or `undefined` for anything else: a
+ * safe integer written as `-?[0-9]+`, nothing around it.
+ */
+export const counterOf = (bytes: Uint8Array): number | undefined => {
+  if (bytes.length === 0 || bytes.length > 17) return undefined
+  const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1")
+  if (!/^-?[0-9]+$/.test(text)) return undefined
+  const value = Number(text)
+  return Number.isSafeInteger(value) ? value : undefined
+}
+
+/** @internal A counter as a store keeps it: its decimal text. */
+export const counterBytes = (value: number): Uint8Array => Buffer.from(String(value), "latin1")
+
+/** @internal The error of a key that holds something other than a counter. */
+export const notACounter = (store: string, key: string, operation: StoreError["operation"] = "increment"): StoreError =>
+  new StoreError({ reason: "WrongType", operation, key, store, cause: "the key holds something other than an integer counter" })
+
+/** @internal The error of an increment past `Number.MAX_SAFE_INTEGER`. */
+export const overflow = (store: string, key: string, value: number, by: number): StoreError =>
+  new StoreError({
+    reason: "Overflow",
+    operation: "increment",
+    key,
+    store,
+    cause: `${value} + ${by} is past Number.MAX_SAFE_INTEGER (${Number.MAX_SAFE_INTEGER}) either way; the counter is left as it was`
+  })

@@ -100,6 +100,8 @@ export interface StoreSuiteOptions extends SuiteOptions {
     readonly conditionalWrites?: boolean | undefined
     /** Offers `expire`: a new ttl for an entry, header and physical ttl together. Default `false`. */
     readonly expire?: boolean | undefined
+    /** Keeps integer counters (`increment`, `counter`). Default `false`. */
+    readonly increment?: boolean | undefined
     /** The kind of client `raw` hands out (`"redis"`, `"memcached"`, ...). Default `undefined`: none. */
     readonly raw?: keyof CacheStore.RawClients | undefined
     /**
@@ -201,6 +203,7 @@ export const storeSuite = <ROut, E>(
     conditionalWrites: options.capabilities?.conditionalWrites ?? false,
     tiered: options.capabilities?.tiered ?? false,
     expire: options.capabilities?.expire ?? false,
+    increment: options.capabilities?.increment ?? false,
     raw: options.capabilities?.raw
   }
   const test = (title: string, body: (store: CacheStore.CacheStore) => Effect.Effect<void, unknown>) =>
@@ -211,8 +214,8 @@ export const storeSuite = <ROut, E>(
   describe(`CacheStore conformance: ${name}`, () => {
     test("declares the capabilities the suite was told it has", (store) =>
       Effect.sync(() => {
-        const { liveValues, synchronousRead, clearByPrefix, assignsVersions, conditionalWrites, tiered, expire, raw } = store.capabilities
-        assert.deepStrictEqual({ liveValues, synchronousRead, clearByPrefix, assignsVersions, conditionalWrites, tiered, expire, raw }, claimed)
+        const { liveValues, synchronousRead, clearByPrefix, assignsVersions, conditionalWrites, tiered, expire, increment, raw } = store.capabilities
+        assert.deepStrictEqual({ liveValues, synchronousRead, clearByPrefix, assignsVersions, conditionalWrites, tiered, expire, increment, raw }, claimed)
         assert.strictEqual(store.getNow !== undefined, synchronousRead)
         assert.strictEqual(store.currentVersion !== undefined, conditionalWrites)
         assert.strictEqual(store.local !== undefined, tiered)
@@ -411,6 +414,46 @@ export const storeSuite = <ROut, E>(
           const error = yield* Effect.flip(store.expire("t:exp", units(4), 0))
           assert.strictEqual(error.reason, "Unsupported")
           assert.strictEqual(textOf(yield* store.get("t:exp")), "v")
+        }))
+    }
+
+    if (claimed.increment) {
+      test("increment: atomic, from 0, down as well as up; the ttl set on creation only; counter reads it back", (store) =>
+        Effect.gen(function*() {
+          assert.strictEqual(yield* store.increment("t:n", 5, units(2)), 5)
+          assert.strictEqual(yield* store.increment("t:n", -7, units(100)), -2)
+          assert.deepStrictEqual(yield* store.counter("t:n"), Option.some(-2))
+          assert.deepStrictEqual(yield* store.counter("t:none"), Option.none())
+          const all = yield* Effect.forEach(Array.from({ length: 40 }, () => 1), (by) => store.increment("t:many", by, undefined), { concurrency: "unbounded" })
+          assert.deepStrictEqual([...all].sort((a, b) => a - b), Array.from({ length: 40 }, (_, i) => i + 1), "each increment saw its own value")
+          yield* advance(units(3))
+          assert.deepStrictEqual(yield* store.counter("t:n"), Option.none(), "gone after the ttl it was created with")
+          assert.deepStrictEqual(yield* store.counter("t:many"), Option.some(40))
+          assert.isTrue(yield* store.delete("t:many"))
+          assert.strictEqual(yield* store.increment("t:many", 1, undefined), 1, "a deleted counter starts again")
+        }))
+
+      test("increment refuses a key holding anything but an integer (WrongType) and a step past MAX_SAFE_INTEGER (Overflow), changing nothing", (store) =>
+        Effect.gen(function*() {
+          yield* store.set("t:text", envelope("v"), undefined)
+          const wrong = yield* Effect.flip(store.increment("t:text", 1, undefined))
+          assert.strictEqual(wrong.reason, "WrongType")
+          assert.strictEqual(textOf(yield* store.get("t:text")), "v")
+          assert.strictEqual((yield* Effect.flip(store.counter("t:text"))).reason, "WrongType")
+          assert.strictEqual(yield* store.increment("t:big", Number.MAX_SAFE_INTEGER - 1, undefined), Number.MAX_SAFE_INTEGER - 1)
+          assert.strictEqual(yield* store.increment("t:big", 1, undefined), Number.MAX_SAFE_INTEGER)
+          const over = yield* Effect.flip(store.increment("t:big", 1, undefined))
+          assert.strictEqual(over.reason, "Overflow")
+          assert.deepStrictEqual(yield* store.counter("t:big"), Option.some(Number.MAX_SAFE_INTEGER), "left as it was")
+          assert.strictEqual(yield* store.increment("t:low", -Number.MAX_SAFE_INTEGER, undefined), -Number.MAX_SAFE_INTEGER)
+          assert.strictEqual((yield* Effect.flip(store.increment("t:low", -1, undefined))).reason, "Overflow")
+          assert.deepStrictEqual(yield* store.counter("t:low"), Option.some(-Number.MAX_SAFE_INTEGER))
+        }))
+    } else {
+      test("increment is refused with reason Unsupported", (store) =>
+        Effect.gen(function*() {
+          assert.strictEqual((yield* Effect.flip(store.increment("t:n", 1, undefined))).reason, "Unsupported")
+          assert.isTrue(Option.isNone(yield* store.get("t:n")))
         }))
     }
 

@@ -9,12 +9,16 @@ import { inject } from "vitest"
 import * as MemcachedStore from "../src/CacheStore/Memcached.js"
 import type { MemcacheClient } from "memcache-client"
 import { Cache, type CacheError, CacheKey, Keyspace, MemoryStore, RecordingStore, type Redis, RedisStore } from "../src/index.js"
-import { instance, on, until } from "./tiered-helpers.js"
+import { instance, on, unchecked, until } from "./tiered-helpers.js"
 import { layerSerializing, redisOn } from "./utils.js"
 
 const Names = Keyspace.make({ name: "names", key: CacheKey.number, value: Schema.String, ttl: "10 minutes", grace: "5 minutes" })
 const Forever = Keyspace.make({ name: "forever", key: CacheKey.number, value: Schema.String })
 const Tagged = Keyspace.make({ name: "tagged", key: CacheKey.number, value: Schema.String, ttl: "10 minutes", tags: () => ["group"] })
+
+const Hits = Keyspace.counter({ name: "hits", key: CacheKey.string, ttl: "1 hour" })
+/** A keyspace of envelopes under the counters' name: what a counter must refuse to add to. */
+const NotCounters = Keyspace.make({ name: "hits", key: CacheKey.string, value: Schema.String })
 
 const minutes = (found: Option.Option<Duration.Duration>) => Option.map(found, Duration.toMinutes)
 
@@ -31,6 +35,15 @@ describe("the commands' types", () => {
     expectTypeOf(Cache.raw("memcached")).toEqualTypeOf<Effect.Effect<MemcacheClient, CacheError.StoreError, Cache.Cache>>()
     // @ts-expect-error: no store hands out a client of this kind
     Cache.raw("postgres")
+    type Counts = CacheError.InvalidKeyError | CacheError.StoreError | CacheError.CodecError
+    expectTypeOf(Hits.increment("a")).toEqualTypeOf<Effect.Effect<number, Counts, Cache.Cache>>()
+    expectTypeOf(Cache.increment(Hits, "a", 5)).toEqualTypeOf<Effect.Effect<number, Counts, Cache.Cache>>()
+    expectTypeOf(Hits.get("a")).toEqualTypeOf<Effect.Effect<Option.Option<number>, Fails, Cache.Cache>>()
+    expectTypeOf(Hits.invalidate("a")).toEqualTypeOf<Effect.Effect<void, Fails, Cache.Cache>>()
+    // @ts-expect-error: a counter is no keyspace of envelopes: getOrSet does not apply
+    Cache.getOrSet(Hits, "a", Effect.succeed(1))
+    // @ts-expect-error: keys are the counter's key type
+    Hits.increment(1)
   })
 })
 
@@ -95,6 +108,39 @@ const commonCases = (name: string, layer: () => Layer.Layer<Cache.Cache>) =>
         assert.isTrue(Option.isNone(yield* Tagged.get(1)))
       })))
 
+    it.effect("counters: increment up and down, get the number, invalidate", () =>
+      run(Effect.gen(function*() {
+        assert.strictEqual(yield* Hits.increment("/home"), 1)
+        assert.strictEqual(yield* Hits.increment("/home", 10), 11)
+        assert.strictEqual(yield* Cache.increment(Hits, "/home", -20), -9)
+        assert.deepStrictEqual(yield* Hits.get("/home"), Option.some(-9))
+        assert.deepStrictEqual(yield* Hits.get("/about"), Option.none())
+        const all = yield* Effect.forEach(Array.from({ length: 25 }, () => "/busy"), (key) => Hits.increment(key), { concurrency: "unbounded" })
+        assert.strictEqual(Math.max(...all), 25)
+        assert.deepStrictEqual(yield* Hits.get("/busy"), Option.some(25))
+        yield* Hits.invalidate("/home")
+        assert.deepStrictEqual(yield* Hits.get("/home"), Option.none())
+        assert.strictEqual(yield* Hits.increment("/home"), 1, "starts again")
+      })))
+
+    it.effect("counters: typed errors for a step that is no safe integer, a key holding something else, an overflow", () =>
+      run(Effect.gen(function*() {
+        const fractional = yield* Effect.flip(Hits.increment("/x", 1.5))
+        assert.strictEqual(fractional._tag, "CodecError")
+        assert.deepStrictEqual(yield* Hits.get("/x"), Option.none(), "nothing was written")
+        assert.strictEqual((yield* Effect.flip(Hits.increment("/x", Number.MAX_SAFE_INTEGER + 2)))._tag, "CodecError")
+        yield* NotCounters.set("/page", "text")
+        const wrong = yield* Effect.flip(Hits.increment("/page"))
+        assert.isTrue(wrong._tag === "StoreError" && wrong.reason === "WrongType", wrong.message)
+        const read = yield* Effect.flip(Hits.get("/page"))
+        assert.isTrue(read._tag === "StoreError" && read.reason === "WrongType")
+        assert.deepStrictEqual(yield* NotCounters.get("/page"), Option.some("text"), "left alone")
+        yield* Hits.increment("/max", Number.MAX_SAFE_INTEGER)
+        const over = yield* Effect.flip(Hits.increment("/max"))
+        assert.isTrue(over._tag === "StoreError" && over.reason === "Overflow", over.message)
+        assert.deepStrictEqual(yield* Hits.get("/max"), Option.some(Number.MAX_SAFE_INTEGER))
+      })))
+
     it.effect("an invalid key is a typed error, and reaches no store", () =>
       run(Effect.gen(function*() {
         const Long = Keyspace.make({ name: "long", key: CacheKey.string, value: Schema.String })
@@ -103,6 +149,8 @@ const commonCases = (name: string, layer: () => Layer.Layer<Cache.Cache>) =>
         assert.strictEqual(error.reason, "TooLong")
         assert.strictEqual((yield* Effect.flip(Long.remainingTtl("a\nb"))).reason, "ControlCharacter")
         assert.strictEqual((yield* Effect.flip(Long.deleteMany(["ok", "a\u0000b"]))).reason, "ControlCharacter")
+        const LongCounts = Keyspace.counter({ name: "longcounts", key: CacheKey.string })
+        assert.strictEqual((yield* Effect.flip(LongCounts.increment("x".repeat(2_000))))._tag, "InvalidKeyError")
       })))
   })
 
@@ -164,6 +212,22 @@ describe("commands on the two-layer cache", () => {
       assert.isAbove(yield* Effect.promise(() => client.pttl("cmdtier:names:1")), 64 * 60_000)
     }))
 
+  it.scoped("counters live in the shared tier only: every instance counts on one value, no memory copy", () =>
+    Effect.gen(function*() {
+      yield* Effect.scoped(Layer.build(redisOn(18)))
+      const a = yield* instance(url(), "cmdtier3")
+      const b = yield* instance(url(), "cmdtier3")
+      yield* Effect.all([on(a, Hits.increment("k")), on(b, Hits.increment("k", 2)), on(a, Hits.increment("k", 3))], { concurrency: "unbounded" })
+      assert.deepStrictEqual(yield* on(b, Hits.get("k")), Option.some(6))
+      assert.deepStrictEqual(yield* on(a, Hits.get("k")), Option.some(6))
+      assert.isUndefined(yield* unchecked(a, "cmdtier3:hits:k"), "memory never keeps a counter")
+      assert.strictEqual(yield* on(b, Hits.increment("k")), 7)
+      assert.deepStrictEqual(yield* on(a, Hits.get("k")), Option.some(7))
+      const client = yield* on(a, Cache.raw("redis"))
+      assert.strictEqual(yield* Effect.promise(() => client.get("cmdtier3:hits:k")), "7", "a plain integer, no envelope")
+      assert.isAbove(yield* Effect.promise(() => client.pttl("cmdtier3:hits:k")), 59 * 60_000, "created with the counter's ttl")
+    }))
+
   it.scoped("deleteMany counts, and every instance drops its copies", () =>
     Effect.gen(function*() {
       yield* Effect.scoped(Layer.build(redisOn(18)))
@@ -174,4 +238,34 @@ describe("commands on the two-layer cache", () => {
       assert.strictEqual(yield* on(a, Names.deleteMany([1, 2, 3])), 2)
       yield* until(on(b, Names.getMany([1, 2])), (found) => found.every(Option.isNone))
     }))
+})
+
+describe("the README's commands example", () => {
+  it.effect("compiles and behaves as written, on Redis", () =>
+    Effect.gen(function*() {
+      // ---- as in the README ----
+      const Sessions = Keyspace.make({ name: "sessions", key: CacheKey.string, value: Schema.String, ttl: "30 minutes", grace: "5 minutes" })
+      const Logins = Keyspace.counter({ name: "logins", key: CacheKey.number, ttl: "1 hour" })
+
+      const program = Effect.gen(function* () {
+        yield* Sessions.set("s-1", "ada")
+        const left = yield* Sessions.remainingTtl("s-1")       // Option.some(30 minutes)
+        yield* Sessions.expire("s-1", "30 minutes")            // true: sliding expiry, grace kept
+        const removed = yield* Sessions.deleteMany(["s-1", "s-2"]) // 1
+
+        const attempts = yield* Logins.increment(42)           // 1, created with its 1 hour ttl
+        yield* Logins.increment(42, 5)                         // 6; negative steps decrease
+        const now = yield* Logins.get(42)                      // Option.some(6): the number
+
+        const client = yield* Cache.raw("redis")               // ioredis's Redis | Cluster, or Unsupported
+        return { left, removed, attempts, now, client }
+      })
+      // ---- end ----
+      const { attempts, client, left, now, removed } = yield* program
+      assert.deepStrictEqual(minutes(left), Option.some(30))
+      assert.strictEqual(removed, 1)
+      assert.strictEqual(attempts, 1)
+      assert.deepStrictEqual(now, Option.some(6))
+      assert.strictEqual(yield* Effect.promise(() => client.get("readme:logins:42")), "6")
+    }).pipe(Effect.provide(Cache.layer({ namespace: "readme" }).pipe(Layer.provide(RedisStore.layer()), Layer.provide(redisOn(17))))))
 })

@@ -20,7 +20,7 @@ storeSuite("MemcachedStore", MemcachedStore.layer({ server }), {
   advance: sleep,
   live: true,
   clearCounts: false,
-  capabilities: { expire: true, raw: "memcached" }
+  capabilities: { expire: true, increment: true, raw: "memcached" }
 })
 
 const bytes = (text: string) => new TextEncoder().encode(text)

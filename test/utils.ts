@@ -22,6 +22,8 @@ export const serializingStore = (store: CacheStore.CacheStore): CacheStore.Cache
     has: store.has,
     clear: store.clear,
     expire: store.expire,
+    increment: store.increment,
+    counter: store.counter,
     currentVersion: store.currentVersion
   })
 

@@ -81,11 +81,12 @@ export const defaultMaxValueBytes = 16 * 1024 * 1024
  * How an ioredis failure of `client` is classified: a command refused for want of credentials, or
  * one that could not be sent while the server refuses them, is `"Auth"`.
  */
-export const classify = (client: Redis.Client, cause: unknown): "Timeout" | "Auth" | "WrongType" | "Backend" | "Unavailable" => {
+export const classify = (client: Redis.Client, cause: unknown): "Timeout" | "Auth" | "WrongType" | "Overflow" | "Backend" | "Unavailable" => {
   const message = cause instanceof Error ? cause.message : String(cause)
   if (/^(NOAUTH|WRONGPASS)/.test(message)) return "Auth"
   if (/timed out/i.test(message)) return "Timeout"
-  if (/WRONGTYPE|not an integer|out of range|overflow/i.test(message)) return "WrongType"
+  if (/overflow/i.test(message)) return "Overflow"
+  if (/WRONGTYPE|not an integer|out of range/i.test(message)) return "WrongType"
   // A Cluster that cannot route the command (a slot whose master is down, a failover under way).
   if (/^(MOVED|ASK|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|LOADING)\b/.test(message)) return "Unavailable"
   if (cause instanceof Error && cause.name === "ReplyError") return "Backend"
@@ -373,6 +374,23 @@ announce(KEYS[1], version)
 publish()
 return { version, now }`
 
+// KEYS: the counter. ARGV: by, px ("": none). INCRBY within Number.MAX_SAFE_INTEGER, the ttl set when
+// the counter is created only. Anything but an integer under the key is refused, and an increment past
+// the bound is undone in the same step. Replies the new value.
+const incrementScript = `
+local existed = redis.call("EXISTS", KEYS[1])
+local current = redis.call("GET", KEYS[1])
+if current and not string.match(current, "^%-?%d+$") then
+  return redis.error_reply("WRONGTYPE the key holds something other than an integer counter")
+end
+local value = redis.call("INCRBY", KEYS[1], ARGV[1])
+if value > ${Number.MAX_SAFE_INTEGER} or value < -${Number.MAX_SAFE_INTEGER} then
+  if existed == 0 then redis.call("DEL", KEYS[1]) else redis.call("DECRBY", KEYS[1], ARGV[1]) end
+  return redis.error_reply("OVERFLOW the counter would pass Number.MAX_SAFE_INTEGER; it is left as it was")
+end
+if existed == 0 and ARGV[2] ~= "" then redis.call("PEXPIRE", KEYS[1], ARGV[2]) end
+return value`
+
 /**
  * @internal
  * What a write script replies: its outcome, Redis's time in microseconds, and (setMany) the version of
@@ -399,6 +417,7 @@ interface Scripts {
   cachekitSetMany(...keysThenArgs: Array<string | Buffer | number>): Promise<Reply>
   cachekitAdd(key: string, value: Buffer, px: string, deadline: string, origin: string): Promise<Reply>
   cachekitExpire(key: string, tombstone: string, ttl: string, now: string, since: string, origin: string): Promise<Reply>
+  cachekitIncrement(key: string, by: string, px: string): Promise<number>
   pipeline(): ScriptPipeline
 }
 
@@ -424,6 +443,7 @@ export const defineWriteScripts = (client: Redis.Client): Scripts => {
   client.defineCommand("cachekitSetMany", { lua: setManyScript })
   client.defineCommand("cachekitRead", { lua: readScript })
   client.defineCommand("cachekitExpire", { numberOfKeys: 2, lua: expireScript })
+  client.defineCommand("cachekitIncrement", { numberOfKeys: 1, lua: incrementScript })
   return client as unknown as Scripts
 }
 
@@ -843,6 +863,16 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore
             )),
           ([outcome]) => outcome > 0
         ),
+      increment: (key, by, ttl) => {
+        const px = pxArgument(ttl)
+        return call("increment", key, () => scripts.cachekitIncrement(key, String(by), px === "-" ? "" : px))
+      },
+      counter: (key) =>
+        Effect.flatMap(call("get", key, () => getInOrder(key)), (value) => {
+          if (value === null) return Effect.succeedNone
+          const counter = CacheStore.counterOf(value)
+          return counter === undefined ? Effect.fail(CacheStore.notACounter(storeName, key, "get")) : Effect.succeed(Option.some(counter))
+        }),
       raw: { kind: "redis", client },
       currentVersion: Effect.sync(() => serverClock.now())
     })

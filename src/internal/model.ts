@@ -440,6 +440,51 @@ export type Resolver<K, A, Id, X = never> = <Req extends Request.Request<A, any>
   options: ResolverOptions<K, A, Req> & ResolverFit<A, X, Req>
 ) => RequestResolver.RequestResolver<Req, R | Id>
 
+/**
+ * A counter keyspace, compiled: integer counters kept as plain decimal text (no envelope), under
+ * `"<namespace>:<name>:<segment>"`. `keys` is the keyspace its keys are made and validated by.
+ */
+export interface CounterDefinition<K, Id> {
+  readonly name: string
+  readonly cache: Context.Tag<Id, Service>
+  /** The time to live a counter is created with (later increments keep it); else the cache's `defaultTtl`. */
+  readonly ttl: Duration.Duration | undefined
+  readonly keys: Definition<K, number, Id, never>
+}
+
+/** The operations of a counter keyspace with keys `K`: one table, as for keyspaces. */
+export interface CounterOperations<K> {
+  /** The counter's value; `None` when there is none. A key holding anything but a counter: `"WrongType"`. */
+  readonly get: (key: K) => Effect.Effect<Option.Option<number>, InvalidKeyError | StoreError>
+  /**
+   * Adds `by` (default 1; negative to decrease) atomically and answers the new value; an absent counter
+   * starts from 0 and is created with the keyspace's ttl.
+   */
+  readonly increment: (key: K, by?: number) => Effect.Effect<number, InvalidKeyError | StoreError | CodecError>
+  /** Removes the counter. */
+  readonly invalidate: (key: K) => Effect.Effect<void, InvalidKeyError | StoreError>
+}
+
+/** The name of a counter operation. */
+export type CounterOperation = keyof CounterOperations<unknown>
+
+/** A counter operation as the service offers it: the counter keyspace first. */
+export type CounterMethod<Op extends CounterOperation> = <K, Id>(
+  counter: CounterDefinition<K, Id>,
+  ...args: Parameters<CounterOperations<K>[Op]>
+) => ReturnType<CounterOperations<K>[Op]>
+
+/** A counter operation as an accessor offers it: the counter keyspace first, its cache from context. */
+export type CounterAccessorOf<Op extends CounterOperation> = <K, Id>(
+  counter: CounterDefinition<K, Id>,
+  ...args: Parameters<CounterOperations<K>[Op]>
+) => WithRequirement<ReturnType<CounterOperations<K>[Op]>, Id>
+
+/** A counter keyspace's handle methods: the counter table's, with the cache from context. */
+export type CounterHandleMethods<K, Id> = {
+  readonly [Op in CounterOperation]: (...args: Parameters<CounterOperations<K>[Op]>) => WithRequirement<ReturnType<CounterOperations<K>[Op]>, Id>
+}
+
 /** The service methods of the direct operations. */
 export type ServiceMethods = { readonly [Op in Operation]: ServiceMethod<Op> }
 
@@ -450,6 +495,8 @@ export interface Service extends ServiceMethods {
   readonly defaultTtl: Duration.Duration | undefined
   readonly timeout: Duration.Duration
   readonly maxKeyLength: number
+  /** The operations of counter keyspaces (`Keyspace.counter`). */
+  readonly counters: { readonly [Op in CounterOperation]: CounterMethod<Op> }
   /** Keys whose producer is running in this process right now. */
   readonly inFlight: Effect.Effect<number>
   /** Removes every entry of the namespace (internal keys excepted); returns how many. */

@@ -6,7 +6,7 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import { InvalidKeyError, type StoreError } from "../CacheError.js"
+import { CodecError, InvalidKeyError, type StoreError } from "../CacheError.js"
 import * as CacheStore from "../CacheStore.js"
 import * as Background from "./background.js"
 import type { Engine } from "./engine.js"
@@ -15,6 +15,11 @@ import { getOrSetMany } from "./getOrSetMany.js"
 import { isInvalidKey, prefixOf, storeKey, storeKeys } from "./keys.js"
 import type {
   AccessorOf,
+  CounterAccessorOf,
+  CounterDefinition,
+  CounterHandleMethods,
+  CounterOperation,
+  CounterOperations,
   Definition,
   GetOrSet,
   GetOrSetAccessor,
@@ -148,6 +153,28 @@ export const table: { readonly [Op in Operation]: Implementation<Op> } = {
 
 const operationNames = Object.keys(table) as ReadonlyArray<Operation>
 
+/** A counter operation implemented against the engine. */
+type CounterImplementation<Op extends CounterOperation> = <K, Id>(
+  engine: Engine,
+  counter: CounterDefinition<K, Id>,
+  ...args: Parameters<CounterOperations<K>[Op]>
+) => ReturnType<CounterOperations<K>[Op]>
+
+/** The counters' table: every counter operation, once. Counters bypass the envelope and the read path. */
+export const counterTable: { readonly [Op in CounterOperation]: CounterImplementation<Op> } = {
+  get: (engine, counter, key) =>
+    whenValid(storeKey(engine, "get", counter.keys, key), (full) => engine.bound("get", full, engine.store.counter(full))),
+  increment: (engine, counter, key, by = 1) =>
+    whenValid(storeKey(engine, "increment", counter.keys, key), (full): Effect.Effect<number, StoreError | CodecError> =>
+      Number.isSafeInteger(by)
+        ? engine.boundWrite("increment", full, engine.store.increment(full, by, counter.ttl ?? engine.defaultTtl))
+        : Effect.fail(new CodecError({ reason: "Encode", operation: "increment", key: full, cause: `a counter adds safe integers only, got ${by}` }))),
+  invalidate: (engine, counter, key) =>
+    whenValid(storeKey(engine, "delete", counter.keys, key), (full) => Effect.asVoid(engine.boundWrite("delete", full, engine.store.delete(full))))
+}
+
+const counterOperationNames = Object.keys(counterTable) as ReadonlyArray<CounterOperation>
+
 /**
  * An implementation, a service method and an accessor called with up to three arguments after the
  * keyspace: fixed arity, so the hot path builds no rest array.
@@ -176,6 +203,13 @@ export const makeService = (engine: Engine, tiers?: { readonly local: Engine; re
       : (keyspace: Definition<any, any, any, unknown>, a?: unknown, b?: unknown, c?: unknown) =>
         implementation(engineOf(keyspace), keyspace, a, b, c)
   }
+  const counters: Record<string, unknown> = {}
+  for (const name of counterOperationNames) {
+    const implementation = counterTable[name] as unknown as (engine: Engine, counter: CounterDefinition<any, any>, a?: unknown, b?: unknown) => Effect.Effect<unknown, any>
+    counters[name] = redacting
+      ? (counter: CounterDefinition<any, any>, a?: unknown, b?: unknown) => Effect.mapError(implementation(engine, counter, a, b), redact)
+      : (counter: CounterDefinition<any, any>, a?: unknown, b?: unknown) => implementation(engine, counter, a, b)
+  }
   const namespacePrefix = `${engine.namespace}:`
   const clear = engine.boundWrite("clear", namespacePrefix, engine.store.clear(namespacePrefix))
   // On the keyspace's own store: a keyspace kept in memory only claims per instance.
@@ -194,6 +228,7 @@ export const makeService = (engine: Engine, tiers?: { readonly local: Engine; re
     timeout: engine.timeout,
     maxKeyLength: engine.maxKeyLength,
     inFlight: Effect.sync(() => engine.flights.size()),
+    counters: counters as unknown as Service["counters"],
     clear: redacting ? Effect.mapError(clear, redact) : clear,
     invalidateTags: (tags) =>
       Effect.suspend((): Effect.Effect<void, InvalidKeyError | StoreError> => {
@@ -223,6 +258,25 @@ export const accessors: { readonly [Op in Operation]: AccessorOf<Op> } = Object.
       Effect.flatMap(keyspace.cache, (cache) => (cache[name] as unknown as MethodCall)(keyspace, a, b, c))
   ])
 ) as never
+
+/** The counter accessors: each counter operation on the cache a counter keyspace names, read from context. */
+export const counterAccessors: { readonly [Op in CounterOperation]: CounterAccessorOf<Op> } = Object.fromEntries(
+  counterOperationNames.map((name) => [
+    name,
+    (counter: CounterDefinition<any, any>, a?: unknown, b?: unknown) =>
+      Effect.flatMap(counter.cache, (cache) =>
+        (cache.counters[name] as unknown as (counter: CounterDefinition<any, any>, a?: unknown, b?: unknown) => Effect.Effect<unknown>)(counter, a, b))
+  ])
+) as never
+
+/** A counter keyspace's handle: the counter table's operations bound to it. */
+export const makeCounterHandle = <K, Id>(counter: CounterDefinition<K, Id>): CounterHandleMethods<K, Id> =>
+  Object.fromEntries(
+    counterOperationNames.map((name) => [
+      name,
+      (a?: unknown, b?: unknown) => (counterAccessors[name] as unknown as (counter: CounterDefinition<K, Id>, a?: unknown, b?: unknown) => unknown)(counter, a, b)
+    ])
+  ) as unknown as CounterHandleMethods<K, Id>
 
 /** `getOrSet` on the cache a keyspace names, read from context. */
 export const getOrSetAccessor: GetOrSetAccessor = (keyspace, key, produce, options) =>

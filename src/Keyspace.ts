@@ -250,7 +250,7 @@ export interface CounterOptions<K, Id = Cache.Cache> {
 /**
  * A counter keyspace: integer counters under `"<namespace>:<name>:<key>"`, kept as plain decimal text
  * in the store (no envelope: Redis's own `INCRBY` on Redis), with `increment` (atomic for every client
- * of the store), `get` (the number) and `invalidate`. A value here is not a cached copy of anything:
+ * of the store), `get` (the number), `expire` (a new ttl, the value kept) and `invalidate`. A value here is not a cached copy of anything:
  * no producer, grace, tags nor memory tier apply, and a two-layer cache keeps counters in its shared
  * tier only.
  *

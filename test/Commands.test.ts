@@ -118,6 +118,11 @@ const commonCases = (name: string, layer: () => Layer.Layer<Cache.Cache>) =>
         const all = yield* Effect.forEach(Array.from({ length: 25 }, () => "/busy"), (key) => Hits.increment(key), { concurrency: "unbounded" })
         assert.strictEqual(Math.max(...all), 25)
         assert.deepStrictEqual(yield* Hits.get("/busy"), Option.some(25))
+        assert.isTrue(yield* Hits.expire("/busy", "2 hours"))
+        assert.deepStrictEqual(yield* Hits.get("/busy"), Option.some(25), "a new ttl, the same value")
+        assert.isFalse(yield* Hits.expire("/none", "2 hours"))
+        assert.isTrue(yield* Hits.expire("/busy", Duration.zero), "zero removes")
+        assert.deepStrictEqual(yield* Hits.get("/busy"), Option.none())
         yield* Hits.invalidate("/home")
         assert.deepStrictEqual(yield* Hits.get("/home"), Option.none())
         assert.strictEqual(yield* Hits.increment("/home"), 1, "starts again")
@@ -226,6 +231,9 @@ describe("commands on the two-layer cache", () => {
       const client = yield* on(a, Cache.raw("redis"))
       assert.strictEqual(yield* Effect.promise(() => client.get("cmdtier3:hits:k")), "7", "a plain integer, no envelope")
       assert.isAbove(yield* Effect.promise(() => client.pttl("cmdtier3:hits:k")), 59 * 60_000, "created with the counter's ttl")
+      assert.isTrue(yield* on(b, Hits.expire("k", "2 hours")))
+      assert.isAbove(yield* Effect.promise(() => client.pttl("cmdtier3:hits:k")), 119 * 60_000, "the key's PTTL moved")
+      assert.deepStrictEqual(yield* on(a, Hits.get("k")), Option.some(7))
     }))
 
   it.scoped("deleteMany counts, and every instance drops its copies", () =>

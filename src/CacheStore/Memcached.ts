@@ -540,6 +540,14 @@ const build = (client: MemcacheClient, options: Options): Effect.Effect<CacheSto
       for (let attempt = 0; attempt < addAttempts; attempt++) {
         const [entry] = await read([key], true)
         const casUniq = entry!.raw?.casUniq
+        if (entry!.bytes === undefined && entry!.raw !== undefined && counterFrom(textOf(entry!.raw.value)) !== undefined) {
+          // A counter (no stamp, no header): memcached's own touch moves its expiry, its value untouched.
+          const lifetime = expirationOf(Duration.isFinite(ttl) ? Duration.millis(Math.max(1, Math.ceil(Duration.toMillis(ttl)))) : undefined, Date.now())
+          return client.touch(physical, lifetime === "remove" ? 1 : lifetime).then(() => true, (cause: unknown) => {
+            if (isReply(cause, "NOT_FOUND")) return false
+            throw cause
+          })
+        }
         if (entry!.bytes === undefined || casUniq === undefined) return false
         const version = CacheEntry.versionOf(entry!.bytes)
         if (since !== undefined && version > since) return false

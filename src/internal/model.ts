@@ -463,6 +463,11 @@ export interface CounterOperations<K> {
   readonly increment: (key: K, by?: number) => Effect.Effect<number, InvalidKeyError | StoreError | CodecError>
   /** Removes the counter. */
   readonly invalidate: (key: K) => Effect.Effect<void, InvalidKeyError | StoreError>
+  /**
+   * Gives the counter a new time to live from now (`Duration.infinity`: none; zero or less: removes
+   * it); its value is kept. `false` when there is no counter under the key.
+   */
+  readonly expire: (key: K, ttl: Duration.DurationInput) => Effect.Effect<boolean, InvalidKeyError | StoreError>
 }
 
 /** The name of a counter operation. */

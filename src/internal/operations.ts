@@ -170,7 +170,14 @@ export const counterTable: { readonly [Op in CounterOperation]: CounterImplement
         ? engine.boundWrite("increment", full, engine.store.increment(full, by, counter.ttl ?? engine.defaultTtl))
         : Effect.fail(new CodecError({ reason: "Encode", operation: "increment", key: full, cause: `a counter adds safe integers only, got ${by}` }))),
   invalidate: (engine, counter, key) =>
-    whenValid(storeKey(engine, "delete", counter.keys, key), (full) => Effect.asVoid(engine.boundWrite("delete", full, engine.store.delete(full))))
+    whenValid(storeKey(engine, "delete", counter.keys, key), (full) => Effect.asVoid(engine.boundWrite("delete", full, engine.store.delete(full)))),
+  expire: (engine, counter, key, ttl) =>
+    whenValid(storeKey(engine, "expire", counter.keys, key), (full) => {
+      const duration = Duration.decode(ttl)
+      if (Duration.isFinite(duration) && Duration.toMillis(duration) <= 0) return engine.boundWrite("delete", full, engine.store.delete(full))
+      // A counter has no header: only its physical ttl moves.
+      return Effect.clockWith((clock) => engine.boundWrite("expire", full, engine.store.expire(full, duration, clock.unsafeCurrentTimeMillis())))
+    })
 }
 
 const counterOperationNames = Object.keys(counterTable) as ReadonlyArray<CounterOperation>

@@ -236,6 +236,21 @@ describe("commands on the two-layer cache", () => {
       assert.deepStrictEqual(yield* on(a, Hits.get("k")), Option.some(7))
     }))
 
+  it.scoped("a keyspace kept in memory only (tier: local): expire and remainingTtl on this instance's copy", () =>
+    Effect.gen(function*() {
+      yield* Effect.scoped(Layer.build(redisOn(18)))
+      const Local = Keyspace.make({ name: "local", key: CacheKey.number, value: Schema.String, ttl: "10 minutes", tier: "local" })
+      const a = yield* instance(url(), "cmdtier4")
+      yield* on(a, Local.set(1, "a"))
+      assert.deepStrictEqual(minutes(yield* on(a, Local.remainingTtl(1))), Option.some(10))
+      assert.isTrue(yield* on(a, Local.expire(1, "1 hour")))
+      assert.deepStrictEqual(minutes(yield* on(a, Local.remainingTtl(1))), Option.some(60))
+      assert.deepStrictEqual(yield* on(a, Local.get(1)), Option.some("a"))
+      assert.isFalse(yield* on(a, Local.expire(2, "1 hour")))
+      const client = yield* on(a, Cache.raw("redis"))
+      assert.strictEqual(yield* Effect.promise(() => client.exists("cmdtier4:local:1")), 0, "nothing reached Redis")
+    }))
+
   it.scoped("deleteMany counts, and every instance drops its copies", () =>
     Effect.gen(function*() {
       yield* Effect.scoped(Layer.build(redisOn(18)))

@@ -422,10 +422,10 @@ export const make = (
       has: (key) =>
         withNow((now) => getNow(key, now) !== undefined ? Effect.succeed(true) : shared.has(key)),
       clear: (prefix) => Effect.ensuring(shared.clear(prefix), Effect.sync(() => clearMemory(prefix))),
-      // The shared tier rewrites the entry (and its script announces it on the bus); memory drops its
-      // copy either way, and a read under way cannot bring it back.
       // Counters live in the shared tier only: memory never keeps one, so there is no copy to drop.
       ...(shared.capabilities.increment ? { increment: shared.increment, counter: shared.counter } : {}),
+      // The shared tier rewrites the entry (and its script announces it on the bus); memory drops its
+      // copy either way, and a read under way cannot bring it back.
       ...(shared.capabilities.expire ? { expire: (key, ttl, now, since) => Effect.ensuring(shared.expire(key, ttl, now, since), forget([key])) } : {}),
       ...(shared.currentVersion === undefined ? {} : { currentVersion: shared.currentVersion }),
       local: {

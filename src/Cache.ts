@@ -842,6 +842,109 @@ export const invalidate: Model.AccessorOf<"invalidate"> = Operations.accessors.i
 export const invalidateMany: Model.AccessorOf<"invalidateMany"> = Operations.accessors.invalidateMany
 
 /**
+ * Removes many keys of a keyspace in one batch, as {@link invalidateMany} does, and succeeds with how
+ * many entries were there to remove (aiocache's `multi_delete`; memcached counts the live entries it
+ * removed).
+ *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import { Cache, CacheKey, Keyspace } from "effect-cachekit"
+ *
+ * const Names = Keyspace.make({ name: "names", key: CacheKey.number, value: Schema.String })
+ * const removed = Cache.deleteMany(Names, [1, 2]) // Effect<number, InvalidKeyError | StoreError, Cache>
+ * ```
+ *
+ * @since 0.4.0
+ * @category accessors
+ */
+export const deleteMany: Model.AccessorOf<"deleteMany"> = Operations.accessors.deleteMany
+
+/**
+ * How long a key's entry stays fresh: `Some` of the time left (`Duration.infinity` for an entry
+ * without a ttl), `None` when the key holds no entry `get` would return (absent, past its ttl, a cached
+ * failure, invalidated by a tag). Read from the entry's header and the Clock, on every store. (Named
+ * `remainingTtl`, not `ttl`: a keyspace's `ttl` is its policy.)
+ *
+ * @example
+ * ```ts
+ * import { Duration, Effect, Option, Schema } from "effect"
+ * import { Cache, CacheKey, Keyspace } from "effect-cachekit"
+ *
+ * const Names = Keyspace.make({ name: "names", key: CacheKey.number, value: Schema.String, ttl: "1 hour" })
+ * const secondsLeft = Cache.remainingTtl(Names, 1).pipe(Effect.map(Option.map(Duration.toSeconds)))
+ * ```
+ *
+ * @since 0.4.0
+ * @category accessors
+ */
+export const remainingTtl: Model.AccessorOf<"remainingTtl"> = Operations.accessors.remainingTtl
+
+/**
+ * Gives a key's entry a new time to live from now, keeping its grace (`Duration.infinity`: no
+ * expiry; zero or less: removes it). Succeeds with `true` when the key held an entry `get` would
+ * return, `false` (and nothing changes) otherwise or when the entry was written again meanwhile. It is
+ * a write: on Redis one script rewrites the entry's header and its `PEXPIRE` together and announces it
+ * on a two-layer cache's bus, so the other instances drop their copies. A store that cannot (see
+ * `CacheStore.Capabilities.expire`) fails with a `StoreError` of reason `"Unsupported"`.
+ *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import { Cache, CacheKey, Keyspace } from "effect-cachekit"
+ *
+ * const Sessions = Keyspace.make({ name: "sessions", key: CacheKey.string, value: Schema.String, ttl: "30 minutes" })
+ * const touched = Cache.expire(Sessions, "s-1", "30 minutes") // sliding expiry
+ * ```
+ *
+ * @since 0.4.0
+ * @category accessors
+ */
+export const expire: Model.AccessorOf<"expire"> = Operations.accessors.expire
+
+/**
+ * The default cache's store client of kind `kind`, for commands the cache does not offer: `"redis"`
+ * gives the ioredis client of a Redis or two-layer cache, `"memcached"` the `memcache-client` client of
+ * a memcached store (once `effect-cachekit/CacheStore/Memcached` is imported). Any other store, or
+ * another kind, fails with a `StoreError` of reason `"Unsupported"`. Commands sent this way bypass the
+ * cache: their keys are not namespaced, their writes not versioned nor announced on a bus.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Cache } from "effect-cachekit"
+ *
+ * const memory = Cache.raw("redis").pipe(Effect.flatMap((client) => Effect.promise(() => client.info("memory"))))
+ * ```
+ *
+ * @since 0.4.0
+ * @category accessors
+ */
+export const raw = <K extends keyof CacheStore.RawClients>(kind: K): Effect.Effect<CacheStore.RawClients[K], StoreError, Cache> =>
+  Effect.flatMap(Cache, (cache) => cache.store.raw(kind))
+
+/**
+ * Adds `by` (default 1; negative to decrease) to a counter of a counter keyspace
+ * (`Keyspace.counter`), atomically for every client of the store, and succeeds with the new value. An
+ * absent counter starts from 0 and is created with the keyspace's ttl, which later increments keep.
+ * A `by` that is not a safe integer fails with a `CodecError`; a key holding anything but an integer
+ * with a `StoreError` of reason `"WrongType"`; an increment past `Number.MAX_SAFE_INTEGER` either way
+ * with reason `"Overflow"` (the counter is left as it was).
+ *
+ * @example
+ * ```ts
+ * import { CacheKey, Cache, Keyspace } from "effect-cachekit"
+ *
+ * const Logins = Keyspace.counter({ name: "logins", key: CacheKey.number, ttl: "1 hour" })
+ * const attempts = Cache.increment(Logins, 42) // Effect<number, InvalidKeyError | StoreError | CodecError, Cache>
+ * ```
+ *
+ * @since 0.4.0
+ * @category accessors
+ */
+export const increment: Model.CounterAccessorOf<"increment"> = Operations.counterAccessors.increment
+
+/**
  * Removes every entry of a keyspace; succeeds with how many were removed.
  *
  * @example

@@ -254,7 +254,8 @@ const fingerprintOffset = 4
 const fingerprintLength = 12
 /** @internal Where the version sits, for stores that assign it in place (the Redis write script). */
 export const versionOffset = 16
-const freshOffset = 24
+/** @internal Where `freshUntil` sits (and `staleUntil` 8 bytes after it), for stores that rewrite it in place. */
+export const freshOffset = 24
 const staleOffset = 32
 const tagsOffset = 40
 const fixedLength = 42
@@ -537,4 +538,28 @@ export const withBody = (bytes: Uint8Array, compressed: boolean, f: (body: Uint8
   out[3] = compressed ? out[3]! | flagCompressed : out[3]! & ~flagCompressed
   out.set(body, start)
   return out
+}
+
+/**
+ * @internal
+ * A copy of an envelope with new `freshUntil`, `staleUntil` and `version` (what `expire` writes), or
+ * `undefined` for bytes that are not an envelope.
+ */
+export const retimed = (bytes: Uint8Array, freshUntil: number, staleUntil: number, version: number): Uint8Array | undefined => {
+  if (!isHeaderOf(bytes)) return undefined
+  const out = Buffer.from(bytes)
+  out.writeDoubleBE(version, versionOffset)
+  out.writeDoubleBE(freshUntil, freshOffset)
+  out.writeDoubleBE(staleUntil, staleOffset)
+  return out
+}
+
+/**
+ * @internal
+ * The `freshUntil` and `staleUntil` of an envelope, or `undefined` for bytes that are not one.
+ */
+export const timesOf = (bytes: Uint8Array): { readonly freshUntil: number; readonly staleUntil: number } | undefined => {
+  if (!isHeaderOf(bytes)) return undefined
+  const buffer = asBuffer(bytes)
+  return { freshUntil: buffer.readDoubleBE(freshOffset), staleUntil: buffer.readDoubleBE(staleOffset) }
 }

@@ -63,6 +63,10 @@ export type Operation =
   | "deleteMany"
   | "has"
   | "clear"
+  | "expire"
+  | "ttl"
+  | "increment"
+  | "raw"
   | "getOrSet"
   | "lock"
   | "unlock"
@@ -82,7 +86,9 @@ const describeKey = (key: string | undefined): string => {
 /**
  * The backend failed: it timed out, could not be reached, refused the credentials (`"Auth"`: a wrong
  * password or user, or none where one is required), refused a value that is too large, found a value
- * of the wrong type, answered with an error, or does not support the operation.
+ * of the wrong type (`"WrongType"`: e.g. a counter's key holding something other than an integer),
+ * refused an increment past `Number.MAX_SAFE_INTEGER` either way (`"Overflow"`: the counter is left as
+ * it was), answered with an error, or does not support the operation.
  *
  * @example
  * ```ts
@@ -97,7 +103,7 @@ const describeKey = (key: string | undefined): string => {
  * @category errors
  */
 export class StoreError extends Data.TaggedError("StoreError")<{
-  readonly reason: "Timeout" | "Unavailable" | "Auth" | "TooLarge" | "WrongType" | "Backend" | "Unsupported"
+  readonly reason: "Timeout" | "Unavailable" | "Auth" | "TooLarge" | "WrongType" | "Overflow" | "Backend" | "Unsupported"
   readonly operation: Operation
   readonly key?: string | undefined
   readonly store?: string | undefined

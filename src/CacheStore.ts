@@ -56,7 +56,10 @@ export type Encoded = string | Uint8Array
  *   assignsVersions: true,
  *   operationBound: undefined,
  *   conditionalWrites: true,
- *   tiered: false
+ *   tiered: false,
+ *   expire: true,
+ *   increment: true,
+ *   raw: undefined
  * }
  * ```
  *
@@ -98,7 +101,61 @@ export interface Capabilities {
    * {@link Local.remember}.
    */
   readonly tiered: boolean
+  /**
+   * `expire` gives an entry a new time to live, rewriting its header and its physical ttl in one
+   * step; otherwise it fails with reason `"Unsupported"`.
+   */
+  readonly expire: boolean
+  /**
+   * `increment` adds to an integer counter kept as plain decimal text (no envelope), atomically for
+   * every client of the store; otherwise it fails with reason `"Unsupported"`.
+   */
+  readonly increment: boolean
+  /** The kind of client `raw` hands out (see {@link RawClients}), or `undefined`: `raw` fails with reason `"Unsupported"`. */
+  readonly raw: keyof RawClients | undefined
 }
+
+/**
+ * The clients a store may hand out through `raw`, by kind. The backend modules add theirs by module
+ * augmentation: `CacheStore/Redis.ts` adds `redis` (the ioredis client, standalone or Cluster), and
+ * `CacheStore/Memcached.ts` adds `memcached` (its `memcache-client` client) once it is imported. A
+ * store of your own adds its client the same way.
+ *
+ * @example
+ * ```ts
+ * import type { CacheStore } from "effect-cachekit"
+ *
+ * type RedisClient = CacheStore.RawClients["redis"] // ioredis's Redis | Cluster
+ *
+ * // A backend of your own:
+ * interface MyClient { readonly ping: () => Promise<string> }
+ * declare module "effect-cachekit/CacheStore" {
+ *   interface RawClients {
+ *     readonly mine: MyClient
+ *   }
+ * }
+ * ```
+ *
+ * @since 0.4.0
+ * @category models
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-interface
+export interface RawClients {}
+
+/**
+ * A client a store hands out: its kind and the client itself, typed by {@link RawClients}.
+ *
+ * @example
+ * ```ts
+ * import type { CacheStore } from "effect-cachekit"
+ *
+ * const describe = (raw: CacheStore.Raw) => `a ${raw.kind} client`
+ * ```
+ *
+ * @since 0.4.0
+ * @category models
+ */
+export type Raw = { readonly [K in keyof RawClients]: { readonly kind: K; readonly client: RawClients[K] } }[keyof RawClients]
 
 /**
  * What a two-layer store (capability `tiered`) offers the cache beyond the port: a way to keep in
@@ -244,6 +301,33 @@ export interface CacheStore {
    */
   readonly clear: (prefix: string) => Effect.Effect<number, StoreError>
   /**
+   * With `expire`: gives the entry under `key` a new time to live: its header's `freshUntil` becomes
+   * `now + ttl` (`now`: epoch milliseconds from the Clock; an infinite ttl: no expiry), its grace is
+   * kept (`staleUntil` moves by as much), its physical ttl becomes `ttl` plus that grace, and it gets a
+   * new version (a write: a two-layer store's bus announces it). `false`, and nothing changes, when no
+   * entry is stored under the key, or (with `since`) when the entry's version is above `since` (it was
+   * written again after the caller read it). Bytes that are not an envelope get the physical ttl only.
+   */
+  readonly expire: (key: string, ttl: Duration.Duration, now: number, since?: number | undefined) => Effect.Effect<boolean, StoreError>
+  /**
+   * With `increment`: adds `by` to the integer counter under `key` and answers the new value,
+   * atomically. An absent key starts from 0 and is created with the physical ttl `ttl` (a ttl of its
+   * own is never changed by later increments). The counter is kept as plain decimal text, no envelope:
+   * `get` reads it back as bytes. Fails with reason `"WrongType"` when the key holds anything but such an
+   * integer, and `"Overflow"` (leaving the counter as it was) past `Number.MAX_SAFE_INTEGER` either way.
+   */
+  readonly increment: (key: string, by: number, ttl: Duration.Duration | undefined) => Effect.Effect<number, StoreError>
+  /**
+   * With `increment`: the value of the counter under `key`, `None` when there is none; fails with
+   * reason `"WrongType"` when the key holds anything but a counter.
+   */
+  readonly counter: (key: string) => Effect.Effect<Option.Option<number>, StoreError>
+  /**
+   * The store's client of kind `kind` (see {@link RawClients}), for commands the port does not offer.
+   * Fails with reason `"Unsupported"` when the store has no client of that kind (capability `raw`).
+   */
+  readonly raw: <K extends keyof RawClients>(kind: K) => Effect.Effect<RawClients[K], StoreError>
+  /**
    * With `conditionalWrites`: a version that every later write and delete of the store exceeds (a
    * lower bound of the store's version clock now), for a conditional `set`; `undefined` while the
    * store cannot tell.
@@ -281,7 +365,7 @@ export interface Implementation {
    * What the store can do. Left out: `false` (and `operationBound` undefined), except `atomicAdd` and
    * `clearByPrefix`, which default to whether `add` and `clear` are given.
    */
-  readonly capabilities?: Partial<Omit<Capabilities, "synchronousRead" | "conditionalWrites" | "tiered">> | undefined
+  readonly capabilities?: Partial<Omit<Capabilities, "synchronousRead" | "conditionalWrites" | "tiered" | "expire" | "increment" | "raw">> | undefined
   readonly get: CacheStore["get"]
   readonly getNow?: ((key: string, now: number) => CacheEntry.Stored | undefined) | undefined
   readonly getMany?: CacheStore["getMany"] | undefined
@@ -295,9 +379,20 @@ export interface Implementation {
   readonly clear?: CacheStore["clear"] | undefined
   /** With it, the store honours `set`'s `since` and leaves tombstones (`conditionalWrites`). */
   readonly currentVersion?: CacheStore["currentVersion"] | undefined
+  /** With it, entries can be given a new ttl (`expire`); without it, `expire` fails with reason `"Unsupported"`. */
+  readonly expire?: CacheStore["expire"] | undefined
+  /** With it, integer counters (`increment`); without it, `increment` fails with reason `"Unsupported"`. */
+  readonly increment?: CacheStore["increment"] | undefined
+  /** How the store reads a counter back; derived from `get` when left out (a counter's decimal text). */
+  readonly counter?: CacheStore["counter"] | undefined
+  /** The client `raw` hands out (capability `raw`); without it, `raw` fails with reason `"Unsupported"`. */
+  readonly raw?: Raw | undefined
   /** With it, the store is a two-layer store (`tiered`). */
   readonly local?: Local | undefined
 }
+
+/** A {@link Raw} whatever clients are known (none at all: `Raw` is then `never`). */
+type RawOf = { readonly kind: keyof RawClients; readonly client: unknown }
 
 /**
  * Builds a store from its operations, deriving what it leaves out: `getMany`, `setMany` and
@@ -335,8 +430,14 @@ export const make = (impl: Implementation): CacheStore => {
     assignsVersions: given.assignsVersions ?? false,
     operationBound: given.operationBound,
     conditionalWrites: impl.currentVersion !== undefined,
-    tiered: impl.local !== undefined
+    tiered: impl.local !== undefined,
+    expire: impl.expire !== undefined,
+    increment: impl.increment !== undefined,
+    raw: (impl.raw as RawOf | undefined)?.kind
   }
+  const unsupported = (operation: StoreError["operation"], key: string | undefined, cause: string) =>
+    new StoreError({ reason: "Unsupported", operation, key, store: impl.name, cause })
+  const raw = impl.raw as RawOf | undefined
   const { get, set } = impl
   const del = impl.delete
   return {
@@ -359,6 +460,20 @@ export const make = (impl: Implementation): CacheStore => {
         new StoreError({ reason: "Unsupported", operation: "clear", key: prefix, store: impl.name, cause: "this store cannot clear by prefix" })
       )),
     currentVersion: impl.currentVersion,
+    expire: impl.expire ?? ((key) => Effect.fail(unsupported("expire", key, "this store cannot change an entry's ttl"))),
+    increment: impl.increment ?? ((key) => Effect.fail(unsupported("increment", key, "this store keeps no counters"))),
+    counter: impl.counter ?? (impl.increment === undefined
+      ? ((key) => Effect.fail(unsupported("get", key, "this store keeps no counters")))
+      : ((key) =>
+        Effect.flatMap(get(key), (found) => {
+          if (Option.isNone(found)) return Effect.succeedNone
+          const value = isLive(found.value) ? undefined : counterOf(found.value)
+          return value === undefined ? Effect.fail(notACounter(impl.name, key, "get")) : Effect.succeed(Option.some(value))
+        }))),
+    raw: <K extends keyof RawClients>(kind: K): Effect.Effect<RawClients[K], StoreError> =>
+      raw !== undefined && raw.kind === kind
+        ? Effect.succeed(raw.client as RawClients[K])
+        : Effect.fail(unsupported("raw", undefined, raw === undefined ? "this store has no client to hand out" : `this store's client is a ${raw.kind} client, not a ${String(kind)} client`)),
     local: impl.local
   }
 }
@@ -482,7 +597,12 @@ export const noop: CacheStore = make({
   delete: () => Effect.succeed(false),
   deleteMany: () => Effect.succeed(0),
   has: () => Effect.succeed(false),
-  clear: () => Effect.succeed(0)
+  clear: () => Effect.succeed(0),
+  // Nothing is ever present to give a new ttl to.
+  expire: () => Effect.succeed(false),
+  // Every counter starts from nothing, and the result is dropped like any other write.
+  increment: (_key, by) => Effect.succeed(by),
+  counter: () => Effect.succeedNone
 })
 
 /**
@@ -510,3 +630,50 @@ export const ttlMillis = (ttl: Duration.Duration | undefined): number | undefine
 
 /** @internal The live entry of `stored`, if it is one. */
 export const isLive = (stored: CacheEntry.Stored): stored is CacheEntry.Live => stored instanceof CacheEntry.Live
+
+/**
+ * @internal
+ * What `expire` makes of an entry's times: `freshUntil` at `now + ttl` (an infinite ttl: `Infinity`),
+ * the grace it had kept (`staleUntil - freshUntil`; none when it had no expiry), and the physical ttl in
+ * milliseconds (`undefined`: none).
+ */
+export const expiryAfter = (
+  header: { readonly freshUntil: number; readonly staleUntil: number },
+  ttl: Duration.Duration,
+  now: number
+): { readonly freshUntil: number; readonly staleUntil: number; readonly millis: number | undefined } => {
+  const grace = header.freshUntil === Infinity ? 0 : Math.max(0, header.staleUntil - header.freshUntil)
+  if (!Duration.isFinite(ttl)) return { freshUntil: Infinity, staleUntil: Infinity, millis: undefined }
+  const millis = Math.max(1, Math.ceil(Duration.toMillis(ttl)))
+  return { freshUntil: now + millis, staleUntil: now + millis + grace, millis: millis + grace }
+}
+
+/**
+ * @internal
+ * The value of a counter as a store keeps it (plain decimal text), or `undefined` for anything else: a
+ * safe integer written as `-?[0-9]+`, nothing around it.
+ */
+export const counterOf = (bytes: Uint8Array): number | undefined => {
+  if (bytes.length === 0 || bytes.length > 17) return undefined
+  const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1")
+  if (!/^-?[0-9]+$/.test(text)) return undefined
+  const value = Number(text)
+  return Number.isSafeInteger(value) ? value : undefined
+}
+
+/** @internal A counter as a store keeps it: its decimal text. */
+export const counterBytes = (value: number): Uint8Array => Buffer.from(String(value), "latin1")
+
+/** @internal The error of a key that holds something other than a counter. */
+export const notACounter = (store: string, key: string, operation: StoreError["operation"] = "increment"): StoreError =>
+  new StoreError({ reason: "WrongType", operation, key, store, cause: "the key holds something other than an integer counter" })
+
+/** @internal The error of an increment past `Number.MAX_SAFE_INTEGER`. */
+export const overflow = (store: string, key: string, value: number, by: number): StoreError =>
+  new StoreError({
+    reason: "Overflow",
+    operation: "increment",
+    key,
+    store,
+    cause: `${value} + ${by} is past Number.MAX_SAFE_INTEGER (${Number.MAX_SAFE_INTEGER}) either way; the counter is left as it was`
+  })

@@ -5,7 +5,10 @@
  *
  * @since 0.1.0
  */
-import type * as Duration from "effect/Duration"
+import type * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Schema from "effect/Schema"
+import type * as CacheKey from "./CacheKey.js"
 import * as Cache from "./Cache.js"
 import type * as Compile from "./internal/keyspace.js"
 import * as Keyspaces from "./internal/keyspace.js"
@@ -100,7 +103,8 @@ export interface Definition<K, A, Id = Cache.Cache, X = never> extends Model.Def
  * A typed region of a cache, keys `K`, values `A`, served by the cache tagged `Id`; `X` is what its
  * producers may fail with beyond their own errors (`ProducerTimeoutError` with a `hardTimeout`, the
  * cached failure's type with `cacheFailure`). Its direct operations (`get`, `getStale`, `getMany`,
- * `set`, `setMany`, `add`, `has`, `invalidate`, `invalidateMany`, `invalidateWhere`) are the `Cache.*`
+ * `set`, `setMany`, `add`, `has`, `invalidate`, `invalidateMany`, `deleteMany`, `remainingTtl`,
+ * `expire`, `invalidateWhere`) are the `Cache.*`
  * accessors bound to this keyspace; `clear` removes every entry of the keyspace.
  *
  * @example
@@ -214,4 +218,89 @@ export const make = <
     F | Model.TimeoutErrorOf<T>
   >
   return { ...definition, ...Operations.makeHandle(definition), resolver: Resolvers.resolver(definition) as Model.Resolver<K, A, Id, F | Model.TimeoutErrorOf<T>> }
+}
+
+/**
+ * The options of {@link counter}: a name and a key codec as for {@link make}, the time to live a
+ * counter is created with, and the cache it lives in.
+ *
+ * @example
+ * ```ts
+ * import { CacheKey, type Keyspace } from "effect-cachekit"
+ *
+ * const options: Keyspace.CounterOptions<string> = { name: "hits", key: CacheKey.string, ttl: "1 day" }
+ * ```
+ *
+ * @since 0.4.0
+ * @category models
+ */
+export interface CounterOptions<K, Id = Cache.Cache> {
+  /** Letters, digits, `_`, `-` and `.`; no `:`. */
+  readonly name: string
+  readonly key: CacheKey.CacheKey<K>
+  /**
+   * The time to live a counter is created with (its first increment); later increments keep it, as
+   * Redis's `INCRBY` does. Defaults to the cache's `defaultTtl`.
+   */
+  readonly ttl?: Duration.DurationInput | undefined
+  /** The cache to use when a program has more than one; defaults to `Cache.Cache`. */
+  readonly cache?: Context.Tag<Id, Cache.Service> | undefined
+}
+
+/**
+ * A counter keyspace: integer counters under `"<namespace>:<name>:<key>"`, kept as plain decimal text
+ * in the store (no envelope: Redis's own `INCRBY` on Redis), with `increment` (atomic for every client
+ * of the store), `get` (the number), `expire` (a new ttl, the value kept) and `invalidate`. A value here is not a cached copy of anything:
+ * no producer, grace, tags nor memory tier apply, and a two-layer cache keeps counters in its shared
+ * tier only.
+ *
+ * @example
+ * ```ts
+ * import { CacheKey, Keyspace } from "effect-cachekit"
+ *
+ * const Hits = Keyspace.counter({ name: "hits", key: CacheKey.string, ttl: "1 day" })
+ * const counted: Keyspace.Counter<string> = Hits
+ * ```
+ *
+ * @since 0.4.0
+ * @category models
+ */
+export interface Counter<K, Id = Cache.Cache> extends Model.CounterDefinition<K, Id>, Model.CounterHandleMethods<K, Id> {}
+
+/**
+ * Makes a counter keyspace. Counters are a keyspace of their own kind rather than a flag on
+ * {@link make}: their values are plain integers that the store adds to atomically (no envelope, no
+ * value schema, no producer, grace or tags), so they get only the operations that make sense for them,
+ * and `get` returns the number. Stores that keep counters say so (`CacheStore.Capabilities.increment`:
+ * memory, Redis standalone and Cluster, the two-layer cache, memcached); others fail with a
+ * `StoreError` of reason `"Unsupported"`. A key holding anything but an integer fails with reason
+ * `"WrongType"`, and an increment past `Number.MAX_SAFE_INTEGER` either way with `"Overflow"`.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Cache, CacheKey, Keyspace } from "effect-cachekit"
+ *
+ * const Hits = Keyspace.counter({ name: "hits", key: CacheKey.string, ttl: "1 day" })
+ *
+ * const program = Effect.gen(function* () {
+ *   yield* Hits.increment("/home")          // 1
+ *   yield* Hits.increment("/home", 10)      // 11
+ *   return yield* Hits.get("/home")         // Option.some(11)
+ * }).pipe(Effect.provide(Cache.layerMemory()))
+ * ```
+ *
+ * @since 0.4.0
+ * @category constructors
+ */
+export const counter = <K, Id = Cache.Cache>(options: CounterOptions<K, Id>): Counter<K, Id> => {
+  const cache = (options.cache ?? Cache.Cache) as unknown as Context.Tag<Id, Cache.Service>
+  const keys = Keyspaces.make({ name: options.name, key: options.key, value: Schema.Number }, cache) as unknown as Model.Definition<K, number, Id, never>
+  const definition: Model.CounterDefinition<K, Id> = {
+    name: keys.name,
+    cache,
+    ttl: options.ttl === undefined ? undefined : Duration.decode(options.ttl),
+    keys
+  }
+  return { ...definition, ...Operations.makeCounterHandle(definition) }
 }

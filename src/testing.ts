@@ -98,6 +98,12 @@ export interface StoreSuiteOptions extends SuiteOptions {
     readonly assignsVersions?: boolean | undefined
     /** Offers `currentVersion`, honours `set`'s `since`, and leaves a tombstone for each delete. Default `false`. */
     readonly conditionalWrites?: boolean | undefined
+    /** Offers `expire`: a new ttl for an entry, header and physical ttl together. Default `false`. */
+    readonly expire?: boolean | undefined
+    /** Keeps integer counters (`increment`, `counter`). Default `false`. */
+    readonly increment?: boolean | undefined
+    /** The kind of client `raw` hands out (`"redis"`, `"memcached"`, ...). Default `undefined`: none. */
+    readonly raw?: keyof CacheStore.RawClients | undefined
     /**
      * A two-layer store (`local`): `getNow` answers what memory may serve unchecked, live entries
      * written with their envelope are kept in memory, and `remember` and `fallback` keep and give
@@ -195,7 +201,10 @@ export const storeSuite = <ROut, E>(
     clearByPrefix: options.capabilities?.clearByPrefix ?? true,
     assignsVersions: options.capabilities?.assignsVersions ?? false,
     conditionalWrites: options.capabilities?.conditionalWrites ?? false,
-    tiered: options.capabilities?.tiered ?? false
+    tiered: options.capabilities?.tiered ?? false,
+    expire: options.capabilities?.expire ?? false,
+    increment: options.capabilities?.increment ?? false,
+    raw: options.capabilities?.raw
   }
   const test = (title: string, body: (store: CacheStore.CacheStore) => Effect.Effect<void, unknown>) =>
     run(title, () => Effect.flatMap(CacheStore.CacheStore, body).pipe(Effect.provide(layer as unknown as Layer.Layer<CacheStore.CacheStore, E>)))
@@ -205,8 +214,8 @@ export const storeSuite = <ROut, E>(
   describe(`CacheStore conformance: ${name}`, () => {
     test("declares the capabilities the suite was told it has", (store) =>
       Effect.sync(() => {
-        const { liveValues, synchronousRead, clearByPrefix, assignsVersions, conditionalWrites, tiered } = store.capabilities
-        assert.deepStrictEqual({ liveValues, synchronousRead, clearByPrefix, assignsVersions, conditionalWrites, tiered }, claimed)
+        const { liveValues, synchronousRead, clearByPrefix, assignsVersions, conditionalWrites, tiered, expire, increment, raw } = store.capabilities
+        assert.deepStrictEqual({ liveValues, synchronousRead, clearByPrefix, assignsVersions, conditionalWrites, tiered, expire, increment, raw }, claimed)
         assert.strictEqual(store.getNow !== undefined, synchronousRead)
         assert.strictEqual(store.currentVersion !== undefined, conditionalWrites)
         assert.strictEqual(store.local !== undefined, tiered)
@@ -356,6 +365,111 @@ export const storeSuite = <ROut, E>(
           assert.strictEqual(error.reason, "Unsupported")
         }))
     }
+
+    if (claimed.expire) {
+      const header = (found: Option.Option<CacheEntry.Stored>) => {
+        const stored = Option.getOrThrow(found)
+        return CacheStore.isLive(stored) ? stored : CacheEntry.decode(stored)!
+      }
+      test("expire gives an entry a new ttl: its header and its physical ttl together, the grace kept, a new version", (store) =>
+        Effect.gen(function*() {
+          const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+          const unit = Duration.toMillis(units(1))
+          // Fresh for 1 unit, then stale for 1 more (its grace): physically gone after 2.
+          yield* store.set("t:exp", envelope("v", { freshUntil: now + unit, staleUntil: now + 2 * unit }), units(2))
+          const before = header(yield* store.get("t:exp")).version
+          assert.isTrue(yield* store.expire("t:exp", units(4), now))
+          const after = header(yield* store.get("t:exp"))
+          assert.deepStrictEqual([after.freshUntil, after.staleUntil], [now + 4 * unit, now + 5 * unit], "freshUntil moved, grace kept")
+          assert.isAbove(after.version, before, "an expire is a write: a new version")
+          assert.strictEqual(textOf(yield* store.get("t:exp")), "v", "the body is untouched")
+          yield* advance(units(3))
+          assert.strictEqual(textOf(yield* store.get("t:exp")), "v", "kept past its old physical ttl")
+          const later = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+          assert.isTrue(yield* store.expire("t:exp", units(0.5), later), "shortened")
+          yield* advance(units(3))
+          assert.isTrue(Option.isNone(yield* store.get("t:exp")), "gone after its new ttl and grace")
+          assert.isFalse(yield* store.expire("t:exp", units(4), later), "nothing left to expire")
+          assert.isFalse(yield* store.expire("t:never", units(4), later))
+          assert.isFalse(yield* store.has("t:never"), "expire creates nothing")
+        }))
+
+      test("expire with `since` is skipped when the entry was written after that version; an infinite ttl removes the expiry", (store) =>
+        Effect.gen(function*() {
+          const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+          yield* store.set("t:exp2", envelope("v", { freshUntil: now + Duration.toMillis(units(2)), staleUntil: now + Duration.toMillis(units(2)) }), units(2))
+          const version = header(yield* store.get("t:exp2")).version
+          assert.isFalse(yield* store.expire("t:exp2", units(10), now, version - 1), "written after the version read")
+          assert.strictEqual(header(yield* store.get("t:exp2")).freshUntil, now + Duration.toMillis(units(2)), "left as it was")
+          assert.isTrue(yield* store.expire("t:exp2", Duration.infinity, now, version))
+          const after = header(yield* store.get("t:exp2"))
+          assert.deepStrictEqual([after.freshUntil, after.staleUntil], [Infinity, Infinity])
+          yield* advance(units(3))
+          assert.strictEqual(textOf(yield* store.get("t:exp2")), "v", "no physical expiry either")
+        }))
+    } else {
+      test("expire is refused with reason Unsupported", (store) =>
+        Effect.gen(function*() {
+          yield* store.set("t:exp", envelope("v"), undefined)
+          const error = yield* Effect.flip(store.expire("t:exp", units(4), 0))
+          assert.strictEqual(error.reason, "Unsupported")
+          assert.strictEqual(textOf(yield* store.get("t:exp")), "v")
+        }))
+    }
+
+    if (claimed.increment) {
+      test("increment: atomic, from 0, down as well as up; the ttl set on creation only; counter reads it back", (store) =>
+        Effect.gen(function*() {
+          assert.strictEqual(yield* store.increment("t:n", 5, units(2)), 5)
+          assert.strictEqual(yield* store.increment("t:n", -7, units(100)), -2)
+          assert.deepStrictEqual(yield* store.counter("t:n"), Option.some(-2))
+          assert.deepStrictEqual(yield* store.counter("t:none"), Option.none())
+          const all = yield* Effect.forEach(Array.from({ length: 40 }, () => 1), (by) => store.increment("t:many", by, undefined), { concurrency: "unbounded" })
+          assert.deepStrictEqual([...all].sort((a, b) => a - b), Array.from({ length: 40 }, (_, i) => i + 1), "each increment saw its own value")
+          yield* advance(units(3))
+          assert.deepStrictEqual(yield* store.counter("t:n"), Option.none(), "gone after the ttl it was created with")
+          assert.deepStrictEqual(yield* store.counter("t:many"), Option.some(40))
+          assert.strictEqual(yield* store.increment("t:kept", 3, units(2)), 3)
+          assert.isTrue(yield* store.expire("t:kept", units(10), yield* Effect.clockWith((clock) => clock.currentTimeMillis)), "a counter gets a new ttl")
+          yield* advance(units(3))
+          assert.deepStrictEqual(yield* store.counter("t:kept"), Option.some(3), "kept past its first ttl, its value untouched")
+          assert.strictEqual(yield* store.increment("t:kept", 1, undefined), 4)
+          assert.isTrue(yield* store.delete("t:many"))
+          assert.strictEqual(yield* store.increment("t:many", 1, undefined), 1, "a deleted counter starts again")
+        }))
+
+      test("increment refuses a key holding anything but an integer (WrongType) and a step past MAX_SAFE_INTEGER (Overflow), changing nothing", (store) =>
+        Effect.gen(function*() {
+          yield* store.set("t:text", envelope("v"), undefined)
+          const wrong = yield* Effect.flip(store.increment("t:text", 1, undefined))
+          assert.strictEqual(wrong.reason, "WrongType")
+          assert.strictEqual(textOf(yield* store.get("t:text")), "v")
+          assert.strictEqual((yield* Effect.flip(store.counter("t:text"))).reason, "WrongType")
+          assert.strictEqual(yield* store.increment("t:big", Number.MAX_SAFE_INTEGER - 1, undefined), Number.MAX_SAFE_INTEGER - 1)
+          assert.strictEqual(yield* store.increment("t:big", 1, undefined), Number.MAX_SAFE_INTEGER)
+          const over = yield* Effect.flip(store.increment("t:big", 1, undefined))
+          assert.strictEqual(over.reason, "Overflow")
+          assert.deepStrictEqual(yield* store.counter("t:big"), Option.some(Number.MAX_SAFE_INTEGER), "left as it was")
+          assert.strictEqual(yield* store.increment("t:low", -Number.MAX_SAFE_INTEGER, undefined), -Number.MAX_SAFE_INTEGER)
+          assert.strictEqual((yield* Effect.flip(store.increment("t:low", -1, undefined))).reason, "Overflow")
+          assert.deepStrictEqual(yield* store.counter("t:low"), Option.some(-Number.MAX_SAFE_INTEGER))
+        }))
+    } else {
+      test("increment is refused with reason Unsupported", (store) =>
+        Effect.gen(function*() {
+          assert.strictEqual((yield* Effect.flip(store.increment("t:n", 1, undefined))).reason, "Unsupported")
+          assert.isTrue(Option.isNone(yield* store.get("t:n")))
+        }))
+    }
+
+    test(claimed.raw === undefined ? "raw is refused with reason Unsupported" : `raw hands out its ${claimed.raw} client, and refuses any other kind`, (store) =>
+      Effect.gen(function*() {
+        const other = (claimed.raw === "redis" ? "memcached" : "redis") as string as keyof CacheStore.RawClients
+        if (claimed.raw !== undefined) assert.isDefined(yield* store.raw(claimed.raw))
+        const error = yield* Effect.flip(store.raw(other))
+        assert.strictEqual(error.reason, "Unsupported")
+        assert.strictEqual(error.operation, "raw")
+      }))
 
     test("keys with unicode and glob characters are stored as they are", (store) =>
       Effect.gen(function*() {

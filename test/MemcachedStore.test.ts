@@ -19,7 +19,8 @@ storeSuite("MemcachedStore", MemcachedStore.layer({ server }), {
   unit: "1 second",
   advance: sleep,
   live: true,
-  clearCounts: false
+  clearCounts: false,
+  capabilities: { expire: true, increment: true, raw: "memcached" }
 })
 
 const bytes = (text: string) => new TextEncoder().encode(text)

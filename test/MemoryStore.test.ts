@@ -3,10 +3,10 @@ import { Duration, Effect, Option, TestClock } from "effect"
 import { CacheEntry, MemoryStore, RecordingStore } from "../src/index.js"
 import { storeSuite } from "../src/testing.js"
 
-const memory = { capabilities: { liveValues: true, synchronousRead: true, assignsVersions: true, conditionalWrites: true } } as const
+const memory = { capabilities: { liveValues: true, synchronousRead: true, assignsVersions: true, conditionalWrites: true, expire: true, increment: true } } as const
 storeSuite("MemoryStore", MemoryStore.layer({ capacity: 1_000 }), memory)
 storeSuite("MemoryStore with a byte budget", MemoryStore.layer({ capacity: 1_000, maxBytes: 1_000_000 }), memory)
-storeSuite("RecordingStore", RecordingStore.layer(), { capabilities: { assignsVersions: true, conditionalWrites: true } })
+storeSuite("RecordingStore", RecordingStore.layer(), { capabilities: { assignsVersions: true, conditionalWrites: true, expire: true, increment: true } })
 
 const bytes = (text: string) => new TextEncoder().encode(text)
 

@@ -37,7 +37,7 @@ const clusterClient = Layer.unwrapEffect(Effect.sync(() =>
 storeSuite("RedisStore on a 3-master Cluster", RedisStore.layer().pipe(Layer.provide(clusterClient)), {
   unit: "100 millis",
   advance: sleep,
-  capabilities: { assignsVersions: true, conditionalWrites: true }
+  capabilities: { assignsVersions: true, conditionalWrites: true, expire: true, increment: true, raw: "redis" }
 })
 
 lockSuite(
@@ -94,6 +94,30 @@ describe("Cache on a Redis Cluster", () => {
       assert.isTrue(yield* store.has("other:users:1"))
     }).pipe(Effect.provide(
       Cache.layer({ namespace: "cl" }).pipe(Layer.provideMerge(RedisStore.layer()), Layer.provideMerge(clusterClient))
+    )))
+
+  it.live("expire, remainingTtl, deleteMany, raw and counters on a Cluster: keys on every master, each script in its key's slot", () =>
+    Effect.gen(function*() {
+      const ids = Array.from({ length: 60 }, (_, i) => i)
+      yield* Users.setMany(ids.map((i) => [i, new User({ id: i, name: `u${i}` })] as const))
+      const renewed = yield* Effect.forEach(ids, (id) => Users.expire(id, "1 hour"), { concurrency: "unbounded" })
+      assert.isTrue(renewed.every((done) => done))
+      const left = yield* Effect.forEach(ids, (id) => Users.remainingTtl(id))
+      assert.isTrue(left.every((found) => Option.isSome(found) && Duration.toMinutes(found.value) > 59))
+      const client = yield* Cache.raw("redis")
+      assert.strictEqual(client, (yield* Redis.Redis).client, "the cache's own client")
+      const ttls = yield* Effect.promise(() => Promise.all(ids.map((id) => client.pttl(`cl-cmd:users:${id}`))))
+      assert.isTrue(ttls.every((ttl) => ttl > 59 * 60_000), "every key's PTTL moved with its header")
+      assert.strictEqual(yield* Users.deleteMany([...ids, 1_000]), 60)
+      assert.isFalse(yield* Users.expire(1, "1 hour"))
+      // Counters on keys spread over every master, incremented concurrently.
+      const Hits = Keyspace.counter({ name: "hits", key: CacheKey.number, ttl: "1 hour" })
+      yield* Effect.forEach([...ids, ...ids], (id) => Hits.increment(id, id), { concurrency: "unbounded", discard: true })
+      const counts = yield* Effect.forEach(ids, (id) => Hits.get(id))
+      assert.isTrue(counts.every((found, id) => Option.isSome(found) && found.value === 2 * id))
+      assert.isAbove(yield* Effect.promise(() => client.pttl("cl-cmd:hits:7")), 59 * 60_000)
+    }).pipe(Effect.provide(
+      Cache.layer({ namespace: "cl-cmd" }).pipe(Layer.provideMerge(RedisStore.layer()), Layer.provideMerge(clusterClient))
     )))
 
   it.live("tags on a Cluster: entries on every master, 20 tags invalidated at once, their markers in slots of their own, no CROSSSLOT", () =>

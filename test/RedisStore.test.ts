@@ -17,7 +17,7 @@ const sleep = (duration: Duration.Duration) =>
 const storeOn = (db: number, options: RedisStore.Options = {}) => RedisStore.layer(options).pipe(Layer.provide(redisOn(db)))
 
 // Redis expires keys on its own clock: the suite waits for real, in units of 100 ms.
-storeSuite("RedisStore", storeOn(1), { unit: "100 millis", advance: sleep, capabilities: { assignsVersions: true, conditionalWrites: true } })
+storeSuite("RedisStore", storeOn(1), { unit: "100 millis", advance: sleep, capabilities: { assignsVersions: true, conditionalWrites: true, expire: true, increment: true, raw: "redis" } })
 
 class User extends Schema.Class<User>("User")({ id: Schema.Number, name: Schema.String }) {}
 const Users = Keyspace.make({ name: "users", key: CacheKey.number, value: User, ttl: "10 minutes" })

@@ -35,7 +35,7 @@ storeSuite(
     unit: "100 millis",
     advance: (d) => sleep(Duration.toMillis(d)),
     live: true,
-    capabilities: { synchronousRead: true, assignsVersions: true, conditionalWrites: true, tiered: true }
+    capabilities: { synchronousRead: true, assignsVersions: true, conditionalWrites: true, tiered: true, expire: true, increment: true, raw: "redis" }
   }
 )
 

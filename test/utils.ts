@@ -21,6 +21,9 @@ export const serializingStore = (store: CacheStore.CacheStore): CacheStore.Cache
     deleteMany: store.deleteMany,
     has: store.has,
     clear: store.clear,
+    expire: store.expire,
+    increment: store.increment,
+    counter: store.counter,
     currentVersion: store.currentVersion
   })
 

@@ -39,6 +39,13 @@ import * as CacheStore from "../CacheStore.js"
 import * as ReadBatch from "../internal/readBatch.js"
 import { timeoutRealTo } from "../internal/realTime.js"
 
+declare module "../CacheStore.js" {
+  interface RawClients {
+    /** The memcached store's `memcache-client` client. */
+    readonly memcached: MemcacheClient
+  }
+}
+
 /**
  * Options of the memcached store.
  *
@@ -239,6 +246,23 @@ const generationIn = (found: Found | undefined): string | undefined => {
 
 /** How many generations a store remembers at most. */
 const maxKnownGenerations = 10_000
+
+/**
+ * Counters are kept as memcached's own unsigned decimals, offset by 2^53, so that `incr` and `decr`
+ * (which never go below 0) work on them and negative counters down to `-Number.MAX_SAFE_INTEGER` fit.
+ */
+const counterBias = 2n ** 53n
+const maxSafe = BigInt(Number.MAX_SAFE_INTEGER)
+
+/** @internal A counter's value as this store keeps it. */
+export const counterText = (value: number): string => (BigInt(value) + counterBias).toString()
+
+/** @internal The value of a counter as this store keeps it, or `undefined` for anything else (or past the safe range). */
+export const counterFrom = (text: string): number | undefined => {
+  if (!/^[0-9]{1,20}$/.test(text)) return undefined
+  const value = BigInt(text) - counterBias
+  return value >= -maxSafe && value <= maxSafe ? Number(value) : undefined
+}
 
 /** How many keys one `get` asks for at most. */
 const keysPerGet = 256
@@ -459,8 +483,10 @@ const build = (client: MemcacheClient, options: Options): Effect.Effect<CacheSto
       ])
       let count = 0
       unique.forEach((key, i) => {
-        // A key nothing clears counts whatever it holds; others only with a current stamp.
-        const live = generationsOf(key).length === 0 ? removed[i]! : entries[i]!.bytes !== undefined
+        // A key nothing clears counts whatever it holds; others only with a current stamp, or a counter.
+        const raw = entries[i]!.raw
+        const live = generationsOf(key).length === 0 || entries[i]!.bytes !== undefined ||
+          (raw !== undefined && counterFrom(textOf(raw.value)) !== undefined)
         if (live && removed[i]) count++
       })
       return count
@@ -502,6 +528,92 @@ const build = (client: MemcacheClient, options: Options): Effect.Effect<CacheSto
       }
       // Other writers changed the key at every try: theirs is the entry.
       return false
+    }
+
+    /**
+     * Gives an entry a new ttl: read with its cas token, its header retimed (a new version from the
+     * Clock, as the cache stamps one on this store), written back with `cas` and the new lifetime;
+     * again when another write came in between, until it lands or the entry is gone.
+     */
+    const expire = async (key: string, ttl: Duration.Duration, now: number, since: number | undefined): Promise<boolean> => {
+      const physical = physicalKey(key)
+      for (let attempt = 0; attempt < addAttempts; attempt++) {
+        const [entry] = await read([key], true)
+        const casUniq = entry!.raw?.casUniq
+        if (entry!.bytes === undefined && entry!.raw !== undefined && counterFrom(textOf(entry!.raw.value)) !== undefined) {
+          // A counter (no stamp, no header): memcached's own touch moves its expiry, its value untouched.
+          const lifetime = expirationOf(Duration.isFinite(ttl) ? Duration.millis(Math.max(1, Math.ceil(Duration.toMillis(ttl)))) : undefined, Date.now())
+          return client.touch(physical, lifetime === "remove" ? 1 : lifetime).then(() => true, (cause: unknown) => {
+            if (isReply(cause, "NOT_FOUND")) return false
+            throw cause
+          })
+        }
+        if (entry!.bytes === undefined || casUniq === undefined) return false
+        const version = CacheEntry.versionOf(entry!.bytes)
+        if (since !== undefined && version > since) return false
+        const times = CacheEntry.timesOf(entry!.bytes)
+        const after = CacheStore.expiryAfter(times ?? { freshUntil: Infinity, staleUntil: Infinity }, ttl, now)
+        const bytes = times === undefined
+          ? entry!.bytes
+          : CacheEntry.retimed(entry!.bytes, after.freshUntil, after.staleUntil, CacheEntry.nextVersion(now, version))!
+        const lifetime = expirationOf(after.millis === undefined ? undefined : Duration.millis(after.millis), Date.now())
+        try {
+          await client.cas(physical, stamped(entry!.stamp as ReadonlyArray<string>, bytes), { casUniq, lifetime: lifetime === "remove" ? 1 : lifetime })
+          return true
+        } catch (cause) {
+          // EXISTS: another write landed first; NOT_FOUND: it went away. Either way, look again.
+          if (!isReply(cause, "EXISTS") && !isReply(cause, "NOT_FOUND")) throw cause
+        }
+      }
+      return false
+    }
+
+    /**
+     * Adds to a counter with memcached's own `incr` / `decr` (atomic; the expiry it was created with is
+     * kept); an absent counter is created with `add` and the ttl. Past the safe range the change is
+     * undone with the opposite command (not in the same step as on Redis).
+     */
+    const increment = async (key: string, by: number, ttl: Duration.Duration | undefined): Promise<number> => {
+      const physical = physicalKey(key)
+      for (let attempt = 0; attempt < addAttempts; attempt++) {
+        let reply: string
+        try {
+          reply = String(by >= 0 ? await client.incr(physical, by) : await client.decr(physical, -by))
+        } catch (cause) {
+          if (isReply(cause, "NOT_FOUND")) {
+            const expiration = expirationOf(ttl, Date.now())
+            if (expiration === "remove") return by
+            try {
+              await client.add(physical, counterText(by), { lifetime: expiration })
+              return by
+            } catch (refused) {
+              // Another writer created it first: increment that one.
+              if (isReply(refused, "NOT_STORED")) continue
+              throw refused
+            }
+          }
+          if (/non-numeric/i.test(cause instanceof Error ? cause.message : String(cause))) {
+            throw new Refusal("WrongType", "the key holds something other than an integer counter")
+          }
+          throw cause
+        }
+        const value = counterFrom(reply)
+        if (value === undefined) {
+          await (by >= 0 ? client.decr(physical, by) : client.incr(physical, -by)).catch(() => undefined)
+          throw new Refusal("Overflow", `the counter would pass Number.MAX_SAFE_INTEGER by adding ${by}; the change was undone`)
+        }
+        return value
+      }
+      throw new Error("the counter kept being removed and created again while it was incremented")
+    }
+
+    const counter = async (key: string): Promise<Option.Option<number>> => {
+      const physical = physicalKey(key)
+      const found = (await getRaw([physical])).get(physical)
+      if (found === undefined) return Option.none()
+      const value = counterFrom(textOf(found.value))
+      if (value === undefined) throw new Refusal("WrongType", "the key holds something other than an integer counter")
+      return Option.some(value)
     }
 
     const clear = async (prefix: string): Promise<number> => {
@@ -565,7 +677,11 @@ const build = (client: MemcacheClient, options: Options): Effect.Effect<CacheSto
           onFailure: (error) => new StoreError({ reason: error.reason, operation: "has", key, store: storeName, cause: error.cause }),
           onSuccess: Option.isSome
         }),
-      clear: (prefix) => run("clear", prefix, () => clear(prefix))
+      clear: (prefix) => run("clear", prefix, () => clear(prefix)),
+      expire: (key, ttl, now, since) => run("expire", key, () => expire(key, ttl, now, since)),
+      increment: (key, by, ttl) => run("increment", key, () => increment(key, by, ttl)),
+      counter: (key) => run("get", key, () => counter(key)),
+      raw: { kind: "memcached", client }
     })
   })
 

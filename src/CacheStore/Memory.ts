@@ -305,6 +305,58 @@ const unsafeMake = (options: Options): MemoryStore => {
         }
         return removed
       }),
+    expire: (key, ttl, now, since) =>
+      Effect.suspend(() => {
+        const slot = live(key, now, false)
+        if (slot === undefined || (since !== undefined && versionOfSlot(slot) > since)) return Effect.succeed(false)
+        let stored: CacheEntry.Stored
+        let millis: number | undefined
+        if (slot instanceof Bytes) {
+          const times = CacheEntry.timesOf(slot.bytes)
+          const after = CacheStore.expiryAfter(times ?? { freshUntil: Infinity, staleUntil: Infinity }, ttl, now)
+          millis = after.millis
+          stored = times === undefined ? Uint8Array.from(slot.bytes) : CacheEntry.retimed(slot.bytes, after.freshUntil, after.staleUntil, 0)!
+        } else {
+          const after = CacheStore.expiryAfter(slot, ttl, now)
+          millis = after.millis
+          stored = CacheEntry.Live.make(slot.value, {
+            fingerprint: slot.fingerprint,
+            freshUntil: after.freshUntil,
+            staleUntil: after.staleUntil,
+            tags: slot.tags,
+            isFailure: slot.isFailure,
+            size: slot.size
+          })
+        }
+        // A write like any other: a new version, the same size accounting.
+        const error = write("expire", key, stored, millis === undefined ? undefined : Duration.millis(millis), now)
+        return error === undefined ? Effect.succeed(true) : Effect.fail(error)
+      }),
+    increment: (key, by, ttl) =>
+      withNow((now) => {
+        const slot = live(key, now, false)
+        if (slot === undefined) {
+          const error = write("increment", key, CacheStore.counterBytes(by), ttl, now)
+          return error === undefined ? Effect.succeed(by) : Effect.fail(error)
+        }
+        const current = slot instanceof Bytes ? CacheStore.counterOf(slot.bytes) : undefined
+        if (current === undefined) return Effect.fail(CacheStore.notACounter("memory", key))
+        const next = current + by
+        if (!Number.isSafeInteger(next)) return Effect.fail(CacheStore.overflow("memory", key, current, by))
+        // The counter keeps the expiry it was created with.
+        const bytes = CacheStore.counterBytes(next)
+        const updated = new Bytes(bytes, (slot as Bytes).expiresAt)
+        if (sized) lru.set(key, updated, { size: Math.max(1, key.length + bytes.length) })
+        else lru.set(key, updated)
+        return Effect.succeed(next)
+      }),
+    counter: (key) =>
+      withNow((now) => {
+        const slot = live(key, now, true)
+        if (slot === undefined) return Effect.succeedNone
+        const value = slot instanceof Bytes ? CacheStore.counterOf(slot.bytes) : undefined
+        return value === undefined ? Effect.fail(CacheStore.notACounter("memory", key, "get")) : Effect.succeed(Option.some(value))
+      }),
     // Every later write or delete gets a version above this one (`nextVersion` exceeds both terms).
     currentVersion: withNow((now) => Effect.succeed(Math.max(lastVersion, Math.floor(now * 1000) - 1)))
   })

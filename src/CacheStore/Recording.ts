@@ -183,6 +183,9 @@ export const make = (options: MemoryStore.Options = {}): Effect.Effect<Recording
             }
           })
         ),
+      expire: (key, ttl, now, since) => recorded("expire", [key], inner.expire(key, ttl, now, since), ttl),
+      increment: (key, by, ttl) => recorded("increment", [key], Effect.tap(inner.increment(key, by, ttl), () => written.add(key)), ttl),
+      counter: (key) => recorded("get", [key], inner.counter(key)),
       currentVersion: inner.currentVersion
     })
 

@@ -26,6 +26,13 @@ import * as Redis from "../Redis.js"
 import * as ReadBatch from "../internal/readBatch.js"
 import { timeoutRealTo } from "../internal/realTime.js"
 
+declare module "../CacheStore.js" {
+  interface RawClients {
+    /** The Redis store's ioredis client: a `Redis` on a single server, a `Cluster` on a Cluster. */
+    readonly redis: Redis.Client
+  }
+}
+
 /**
  * Options of the Redis store.
  *
@@ -74,11 +81,12 @@ export const defaultMaxValueBytes = 16 * 1024 * 1024
  * How an ioredis failure of `client` is classified: a command refused for want of credentials, or
  * one that could not be sent while the server refuses them, is `"Auth"`.
  */
-export const classify = (client: Redis.Client, cause: unknown): "Timeout" | "Auth" | "WrongType" | "Backend" | "Unavailable" => {
+export const classify = (client: Redis.Client, cause: unknown): "Timeout" | "Auth" | "WrongType" | "Overflow" | "Backend" | "Unavailable" => {
   const message = cause instanceof Error ? cause.message : String(cause)
   if (/^(NOAUTH|WRONGPASS)/.test(message)) return "Auth"
   if (/timed out/i.test(message)) return "Timeout"
-  if (/WRONGTYPE|not an integer|out of range|overflow/i.test(message)) return "WrongType"
+  if (/overflow/i.test(message)) return "Overflow"
+  if (/WRONGTYPE|not an integer|out of range/i.test(message)) return "WrongType"
   // A Cluster that cannot route the command (a slot whose master is down, a failover under way).
   if (/^(MOVED|ASK|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|LOADING)\b/.test(message)) return "Unavailable"
   if (cause instanceof Error && cause.name === "ReplyError") return "Backend"
@@ -332,6 +340,57 @@ local version = write(KEYS[1], ARGV[1], ARGV[2])
 publish()
 return { version, now }`
 
+// KEYS: entry, its tombstone. ARGV: ttl in ms ("": no expiry), the Clock's now in ms, since ("": none),
+// origin. Rewrites the envelope's version, freshUntil and staleUntil (contiguous in the header) and the
+// key's physical ttl in one step, the grace kept. Replies { version (0: no entry), now }.
+const expireScript = `${writeFunction}
+if redis.call("EXISTS", KEYS[1]) == 0 then return { 0, now } end
+if superseded(KEYS[1], KEYS[2], ARGV[3]) then return { ${supersededReply}, now } end
+local head = redis.call("GETRANGE", KEYS[1], 0, ${CacheEntry.freshOffset + 15})
+local isEnvelope = #head == ${CacheEntry.freshOffset + 16} and string.sub(head, 1, 3) == "${luaBytes(CacheEntry.magic)}"
+local grace = 0
+local version = now
+if isEnvelope then
+  local fresh = struct.unpack(">d", head, ${CacheEntry.freshOffset + 1})
+  local stale = struct.unpack(">d", head, ${CacheEntry.freshOffset + 9})
+  if fresh ~= math.huge and stale ~= math.huge and stale > fresh then grace = stale - fresh end
+  local previous = versionAt(KEYS[1])
+  if previous >= version then version = previous + 1 end
+  local freshUntil = math.huge
+  local staleUntil = math.huge
+  if ARGV[1] ~= "" then
+    freshUntil = tonumber(ARGV[2]) + tonumber(ARGV[1])
+    staleUntil = freshUntil + grace
+  end
+  redis.call("SETRANGE", KEYS[1], ${CacheEntry.versionOffset},
+    struct.pack(">d", version) .. struct.pack(">d", freshUntil) .. struct.pack(">d", staleUntil))
+end
+if ARGV[1] == "" then
+  redis.call("PERSIST", KEYS[1])
+else
+  redis.call("PEXPIRE", KEYS[1], math.ceil(tonumber(ARGV[1]) + grace))
+end
+announce(KEYS[1], version)
+publish()
+return { version, now }`
+
+// KEYS: the counter. ARGV: by, px ("": none). INCRBY within Number.MAX_SAFE_INTEGER, the ttl set when
+// the counter is created only. Anything but an integer under the key is refused, and an increment past
+// the bound is undone in the same step. Replies the new value.
+const incrementScript = `
+local existed = redis.call("EXISTS", KEYS[1])
+local current = redis.call("GET", KEYS[1])
+if current and not string.match(current, "^%-?%d+$") then
+  return redis.error_reply("WRONGTYPE the key holds something other than an integer counter")
+end
+local value = redis.call("INCRBY", KEYS[1], ARGV[1])
+if value > ${Number.MAX_SAFE_INTEGER} or value < -${Number.MAX_SAFE_INTEGER} then
+  if existed == 0 then redis.call("DEL", KEYS[1]) else redis.call("DECRBY", KEYS[1], ARGV[1]) end
+  return redis.error_reply("OVERFLOW the counter would pass Number.MAX_SAFE_INTEGER; it is left as it was")
+end
+if existed == 0 and ARGV[2] ~= "" then redis.call("PEXPIRE", KEYS[1], ARGV[2]) end
+return value`
+
 /**
  * @internal
  * What a write script replies: its outcome, Redis's time in microseconds, and (setMany) the version of
@@ -357,6 +416,8 @@ interface Scripts {
   cachekitDelete(...keysThenArgs: Array<string | number>): Promise<Reply>
   cachekitSetMany(...keysThenArgs: Array<string | Buffer | number>): Promise<Reply>
   cachekitAdd(key: string, value: Buffer, px: string, deadline: string, origin: string): Promise<Reply>
+  cachekitExpire(key: string, tombstone: string, ttl: string, now: string, since: string, origin: string): Promise<Reply>
+  cachekitIncrement(key: string, by: string, px: string): Promise<number>
   pipeline(): ScriptPipeline
 }
 
@@ -381,6 +442,8 @@ export const defineWriteScripts = (client: Redis.Client): Scripts => {
   client.defineCommand("cachekitAdd", { numberOfKeys: 1, lua: addScript })
   client.defineCommand("cachekitSetMany", { lua: setManyScript })
   client.defineCommand("cachekitRead", { lua: readScript })
+  client.defineCommand("cachekitExpire", { numberOfKeys: 2, lua: expireScript })
+  client.defineCommand("cachekitIncrement", { numberOfKeys: 1, lua: incrementScript })
   return client as unknown as Scripts
 }
 
@@ -787,6 +850,30 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore.CacheStore
         }))
         return Effect.ensuring(removed, Effect.asVoid(Effect.forkDaemon(publish)))
       },
+      expire: (key, ttl, now, since) =>
+        Effect.map(
+          call("expire", key, () =>
+            scripts.cachekitExpire(
+              key,
+              tombstoneKeyOf(key),
+              Duration.isFinite(ttl) ? String(Math.max(1, Math.ceil(Duration.toMillis(ttl)))) : "",
+              String(now),
+              since === undefined ? "" : String(since),
+              origin
+            )),
+          ([outcome]) => outcome > 0
+        ),
+      increment: (key, by, ttl) => {
+        const px = pxArgument(ttl)
+        return call("increment", key, () => scripts.cachekitIncrement(key, String(by), px === "-" ? "" : px))
+      },
+      counter: (key) =>
+        Effect.flatMap(call("get", key, () => getInOrder(key)), (value) => {
+          if (value === null) return Effect.succeedNone
+          const counter = CacheStore.counterOf(value)
+          return counter === undefined ? Effect.fail(CacheStore.notACounter(storeName, key, "get")) : Effect.succeed(Option.some(counter))
+        }),
+      raw: { kind: "redis", client },
       currentVersion: Effect.sync(() => serverClock.now())
     })
     // The first writes need the server's clock: learn it before the store is used (one TIME; not

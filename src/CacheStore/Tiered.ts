@@ -329,6 +329,25 @@ export const make = (
       delete: (key) => Effect.map(forgetLocally([key]), (removed) => removed > 0),
       deleteMany: (keys) => forgetLocally(keys),
       has: (key) => withNow((now) => Effect.succeed(getNow(key, now) !== undefined)),
+      // This instance's copy only: another instance's memory holds a copy of its own, with its own ttl.
+      expire: (key, ttl, now, since) =>
+        Effect.suspend(() => {
+          const entry = alive(key, now)
+          if (entry === undefined || (since !== undefined && entry.version > since)) return Effect.succeed(false)
+          const after = CacheStore.expiryAfter(entry, ttl, now)
+          const renewed = CacheEntry.Live.make(entry.value, {
+            fingerprint: entry.fingerprint,
+            freshUntil: after.freshUntil,
+            staleUntil: after.staleUntil,
+            tags: entry.tags,
+            isFailure: entry.isFailure,
+            size: entry.size
+          })
+          return Effect.map(localVersion, (version) => {
+            localWrite(key, renewed, after.millis === undefined ? undefined : Duration.millis(after.millis), version, now)
+            return true
+          })
+        }),
       clear: (prefix) =>
         Effect.flatMap(localVersion, (version) => {
           const removed = Array.from(memory.keys()).filter((key) => key.startsWith(prefix)).length
@@ -338,7 +357,7 @@ export const make = (
         })
     })
 
-    return CacheStore.make({
+    const store = CacheStore.make({
       name: "tiered",
       capabilities: {
         inProcess: false,
@@ -403,6 +422,11 @@ export const make = (
       has: (key) =>
         withNow((now) => getNow(key, now) !== undefined ? Effect.succeed(true) : shared.has(key)),
       clear: (prefix) => Effect.ensuring(shared.clear(prefix), Effect.sync(() => clearMemory(prefix))),
+      // Counters live in the shared tier only: memory never keeps one, so there is no copy to drop.
+      ...(shared.capabilities.increment ? { increment: shared.increment, counter: shared.counter } : {}),
+      // The shared tier rewrites the entry (and its script announces it on the bus); memory drops its
+      // copy either way, and a read under way cannot bring it back.
+      ...(shared.capabilities.expire ? { expire: (key, ttl, now, since) => Effect.ensuring(shared.expire(key, ttl, now, since), forget([key])) } : {}),
       ...(shared.currentVersion === undefined ? {} : { currentVersion: shared.currentVersion }),
       local: {
         mark: () => epoch,
@@ -413,6 +437,8 @@ export const make = (
         namespace
       }
     })
+    // The shared tier's client, if it hands one out.
+    return { ...store, capabilities: { ...store.capabilities, raw: shared.capabilities.raw }, raw: shared.raw }
   })
 
 /**

@@ -287,6 +287,21 @@ export interface Operations<K, A> {
   readonly invalidate: (key: K) => Effect.Effect<void, InvalidKeyError | StoreError>
   /** Removes many keys in one batch. */
   readonly invalidateMany: (keys: Iterable<K>) => Effect.Effect<void, InvalidKeyError | StoreError>
+  /** Removes many keys in one batch, as `invalidateMany` does; returns how many entries were there to remove. */
+  readonly deleteMany: (keys: Iterable<K>) => Effect.Effect<number, InvalidKeyError | StoreError>
+  /**
+   * How long the entry stays fresh: `Some` of the time left (`Duration.infinity` for an entry without
+   * a ttl); `None` when the key holds no entry `get` would return (absent, past its ttl, a cached
+   * failure, invalidated by a tag).
+   */
+  readonly remainingTtl: (key: K) => Effect.Effect<Option.Option<Duration.Duration>, InvalidKeyError | StoreError>
+  /**
+   * Gives the entry a new time to live from now (`Duration.infinity`: no expiry; zero or less: removes
+   * it), keeping its grace; `true` when the key held an entry `get` would return, `false` (and nothing
+   * changes) otherwise, or when the entry was written again meanwhile. A write: a two-layer cache's
+   * other instances drop their copies.
+   */
+  readonly expire: (key: K, ttl: Duration.DurationInput) => Effect.Effect<boolean, InvalidKeyError | StoreError>
   /** Removes every entry of the keyspace; returns how many. */
   readonly clearKeyspace: () => Effect.Effect<number, StoreError>
   /**
@@ -425,6 +440,56 @@ export type Resolver<K, A, Id, X = never> = <Req extends Request.Request<A, any>
   options: ResolverOptions<K, A, Req> & ResolverFit<A, X, Req>
 ) => RequestResolver.RequestResolver<Req, R | Id>
 
+/**
+ * A counter keyspace, compiled: integer counters kept as plain decimal text (no envelope), under
+ * `"<namespace>:<name>:<segment>"`. `keys` is the keyspace its keys are made and validated by.
+ */
+export interface CounterDefinition<K, Id> {
+  readonly name: string
+  readonly cache: Context.Tag<Id, Service>
+  /** The time to live a counter is created with (later increments keep it); else the cache's `defaultTtl`. */
+  readonly ttl: Duration.Duration | undefined
+  readonly keys: Definition<K, number, Id, never>
+}
+
+/** The operations of a counter keyspace with keys `K`: one table, as for keyspaces. */
+export interface CounterOperations<K> {
+  /** The counter's value; `None` when there is none. A key holding anything but a counter: `"WrongType"`. */
+  readonly get: (key: K) => Effect.Effect<Option.Option<number>, InvalidKeyError | StoreError>
+  /**
+   * Adds `by` (default 1; negative to decrease) atomically and answers the new value; an absent counter
+   * starts from 0 and is created with the keyspace's ttl.
+   */
+  readonly increment: (key: K, by?: number) => Effect.Effect<number, InvalidKeyError | StoreError | CodecError>
+  /** Removes the counter. */
+  readonly invalidate: (key: K) => Effect.Effect<void, InvalidKeyError | StoreError>
+  /**
+   * Gives the counter a new time to live from now (`Duration.infinity`: none; zero or less: removes
+   * it); its value is kept. `false` when there is no counter under the key.
+   */
+  readonly expire: (key: K, ttl: Duration.DurationInput) => Effect.Effect<boolean, InvalidKeyError | StoreError>
+}
+
+/** The name of a counter operation. */
+export type CounterOperation = keyof CounterOperations<unknown>
+
+/** A counter operation as the service offers it: the counter keyspace first. */
+export type CounterMethod<Op extends CounterOperation> = <K, Id>(
+  counter: CounterDefinition<K, Id>,
+  ...args: Parameters<CounterOperations<K>[Op]>
+) => ReturnType<CounterOperations<K>[Op]>
+
+/** A counter operation as an accessor offers it: the counter keyspace first, its cache from context. */
+export type CounterAccessorOf<Op extends CounterOperation> = <K, Id>(
+  counter: CounterDefinition<K, Id>,
+  ...args: Parameters<CounterOperations<K>[Op]>
+) => WithRequirement<ReturnType<CounterOperations<K>[Op]>, Id>
+
+/** A counter keyspace's handle methods: the counter table's, with the cache from context. */
+export type CounterHandleMethods<K, Id> = {
+  readonly [Op in CounterOperation]: (...args: Parameters<CounterOperations<K>[Op]>) => WithRequirement<ReturnType<CounterOperations<K>[Op]>, Id>
+}
+
 /** The service methods of the direct operations. */
 export type ServiceMethods = { readonly [Op in Operation]: ServiceMethod<Op> }
 
@@ -435,6 +500,8 @@ export interface Service extends ServiceMethods {
   readonly defaultTtl: Duration.Duration | undefined
   readonly timeout: Duration.Duration
   readonly maxKeyLength: number
+  /** The operations of counter keyspaces (`Keyspace.counter`). */
+  readonly counters: { readonly [Op in CounterOperation]: CounterMethod<Op> }
   /** Keys whose producer is running in this process right now. */
   readonly inFlight: Effect.Effect<number>
   /** Removes every entry of the namespace (internal keys excepted); returns how many. */

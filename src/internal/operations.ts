@@ -6,7 +6,7 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import { InvalidKeyError, type StoreError } from "../CacheError.js"
+import { CodecError, InvalidKeyError, type StoreError } from "../CacheError.js"
 import * as CacheStore from "../CacheStore.js"
 import * as Background from "./background.js"
 import type { Engine } from "./engine.js"
@@ -15,6 +15,11 @@ import { getOrSetMany } from "./getOrSetMany.js"
 import { isInvalidKey, prefixOf, storeKey, storeKeys } from "./keys.js"
 import type {
   AccessorOf,
+  CounterAccessorOf,
+  CounterDefinition,
+  CounterHandleMethods,
+  CounterOperation,
+  CounterOperations,
   Definition,
   GetOrSet,
   GetOrSetAccessor,
@@ -31,7 +36,7 @@ import type {
   WarmUp,
   WithRequirement
 } from "./model.js"
-import { type Continuation, hasLive, lookup, lookupMany, lookupStale } from "./read.js"
+import { type Continuation, hasLive, lookup, lookupMany, lookupStale, servableHeader } from "./read.js"
 import * as Tags from "./tags.js"
 import { encode, whereTag, write } from "./write.js"
 
@@ -98,6 +103,29 @@ export const table: { readonly [Op in Operation]: Implementation<Op> } = {
   invalidateMany: (engine, keyspace, keys) =>
     whenAllValid(storeKeys(engine, "deleteMany", keyspace, keys), (full) =>
       Effect.asVoid(engine.boundWrite("deleteMany", undefined, engine.store.deleteMany(full)))),
+  deleteMany: (engine, keyspace, keys) =>
+    whenAllValid(storeKeys(engine, "deleteMany", keyspace, keys), (full) => engine.boundWrite("deleteMany", undefined, engine.store.deleteMany(full))),
+  remainingTtl: (engine, keyspace, key) =>
+    whenValid(storeKey(engine, "ttl", keyspace, key), (full) =>
+      Effect.map(servableHeader(engine, "ttl", keyspace, full), (found) =>
+        found === undefined
+          ? Option.none()
+          : Option.some(found.header.freshUntil === Infinity ? Duration.infinity : Duration.millis(found.header.freshUntil - found.now)))),
+  expire: (engine, keyspace, key, ttl) =>
+    whenValid(storeKey(engine, "expire", keyspace, key), (full) => {
+      const duration = Duration.decode(ttl)
+      return Effect.flatMap(servableHeader(engine, "expire", keyspace, full), (found) => {
+        if (found === undefined) return Effect.succeed(false)
+        if (Duration.isFinite(duration) && Duration.toMillis(duration) <= 0) {
+          return Effect.as(engine.boundWrite("delete", full, engine.store.delete(full)), true)
+        }
+        // Conditional on the version read: an entry written again meanwhile keeps its own ttl.
+        const since = found.header.version > 0 ? found.header.version : undefined
+        return Effect.clockWith((clock) =>
+          engine.boundWrite("expire", full, engine.store.expire(full, duration, clock.unsafeCurrentTimeMillis(), since))
+        )
+      })
+    }),
   invalidateWhere: (engine, keyspace, where) =>
     Effect.suspend((): Effect.Effect<void, InvalidKeyError | StoreError> => {
       const fields = Object.keys(where).sort()
@@ -124,6 +152,35 @@ export const table: { readonly [Op in Operation]: Implementation<Op> } = {
 }
 
 const operationNames = Object.keys(table) as ReadonlyArray<Operation>
+
+/** A counter operation implemented against the engine. */
+type CounterImplementation<Op extends CounterOperation> = <K, Id>(
+  engine: Engine,
+  counter: CounterDefinition<K, Id>,
+  ...args: Parameters<CounterOperations<K>[Op]>
+) => ReturnType<CounterOperations<K>[Op]>
+
+/** The counters' table: every counter operation, once. Counters bypass the envelope and the read path. */
+export const counterTable: { readonly [Op in CounterOperation]: CounterImplementation<Op> } = {
+  get: (engine, counter, key) =>
+    whenValid(storeKey(engine, "get", counter.keys, key), (full) => engine.bound("get", full, engine.store.counter(full))),
+  increment: (engine, counter, key, by = 1) =>
+    whenValid(storeKey(engine, "increment", counter.keys, key), (full): Effect.Effect<number, StoreError | CodecError> =>
+      Number.isSafeInteger(by)
+        ? engine.boundWrite("increment", full, engine.store.increment(full, by, counter.ttl ?? engine.defaultTtl))
+        : Effect.fail(new CodecError({ reason: "Encode", operation: "increment", key: full, cause: `a counter adds safe integers only, got ${by}` }))),
+  invalidate: (engine, counter, key) =>
+    whenValid(storeKey(engine, "delete", counter.keys, key), (full) => Effect.asVoid(engine.boundWrite("delete", full, engine.store.delete(full)))),
+  expire: (engine, counter, key, ttl) =>
+    whenValid(storeKey(engine, "expire", counter.keys, key), (full) => {
+      const duration = Duration.decode(ttl)
+      if (Duration.isFinite(duration) && Duration.toMillis(duration) <= 0) return engine.boundWrite("delete", full, engine.store.delete(full))
+      // A counter has no header: only its physical ttl moves.
+      return Effect.clockWith((clock) => engine.boundWrite("expire", full, engine.store.expire(full, duration, clock.unsafeCurrentTimeMillis())))
+    })
+}
+
+const counterOperationNames = Object.keys(counterTable) as ReadonlyArray<CounterOperation>
 
 /**
  * An implementation, a service method and an accessor called with up to three arguments after the
@@ -153,6 +210,13 @@ export const makeService = (engine: Engine, tiers?: { readonly local: Engine; re
       : (keyspace: Definition<any, any, any, unknown>, a?: unknown, b?: unknown, c?: unknown) =>
         implementation(engineOf(keyspace), keyspace, a, b, c)
   }
+  const counters: Record<string, unknown> = {}
+  for (const name of counterOperationNames) {
+    const implementation = counterTable[name] as unknown as (engine: Engine, counter: CounterDefinition<any, any>, a?: unknown, b?: unknown) => Effect.Effect<unknown, any>
+    counters[name] = redacting
+      ? (counter: CounterDefinition<any, any>, a?: unknown, b?: unknown) => Effect.mapError(implementation(engine, counter, a, b), redact)
+      : (counter: CounterDefinition<any, any>, a?: unknown, b?: unknown) => implementation(engine, counter, a, b)
+  }
   const namespacePrefix = `${engine.namespace}:`
   const clear = engine.boundWrite("clear", namespacePrefix, engine.store.clear(namespacePrefix))
   // On the keyspace's own store: a keyspace kept in memory only claims per instance.
@@ -171,6 +235,7 @@ export const makeService = (engine: Engine, tiers?: { readonly local: Engine; re
     timeout: engine.timeout,
     maxKeyLength: engine.maxKeyLength,
     inFlight: Effect.sync(() => engine.flights.size()),
+    counters: counters as unknown as Service["counters"],
     clear: redacting ? Effect.mapError(clear, redact) : clear,
     invalidateTags: (tags) =>
       Effect.suspend((): Effect.Effect<void, InvalidKeyError | StoreError> => {
@@ -200,6 +265,25 @@ export const accessors: { readonly [Op in Operation]: AccessorOf<Op> } = Object.
       Effect.flatMap(keyspace.cache, (cache) => (cache[name] as unknown as MethodCall)(keyspace, a, b, c))
   ])
 ) as never
+
+/** The counter accessors: each counter operation on the cache a counter keyspace names, read from context. */
+export const counterAccessors: { readonly [Op in CounterOperation]: CounterAccessorOf<Op> } = Object.fromEntries(
+  counterOperationNames.map((name) => [
+    name,
+    (counter: CounterDefinition<any, any>, a?: unknown, b?: unknown) =>
+      Effect.flatMap(counter.cache, (cache) =>
+        (cache.counters[name] as unknown as (counter: CounterDefinition<any, any>, a?: unknown, b?: unknown) => Effect.Effect<unknown>)(counter, a, b))
+  ])
+) as never
+
+/** A counter keyspace's handle: the counter table's operations bound to it. */
+export const makeCounterHandle = <K, Id>(counter: CounterDefinition<K, Id>): CounterHandleMethods<K, Id> =>
+  Object.fromEntries(
+    counterOperationNames.map((name) => [
+      name,
+      (a?: unknown, b?: unknown) => (counterAccessors[name] as unknown as (counter: CounterDefinition<K, Id>, a?: unknown, b?: unknown) => unknown)(counter, a, b)
+    ])
+  ) as unknown as CounterHandleMethods<K, Id>
 
 /** `getOrSet` on the cache a keyspace names, read from context. */
 export const getOrSetAccessor: GetOrSetAccessor = (keyspace, key, produce, options) =>

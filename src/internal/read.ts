@@ -610,6 +610,40 @@ export const lookupStale = <K, A, Id>(
 }
 
 /**
+ * The header of the entry under `key` when it is one `get` would return (fresh, of this keyspace's
+ * schema, not a cached failure, not invalidated by a tag), with the Clock's time it was judged at;
+ * `undefined` otherwise. Judged from the header: the value is not decoded.
+ */
+export const servableHeader = <K, A, Id>(
+  engine: Engine,
+  operation: Operation,
+  keyspace: Definition<K, A, Id, unknown>,
+  key: string
+): Effect.Effect<{ readonly header: CacheEntry.Header; readonly now: number } | undefined, StoreError> =>
+  Effect.clockWith((clock) => {
+    const getNow = engine.store.getNow
+    const copy = getNow === undefined ? undefined : getNow(key, clock.unsafeCurrentTimeMillis())
+    const read: Effect.Effect<Option.Option<CacheEntry.Stored>, StoreError> = copy !== undefined || (getNow !== undefined && engine.store.local === undefined)
+      ? Effect.succeed(Option.fromNullable(copy))
+      : engine.bound(operation, key, engine.store.get(key))
+    return Effect.flatMap(read, (stored) =>
+      Effect.clockWith((clock) => {
+        if (Option.isNone(stored)) return Effect.succeed(undefined)
+        const header = CacheStore.isLive(stored.value) ? stored.value : CacheEntry.decode(stored.value)
+        const now = clock.unsafeCurrentTimeMillis()
+        if (header === undefined || header.isFailure || header.fingerprint !== keyspace.fingerprint || now >= header.freshUntil) {
+          return Effect.succeed(undefined)
+        }
+        const found = { header, now }
+        if (header.tags.length === 0) return Effect.succeed(found)
+        const verdict = engine.tags.check(header.tags, header.version, now)
+        return verdict !== undefined
+          ? Effect.succeed(verdict ? found : undefined)
+          : Effect.map(engine.tags.load(header.tags), (isValid) => isValid(header.version) ? found : undefined)
+      }))
+  })
+
+/**
  * `has`: whether `key` holds an entry `get` would return (fresh, of this keyspace's schema, not a
  * cached failure, not invalidated by a tag), judged from its header: the value is not decoded.
  */
@@ -617,25 +651,4 @@ export const hasLive = <K, A, Id>(
   engine: Engine,
   keyspace: Definition<K, A, Id, unknown>,
   key: string
-): Effect.Effect<boolean, StoreError> =>
-  Effect.clockWith((clock) => {
-    const getNow = engine.store.getNow
-    const copy = getNow === undefined ? undefined : getNow(key, clock.unsafeCurrentTimeMillis())
-    const read: Effect.Effect<Option.Option<CacheEntry.Stored>, StoreError> = copy !== undefined || (getNow !== undefined && engine.store.local === undefined)
-      ? Effect.succeed(Option.fromNullable(copy))
-      : engine.bound("has", key, engine.store.get(key))
-    return Effect.flatMap(read, (stored) =>
-      Effect.clockWith((clock) => {
-        if (Option.isNone(stored)) return Effect.succeed(false)
-        const header = CacheStore.isLive(stored.value) ? stored.value : CacheEntry.decode(stored.value)
-        const now = clock.unsafeCurrentTimeMillis()
-        if (header === undefined || header.isFailure || header.fingerprint !== keyspace.fingerprint || now >= header.freshUntil) {
-          return Effect.succeed(false)
-        }
-        if (header.tags.length === 0) return Effect.succeed(true)
-        const verdict = engine.tags.check(header.tags, header.version, now)
-        return verdict !== undefined
-          ? Effect.succeed(verdict)
-          : Effect.map(engine.tags.load(header.tags), (isValid) => isValid(header.version))
-      }))
-  })
+): Effect.Effect<boolean, StoreError> => Effect.map(servableHeader(engine, "has", keyspace, key), (found) => found !== undefined)

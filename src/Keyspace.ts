@@ -6,7 +6,7 @@
  * @since 0.1.0
  */
 import type * as Duration from "effect/Duration"
-import * as Cache from "./Cache.js"
+import * as Cache from "./CacheCore.js"
 import type * as Compile from "./internal/keyspace.js"
 import * as Keyspaces from "./internal/keyspace.js"
 import type * as Model from "./internal/model.js"

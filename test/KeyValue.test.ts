@@ -121,6 +121,13 @@ describe("CacheStore.fromKeyValueStore", () => {
 describe("KeyValue: a cache as a KeyValueStore", () => {
   const onMemory = KeyValue.layer().pipe(Layer.provideMerge(Cache.layerMemory({ namespace: "app" })))
 
+  it("the layers' types say what they need and that building them cannot fail", () => {
+    expectTypeOf(KeyValue.layer()).toEqualTypeOf<Layer.Layer<KeyValueStore.KeyValueStore, never, Cache.Cache>>()
+    expectTypeOf(KeyValue.layerStore()).toEqualTypeOf<Layer.Layer<CacheStore.CacheStore, never, KeyValueStore.KeyValueStore>>()
+    expectTypeOf(KeyValue.make()).toEqualTypeOf<Effect.Effect<KeyValueStore.KeyValueStore, never, Cache.Cache>>()
+    expectTypeOf(CacheStore.fromKeyValueStore).returns.toEqualTypeOf<CacheStore.CacheStore>()
+  })
+
   it.effect("get, getUint8Array, set, has, remove and modify behave as the platform's own stores", () =>
     Effect.gen(function*() {
       const kv = yield* KeyValueStore.KeyValueStore

@@ -8,6 +8,10 @@
  * `Cache.layerConfig` (options as Effect `Config`s) or `Cache.layerFromEnv` (documented environment
  * variables).
  *
+ * The service itself (its tag, `make`, `layer`, `layerMemory`, the accessors and `memoize`) lives in
+ * `CacheCore`, re-exported here; this module adds the layers that name the Redis backend. A program
+ * that must not load Node modules imports `effect-cachekit/portable`, whose `Cache` is `CacheCore`.
+ *
  * @since 0.1.0
  */
 import * as Config from "effect/Config"

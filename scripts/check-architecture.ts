@@ -8,10 +8,16 @@
  *    src/Redis.ts.
  * 3. Nothing src/index.ts reaches imports an optional peer dependency (`memcache-client`): an
  *    application without it imports the main module. Such a backend is its own subpath module.
+ * 4. Runtime neutrality: every file src/portable.ts reaches (the engine, the envelope, key codecs,
+ *    serializers, the store port, the memory store, ...) imports no Node built-in (`node:*`, or a bare
+ *    built-in name such as `crypto`), only packages known to run anywhere, and names no Node global
+ *    (`Buffer`, `process`, `require`, `__dirname`, `__filename`, `setImmediate`, `global`) as a
+ *    value or a type. So Bun, Deno, browsers and Workers load `effect-cachekit/portable`.
  *
  * Exits non-zero with each violation listed.
  */
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs"
+import { isBuiltin } from "node:module"
 import { dirname, join, relative, resolve, sep } from "node:path"
 import ts from "typescript"
 
@@ -145,6 +151,52 @@ while (queue.length > 0) {
   }
 }
 
+// 4. Runtime neutrality of what src/portable.ts reaches.
+const portable = join(srcDir, "portable.ts")
+const neutralPackages = ["effect", "@effect/platform", "lru-cache", "@noble/hashes"]
+const nodeGlobals = new Set(["Buffer", "process", "require", "__dirname", "__filename", "setImmediate", "global"])
+const neutral = new Set<string>([portable])
+const neutralQueue = [portable]
+while (neutralQueue.length > 0) {
+  const file = neutralQueue.shift()!
+  for (const { target } of imports.get(file) ?? []) {
+    if (target !== undefined && imports.has(target) && !neutral.has(target)) {
+      neutral.add(target)
+      neutralQueue.push(target)
+    }
+  }
+}
+/** Whether `node` is a name that does not refer to a binding in scope: a property or member name. */
+const isMemberName = (node: ts.Identifier): boolean => {
+  const parent = node.parent
+  return (ts.isPropertyAccessExpression(parent) && parent.name === node) ||
+    (ts.isQualifiedName(parent) && parent.right === node) ||
+    ((ts.isPropertyAssignment(parent) || ts.isPropertySignature(parent) || ts.isPropertyDeclaration(parent) ||
+      ts.isMethodDeclaration(parent) || ts.isMethodSignature(parent) || ts.isGetAccessor(parent) || ts.isSetAccessor(parent) ||
+      ts.isEnumMember(parent)) && parent.name === node)
+}
+for (const file of [...neutral].sort()) {
+  for (const { line, specifier } of imports.get(file) ?? []) {
+    if (specifier.startsWith(".")) continue
+    const where = `${rel(file)}:${line}`
+    if (specifier.startsWith("node:") || isBuiltin(specifier)) {
+      problems.push(`${where}: runtime-neutral (reached from src/portable.ts) yet imports the Node built-in "${specifier}"`)
+    } else if (!neutralPackages.some((name) => specifier === name || specifier.startsWith(`${name}/`))) {
+      problems.push(`${where}: runtime-neutral (reached from src/portable.ts) yet imports "${specifier}", not one of ${neutralPackages.join(", ")}`)
+    }
+  }
+  const text = readFileSync(file, "utf8")
+  const sourceFile = ts.createSourceFile(file, text, ts.ScriptTarget.Latest, true)
+  const visit = (node: ts.Node): void => {
+    if (ts.isIdentifier(node) && nodeGlobals.has(node.text) && !isMemberName(node)) {
+      const { line } = sourceFile.getLineAndCharacterOfPosition(node.getStart(sourceFile))
+      problems.push(`${rel(file)}:${line + 1}: runtime-neutral (reached from src/portable.ts) yet names the Node global "${node.text}"`)
+    }
+    ts.forEachChild(node, visit)
+  }
+  visit(sourceFile)
+}
+
 if (problems.length > 0) {
   console.error(`architecture: ${problems.length} violation(s) in src/`)
   for (const problem of problems) console.error(`  ${problem}`)
@@ -153,5 +205,6 @@ if (problems.length > 0) {
 const edges = [...imports.values()].reduce((n, list) => n + list.filter((i) => i.target !== undefined).length, 0)
 console.log(
   `architecture: ${files.length} files, ${edges} local imports: no cycle; src/internal/ stays free of backends; ` +
-    `src/index.ts reaches ${reached.size} files, none importing ${optionalPeers.join(", ")}`
+    `src/index.ts reaches ${reached.size} files, none importing ${optionalPeers.join(", ")}; ` +
+    `src/portable.ts reaches ${neutral.size} files, none importing a Node built-in or naming a Node global`
 )

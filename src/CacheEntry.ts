@@ -263,8 +263,85 @@ const fixedLength = 42
 /** @internal The first bytes of every envelope, as a binary string (for the Redis write script). */
 export const magic = String.fromCharCode(magic0, magic1, formatVersion)
 
-const asBuffer = (bytes: Uint8Array): Buffer =>
-  Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+const encoder = new TextEncoder()
+/** Replaces invalid UTF-8 (as a tag read from foreign bytes may hold) and keeps a leading U+FEFF. */
+const utf8 = new TextDecoder("utf-8", { ignoreBOM: true })
+
+// Big-endian float64s read and written through one scratch double, so the read path allocates nothing
+// (a DataView per call would).
+const scratch = new Float64Array(1)
+const scratchBytes = new Uint8Array(scratch.buffer)
+const isLittleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1
+
+const readDouble = (bytes: Uint8Array, at: number): number => {
+  const b = scratchBytes
+  if (isLittleEndian) {
+    b[0] = bytes[at + 7]!, b[1] = bytes[at + 6]!, b[2] = bytes[at + 5]!, b[3] = bytes[at + 4]!
+    b[4] = bytes[at + 3]!, b[5] = bytes[at + 2]!, b[6] = bytes[at + 1]!, b[7] = bytes[at]!
+  } else {
+    for (let i = 0; i < 8; i++) b[i] = bytes[at + i]!
+  }
+  return scratch[0]!
+}
+
+const writeDouble = (bytes: Uint8Array, at: number, value: number): void => {
+  scratch[0] = value
+  const b = scratchBytes
+  if (isLittleEndian) {
+    bytes[at] = b[7]!, bytes[at + 1] = b[6]!, bytes[at + 2] = b[5]!, bytes[at + 3] = b[4]!
+    bytes[at + 4] = b[3]!, bytes[at + 5] = b[2]!, bytes[at + 6] = b[1]!, bytes[at + 7] = b[0]!
+  } else {
+    for (let i = 0; i < 8; i++) bytes[at + i] = b[i]!
+  }
+}
+
+const readUint16 = (bytes: Uint8Array, at: number): number => (bytes[at]! << 8) | bytes[at + 1]!
+
+const writeUint16 = (bytes: Uint8Array, at: number, value: number): void => {
+  bytes[at] = value >>> 8
+  bytes[at + 1] = value & 0xff
+}
+
+// Small envelopes are cut from a shared 8 KB slab, as Node's `Buffer.allocUnsafe` does from its pool:
+// an ArrayBuffer per envelope costs more than the encoding. Each envelope is a view of its own bytes.
+const slabSize = 8 * 1024
+let slab = new Uint8Array(slabSize)
+let slabOffset = 0
+
+const allocate = (size: number): Uint8Array => {
+  if (size > slabSize >>> 2) return new Uint8Array(size)
+  if (slabOffset + size > slabSize) {
+    slab = new Uint8Array(slabSize)
+    slabOffset = 0
+  }
+  const out = slab.subarray(slabOffset, slabOffset + size)
+  // The next view starts 8-aligned, as Node aligns its pool.
+  slabOffset = (slabOffset + size + 7) & ~7
+  return out
+}
+
+/** `text` as UTF-8, in a scratch view cut from the slab (it is copied into the envelope at once). */
+const utf8Of = (text: string): Uint8Array => {
+  if (text.length * 3 > slabSize >>> 2) return encoder.encode(text)
+  const room = allocate(text.length * 3)
+  return room.subarray(0, encoder.encodeInto(text, room).written)
+}
+
+/**
+ * `text` as UTF-8 after `start` bytes of room: one exact allocation when the text is ASCII (its
+ * length is then its byte length), else the encoded text copied once.
+ */
+const withRoomFor = (start: number, text: string): Uint8Array => {
+  const out = allocate(start + text.length)
+  const { read, written } = encoder.encodeInto(text, out.subarray(start))
+  if (read === text.length && written === text.length) return out
+  const bytes = encoder.encode(text)
+  const grown = allocate(start + bytes.length)
+  grown.set(bytes, start)
+  return grown
+}
+
+const ascii = /^[\x00-\x7f]*$/
 
 const fingerprintPattern = /^[\x21-\x7e]{12}$/
 
@@ -289,34 +366,42 @@ export const encode = (header: Header, body: string | Uint8Array): Uint8Array =>
     throw new TypeError(`effect-cachekit: a fingerprint is 12 printable ASCII characters, got ${JSON.stringify(header.fingerprint)}`)
   }
   let tagsLength = 0
+  // An ASCII tag is written as it is; others are encoded first.
   const tags = header.tags.map((tag) => {
-    const bytes = Buffer.from(tag, "utf8")
+    const bytes = ascii.test(tag) ? tag : utf8Of(tag)
     if (bytes.length > 0xffff) throw new RangeError("effect-cachekit: a tag is at most 65,535 bytes")
     tagsLength += 2 + bytes.length
     return bytes
   })
   if (tags.length > 0xffff) throw new RangeError("effect-cachekit: an entry carries at most 65,535 tags")
   const isText = typeof body === "string"
-  const bodyLength = isText ? Buffer.byteLength(body) : body.length
   const start = fixedLength + tagsLength
-  const out = Buffer.allocUnsafe(start + bodyLength)
+  let out: Uint8Array
+  if (isText) {
+    out = withRoomFor(start, body)
+  } else {
+    out = allocate(start + body.length)
+    out.set(body, start)
+  }
   out[0] = magic0
   out[1] = magic1
   out[2] = formatVersion
   out[3] = (header.isFailure ? flagFailure : 0) | (isText ? flagText : 0)
-  out.write(header.fingerprint, fingerprintOffset, fingerprintLength, "latin1")
-  out.writeDoubleBE(header.version, versionOffset)
-  out.writeDoubleBE(header.freshUntil, freshOffset)
-  out.writeDoubleBE(header.staleUntil, staleOffset)
-  out.writeUInt16BE(tags.length, tagsOffset)
+  for (let i = 0; i < fingerprintLength; i++) out[fingerprintOffset + i] = header.fingerprint.charCodeAt(i)
+  writeDouble(out, versionOffset, header.version)
+  writeDouble(out, freshOffset, header.freshUntil)
+  writeDouble(out, staleOffset, header.staleUntil)
+  writeUint16(out, tagsOffset, tags.length)
   let at = fixedLength
   for (const tag of tags) {
-    out.writeUInt16BE(tag.length, at)
-    tag.copy(out, at + 2)
+    writeUint16(out, at, tag.length)
+    if (typeof tag === "string") {
+      for (let i = 0; i < tag.length; i++) out[at + 2 + i] = tag.charCodeAt(i)
+    } else {
+      out.set(tag, at + 2)
+    }
     at += 2 + tag.length
   }
-  if (isText) out.write(body, start, bodyLength, "utf8")
-  else out.set(body, start)
   return out
 }
 
@@ -339,38 +424,41 @@ export const decode = (bytes: Uint8Array): Decoded | undefined => {
   if (bytes.length < fixedLength || bytes[0] !== magic0 || bytes[1] !== magic1 || bytes[2] !== formatVersion) {
     return undefined
   }
-  const buffer = asBuffer(bytes)
-  const flags = buffer[3]!
+  const flags = bytes[3]!
   if ((flags & ~(flagFailure | flagText)) !== 0) return undefined
-  const freshUntil = buffer.readDoubleBE(freshOffset)
-  const staleUntil = buffer.readDoubleBE(staleOffset)
-  const version = buffer.readDoubleBE(versionOffset)
+  const freshUntil = readDouble(bytes, freshOffset)
+  const staleUntil = readDouble(bytes, staleOffset)
+  const version = readDouble(bytes, versionOffset)
   if (Number.isNaN(freshUntil) || Number.isNaN(staleUntil) || Number.isNaN(version) || staleUntil < freshUntil) {
     return undefined
   }
-  const count = buffer.readUInt16BE(tagsOffset)
+  const count = readUint16(bytes, tagsOffset)
   let at = fixedLength
   let tags = noTags
   if (count > 0) {
     const list: Array<string> = []
     for (let i = 0; i < count; i++) {
-      if (at + 2 > buffer.length) return undefined
-      const length = buffer.readUInt16BE(at)
-      if (at + 2 + length > buffer.length) return undefined
-      list.push(buffer.toString("utf8", at + 2, at + 2 + length))
+      if (at + 2 > bytes.length) return undefined
+      const length = readUint16(bytes, at)
+      if (at + 2 + length > bytes.length) return undefined
+      list.push(utf8.decode(bytes.subarray(at + 2, at + 2 + length)))
       at += 2 + length
     }
     tags = list
   }
+  const f = fingerprintOffset
   return {
-    fingerprint: buffer.toString("latin1", fingerprintOffset, fingerprintOffset + fingerprintLength),
+    fingerprint: String.fromCharCode(
+      bytes[f]!, bytes[f + 1]!, bytes[f + 2]!, bytes[f + 3]!, bytes[f + 4]!, bytes[f + 5]!,
+      bytes[f + 6]!, bytes[f + 7]!, bytes[f + 8]!, bytes[f + 9]!, bytes[f + 10]!, bytes[f + 11]!
+    ),
     version,
     freshUntil,
     staleUntil,
     tags,
     isFailure: (flags & flagFailure) !== 0,
     isText: (flags & flagText) !== 0,
-    body: buffer.subarray(at)
+    body: bytes.subarray(at)
   }
 }
 
@@ -389,10 +477,9 @@ export const freshBodyAt = (bytes: Uint8Array, fingerprint: string, now: number)
   for (let i = 0; i < fingerprintLength; i++) {
     if (bytes[fingerprintOffset + i] !== fingerprint.charCodeAt(i)) return -1
   }
-  const buffer = asBuffer(bytes)
-  const freshUntil = buffer.readDoubleBE(freshOffset)
+  const freshUntil = readDouble(bytes, freshOffset)
   // `now < NaN` is false, so a NaN expiry is left to `decode` (which refuses it), as is a NaN version.
-  if (!(now < freshUntil) || !(buffer.readDoubleBE(staleOffset) >= freshUntil) || Number.isNaN(buffer.readDoubleBE(versionOffset))) return -1
+  if (!(now < freshUntil) || !(readDouble(bytes, staleOffset) >= freshUntil) || Number.isNaN(readDouble(bytes, versionOffset))) return -1
   return fixedLength
 }
 
@@ -402,7 +489,7 @@ export const freshBodyAt = (bytes: Uint8Array, fingerprint: string, now: number)
  */
 export const stampVersion = (bytes: Uint8Array, version: number): void => {
   if (bytes.length >= fixedLength && bytes[0] === magic0 && bytes[1] === magic1 && bytes[2] === formatVersion) {
-    asBuffer(bytes).writeDoubleBE(version, versionOffset)
+    writeDouble(bytes, versionOffset, version)
   }
 }
 
@@ -412,7 +499,7 @@ export const stampVersion = (bytes: Uint8Array, version: number): void => {
  */
 export const versionOf = (bytes: Uint8Array): number =>
   bytes.length >= fixedLength && bytes[0] === magic0 && bytes[1] === magic1 && bytes[2] === formatVersion
-    ? asBuffer(bytes).readDoubleBE(versionOffset)
+    ? readDouble(bytes, versionOffset)
     : 0
 
 /**
@@ -504,13 +591,13 @@ const isHeaderOf = (bytes: Uint8Array): boolean =>
   bytes.length >= fixedLength && bytes[0] === magic0 && bytes[1] === magic1 && bytes[2] === formatVersion
 
 /** Where an envelope's body starts (after its tags), or `undefined` when its tags do not fit. */
-const bodyStart = (buffer: Buffer): number | undefined => {
-  const count = buffer.readUInt16BE(tagsOffset)
+const bodyStart = (bytes: Uint8Array): number | undefined => {
+  const count = readUint16(bytes, tagsOffset)
   let at = fixedLength
   for (let i = 0; i < count; i++) {
-    if (at + 2 > buffer.length) return undefined
-    at += 2 + buffer.readUInt16BE(at)
-    if (at > buffer.length) return undefined
+    if (at + 2 > bytes.length) return undefined
+    at += 2 + readUint16(bytes, at)
+    if (at > bytes.length) return undefined
   }
   return at
 }
@@ -529,12 +616,11 @@ export const isCompressed = (bytes: Uint8Array): boolean => isHeaderOf(bytes) &&
  */
 export const withBody = (bytes: Uint8Array, compressed: boolean, f: (body: Uint8Array) => Uint8Array): Uint8Array | undefined => {
   if (!isHeaderOf(bytes)) return undefined
-  const buffer = asBuffer(bytes)
-  const start = bodyStart(buffer)
+  const start = bodyStart(bytes)
   if (start === undefined) return undefined
-  const body = f(buffer.subarray(start))
-  const out = Buffer.allocUnsafe(start + body.length)
-  buffer.copy(out, 0, 0, start)
+  const body = f(bytes.subarray(start))
+  const out = new Uint8Array(start + body.length)
+  out.set(bytes.subarray(0, start))
   out[3] = compressed ? out[3]! | flagCompressed : out[3]! & ~flagCompressed
   out.set(body, start)
   return out
@@ -547,10 +633,10 @@ export const withBody = (bytes: Uint8Array, compressed: boolean, f: (body: Uint8
  */
 export const retimed = (bytes: Uint8Array, freshUntil: number, staleUntil: number, version: number): Uint8Array | undefined => {
   if (!isHeaderOf(bytes)) return undefined
-  const out = Buffer.from(bytes)
-  out.writeDoubleBE(version, versionOffset)
-  out.writeDoubleBE(freshUntil, freshOffset)
-  out.writeDoubleBE(staleUntil, staleOffset)
+  const out = new Uint8Array(bytes) // a copy (a Buffer's slice would share its memory)
+  writeDouble(out, versionOffset, version)
+  writeDouble(out, freshOffset, freshUntil)
+  writeDouble(out, staleOffset, staleUntil)
   return out
 }
 
@@ -560,6 +646,5 @@ export const retimed = (bytes: Uint8Array, freshUntil: number, staleUntil: numbe
  */
 export const timesOf = (bytes: Uint8Array): { readonly freshUntil: number; readonly staleUntil: number } | undefined => {
   if (!isHeaderOf(bytes)) return undefined
-  const buffer = asBuffer(bytes)
-  return { freshUntil: buffer.readDoubleBE(freshOffset), staleUntil: buffer.readDoubleBE(staleOffset) }
+  return { freshUntil: readDouble(bytes, freshOffset), staleUntil: readDouble(bytes, staleOffset) }
 }

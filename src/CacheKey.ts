@@ -13,13 +13,14 @@
  *
  * @since 0.1.0
  */
-import { createHash } from "node:crypto"
 import * as Either from "effect/Either"
+import * as Encoding from "effect/Encoding"
 import * as Number_ from "effect/Number"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import type * as SchemaAST from "effect/SchemaAST"
+import { sha256Base64Url } from "./internal/hash.js"
 
 /**
  * A key codec: decodes a segment into a `K`, encodes a `K` into a segment.
@@ -105,6 +106,9 @@ export const string: CacheKey<string> = WellFormedString.annotations({
 })
 
 /** The shortest decimal form of a number, except `-0`, which is written `"-0"` so that it differs from `0`. */
+/** Node's `Buffer.prototype` on runtimes that have one (looked up, not imported: this module runs anywhere). */
+const bufferPrototype: object | undefined = (globalThis as { readonly Buffer?: { readonly prototype: object } }).Buffer?.prototype
+
 const numberText = (n: number): string => Object.is(n, -0) ? "-0" : String(n)
 
 /**
@@ -336,9 +340,10 @@ const writeObject = (value: object, path: Array<string>, ancestors: Set<object>)
     if (hasExtraProperties(value, 0)) throw new Unrepresentable("a Date with extra properties", path)
     return `Date(${numberText(Date.prototype.getTime.call(value))})`
   }
-  if ((proto === Uint8Array.prototype || proto === Buffer.prototype) && value instanceof Uint8Array) {
+  // A Uint8Array, or Node's Buffer where the runtime has one, is its bytes.
+  if ((proto === Uint8Array.prototype || (proto === bufferPrototype && proto !== undefined)) && value instanceof Uint8Array) {
     if (hasExtraProperties(value, value.length)) throw new Unrepresentable("a Uint8Array with extra properties", path)
-    return `Bytes(${Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString("hex")})`
+    return `Bytes(${Encoding.encodeHex(value)})`
   }
   if (proto === Map.prototype && value instanceof Map) {
     if (hasExtraProperties(value, 0)) throw new Unrepresentable("a Map with extra properties", path)
@@ -439,7 +444,7 @@ export const hashed = <A, I>(schema: Schema.Schema<A, I>): CacheKey<A> => {
     encode: (value, _, ast) =>
       Either.match(canonicalText(value), {
         onLeft: (reason) => ParseResult.fail(new ParseResult.Type(ast, value, reason)),
-        onRight: (text) => ParseResult.succeed(createHash("sha256").update(text, "utf8").digest("base64url").slice(0, 22))
+        onRight: (text) => ParseResult.succeed(sha256Base64Url(text).slice(0, 22))
       })
   })
   return Schema.compose(fromString, schema, { strict: false }) as unknown as CacheKey<A>

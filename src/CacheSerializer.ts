@@ -12,12 +12,12 @@
  *
  * @since 0.1.0
  */
-import { createHash } from "node:crypto"
 import * as MsgPack from "@effect/platform/MsgPack"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as SchemaAST from "effect/SchemaAST"
 import type * as CacheStore from "./CacheStore.js"
+import { sha256Hex } from "./internal/hash.js"
 import * as Json from "./internal/json.js"
 
 /**
@@ -337,7 +337,7 @@ export const fingerprint = <A, I, In>(
   if (cached !== undefined) return cached
   // The schema's own AST holds both sides: a transformation is described by its encoded and decoded ends.
   const structure = describe(schema.ast, new Map())
-  const value = createHash("sha256").update(`${id}\u0000${structure}`).digest("hex").slice(0, 12)
+  const value = sha256Hex(`${id}\u0000${structure}`).slice(0, 12)
   if (bySerializer === undefined) fingerprints.set(schema.ast, bySerializer = new Map())
   bySerializer.set(id, value)
   return value

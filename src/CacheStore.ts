@@ -14,6 +14,8 @@
  *
  * @since 0.1.0
  */
+import type * as PlatformError from "@effect/platform/Error"
+import type * as KeyValueStore from "@effect/platform/KeyValueStore"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -655,14 +657,14 @@ export const expiryAfter = (
  */
 export const counterOf = (bytes: Uint8Array): number | undefined => {
   if (bytes.length === 0 || bytes.length > 17) return undefined
-  const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1")
+  const text = String.fromCharCode(...bytes)
   if (!/^-?[0-9]+$/.test(text)) return undefined
   const value = Number(text)
   return Number.isSafeInteger(value) ? value : undefined
 }
 
 /** @internal A counter as a store keeps it: its decimal text. */
-export const counterBytes = (value: number): Uint8Array => Buffer.from(String(value), "latin1")
+export const counterBytes = (value: number): Uint8Array => Uint8Array.from(String(value), (digit) => digit.charCodeAt(0))
 
 /** @internal The error of a key that holds something other than a counter. */
 export const notACounter = (store: string, key: string, operation: StoreError["operation"] = "increment"): StoreError =>
@@ -677,3 +679,154 @@ export const overflow = (store: string, key: string, value: number, by: number):
     store,
     cause: `${value} + ${by} is past Number.MAX_SAFE_INTEGER (${Number.MAX_SAFE_INTEGER}) either way; the counter is left as it was`
   })
+
+/**
+ * Options of {@link fromKeyValueStore}.
+ *
+ * @example
+ * ```ts
+ * import type { CacheStore } from "effect-cachekit"
+ *
+ * const options: CacheStore.KeyValueStoreOptions = { name: "files" }
+ * ```
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface KeyValueStoreOptions {
+  /** The store's name in errors, logs and metrics. Default `"keyvalue"`. */
+  readonly name?: string | undefined
+}
+
+/**
+ * The frame every entry written through {@link fromKeyValueStore} carries: `"ckx"`, a format byte,
+ * then the physical expiry as a big-endian float64 (epoch milliseconds from the Clock; `Infinity`
+ * for none), then the stored bytes.
+ */
+const frameMagic = [0x63, 0x6b, 0x78, 0x01] as const
+const frameLength = 12
+
+const frame = (bytes: Uint8Array, expiresAt: number): Uint8Array => {
+  const out = new Uint8Array(frameLength + bytes.length)
+  out.set(frameMagic)
+  new DataView(out.buffer).setFloat64(4, expiresAt)
+  out.set(bytes, frameLength)
+  return out
+}
+
+/** The expiry and payload of a framed entry; bytes some other program wrote are a payload that never expires. */
+const unframe = (bytes: Uint8Array): { readonly expiresAt: number; readonly payload: Uint8Array } => {
+  if (
+    bytes.length < frameLength || bytes[0] !== frameMagic[0] || bytes[1] !== frameMagic[1] ||
+    bytes[2] !== frameMagic[2] || bytes[3] !== frameMagic[3]
+  ) return { expiresAt: Infinity, payload: bytes }
+  const expiresAt = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getFloat64(4)
+  return { expiresAt: Number.isNaN(expiresAt) ? 0 : expiresAt, payload: bytes.subarray(frameLength) }
+}
+
+/** A KeyValueStore's failure as the port's: the platform's reason mapped to the nearest store reason. */
+const fromPlatformError = (
+  error: PlatformError.PlatformError,
+  operation: StoreError["operation"],
+  key: string | undefined,
+  store: string
+): StoreError => {
+  let reason: StoreError["reason"] = "Backend"
+  if (error._tag === "SystemError") {
+    switch (error.reason) {
+      case "TimedOut":
+        reason = "Timeout"
+        break
+      case "PermissionDenied":
+        reason = "Auth"
+        break
+      case "Busy":
+      case "WouldBlock":
+      case "BadResource":
+        reason = "Unavailable"
+        break
+      case "WriteZero":
+        reason = "TooLarge"
+        break
+    }
+  }
+  return new StoreError({ reason, operation, key, store, cause: error })
+}
+
+/**
+ * Any `@effect/platform` `KeyValueStore` (the file system, browser storage, an in-memory map) as a
+ * cache store.
+ *
+ * A KeyValueStore has no time to live and no listing, so:
+ *
+ * - each entry is written in a small frame that carries its physical expiry (from the Effect
+ *   `Clock`); a read of an expired entry answers `None` and removes it (best effort: a failed removal
+ *   is left for the next read or write);
+ * - `clear` is refused with reason `"Unsupported"` (capability `clearByPrefix` is `false`): the store
+ *   cannot list its keys. `Cache.clear` and `Keyspace.clear` therefore fail on it; invalidation by key
+ *   and by tag works;
+ * - `add` is a read then a write (not atomic), `has` and `delete` read first (an expired entry is
+ *   absent), and the cache stamps versions from its Clock (no conditional writes).
+ *
+ * Bytes under a key that were not written through this adapter are handed to the cache as they are
+ * (it reads them as a miss and replaces them). A failure of the KeyValueStore (`PlatformError`) is a
+ * `StoreError`: `TimedOut` is `"Timeout"`, `PermissionDenied` `"Auth"`, `Busy`, `WouldBlock` and
+ * `BadResource` `"Unavailable"`, `WriteZero` `"TooLarge"`, anything else `"Backend"`, with the
+ * platform's error as `cause`.
+ *
+ * @example
+ * ```ts
+ * import { KeyValueStore } from "@effect/platform"
+ * import { Effect, Layer } from "effect"
+ * import { Cache, CacheStore } from "effect-cachekit"
+ *
+ * const StoreLive = Layer.effect(CacheStore.CacheStore, Effect.map(KeyValueStore.KeyValueStore, (kvs) => CacheStore.fromKeyValueStore(kvs)))
+ * const CacheLive = Cache.layer({ namespace: "app" }).pipe(Layer.provide(StoreLive), Layer.provide(KeyValueStore.layerMemory))
+ * ```
+ *
+ * @since 0.3.0
+ * @category constructors
+ */
+export const fromKeyValueStore = (kvs: KeyValueStore.KeyValueStore, options: KeyValueStoreOptions = {}): CacheStore => {
+  const name = options.name ?? "keyvalue"
+  const mapError = (operation: StoreError["operation"], key: string | undefined) => (error: PlatformError.PlatformError) =>
+    fromPlatformError(error, operation, key, name)
+  const now = Effect.clockWith((clock) => Effect.succeed(clock.unsafeCurrentTimeMillis()))
+
+  /** The live payload under `key`, removing an expired entry on the way. */
+  const read = (operation: StoreError["operation"], key: string): Effect.Effect<Option.Option<Uint8Array>, StoreError> =>
+    Effect.flatMap(Effect.mapError(kvs.getUint8Array(key), mapError(operation, key)), (found) => {
+      if (Option.isNone(found)) return Effect.succeedNone
+      const { expiresAt, payload } = unframe(found.value)
+      return Effect.flatMap(now, (at) =>
+        expiresAt > at ? Effect.succeedSome(payload) : Effect.as(Effect.ignore(kvs.remove(key)), Option.none()))
+    })
+
+  const write = (
+    operation: StoreError["operation"],
+    key: string,
+    value: CacheEntry.Stored,
+    ttl: Duration.Duration | undefined
+  ): Effect.Effect<void, StoreError> => {
+    const bytes = isLive(value) ? CacheEntry.envelopeOf(value) : value
+    if (bytes === undefined) {
+      return Effect.fail(new StoreError({ reason: "Backend", operation, key, store: name, cause: "a live entry cannot be written to a KeyValueStore" }))
+    }
+    const millis = ttlMillis(ttl)
+    if (millis !== undefined && millis <= 0) return Effect.mapError(kvs.remove(key), mapError(operation, key))
+    return Effect.flatMap(now, (at) =>
+      Effect.mapError(kvs.set(key, frame(bytes, millis === undefined ? Infinity : at + millis)), mapError(operation, key)))
+  }
+
+  return make({
+    name,
+    capabilities: { inProcess: false, liveValues: false, nativeTtl: false, assignsVersions: false },
+    get: (key) => read("get", key),
+    set: (key, value, ttl) => write("set", key, value, ttl),
+    setMany: (entries) => Effect.forEach(entries, (entry) => write("setMany", entry.key, entry.value, entry.ttl), { discard: true }),
+    delete: (key) =>
+      Effect.flatMap(read("delete", key), (found) =>
+        Option.isNone(found) ? Effect.succeed(false) : Effect.as(Effect.mapError(kvs.remove(key), mapError("delete", key)), true)),
+    has: (key) => Effect.map(read("has", key), Option.isSome)
+  })
+}

@@ -18,7 +18,6 @@ import * as HttpBody from "@effect/platform/HttpBody"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Cookies from "@effect/platform/Cookies"
-import { createHash } from "node:crypto"
 import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
@@ -32,7 +31,7 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import * as Cache from "./Cache.js"
+import * as Cache from "./CacheCore.js"
 import { InvalidKeyError, type StoreError } from "./CacheError.js"
 import * as CacheKey from "./CacheKey.js"
 import * as CacheSerializer from "./CacheSerializer.js"
@@ -40,6 +39,7 @@ import * as CacheStore from "./CacheStore.js"
 import * as MemoryStore from "./CacheStore/Memory.js"
 import * as Keyspace from "./Keyspace.js"
 import * as Rules from "./internal/httpRules.js"
+import { sha256Base64Url } from "./internal/hash.js"
 import { timeoutRealTo } from "./internal/realTime.js"
 
 /**
@@ -128,7 +128,7 @@ const defaultMaxBodyBytes = 1024 * 1024
 
 /** A tag per URL: every stored variant of it and its Vary list carry it, so one tag invalidation drops them. */
 const urlTag = (name: string, primary: string): string =>
-  `${name}:url:${createHash("sha256").update(primary, "utf8").digest("base64url").slice(0, 22)}`
+  `${name}:url:${sha256Base64Url(primary).slice(0, 22)}`
 
 /** Sends `response` with this cache's member appended to `Cache-Status`, and `Age` when given. */
 const finish = (

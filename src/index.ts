@@ -61,6 +61,14 @@ export * as CacheLock from "./CacheLock.js"
 export * as Keyspace from "./Keyspace.js"
 
 /**
+ * `@effect/platform`'s KeyValueStore both ways: a cache as a KeyValueStore (and typed SchemaStore
+ * views), and any KeyValueStore as the cache's store.
+ *
+ * @since 0.3.0
+ */
+export * as KeyValue from "./KeyValue.js"
+
+/**
  * The ioredis client as a scoped service.
  *
  * @since 0.1.0

@@ -97,6 +97,10 @@ export const classify = (client: Redis.Client, cause: unknown): "Timeout" | "Aut
 export const tooLarge = (operation: StoreError["operation"], key: string, size: number, limit: number): StoreError =>
   new StoreError({ reason: "TooLarge", operation, key, store: storeName, cause: `${size} bytes exceeds the ${limit}-byte limit` })
 
+/** Bytes as a Buffer (a view, no copy): what ioredis sends as binary (it would send a plain Uint8Array as text). */
+const asBuffer = (bytes: Uint8Array): Buffer =>
+  Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+
 /**
  * @internal
  * The argument to send for a stored entry: its envelope (a live entry carries one when it is written
@@ -114,10 +118,10 @@ export const argument = (
     return new StoreError({ reason: "Backend", operation, key, store: storeName, cause: "a live entry cannot be sent to Redis" })
   }
   if (value.length > limit) return tooLarge(operation, key, value.length, limit)
-  const bytes = Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength)
+  const bytes = asBuffer(value)
   if (compressAbove === false || bytes.length <= compressAbove) return bytes
   const packed = CacheEntry.withBody(bytes, true, (body) => body.length > compressAbove ? deflateSync(body, { level: 1 }) : body)
-  return packed !== undefined && packed.length < bytes.length ? packed as Buffer : bytes
+  return packed !== undefined && packed.length < bytes.length ? asBuffer(packed) : bytes
 }
 
 /**
@@ -130,7 +134,8 @@ export const unpacked = (operation: StoreError["operation"], key: string, value:
   if (value.length > limit) return tooLarge(operation, key, value.length, limit)
   if (!CacheEntry.isCompressed(value)) return value
   try {
-    return CacheEntry.withBody(value, false, (body) => inflateSync(body, { maxOutputLength: limit })) as Buffer ?? value
+    const inflated = CacheEntry.withBody(value, false, (body) => inflateSync(body, { maxOutputLength: limit }))
+    return inflated === undefined ? value : asBuffer(inflated)
   } catch (cause) {
     if ((cause as { code?: unknown }).code === "ERR_BUFFER_TOO_LARGE" || cause instanceof RangeError) {
       return new StoreError({

@@ -20,7 +20,6 @@
  * 6. `plan` and `then`: each value (or absent marker) stored once the callers have it, conditional on
  *    that version, through the lock's release or a conditional `set`; tags rechecked; `onProduced`.
  */
-import { createHash } from "node:crypto"
 import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -45,6 +44,7 @@ import {
   recheckTags,
   releaseLease
 } from "./getOrSet.js"
+import { sha256Hex } from "./hash.js"
 import { isInvalidKey, storeKey } from "./keys.js"
 import type { Definition, FailurePolicy, GetOrSetManyOptions, ProduceMissing } from "./model.js"
 import { lookupOutcomes, Outcome, staleValue } from "./read.js"
@@ -76,7 +76,7 @@ const variantsByKeyspace = new WeakMap<Definition<any, any, any, unknown>, Varia
 const absentPolicy = (keyspace: Definition<any, any, any, unknown>): FailurePolicy => {
   const empty = keyspace.format === "text" ? "" : new Uint8Array(0)
   return {
-    fingerprint: createHash("sha256").update(`${keyspace.fingerprint}\u0000absent`).digest("hex").slice(0, 12),
+    fingerprint: sha256Hex(`${keyspace.fingerprint}\u0000absent`).slice(0, 12),
     ttl: Duration.zero,
     matches: () => false,
     encode: () => Effect.succeed(empty),

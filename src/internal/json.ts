@@ -11,6 +11,8 @@
  * `maxDepth`, and an own `__proto__` key (on write and on read, escaped or not: a decoded record must
  * never carry a prototype chosen by whoever wrote the bytes).
  */
+import * as Either from "effect/Either"
+import * as Encoding from "effect/Encoding"
 
 /** A value the JSON form cannot carry, or stored text that is not one of its bodies. */
 export class Refused extends Error {}
@@ -100,7 +102,7 @@ const toTree = (value: unknown, depth: number): unknown => {
         for (let i = 0; i < value.length; i++) out[i] = toTree(value[i], next)
         return out
       }
-      if (value instanceof Uint8Array) return tagged("u8", Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString("base64"))
+      if (value instanceof Uint8Array) return tagged("u8", Encoding.encodeBase64(value))
       if (value instanceof Date) {
         const time = value.getTime()
         return tagged("date", Number.isNaN(time) ? null : time)
@@ -142,8 +144,8 @@ const fromTag = (node: Record<string, unknown>, depth: number): unknown => {
       break
     case "u8":
       if (typeof v === "string") {
-        const buffer = Buffer.from(v, "base64")
-        return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength)
+        const bytes = Encoding.decodeBase64(v)
+        if (Either.isRight(bytes)) return bytes.right
       }
       break
     case "date":

@@ -7,7 +7,6 @@
  * step: no decoding, no effect in between. On a store that does I/O, concurrent readers of one key
  * share one request.
  */
-import { isUtf8 } from "node:buffer"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -72,16 +71,25 @@ const notAnEnvelope = invalid(
   "the entry is not an effect-cachekit 0.2 envelope (written by an older version or by another program)"
 )
 
-const asBuffer = (bytes: Uint8Array): Buffer =>
-  Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+// Text bodies are UTF-8, read as written: a leading U+FEFF is the value's, not a byte order mark.
+const utf8 = new TextDecoder("utf-8", { ignoreBOM: true })
+// Invalid UTF-8 must fail (a miss), not become U+FFFD.
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
+
+const notUtf8 = invalid("the stored text is not valid UTF-8")
+
+/** `bytes` as text, or the `Invalid` outcome when they are not valid UTF-8. */
+const strictText = (bytes: Uint8Array): string | Outcome => {
+  try {
+    return strictUtf8.decode(bytes)
+  } catch {
+    return notUtf8
+  }
+}
 
 /** A stored body as the keyspace's serializer reads it: text (valid UTF-8 only) or bytes. */
-const bodyOf = <K, A, Id>(keyspace: Definition<K, A, Id, unknown>, bytes: Uint8Array): string | Uint8Array | Outcome => {
-  if (keyspace.format !== "text") return bytes
-  const buffer = asBuffer(bytes)
-  // Invalid UTF-8 must fail (a miss), not become U+FFFD.
-  return isUtf8(buffer) ? buffer.toString("utf8") : invalid("the stored text is not valid UTF-8")
-}
+const bodyOf = <K, A, Id>(keyspace: Definition<K, A, Id, unknown>, bytes: Uint8Array): string | Uint8Array | Outcome =>
+  keyspace.format !== "text" ? bytes : strictText(bytes)
 
 /** Decodes a body through the keyspace's codec, synchronously when the schema allows. */
 const decodeBody = <K, A, Id>(keyspace: Definition<K, A, Id, unknown>, bytes: Uint8Array): A | Outcome =>
@@ -129,10 +137,10 @@ export const classify = <K, A, Id>(
  * for valid UTF-8 only when the decoder replaced something (U+FFFD), so a valid body is read once.
  */
 const bodyAt = <K, A, Id>(keyspace: Definition<K, A, Id, unknown>, bytes: Uint8Array, at: number): string | Uint8Array | Outcome => {
-  if (keyspace.format !== "text") return bytes.subarray(at)
-  const buffer = asBuffer(bytes)
-  const text = buffer.toString("utf8", at)
-  return text.includes("\uFFFD") && !isUtf8(buffer.subarray(at)) ? invalid("the stored text is not valid UTF-8") : text
+  const body = bytes.subarray(at)
+  if (keyspace.format !== "text") return body
+  const text = utf8.decode(body)
+  return text.includes("\uFFFD") ? strictText(body) : text
 }
 
 /**

@@ -3,9 +3,9 @@
  * the count of the lines held back since the last one, annotated with the cache, keyspace, store and
  * operation; and, when keys carry user data, keys replaced by a digest in errors and logs.
  */
-import { createHash } from "node:crypto"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
+import { sha256Base64Url } from "./hash.js"
 import { type CacheError, CodecError, InvalidKeyError, LockError, ProducerTimeoutError, StoreError } from "../CacheError.js"
 
 /** Lines per cause per second (real time) before the rest are counted instead of logged. */
@@ -44,7 +44,7 @@ export const firstLine = (cause: Cause.Cause<unknown>): string => Cause.pretty(c
 export const digestKey = (key: string): string => {
   const first = key.indexOf(":")
   const second = first < 0 ? -1 : key.indexOf(":", first + 1)
-  const digest = createHash("sha256").update(key).digest("base64url").slice(0, 16)
+  const digest = sha256Base64Url(key).slice(0, 16)
   return second < 0 ? `#${digest}` : `${key.slice(0, second + 1)}#${digest}`
 }
 

@@ -288,3 +288,57 @@ describe("memoizeFunction on Redis", () => {
       assert.strictEqual(yield* Effect.provide(getMember("acme", 1, logger()), b), "acme/1 #3")
     }).pipe(Effect.scoped))
 })
+
+describe("the README's memoizeFunction example", () => {
+  it.effect("compiles and behaves as written", () =>
+    Effect.gen(function*() {
+      const fetched: Array<string> = []
+      // ---- as in the README (the declared functions defined) ----
+      class Member extends Schema.Class<Member>("Member")({ org: Schema.String, id: Schema.Number, name: Schema.String }) {}
+      class FetchError extends Schema.TaggedError<FetchError>()("FetchError", {}) {}
+      interface Logger { readonly info: (line: string) => Effect.Effect<void> }
+      const fetchMember = (org: string, id: number, logger: Logger): Effect.Effect<Member, FetchError> =>
+        Effect.zipRight(logger.info(`fetch ${org}/${id}`), Effect.sync(() => (fetched.push(`${org}/${id}`), new Member({ org, id, name: `${org} ${id}` }))))
+      const logger: Logger = { info: () => Effect.void }
+
+      const Members = Keyspace.make({
+        name: "members",
+        key: CacheKey.struct({ org: CacheKey.string, id: CacheKey.number }),
+        value: Member,
+        ttl: "10 minutes",
+        keyTags: ["org"]                                      // for invalidateWhere
+      })
+
+      // The key is made of the arguments that matter: the logger is left out of it.
+      const getMember = Members.memoizeFunction(fetchMember, { name: "member", key: (org, id) => ({ org, id }) })
+      // (org: string, id: number, logger: Logger) => Effect<Member, FetchError, Cache>
+
+      // A method keyed by its receiver: `key` gets it first, as `self`.
+      const teamMember = Members.memoizeMethod(
+        function(this: Team, id: number) { return fetchMember(this.org, id, logger) },
+        { name: "team-member", key: (self, id) => ({ org: self.org, id }) }
+      )
+      class Team {
+        constructor(readonly org: string) {}
+        readonly member = teamMember                          // team.member(7): Effect<Member, FetchError, Cache>
+      }
+
+      const program = Effect.gen(function* () {
+        const ada = yield* getMember("acme", 1, logger)       // produced and stored
+        yield* getMember("acme", 1, { info: () => Effect.void }) // a hit: the logger is not in the key
+        const bob = yield* new Team("globex").member(2)       // keyed { org: "globex", id: 2 }
+        yield* getMember.invalidate("acme", 1, logger)        // the entry of these arguments
+        yield* teamMember.invalidate(new Team("globex"), 2)   // a method's: the receiver first
+        yield* getMember.invalidateWhere({ org: "acme" })     // the keyspace's entries of org acme (keyTags)
+        yield* getMember.invalidateAll                        // every entry getMember wrote, and no other
+        return [ada, bob] as const
+      }).pipe(Effect.provide(Cache.layerMemory()))
+      // ---- end ----
+      expectTypeOf(getMember).toMatchTypeOf<(org: string, id: number, logger: Logger) => Effect.Effect<Member, FetchError, Cache.Cache>>()
+      expectTypeOf(new Team("x").member).returns.toEqualTypeOf<Effect.Effect<Member, FetchError, Cache.Cache>>()
+      const [ada, bob] = yield* program
+      assert.strictEqual(ada.name, "acme 1")
+      assert.strictEqual(bob.name, "globex 2")
+      assert.deepStrictEqual(fetched, ["acme/1", "globex/2"], "the second call with another logger was a hit")
+    }))
+})

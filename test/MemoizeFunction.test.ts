@@ -9,6 +9,14 @@ interface Logger {
 }
 const logger = (): Logger => ({ lines: [] })
 
+/** Until the cache's runs have stored their values (a write lands after the callers have the value). */
+const pause = Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 2)))
+const settled = Effect.flatMap(Cache.Cache, (cache) =>
+  Effect.gen(function*() {
+    yield* pause
+    for (let i = 0; i < 200 && (yield* cache.inFlight) > 0; i++) yield* pause
+  }))
+
 const MemberKey = CacheKey.struct({ org: CacheKey.string, id: CacheKey.number })
 const Members = Keyspace.make({ name: "members", key: MemberKey, value: Schema.String, ttl: "1 minute", keyTags: ["org"] })
 
@@ -133,6 +141,24 @@ describe("memoizeFunction", () => {
       assertSame(yield* Members.getMany([{ org: "acme", id: 5 }, { org: "acme", id: 6 }]), [Option.none(), Option.none()])
     }).pipe(Effect.provide(Cache.layerMemory())))
 
+  it.effect("a cached failure it wrote carries its tag too: invalidateAll drops it", () =>
+    Effect.gen(function*() {
+      class NotFound extends Schema.TaggedError<NotFound>()("NotFound", { id: Schema.Number }) {}
+      const Lookups = Keyspace.make({ name: "lookups", key: CacheKey.number, value: Schema.String, cacheFailure: { schema: NotFound, ttl: "1 minute" } })
+      let runs = 0
+      const lookup = Lookups.memoizeFunction((id: number, _log: Logger) => Effect.suspend(() => (runs++, Effect.fail(new NotFound({ id })))), {
+        name: "lookup",
+        key: (id) => id
+      })
+      expectTypeOf(lookup).returns.toEqualTypeOf<Effect.Effect<string, NotFound, Cache.Cache>>()
+      assert.strictEqual((yield* Effect.flip(lookup(1, logger())))._tag, "NotFound")
+      assert.strictEqual((yield* Effect.flip(lookup(1, logger())))._tag, "NotFound")
+      assert.strictEqual(runs, 1, "the failure was cached")
+      yield* lookup.invalidateAll
+      assert.strictEqual((yield* Effect.flip(lookup(1, logger())))._tag, "NotFound")
+      assert.strictEqual(runs, 2, "invalidated: produced again")
+    }).pipe(Effect.provide(Cache.layerMemory())))
+
   it.effect("invalidateWhere invalidates the keyspace's entries whose key has these field values (keyTags)", () =>
     Effect.gen(function*() {
       const { member, runs } = yield* counting
@@ -180,6 +206,10 @@ describe("memoizeFunction", () => {
     >()
     expectTypeOf(Users.memoizeFunction(fetchUser, { name: "user", key: (id) => id, lockMode: "at-most-once" })).returns.toEqualTypeOf<
       Effect.Effect<User, FetchError | CacheError.LockError, Cache.Cache>
+    >()
+    class Gone extends Schema.TaggedError<Gone>()("Gone", {}) {}
+    expectTypeOf(Users.memoizeFunction(fetchUser, { name: "user", key: (id) => id, cacheFailure: { schema: Gone, ttl: "1 minute" } })).returns.toEqualTypeOf<
+      Effect.Effect<User, FetchError | Gone, Cache.Cache>
     >()
     // The producer's requirements stay in R.
     class Db extends Effect.Tag("Db")<Db, { readonly user: (id: number) => Effect.Effect<User> }>() {}
@@ -274,6 +304,7 @@ describe("memoizeFunction on Redis", () => {
       assert.strictEqual(yield* Effect.provide(getMember("acme", 1, logger()), b), "acme/1 #1", "the other instance reads it")
       yield* Effect.provide(getMember("acme", 2, logger()), a)
       yield* Effect.provide(getAdmin("acme"), a)
+      yield* Effect.provide(settled, a)
       assert.strictEqual(runs, 2)
 
       yield* Effect.provide(getMember.invalidate("acme", 2, logger()), b)
@@ -341,4 +372,28 @@ describe("the README's memoizeFunction example", () => {
       assert.strictEqual(bob.name, "globex 2")
       assert.deepStrictEqual(fetched, ["acme/1", "globex/2"], "the second call with another logger was a hit")
     }))
+})
+
+describe("a cached failure and its tags (the read path)", () => {
+  class NotFound extends Schema.TaggedError<NotFound>()("NotFound", { id: Schema.Number }) {}
+  const Lookups = Keyspace.make({ name: "lookups", key: CacheKey.number, value: Schema.String, cacheFailure: { schema: NotFound, ttl: "1 minute" } })
+  const droppedByItsTag = Effect.gen(function*() {
+    let runs = 0
+    const call = Lookups.getOrSet(1, Effect.suspend(() => (runs++, Effect.fail(new NotFound({ id: 1 })))), { tags: ["lookup-1"] })
+    yield* Effect.flip(call)
+    yield* settled
+    yield* Effect.flip(call)
+    assert.strictEqual(runs, 1, "the failure was cached")
+    yield* Cache.invalidateTags(["lookup-1"])
+    assert.strictEqual((yield* Effect.flip(call))._tag, "NotFound")
+    assert.strictEqual(runs, 2, "its tag invalidated: not served again")
+  })
+
+  it.effect("a cached failure written with tags is dropped by invalidateTags (memory)", () => droppedByItsTag.pipe(Effect.provide(Cache.layerMemory())))
+
+  it.live("a cached failure written with tags is dropped by invalidateTags (Redis, the envelope read)", () =>
+    Effect.gen(function*() {
+      const { url } = yield* emptiedDatabase(19)
+      yield* Effect.provide(droppedByItsTag, yield* Layer.build(Cache.layerRedis({ url, namespace: "memo-failures" })))
+    }).pipe(Effect.scoped))
 })

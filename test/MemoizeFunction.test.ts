@@ -391,6 +391,21 @@ describe("a cached failure and its tags (the read path)", () => {
 
   it.effect("a cached failure written with tags is dropped by invalidateTags (memory)", () => droppedByItsTag.pipe(Effect.provide(Cache.layerMemory())))
 
+  it.effect("a cacheAbsent marker written with tags is dropped by invalidateTags", () =>
+    Effect.gen(function*() {
+      const Names = Keyspace.make({ name: "absent-names", key: CacheKey.number, value: Schema.String })
+      const asked: Array<ReadonlyArray<number>> = []
+      const produce = (ids: ReadonlyArray<number>) => Effect.sync(() => (asked.push(ids), [] as Array<readonly [number, string]>))
+      const batch = Names.getOrSetMany([1], produce, { cacheAbsent: { ttl: "1 minute" }, tags: ["absent"] })
+      assertSame(yield* batch, [Option.none()])
+      yield* settled
+      assertSame(yield* batch, [Option.none()])
+      assert.strictEqual(asked.length, 1, "the marker answered")
+      yield* Cache.invalidateTags(["absent"])
+      assertSame(yield* batch, [Option.none()])
+      assert.strictEqual(asked.length, 2, "its tag invalidated: asked again")
+    }).pipe(Effect.provide(Cache.layerMemory())))
+
   it.live("a cached failure written with tags is dropped by invalidateTags (Redis, the envelope read)", () =>
     Effect.gen(function*() {
       const { url } = yield* emptiedDatabase(19)

@@ -614,8 +614,8 @@ export interface MemoizedControls<Args extends ReadonlyArray<unknown>, Id> {
   /** Removes the entry of these arguments (the key `key` makes of them). */
   readonly invalidate: (...args: Args) => Effect.Effect<void, InvalidKeyError | StoreError, Id>
   /**
-   * Invalidates every entry this function wrote (its tag), in every process sharing the store, in one
-   * tag invalidation; the keyspace's other entries are kept.
+   * Invalidates every entry this function wrote (its tag), in one tag invalidation; the keyspace's
+   * other entries are kept. Other instances see it as they see any `Cache.invalidateTags`.
    */
   readonly invalidateAll: Effect.Effect<void, StoreError, Id>
 }

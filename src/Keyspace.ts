@@ -10,9 +10,11 @@ import * as Duration from "effect/Duration"
 import * as Schema from "effect/Schema"
 import type * as CacheKey from "./CacheKey.js"
 import * as Cache from "./CacheCore.js"
+import type * as CacheLock from "./CacheLock.js"
 import type * as Compile from "./internal/keyspace.js"
 import * as Keyspaces from "./internal/keyspace.js"
 import type * as Model from "./internal/model.js"
+import * as Memoized from "./internal/memoizeFunction.js"
 import * as Operations from "./internal/operations.js"
 import * as Resolvers from "./internal/resolver.js"
 
@@ -83,6 +85,106 @@ export interface CacheFailure<F, FI> extends Compile.CacheFailure<F, FI> {}
 export interface ResolverOptions<K, A, Req> extends Model.ResolverOptions<K, A, Req> {}
 
 /**
+ * The options of a keyspace's `memoizeFunction`: `getOrSet`'s per-call options, the function's `name`
+ * (its entries' tag is `"memoize:<keyspace>:<name>"`) and `key`, the key of a call from its arguments.
+ *
+ * @example
+ * ```ts
+ * import type { Keyspace } from "effect-cachekit"
+ *
+ * interface Logger { readonly log: (line: string) => void }
+ * const options: Keyspace.MemoizeFunctionOptions<readonly [org: string, id: number, logger: Logger], { readonly org: string; readonly id: number }, string> = {
+ *   name: "member",
+ *   key: (org, id) => ({ org, id }),
+ *   ttl: "1 minute"
+ * }
+ * ```
+ *
+ * @since 0.4.0
+ * @category models
+ */
+export interface MemoizeFunctionOptions<
+  Args extends ReadonlyArray<unknown>,
+  K,
+  A,
+  M extends CacheLock.Mode = CacheLock.Mode,
+  T extends Duration.DurationInput | undefined = Duration.DurationInput | undefined,
+  F = never,
+  FI = never
+> extends Model.MemoizeFunctionOptions<Args, K, A, M, T, F, FI> {}
+
+/**
+ * The options of a keyspace's `memoizeMethod`: as {@link MemoizeFunctionOptions}, with `key` given the
+ * receiver first.
+ *
+ * @example
+ * ```ts
+ * import type { Keyspace } from "effect-cachekit"
+ *
+ * class Account { constructor(readonly id: string) {} }
+ * const options: Keyspace.MemoizeMethodOptions<Account, readonly [currency: string], string, number> = {
+ *   name: "balance",
+ *   key: (self, currency) => `${self.id}/${currency}`
+ * }
+ * ```
+ *
+ * @since 0.4.0
+ * @category models
+ */
+export interface MemoizeMethodOptions<
+  Self,
+  Args extends ReadonlyArray<unknown>,
+  K,
+  A,
+  M extends CacheLock.Mode = CacheLock.Mode,
+  T extends Duration.DurationInput | undefined = Duration.DurationInput | undefined,
+  F = never,
+  FI = never
+> extends Model.MemoizeMethodOptions<Self, Args, K, A, M, T, F, FI> {}
+
+/**
+ * What `memoizeFunction` returns: a function with `f`'s parameters answering `Effect<A, E, R>`, with
+ * `tag`, `invalidate(...args)`, `invalidateAll` and, when the key is a record (`CacheKey.struct`),
+ * `invalidateWhere(partialKey)`.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { CacheKey, Keyspace, type Cache } from "effect-cachekit"
+ *
+ * const Squares = Keyspace.make({ name: "squares", key: CacheKey.number, value: Schema.Number })
+ * const square: Keyspace.MemoizedFunction<readonly [n: number, note: string], number, number, never, Cache.Cache, Cache.Cache> =
+ *   Squares.memoizeFunction((n: number, _note: string) => Effect.succeed(n * n), { name: "square", key: (n) => n })
+ * ```
+ *
+ * @since 0.4.0
+ * @category models
+ */
+export type MemoizedFunction<Args extends ReadonlyArray<unknown>, K, A, E, R, Id = Cache.Cache> = Model.MemoizedFunction<Args, K, A, E, R, Id>
+
+/**
+ * What `memoizeMethod` returns: a function of `this: Self` with the method's parameters, with `tag`,
+ * `invalidate(self, ...args)`, `invalidateAll` and, on record keys, `invalidateWhere(partialKey)`.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { CacheKey, Keyspace, type Cache } from "effect-cachekit"
+ *
+ * class Account { constructor(readonly id: string) {} }
+ * const Balances = Keyspace.make({ name: "balances", key: CacheKey.string, value: Schema.Number })
+ * const balance: Keyspace.MemoizedMethod<Account, readonly [currency: string], string, number, never, Cache.Cache, Cache.Cache> =
+ *   Balances.memoizeMethod(function(this: Account, currency: string) {
+ *     return Effect.succeed(this.id.length + currency.length)
+ *   }, { name: "balance", key: (self, currency) => `${self.id}/${currency}` })
+ * ```
+ *
+ * @since 0.4.0
+ * @category models
+ */
+export type MemoizedMethod<Self, Args extends ReadonlyArray<unknown>, K, A, E, R, Id = Cache.Cache> = Model.MemoizedMethod<Self, Args, K, A, E, R, Id>
+
+/**
  * The compiled part of a keyspace that the cache service runs on.
  *
  * @example
@@ -135,6 +237,22 @@ export interface Keyspace<K, A, Id = Cache.Cache, X = never> extends Definition<
   readonly getOrSet: Model.GetOrSet<K, A, Id, X>
   /** An effectful function whose results are cached by argument, with `getOrSet`'s guarantees. */
   readonly memoize: Model.Memoize<K, A, Id, X>
+  /**
+   * An effectful function of several arguments whose results are cached by the key `options.key`
+   * makes of its arguments (arguments it ignores, such as a logger, are not part of the key), with
+   * `getOrSet`'s guarantees and `memoize`'s error type. Every entry it writes carries the tag
+   * `"memoize:<keyspace>:<name>"`; the memoized function has `f`'s parameters and carries
+   * `invalidate(...args)`, `invalidateAll` (its own entries only) and, on record keys, `invalidateWhere`.
+   * A receiver-first function (`(self, ...args)`, Effect's data-first style) is keyed by its receiver
+   * through `key: (self, ...args) => ...`.
+   */
+  readonly memoizeFunction: Model.MemoizeFunction<K, A, Id, X>
+  /**
+   * `memoizeFunction` for a method that reads `this`: the memoized function keeps `this: Self`, so it
+   * sits on a class, and `key` gets the receiver first (`(self, ...args) => ...`); `invalidate` takes the
+   * receiver first too.
+   */
+  readonly memoizeMethod: Model.MemoizeMethod<K, A, Id, X>
   /**
    * One result per key, in order: what the cache holds, and for the missing keys what one call of
    * `produceMissing` returns (`[key, value]` pairs; `None` for a key it did not return). One read
@@ -217,7 +335,13 @@ export const make = <
     Id,
     F | Model.TimeoutErrorOf<T>
   >
-  return { ...definition, ...Operations.makeHandle(definition), resolver: Resolvers.resolver(definition) as Model.Resolver<K, A, Id, F | Model.TimeoutErrorOf<T>> }
+  return {
+    ...definition,
+    ...Operations.makeHandle(definition),
+    memoizeFunction: Memoized.memoizeFunction(definition),
+    memoizeMethod: Memoized.memoizeMethod(definition),
+    resolver: Resolvers.resolver(definition) as Model.Resolver<K, A, Id, F | Model.TimeoutErrorOf<T>>
+  }
 }
 
 /**

@@ -554,3 +554,118 @@ export type HandleMethods<K, A, Id> = {
     ...args: Parameters<Operations<K, A>[Op]>
   ) => WithRequirement<ReturnType<Operations<K, A>[Op]>, Id>
 }
+
+/**
+ * What a memoized function of several arguments (`memoizeFunction`) or method (`memoizeMethod`) adds to
+ * `getOrSet`'s options: its `name` (the tag of every entry it writes, for `invalidateAll`) and how its
+ * arguments make a key (`key`, given the arguments in `f`'s order; those it does not read are left out).
+ */
+export interface MemoizeFunctionOptions<
+  Args extends ReadonlyArray<unknown>,
+  K,
+  A,
+  M extends CacheLock.Mode = CacheLock.Mode,
+  T extends Duration.DurationInput | undefined = Duration.DurationInput | undefined,
+  F = never,
+  FI = never
+> extends GetOrSetOptions<A, M, T, F, FI> {
+  /**
+   * Names the function within its keyspace (letters, digits, `_`, `-` and `.`): every entry it writes
+   * carries the tag `"memoize:<keyspace>:<name>"`, which `invalidateAll` invalidates. Stable across
+   * processes and restarts, as a function's identity is not.
+   */
+  readonly name: string
+  /** The key of a call, from its arguments: the arguments it ignores are not part of the key. */
+  readonly key: (...args: Args) => K
+}
+
+/** `MemoizeFunctionOptions` for a method: `key` gets the receiver first, as `self`. */
+export interface MemoizeMethodOptions<
+  Self,
+  Args extends ReadonlyArray<unknown>,
+  K,
+  A,
+  M extends CacheLock.Mode = CacheLock.Mode,
+  T extends Duration.DurationInput | undefined = Duration.DurationInput | undefined,
+  F = never,
+  FI = never
+> extends GetOrSetOptions<A, M, T, F, FI> {
+  /** As for `memoizeFunction`: the tag `"memoize:<keyspace>:<name>"` of every entry the method writes. */
+  readonly name: string
+  /** The key of a call, from its receiver (`this`, given as `self`) and its arguments. */
+  readonly key: (self: Self, ...args: Args) => K
+}
+
+/** `invalidateWhere` on a memoized function, for keys that are records (`CacheKey.struct`): none otherwise. */
+export type MemoizedWhere<K, Id> = [K] extends [ReadonlyArray<unknown>] ? unknown
+  : [K] extends [object] ? {
+      /**
+       * The keyspace's `invalidateWhere`: invalidates every entry of the keyspace whose key has these
+       * values in these fields (fields named in its `keyTags`), this function's and any other writer's.
+       */
+      readonly invalidateWhere: (where: Partial<K>) => Effect.Effect<void, InvalidKeyError | StoreError, Id>
+    }
+  : unknown
+
+/** What a memoized function or method carries besides its call: its tag and its invalidations. */
+export interface MemoizedControls<Args extends ReadonlyArray<unknown>, Id> {
+  /** The tag every entry it writes carries (`"memoize:<keyspace>:<name>"`). */
+  readonly tag: string
+  /** Removes the entry of these arguments (the key `key` makes of them). */
+  readonly invalidate: (...args: Args) => Effect.Effect<void, InvalidKeyError | StoreError, Id>
+  /**
+   * Invalidates every entry this function wrote (its tag), in one tag invalidation; the keyspace's
+   * other entries are kept. Other instances see it as they see any `Cache.invalidateTags`.
+   */
+  readonly invalidateAll: Effect.Effect<void, StoreError, Id>
+}
+
+/** A memoized function of several arguments: `f`'s parameters, `getOrSet`'s error channel, and its controls. */
+export type MemoizedFunction<Args extends ReadonlyArray<unknown>, K, A, E, R, Id> =
+  & ((...args: Args) => Effect.Effect<A, E, R>)
+  & MemoizedControls<Args, Id>
+  & MemoizedWhere<K, Id>
+
+/**
+ * A memoized method: a function of `this: Self` to put on a class, keyed by its receiver; its
+ * `invalidate` takes the receiver first.
+ */
+export type MemoizedMethod<Self, Args extends ReadonlyArray<unknown>, K, A, E, R, Id> =
+  & ((this: Self, ...args: Args) => Effect.Effect<A, E, R>)
+  & MemoizedControls<readonly [self: Self, ...args: Args], Id>
+  & MemoizedWhere<K, Id>
+
+/**
+ * `memoizeFunction` on a keyspace `K`, `A` whose effects also need `Id` (and may also fail with `X`):
+ * `memoize` for a function of several arguments, keyed by `options.key`.
+ */
+export type MemoizeFunction<K, A, Id, X = never> = <
+  Args extends ReadonlyArray<unknown>,
+  E,
+  R,
+  M extends CacheLock.Mode = "at-least-once",
+  T extends Duration.DurationInput | undefined = undefined,
+  F = never,
+  FI = never
+>(
+  f: (...args: Args) => Effect.Effect<A, E, R>,
+  options: MemoizeFunctionOptions<Args, K, A, M, T, F, FI>
+) => MemoizedFunction<Args, K, A, E | X | F | LockErrorOf<M> | TimeoutErrorOf<T>, R | Id, Id>
+
+/**
+ * `memoizeMethod` on a keyspace `K`, `A` whose effects also need `Id` (and may also fail with `X`): a
+ * method (a function of `this: Self`) memoized with its receiver in the key.
+ */
+export type MemoizeMethod<K, A, Id, X = never> = <
+  Self,
+  Args extends ReadonlyArray<unknown>,
+  E,
+  R,
+  M extends CacheLock.Mode = "at-least-once",
+  T extends Duration.DurationInput | undefined = undefined,
+  F = never,
+  FI = never
+>(
+  method: (this: Self, ...args: Args) => Effect.Effect<A, E, R>,
+  options: MemoizeMethodOptions<Self, Args, K, A, M, T, F, FI>
+) => MemoizedMethod<Self, Args, K, A, E | X | F | LockErrorOf<M> | TimeoutErrorOf<T>, R | Id, Id>

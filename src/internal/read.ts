@@ -113,12 +113,13 @@ export const classify = <K, A, Id>(
   check: Tags.Tags["check"]
 ): A | Outcome => {
   if (CacheStore.isLive(stored)) {
-    if (stored.isFailure) return failureOf(keyspace, stored, now, stored.value)
-    if (stored.fingerprint !== keyspace.fingerprint) return invalid(`the entry was written under fingerprint ${stored.fingerprint}`)
+    if (!stored.isFailure && stored.fingerprint !== keyspace.fingerprint) return invalid(`the entry was written under fingerprint ${stored.fingerprint}`)
+    // A cached failure carries its write's tags too: an invalidated tag drops it as it drops a value.
     if (stored.tags.length > 0 && now < stored.staleUntil) {
       const outcome = taggedOutcome(stored, now, check, stored)
       if (outcome !== undefined) return outcome
     }
+    if (stored.isFailure) return failureOf(keyspace, stored, now, stored.value)
     if (now < stored.freshUntil) return keyspace.eagerRefresh === undefined ? stored.value as A : freshValue(keyspace, stored, stored.value as A, now)
     return now < stored.staleUntil ? new Outcome("Stale", undefined, undefined, stored.value) : Miss
   }
@@ -161,14 +162,15 @@ const classifyEntry = <K, A, Id>(
   check: Tags.Tags["check"],
   stored: CacheEntry.Stored
 ): A | Outcome => {
-  if (entry.isFailure) return failureOf(keyspace, entry, now, undefined)
-  if (entry.fingerprint !== keyspace.fingerprint) {
+  if (!entry.isFailure && entry.fingerprint !== keyspace.fingerprint) {
     return invalid(`the entry was written under fingerprint ${entry.fingerprint}, not ${keyspace.fingerprint}`)
   }
+  // A cached failure carries its write's tags too: an invalidated tag drops it as it drops a value.
   if (entry.tags.length > 0 && now < entry.staleUntil) {
     const outcome = taggedOutcome(entry, now, check, stored)
     if (outcome !== undefined) return outcome
   }
+  if (entry.isFailure) return failureOf(keyspace, entry, now, undefined)
   switch (CacheEntry.status(entry, now)) {
     case "fresh":
       return keyspace.eagerRefresh === undefined ? decodeBody(keyspace, entry.body) : freshValue(keyspace, entry, decodeBody(keyspace, entry.body), now)

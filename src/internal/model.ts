@@ -579,7 +579,10 @@ export interface MemoizeFunctionOptions<
   readonly key: (...args: Args) => K
 }
 
-/** `MemoizeFunctionOptions` for a method: `key` gets the receiver first, as `self`. */
+/**
+ * `MemoizeFunctionOptions` for a method: `key` gets the receiver first, as `self`, then the arguments;
+ * `name` as for `memoizeFunction` (the tag `"memoize:<keyspace>:<name>"` of every entry it writes).
+ */
 export interface MemoizeMethodOptions<
   Self,
   Args extends ReadonlyArray<unknown>,
@@ -589,12 +592,7 @@ export interface MemoizeMethodOptions<
   T extends Duration.DurationInput | undefined = Duration.DurationInput | undefined,
   F = never,
   FI = never
-> extends GetOrSetOptions<A, M, T, F, FI> {
-  /** As for `memoizeFunction`: the tag `"memoize:<keyspace>:<name>"` of every entry the method writes. */
-  readonly name: string
-  /** The key of a call, from its receiver (`this`, given as `self`) and its arguments. */
-  readonly key: (self: Self, ...args: Args) => K
-}
+> extends MemoizeFunctionOptions<readonly [self: Self, ...args: Args], K, A, M, T, F, FI> {}
 
 /** `invalidateWhere` on a memoized function, for keys that are records (`CacheKey.struct`): none otherwise. */
 export type MemoizedWhere<K, Id> = [K] extends [ReadonlyArray<unknown>] ? unknown

@@ -7,7 +7,7 @@ import { type ChildProcess, spawn } from "node:child_process"
 import { once } from "node:events"
 import { Socket } from "node:net"
 import type { TestProject } from "vitest/node"
-import { freePort } from "./servers.js"
+import { freePort, waitForServer } from "./servers.js"
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -17,28 +17,8 @@ declare module "vitest" {
 }
 
 /** Resolves once memcached answers `version`, or rejects after `timeoutMs`. */
-export const waitForMemcached = async (port: number, timeoutMs = 10_000): Promise<void> => {
-  const deadline = Date.now() + timeoutMs
-  while (Date.now() < deadline) {
-    const answered = await new Promise<boolean>((resolve) => {
-      const socket = new Socket()
-      socket.setTimeout(500)
-      socket.once("data", (data) => {
-        socket.destroy()
-        resolve(data.toString().startsWith("VERSION "))
-      })
-      socket.once("error", () => resolve(false))
-      socket.once("timeout", () => {
-        socket.destroy()
-        resolve(false)
-      })
-      socket.connect(port, "127.0.0.1", () => socket.write("version\r\n"))
-    })
-    if (answered) return
-    await new Promise((r) => setTimeout(r, 50))
-  }
-  throw new Error(`memcached on port ${port} did not answer within ${timeoutMs} ms`)
-}
+export const waitForMemcached = (port: number, timeoutMs = 10_000): Promise<void> =>
+  waitForServer("memcached", port, "version\r\n", (reply) => reply.startsWith("VERSION "), timeoutMs)
 
 /**
  * Starts memcached on a free loopback port (or `fixedPort`), TCP only, 64 MB, with `extra` arguments

@@ -17,29 +17,42 @@ export const freePort = (): Promise<number> =>
     })
   })
 
-/** Resolves once the server answers PING, or rejects after `timeoutMs`. */
-export const waitForRedis = async (port: number, timeoutMs = 10_000): Promise<void> => {
+/**
+ * Resolves once a server on `port` answers `request` with a reply `answered` accepts, or rejects
+ * after `timeoutMs`, naming the server `name`.
+ */
+export const waitForServer = async (
+  name: string,
+  port: number,
+  request: string,
+  answered: (reply: string) => boolean,
+  timeoutMs = 10_000
+): Promise<void> => {
   const deadline = Date.now() + timeoutMs
   while (Date.now() < deadline) {
-    const answered = await new Promise<boolean>((resolve) => {
+    const ok = await new Promise<boolean>((resolve) => {
       const socket = new Socket()
       socket.setTimeout(500)
       socket.once("data", (data) => {
         socket.destroy()
-        resolve(/^(\+PONG|-NOAUTH)/.test(data.toString())) // a server with a password answers too
+        resolve(answered(data.toString()))
       })
       socket.once("error", () => resolve(false))
       socket.once("timeout", () => {
         socket.destroy()
         resolve(false)
       })
-      socket.connect(port, "127.0.0.1", () => socket.write("PING\r\n"))
+      socket.connect(port, "127.0.0.1", () => socket.write(request))
     })
-    if (answered) return
+    if (ok) return
     await new Promise((r) => setTimeout(r, 50))
   }
-  throw new Error(`redis-server on port ${port} did not answer within ${timeoutMs} ms`)
+  throw new Error(`${name} on port ${port} did not answer within ${timeoutMs} ms`)
 }
+
+/** Resolves once the server answers PING (a server with a password answers too), or rejects after `timeoutMs`. */
+export const waitForRedis = (port: number, timeoutMs = 10_000): Promise<void> =>
+  waitForServer("redis-server", port, "PING\r\n", (reply) => /^(\+PONG|-NOAUTH)/.test(reply), timeoutMs)
 
 /** Starts redis-server on a free loopback port, without persistence. */
 export const startRedis = async (

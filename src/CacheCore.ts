@@ -65,6 +65,12 @@ export interface Options {
    */
   readonly redactKeys?: boolean | undefined
   /**
+   * Run every public operation in a span of its own (`cache.get`, `cache.getOrSet`, ...; a
+   * `getOrSet`'s producer in a child span, `cache.produce`), with the cache, keyspace and store as
+   * attributes and, on reads, whether they hit. Off by default: a span costs about as much as an L1 hit.
+   */
+  readonly spans?: boolean | undefined
+  /**
    * The circuit breakers in front of a store and a lock that do I/O (not in front of the memory
    * store): after `failures` consecutive timeouts or connection failures the backend is skipped (calls
    * fail at once with reason `"Unavailable"`; `getOrSet` runs its producer) and tried again with one
@@ -340,6 +346,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Cache
       maxKeyLength: options.maxKeyLength ?? 1024,
       tagWindow: Duration.decode(options.tagWindow ?? "1 second"),
       redactKeys: options.redactKeys ?? false,
+      spans: options.spans ?? false,
       breaker: options.circuitBreaker === false ? undefined : {
         failures: Math.max(1, options.circuitBreaker?.failures ?? 5),
         openForMillis: Duration.toMillis(Duration.decode(options.circuitBreaker?.openFor ?? "1 second"))

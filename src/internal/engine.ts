@@ -87,6 +87,8 @@ export interface Engine {
    * stale value is served without running the producer again (`graceBackoff`). Bounded, oldest out.
    */
   readonly backoff: Map<string, number>
+  /** Whether every public operation runs in a span of its own (the cache's `spans` option). */
+  readonly spans: boolean
   /** The tags' versions: checked on reads of entries that carry tags, written by `invalidateTags`. */
   readonly tags: Tags.Tags
 }
@@ -108,6 +110,8 @@ export const make = (
     readonly breaker: Breaker.Settings | undefined
     /** How long tag versions read from a store outside the process are trusted. */
     readonly tagWindow: Duration.Duration
+    /** A span per public operation. */
+    readonly spans?: boolean | undefined
     /** The tags of another engine, shared (a two-layer store's single tiers use the two-layer store's). */
     readonly tags?: Tags.Tags | undefined
   }
@@ -151,7 +155,7 @@ export const make = (
     return lastBinding = found
   }
 
-  const { redactKeys, breaker: breakerSettings, tagWindow, tags: sharedTags, ...settings } = config
+  const { redactKeys, breaker: breakerSettings, tagWindow, tags: sharedTags, spans, ...settings } = config
   const report = Report.make({ cache: namespace, store: store.name, redactKeys })
 
   /** A breaker in front of a backend that does I/O: logs its changes and shows them on a gauge. */
@@ -248,7 +252,8 @@ export const make = (
     nextVersion,
     versionMark,
     service: { current: undefined },
-    backoff: new Map()
+    backoff: new Map(),
+    spans: spans ?? false
   }
 }
 

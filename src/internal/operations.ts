@@ -252,9 +252,90 @@ export const makeService = (engine: Engine, tiers?: { readonly local: Engine; re
       : (keyspace, keys, produce, options) => getOrSetMany(engineOf(keyspace), keyspace, keys, produce, options) as any,
     claim: redacting ? (keyspace, key, occasion, ttl) => Effect.mapError(claim(keyspace, key, occasion, ttl), redact) : claim
   }
-  engine.service.current = service
-  if (tiers !== undefined) tiers.local.service.current = tiers.shared.service.current = service
-  return service
+  const made = engine.spans ? traced(engine, engineOf, service) : service
+  engine.service.current = made
+  if (tiers !== undefined) tiers.local.service.current = tiers.shared.service.current = made
+  return made
+}
+
+/** What a read's span says of its outcome: hit or miss (and stale, for `getStale`; hits, for `getMany`). */
+const outcomes: { readonly [Op in Operation]?: (found: any) => Effect.Effect<void> } = {
+  get: (found: Option.Option<unknown>) => Effect.annotateCurrentSpan("cache.hit", Option.isSome(found)),
+  getStale: (found: Option.Option<{ readonly isStale: boolean }>) =>
+    Effect.annotateCurrentSpan({ "cache.hit": Option.isSome(found), "cache.stale": Option.isSome(found) && found.value.isStale }),
+  getMany: (found: ReadonlyArray<Option.Option<unknown>>) =>
+    Effect.annotateCurrentSpan({ "cache.keys": found.length, "cache.hits": found.filter(Option.isSome).length }),
+  has: (found: boolean) => Effect.annotateCurrentSpan("cache.hit", found)
+}
+
+/**
+ * The service with the cache's `spans` option: each operation in a span `cache.<operation>` (client
+ * kind) with the cache's namespace, the keyspace and the store as attributes, and what `outcomes`
+ * says of a read; a `getOrSet`'s producer in a child span `cache.produce`.
+ */
+const traced = (
+  engine: Engine,
+  engineOf: (keyspace: Definition<any, any, any, unknown>) => Engine,
+  service: Service
+): Service => {
+  const spanned = <X, E, R>(operation: string, on: Engine, keyspace: string | undefined, effect: Effect.Effect<X, E, R>) =>
+    Effect.withSpan(effect, `cache.${operation}`, {
+      kind: "client",
+      attributes: keyspace === undefined
+        ? { "cache.name": on.namespace, "cache.store": on.store.name }
+        : { "cache.name": on.namespace, "cache.keyspace": keyspace, "cache.store": on.store.name }
+    })
+  const methods: Record<string, unknown> = {}
+  for (const name of operationNames) {
+    const plain = service[name] as unknown as MethodCall
+    const outcome = outcomes[name]
+    methods[name] = (keyspace: Definition<any, any, any, unknown>, a?: unknown, b?: unknown, c?: unknown) => {
+      const run = plain(keyspace, a, b, c) as Effect.Effect<unknown, unknown>
+      return spanned(name, engineOf(keyspace), keyspace.name, outcome === undefined ? run : Effect.tap(run, outcome))
+    }
+  }
+  const counters: Record<string, unknown> = {}
+  for (const name of counterOperationNames) {
+    const plain = service.counters[name] as unknown as (counter: CounterDefinition<any, any>, a?: unknown, b?: unknown) => Effect.Effect<unknown, unknown>
+    counters[name] = (counter: CounterDefinition<any, any>, a?: unknown, b?: unknown) =>
+      spanned(`counter.${name}`, engine, counter.name, plain(counter, a, b))
+  }
+  /** The producer's child span; `produced` tells the run's span whether this call's producer ran. */
+  const producing = <X, E, R>(on: Engine, keyspace: string, produce: Effect.Effect<X, E, R>, ran: { produced: boolean }) =>
+    spanned("produce", on, keyspace, Effect.suspend(() => {
+      ran.produced = true
+      return produce
+    }))
+  return {
+    ...service,
+    ...(methods as unknown as ServiceMethods),
+    counters: counters as unknown as Service["counters"],
+    clear: spanned("clear", engine, undefined, service.clear),
+    invalidateTags: (tags) => spanned("invalidateTags", engine, undefined, service.invalidateTags(tags)),
+    getOrSet: (keyspace, key, produce, options) => {
+      const on = engineOf(keyspace)
+      const ran = { produced: false }
+      return spanned(
+        "getOrSet",
+        on,
+        keyspace.name,
+        Effect.tap(service.getOrSet(keyspace, key, producing(on, keyspace.name, produce, ran), options), () =>
+          Effect.annotateCurrentSpan("cache.produced", ran.produced))
+      ) as any
+    },
+    getOrSetMany: (keyspace, keys, produce, options) => {
+      const on = engineOf(keyspace)
+      const ran = { produced: false }
+      return spanned(
+        "getOrSetMany",
+        on,
+        keyspace.name,
+        Effect.tap(service.getOrSetMany(keyspace, keys, (missing) => producing(on, keyspace.name, produce(missing), ran), options), () =>
+          Effect.annotateCurrentSpan("cache.produced", ran.produced))
+      ) as any
+    },
+    claim: (keyspace, key, occasion, ttl) => spanned("claim", engineOf(keyspace), keyspace.name, service.claim(keyspace, key, occasion, ttl))
+  }
 }
 
 /** The accessors: each operation on the cache a keyspace names, read from context. */

@@ -67,9 +67,16 @@ export interface Options {
   /**
    * Run every public operation in a span of its own (`cache.get`, `cache.getOrSet`, ...; a
    * `getOrSet`'s producer in a child span, `cache.produce`), with the cache, keyspace and store as
-   * attributes and, on reads, whether they hit. Off by default: a span costs about as much as an L1 hit.
+   * attributes and, on reads, whether they hit. Off by default: Effect's spans are not free (an L1 hit
+   * measured about 14 times slower with them).
    */
   readonly spans?: boolean | undefined
+  /**
+   * Record how long each public operation takes (real time, in milliseconds) in the histogram
+   * `Cache.metrics.latency`, labelled by cache, keyspace, store and operation. Off by default: an L1
+   * hit measured about 2.5 times slower with it (a remote store's round trip dwarfs it).
+   */
+  readonly latencyMetrics?: boolean | undefined
   /**
    * The circuit breakers in front of a store and a lock that do I/O (not in front of the memory
    * store): after `failures` consecutive timeouts or connection failures the backend is skipped (calls
@@ -308,7 +315,8 @@ export const metrics = {
   ...Metrics.counters,
   unsharedWrites: Metrics.unsharedWrites,
   refreshFailures: Metrics.refreshFailures,
-  circuitOpen: Metrics.circuit
+  circuitOpen: Metrics.circuit,
+  latency: Metrics.latency
 } as const
 
 /**
@@ -347,6 +355,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Cache
       tagWindow: Duration.decode(options.tagWindow ?? "1 second"),
       redactKeys: options.redactKeys ?? false,
       spans: options.spans ?? false,
+      latencyMetrics: options.latencyMetrics ?? false,
       breaker: options.circuitBreaker === false ? undefined : {
         failures: Math.max(1, options.circuitBreaker?.failures ?? 5),
         openForMillis: Duration.toMillis(Duration.decode(options.circuitBreaker?.openFor ?? "1 second"))

@@ -2,7 +2,7 @@
  * Spans (the cache's `spans` option): recorded through a tracer that wraps Effect's own.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Option, Schema, Tracer } from "effect"
+import { Effect, Metric, MetricLabel, Option, Schema, Tracer } from "effect"
 import { Cache, CacheKey, Keyspace } from "../src/index.js"
 
 const Users = Keyspace.make({ name: "users", key: CacheKey.number, value: Schema.String, ttl: "1 minute", tags: (id) => [`user:${id}`] })
@@ -90,4 +90,40 @@ describe("spans", () => {
         assert.isTrue(status._tag === "Ended" && status.exit._tag === "Failure", `${span.name} failed`)
       }
     }).pipe(Effect.provide(Cache.layerMemory({ namespace: "failing", spans: true }))))
+})
+
+/** How many durations the latency histogram holds for one operation of a keyspace in a cache. */
+const timings = (cache: string, keyspace: string, store: string, operation: string) =>
+  Effect.map(
+    Metric.value(Metric.taggedWithLabels(Cache.metrics.latency, [
+      MetricLabel.make("cache", cache),
+      MetricLabel.make("keyspace", keyspace),
+      MetricLabel.make("store", store),
+      MetricLabel.make("operation", operation)
+    ])),
+    (state) => state.count
+  )
+
+describe("latency metrics", () => {
+  it.effect("with latencyMetrics: one duration per operation, labelled; the producer's run timed apart; none without", () =>
+    Effect.gen(function*() {
+      yield* Effect.provide(
+        Effect.gen(function*() {
+          yield* Users.get(1)
+          yield* Users.set(1, "Ada")
+          yield* Users.get(1)
+          yield* Users.getOrSet(2, Effect.succeed("Grace"))
+        }),
+        Cache.layerMemory({ namespace: "timed", latencyMetrics: true })
+      )
+      assert.strictEqual(yield* timings("timed", "users", "memory", "get"), 2)
+      assert.strictEqual(yield* timings("timed", "users", "memory", "set"), 1)
+      assert.strictEqual(yield* timings("timed", "users", "memory", "getOrSet"), 1)
+      assert.strictEqual(yield* timings("timed", "users", "memory", "produce"), 1)
+      // No span without `spans`: a timed operation does not annotate the caller's span either.
+      const { spans } = yield* recorded(Effect.provide(Users.get(1), Cache.layerMemory({ namespace: "timed", latencyMetrics: true })))
+      assert.deepStrictEqual(spans, [])
+      yield* Effect.provide(Users.get(1), Cache.layerMemory({ namespace: "untimed" }))
+      assert.strictEqual(yield* timings("untimed", "users", "memory", "get"), 0)
+    }))
 })

@@ -89,6 +89,8 @@ export interface Engine {
   readonly backoff: Map<string, number>
   /** Whether every public operation runs in a span of its own (the cache's `spans` option). */
   readonly spans: boolean
+  /** Whether every public operation's duration is recorded (the cache's `latencyMetrics` option). */
+  readonly latencyMetrics: boolean
   /** The tags' versions: checked on reads of entries that carry tags, written by `invalidateTags`. */
   readonly tags: Tags.Tags
 }
@@ -112,6 +114,8 @@ export const make = (
     readonly tagWindow: Duration.Duration
     /** A span per public operation. */
     readonly spans?: boolean | undefined
+    /** A duration per public operation, in the latency histogram. */
+    readonly latencyMetrics?: boolean | undefined
     /** The tags of another engine, shared (a two-layer store's single tiers use the two-layer store's). */
     readonly tags?: Tags.Tags | undefined
   }
@@ -155,7 +159,7 @@ export const make = (
     return lastBinding = found
   }
 
-  const { redactKeys, breaker: breakerSettings, tagWindow, tags: sharedTags, spans, ...settings } = config
+  const { redactKeys, breaker: breakerSettings, tagWindow, tags: sharedTags, spans, latencyMetrics, ...settings } = config
   const report = Report.make({ cache: namespace, store: store.name, redactKeys })
 
   /** A breaker in front of a backend that does I/O: logs its changes and shows them on a gauge. */
@@ -253,7 +257,8 @@ export const make = (
     versionMark,
     service: { current: undefined },
     backoff: new Map(),
-    spans: spans ?? false
+    spans: spans ?? false,
+    latencyMetrics: latencyMetrics ?? false
   }
 }
 

@@ -5,6 +5,7 @@
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import { CodecError, InvalidKeyError, type StoreError } from "../CacheError.js"
 import * as CacheStore from "../CacheStore.js"
@@ -13,6 +14,7 @@ import type { Engine } from "./engine.js"
 import { getOrSet } from "./getOrSet.js"
 import { getOrSetMany } from "./getOrSetMany.js"
 import { isInvalidKey, prefixOf, storeKey, storeKeys } from "./keys.js"
+import * as Metrics from "./metrics.js"
 import type {
   AccessorOf,
   CounterAccessorOf,
@@ -252,7 +254,7 @@ export const makeService = (engine: Engine, tiers?: { readonly local: Engine; re
       : (keyspace, keys, produce, options) => getOrSetMany(engineOf(keyspace), keyspace, keys, produce, options) as any,
     claim: redacting ? (keyspace, key, occasion, ttl) => Effect.mapError(claim(keyspace, key, occasion, ttl), redact) : claim
   }
-  const made = engine.spans ? traced(engine, engineOf, service) : service
+  const made = engine.spans || engine.latencyMetrics ? instrumented(engine, engineOf, service) : service
   engine.service.current = made
   if (tiers !== undefined) tiers.local.service.current = tiers.shared.service.current = made
   return made
@@ -269,29 +271,57 @@ const outcomes: { readonly [Op in Operation]?: (found: any) => Effect.Effect<voi
 }
 
 /**
- * The service with the cache's `spans` option: each operation in a span `cache.<operation>` (client
- * kind) with the cache's namespace, the keyspace and the store as attributes, and what `outcomes`
- * says of a read; a `getOrSet`'s producer in a child span `cache.produce`.
+ * The service with the cache's `spans` and `latencyMetrics` options. With spans: each operation in a
+ * span `cache.<operation>` (client kind) with the cache's namespace, the keyspace and the store as
+ * attributes, and what `outcomes` says of a read; a `getOrSet`'s producer in a child span
+ * `cache.produce`. With latency metrics: each operation's duration, in real time, in the histogram.
  */
-const traced = (
+const instrumented = (
   engine: Engine,
   engineOf: (keyspace: Definition<any, any, any, unknown>) => Engine,
   service: Service
 ): Service => {
-  const spanned = <X, E, R>(operation: string, on: Engine, keyspace: string | undefined, effect: Effect.Effect<X, E, R>) =>
-    Effect.withSpan(effect, `cache.${operation}`, {
+  // Histogram labels, made once per engine, keyspace and operation: the metric finds its hook by the
+  // identity of the array, so each update passes the same one.
+  const labelSets = new WeakMap<Engine, Map<string, Map<string, ReadonlyArray<MetricLabel.MetricLabel>>>>()
+  const labelsOf = (operation: string, on: Engine, keyspace: string | undefined) => {
+    let byKeyspace = labelSets.get(on)
+    if (byKeyspace === undefined) labelSets.set(on, byKeyspace = new Map())
+    let byOperation = byKeyspace.get(keyspace ?? "")
+    if (byOperation === undefined) byKeyspace.set(keyspace ?? "", byOperation = new Map())
+    let labels = byOperation.get(operation)
+    if (labels === undefined) {
+      labels = [
+        MetricLabel.make("cache", on.namespace),
+        MetricLabel.make("keyspace", keyspace ?? ""),
+        MetricLabel.make("store", on.store.name),
+        MetricLabel.make("operation", operation)
+      ]
+      byOperation.set(operation, labels)
+    }
+    return labels
+  }
+  const timed = <X, E, R>(operation: string, on: Engine, keyspace: string | undefined, effect: Effect.Effect<X, E, R>) =>
+    Effect.suspend(() => {
+      const started = performance.now()
+      return Effect.onExit(effect, () => Effect.sync(() => Metrics.latency.unsafeUpdate(performance.now() - started, labelsOf(operation, on, keyspace))))
+    })
+  const spanned = <X, E, R>(operation: string, on: Engine, keyspace: string | undefined, effect: Effect.Effect<X, E, R>) => {
+    const measured = engine.latencyMetrics ? timed(operation, on, keyspace, effect) : effect
+    return !engine.spans ? measured : Effect.withSpan(measured, `cache.${operation}`, {
       kind: "client",
       attributes: keyspace === undefined
         ? { "cache.name": on.namespace, "cache.store": on.store.name }
         : { "cache.name": on.namespace, "cache.keyspace": keyspace, "cache.store": on.store.name }
     })
+  }
   const methods: Record<string, unknown> = {}
   for (const name of operationNames) {
     const plain = service[name] as unknown as MethodCall
     const outcome = outcomes[name]
     methods[name] = (keyspace: Definition<any, any, any, unknown>, a?: unknown, b?: unknown, c?: unknown) => {
       const run = plain(keyspace, a, b, c) as Effect.Effect<unknown, unknown>
-      return spanned(name, engineOf(keyspace), keyspace.name, outcome === undefined ? run : Effect.tap(run, outcome))
+      return spanned(name, engineOf(keyspace), keyspace.name, outcome === undefined || !engine.spans ? run : Effect.tap(run, outcome))
     }
   }
   const counters: Record<string, unknown> = {}
@@ -306,6 +336,9 @@ const traced = (
       ran.produced = true
       return produce
     }))
+  /** With spans, the run's span says whether this call's producer ran. */
+  const saysProduced = <X, E, R>(run: Effect.Effect<X, E, R>, ran: { readonly produced: boolean }) =>
+    engine.spans ? Effect.tap(run, () => Effect.annotateCurrentSpan("cache.produced", ran.produced)) : run
   return {
     ...service,
     ...(methods as unknown as ServiceMethods),
@@ -319,8 +352,7 @@ const traced = (
         "getOrSet",
         on,
         keyspace.name,
-        Effect.tap(service.getOrSet(keyspace, key, producing(on, keyspace.name, produce, ran), options), () =>
-          Effect.annotateCurrentSpan("cache.produced", ran.produced))
+        saysProduced(service.getOrSet(keyspace, key, producing(on, keyspace.name, produce, ran), options), ran)
       ) as any
     },
     getOrSetMany: (keyspace, keys, produce, options) => {
@@ -330,8 +362,7 @@ const traced = (
         "getOrSetMany",
         on,
         keyspace.name,
-        Effect.tap(service.getOrSetMany(keyspace, keys, (missing) => producing(on, keyspace.name, produce(missing), ran), options), () =>
-          Effect.annotateCurrentSpan("cache.produced", ran.produced))
+        saysProduced(service.getOrSetMany(keyspace, keys, (missing) => producing(on, keyspace.name, produce(missing), ran), options), ran)
       ) as any
     },
     claim: (keyspace, key, occasion, ttl) => spanned("claim", engineOf(keyspace), keyspace.name, service.claim(keyspace, key, occasion, ttl))

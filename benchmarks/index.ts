@@ -44,8 +44,8 @@ type User = typeof User.Type
 const Users = Keyspace.make({ name: "users", key: CacheKey.number, value: User, ttl: "1 hour" })
 
 /** A runtime holding our cache, so per-call runs do not rebuild the layer. */
-const makeOurs = async () => {
-  const runtime = ManagedRuntime.make(Cache.layerMemory({ capacity: 10_000 }))
+const makeOurs = async (options: { readonly spans?: boolean; readonly latencyMetrics?: boolean } = {}) => {
+  const runtime = ManagedRuntime.make(Cache.layerMemory({ capacity: 10_000, ...options }))
   await runtime.runPromise(Effect.forEach(Array.from({ length: KEYS }, (_, i) => i), (i) => Users.set(i, value(i))))
   return runtime
 }
@@ -87,6 +87,9 @@ const main = async () => {
   }
   const ours = await makeOurs()
   const runOurs = <A, E>(effect: Effect.Effect<A, E, Cache.Cache>) => ours.runPromise(effect)
+  // The observability options' cost on the same hit (both are off by default).
+  const timed = await makeOurs({ latencyMetrics: true })
+  const traced = await makeOurs({ spans: true })
 
   const effectCache = await Effect.runPromise(
     EffectCache.make({ capacity: 10_000, timeToLive: Duration.hours(1), lookup: (i: number) => Effect.succeed(value(i)) })
@@ -128,6 +131,11 @@ const main = async () => {
       batch: () => Effect.runPromise(Effect.provide(Effect.forEach(keys, (k) => Effect.map(Lru, (c) => c.get(k)), { discard: true }), lruTag))
     },
     { name: "effect-cachekit get, in one Effect program", batch: () => runOurs(Effect.forEach(keys, (k) => Users.get(k), { discard: true })) },
+    {
+      name: "effect-cachekit get, latencyMetrics on",
+      batch: () => timed.runPromise(Effect.forEach(keys, (k) => Users.get(k), { discard: true }))
+    },
+    { name: "effect-cachekit get, spans on", batch: () => traced.runPromise(Effect.forEach(keys, (k) => Users.get(k), { discard: true })) },
     {
       name: "effect-cachekit get, one runPromise per get",
       batch: async () => { for (const k of keys) do_not_optimize(await runOurs(Users.get(k))) }

@@ -258,17 +258,19 @@ export const clientOptions = (options: Options): RedisOptions => {
   }
 }
 
+/** The lock's scripts, by their defined names: a release must not wait for the next tick. */
+const lockScripts = ["cachekitLockRelease", "cachekitLockExtend"]
 /**
- * The commands sent at once, never auto-pipelined: the lock's scripts (by their defined names), and
- * the reads the store coalesces itself (a tick's gets go out as one MGET, or one GET when alone).
+ * The commands sent at once, never auto-pipelined, on a single server: the lock's scripts, and the
+ * reads the store coalesces itself (a tick's gets go out as one MGET, or one GET when alone).
  */
-const sentAtOnce = ["cachekitLockRelease", "cachekitLockExtend", "mget", "get"]
+const sentAtOnce = [...lockScripts, "mget", "get"]
 /**
  * On a Cluster the store does not coalesce gets, and a read cannot be sent behind a node's pipeline
  * as a script (ioredis routes a script's pipeline by its first argument): there reads stay
  * auto-pipelined.
  */
-const sentAtOnceOnCluster = ["cachekitLockRelease", "cachekitLockExtend"]
+const sentAtOnceOnCluster = lockScripts
 
 const connect = (options: Options): Redis => {
   const redisOptions = clientOptions(options)

@@ -15,9 +15,12 @@ import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import { dual } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import type * as Queue from "effect/Queue"
 import type * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import type { InvalidKeyError, StoreError } from "./CacheError.js"
+import type * as CacheEvent from "./CacheEvent.js"
 import * as CacheKey from "./CacheKey.js"
 import * as CacheLock from "./CacheLock.js"
 import type * as CacheSerializer from "./CacheSerializer.js"
@@ -316,7 +319,8 @@ export const metrics = {
   unsharedWrites: Metrics.unsharedWrites,
   refreshFailures: Metrics.refreshFailures,
   circuitOpen: Metrics.circuit,
-  latency: Metrics.latency
+  latency: Metrics.latency,
+  eventsDropped: Metrics.eventsDropped
 } as const
 
 /**
@@ -381,8 +385,8 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Cache
     return Operations.makeService(
       engine,
       tiers === undefined ? undefined : {
-        local: Engine.make({ ...settings, store: tiers.local, lock: undefined, tags: engine.tags }),
-        shared: Engine.make({ ...settings, store: tiers.shared, tags: engine.tags })
+        local: Engine.make({ ...settings, store: tiers.local, lock: undefined, tags: engine.tags, events: engine.events }),
+        shared: Engine.make({ ...settings, store: tiers.shared, tags: engine.tags, events: engine.events })
       }
     )
   })
@@ -815,6 +819,84 @@ export const getOrSetMany: Model.GetOrSetManyAccessor = Operations.getOrSetManyA
  * @category accessors
  */
 export const clear: Effect.Effect<number, StoreError, Cache> = Effect.flatMap(Cache, (cache) => cache.clear)
+
+/**
+ * The events of the cache in context (see `CacheEvent`): hits and misses with their keys, writes,
+ * invalidations, absorbed failures, circuit changes and, with `latencyMetrics`, every operation's
+ * duration. Each run of the stream subscribes from the moment it starts, with a buffer of 4,096
+ * events; a run that falls behind loses the events that do not fit (counted by
+ * `Cache.metrics.eventsDropped`) and never slows the cache. Use {@link subscribe} to be registered
+ * before the next step of a program.
+ *
+ * @example
+ * ```ts
+ * import { Chunk, Effect, Stream } from "effect"
+ * import { Cache, CacheEvent } from "effect-cachekit"
+ *
+ * // aiocache's HitMissRatio over a sliding window: the ratio of every 100 reads, logged.
+ * const hitRatio = Cache.events.pipe(
+ *   Stream.filter((event) => CacheEvent.$is("Hit")(event) || CacheEvent.$is("Miss")(event)),
+ *   Stream.grouped(100),
+ *   Stream.runForEach((reads) => Effect.logInfo(`hit ratio of the last 100 reads: ${Chunk.filter(reads, CacheEvent.$is("Hit")).length}%`))
+ * )
+ * ```
+ *
+ * @since 0.3.0
+ * @category observability
+ */
+export const events: Stream.Stream<CacheEvent.CacheEvent, never, Cache> = Stream.unwrap(Effect.map(Cache, (cache) => cache.events))
+
+/**
+ * Subscribes to the events of the cache in context: the queue is registered when this returns, so no
+ * event of what the program does next is missed, and unregistered when the scope closes. At most
+ * `bufferSize` events (default 4,096) wait in it; the ones that do not fit are dropped and counted.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Queue, Schema } from "effect"
+ * import { Cache, CacheKey, Keyspace } from "effect-cachekit"
+ *
+ * const Users = Keyspace.make({ name: "users", key: CacheKey.number, value: Schema.String })
+ *
+ * const told = Effect.scoped(Effect.gen(function* () {
+ *   const events = yield* Cache.subscribe()
+ *   yield* Users.get(1)
+ *   return yield* Queue.takeAll(events) // [Miss { key: "cache:users:1", ... }]
+ * })).pipe(Effect.provide(Cache.layerMemory()))
+ * ```
+ *
+ * @since 0.3.0
+ * @category observability
+ */
+export const subscribe = (
+  options?: { readonly bufferSize?: number | undefined }
+): Effect.Effect<Queue.Dequeue<CacheEvent.CacheEvent>, never, Cache | Scope.Scope> => Effect.flatMap(Cache, (cache) => cache.subscribe(options))
+
+/**
+ * Every keyspace's counts in the cache in context since it was made, sorted by keyspace name: hits,
+ * misses, the hit ratio, stale values served, decode failures, writes, absorbed failures and failed
+ * refreshes. A keyspace handle's `stats` has one keyspace's.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { Cache, CacheKey, Keyspace } from "effect-cachekit"
+ *
+ * const Users = Keyspace.make({ name: "users", key: CacheKey.number, value: Schema.String })
+ *
+ * const ratio = Effect.gen(function* () {
+ *   yield* Users.set(1, "Ada")
+ *   yield* Users.get(1)
+ *   yield* Users.get(2)
+ *   const [users] = yield* Cache.stats
+ *   return users.hitRatio // 0.5
+ * }).pipe(Effect.provide(Cache.layerMemory()))
+ * ```
+ *
+ * @since 0.3.0
+ * @category observability
+ */
+export const stats: Effect.Effect<ReadonlyArray<CacheEvent.KeyspaceStats>, never, Cache> = Effect.flatMap(Cache, (cache) => cache.stats)
 
 /**
  * Options of {@link memoize}.

@@ -6,8 +6,10 @@
  * @since 0.1.0
  */
 import type * as Context from "effect/Context"
+import type * as Effect from "effect/Effect"
 import * as Duration from "effect/Duration"
 import * as Schema from "effect/Schema"
+import type * as CacheEvent from "./CacheEvent.js"
 import type * as CacheKey from "./CacheKey.js"
 import * as Cache from "./CacheCore.js"
 import type * as CacheLock from "./CacheLock.js"
@@ -268,6 +270,12 @@ export interface Keyspace<K, A, Id = Cache.Cache, X = never> extends Definition<
    * shape: the pairs of the keys found, each distinct key once, in the order asked.
    */
   readonly memoizeMany: Model.MemoizeMany<K, A, Id, X>
+  /**
+   * This keyspace's counts in the cache in context since it was made: hits, misses, the hit ratio,
+   * stale values served, decode failures, writes, absorbed failures and failed refreshes (all zero
+   * before its first operation). `Cache.stats` has every keyspace's.
+   */
+  readonly stats: Effect.Effect<CacheEvent.KeyspaceStats, never, Id>
   /**
    * Wraps a `RequestResolver` so that `Effect.request` batches read the cache first: each batch Effect
    * hands it goes through `getOrSetMany` keyed by `options.key(request)`, and only the requests of the

@@ -33,6 +33,13 @@ export * as Cache from "./CacheCore.js"
 export * as CacheError from "./CacheError.js"
 
 /**
+ * The events a cache tells its subscribers (`Cache.events`) and its per-keyspace stats.
+ *
+ * @since 0.3.0
+ */
+export * as CacheEvent from "./CacheEvent.js"
+
+/**
  * Key codecs.
  *
  * @since 0.3.0

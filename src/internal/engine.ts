@@ -5,17 +5,19 @@
  * Bounds run on real time (a timer, see `realTime.ts`), never on the Effect Clock: a cache over Redis
  * must not hang under `TestClock`, while logical expiry keeps reading the Clock.
  */
+import type * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import type * as Metric from "effect/Metric"
 import * as MetricLabel from "effect/MetricLabel"
 import * as CacheEntry from "../CacheEntry.js"
 import { type CacheError, LockError, type Operation, StoreError } from "../CacheError.js"
+import * as CacheEvent from "../CacheEvent.js"
 import type * as CacheLock from "../CacheLock.js"
 import type * as CacheStore from "../CacheStore.js"
 import * as Coalesce from "./coalesce.js"
 import * as Breaker from "./breaker.js"
+import * as Events from "./events.js"
 import * as Metrics from "./metrics.js"
 import * as Report from "./report.js"
 import * as Tags from "./tags.js"
@@ -23,15 +25,41 @@ import type { Definition, Service } from "./model.js"
 import { sleepReal, timeoutReal } from "./realTime.js"
 import type * as SingleFlight from "./singleFlight.js"
 
-/** One counter per metric, bound to a keyspace's labels. */
+/** One keyspace's counts in one cache, since it was made (`Cache.stats`). */
+export interface Tally {
+  hits: number
+  misses: number
+  staleServed: number
+  decodeFailures: number
+  writes: number
+  failures: number
+  refreshFailures: number
+}
+
+/**
+ * One counter per metric, bound to a keyspace's labels; each also adds to the keyspace's tally and,
+ * while somebody listens, tells the event (keys as the cache shows them: redacted or not).
+ */
 export interface Counters {
-  /** Adds `count` (default 1). */
-  readonly hits: (count?: number) => void
-  readonly misses: (count?: number) => void
-  readonly decodeFailures: () => void
-  readonly errors: () => void
-  readonly staleServed: () => void
-  readonly refreshFailures: () => void
+  /** A read of `key` found a value it may serve. */
+  readonly hit: (key: string) => void
+  /** A read of `key` found nothing it may serve. */
+  readonly miss: (key: string) => void
+  /** A batch's hits and misses, counted at once: its events are told per key with `tellRead`. */
+  readonly hits: (count: number) => void
+  readonly misses: (count: number) => void
+  /** Tells a batch's read of `key` without counting it (only while somebody listens). */
+  readonly tellRead: (hit: boolean, key: string) => void
+  readonly decodeFailure: (key: string) => void
+  /** A store or lock failure the cache absorbed. */
+  readonly failure: (error: CacheError) => void
+  readonly staleServed: (key: string) => void
+  readonly refreshFailure: (key: string, cause: Cause.Cause<unknown>) => void
+  /** The cache stored a value for `key`. */
+  readonly written: (key: string, operation: CacheEvent.WriteOperation) => void
+  /** `key` was removed by an invalidation (told only: not counted). */
+  readonly invalidated: (key: string) => void
+  readonly tally: Tally
 }
 
 /** How `getOrSet` coordinates through a lock. */
@@ -93,6 +121,10 @@ export interface Engine {
   readonly latencyMetrics: boolean
   /** The tags' versions: checked on reads of entries that carry tags, written by `invalidateTags`. */
   readonly tags: Tags.Tags
+  /** The subscribers of `Cache.events` (shared by a two-layer store's single tiers). */
+  readonly events: Events.Hub
+  /** Every keyspace's tally in this engine, by keyspace name. */
+  readonly tallies: () => ReadonlyMap<string, Tally>
 }
 
 /** A keyspace as one cache uses it. */
@@ -101,9 +133,6 @@ export interface Binding {
   readonly prefix: string
   readonly counters: Counters
 }
-
-const bind = (metric: Metric.Metric.Counter<number>, labels: ReadonlyArray<MetricLabel.MetricLabel>) => (count = 1) =>
-  metric.unsafeUpdate(count, labels)
 
 export const make = (
   config: Pick<Engine, "store" | "namespace" | "timeout" | "defaultTtl" | "maxKeyLength" | "flights" | "lock" | "lockSettings"> & {
@@ -118,25 +147,78 @@ export const make = (
     readonly latencyMetrics?: boolean | undefined
     /** The tags of another engine, shared (a two-layer store's single tiers use the two-layer store's). */
     readonly tags?: Tags.Tags | undefined
+    /** The event subscribers of another engine, shared (as `tags`). */
+    readonly events?: Events.Hub | undefined
   }
 ): Engine => {
   const { namespace, store, timeout } = config
   const timeoutMillis = Duration.toMillis(timeout)
   const storeLabel = MetricLabel.make("store", store.name)
   const countersByKeyspace = new Map<string, Counters>()
+  const tallies = new Map<string, Tally>()
+  const events = config.events ?? Events.make(namespace)
+  const report = Report.make({ cache: namespace, store: store.name, redactKeys: config.redactKeys })
+  const origin = { cache: namespace, store: store.name }
   // Effect caches a metric's registry hook by the identity of the labels array, so each update passes
   // the same array: no registry lookup per hit.
   const counters = (keyspace: string): Counters => {
     let found = countersByKeyspace.get(keyspace)
     if (found === undefined) {
       const labels = [MetricLabel.make("cache", namespace), MetricLabel.make("keyspace", keyspace), storeLabel]
+      const refreshLabels = [labels[0]!, labels[1]!]
+      const tally: Tally = { hits: 0, misses: 0, staleServed: 0, decodeFailures: 0, writes: 0, failures: 0, refreshFailures: 0 }
+      tallies.set(keyspace, tally)
+      const about = (key: string) => ({ ...origin, keyspace, key: report.key(key) })
       found = {
-        hits: bind(Metrics.counters.hits, labels),
-        misses: bind(Metrics.counters.misses, labels),
-        decodeFailures: bind(Metrics.counters.decodeFailures, labels),
-        errors: bind(Metrics.counters.errors, labels),
-        staleServed: bind(Metrics.counters.staleServed, labels),
-        refreshFailures: bind(Metrics.refreshFailures, [labels[0]!, labels[1]!])
+        hit: (key) => {
+          Metrics.counters.hits.unsafeUpdate(1, labels)
+          tally.hits++
+          if (events.listening) events.tell(CacheEvent.make.Hit(about(key)))
+        },
+        miss: (key) => {
+          Metrics.counters.misses.unsafeUpdate(1, labels)
+          tally.misses++
+          if (events.listening) events.tell(CacheEvent.make.Miss(about(key)))
+        },
+        hits: (count) => {
+          Metrics.counters.hits.unsafeUpdate(count, labels)
+          tally.hits += count
+        },
+        misses: (count) => {
+          Metrics.counters.misses.unsafeUpdate(count, labels)
+          tally.misses += count
+        },
+        tellRead: (hit, key) => {
+          if (events.listening) events.tell(hit ? CacheEvent.make.Hit(about(key)) : CacheEvent.make.Miss(about(key)))
+        },
+        decodeFailure: (key) => {
+          Metrics.counters.decodeFailures.unsafeUpdate(1, labels)
+          tally.decodeFailures++
+          if (events.listening) events.tell(CacheEvent.make.DecodeFailure(about(key)))
+        },
+        failure: (error) => {
+          Metrics.counters.errors.unsafeUpdate(1, labels)
+          tally.failures++
+          if (events.listening) events.tell(CacheEvent.make.Failure({ ...origin, keyspace, error: report.error(error) }))
+        },
+        staleServed: (key) => {
+          Metrics.counters.staleServed.unsafeUpdate(1, labels)
+          tally.staleServed++
+          if (events.listening) events.tell(CacheEvent.make.StaleServed(about(key)))
+        },
+        refreshFailure: (key, cause) => {
+          Metrics.refreshFailures.unsafeUpdate(1, refreshLabels)
+          tally.refreshFailures++
+          if (events.listening) events.tell(CacheEvent.make.RefreshFailure({ ...about(key), cause }))
+        },
+        written: (key, operation) => {
+          tally.writes++
+          if (events.listening) events.tell(CacheEvent.make.Write({ ...about(key), operation }))
+        },
+        invalidated: (key) => {
+          if (events.listening) events.tell(CacheEvent.make.Invalidate(about(key)))
+        },
+        tally
       }
       countersByKeyspace.set(keyspace, found)
     }
@@ -159,8 +241,7 @@ export const make = (
     return lastBinding = found
   }
 
-  const { redactKeys, breaker: breakerSettings, tagWindow, tags: sharedTags, spans, latencyMetrics, ...settings } = config
-  const report = Report.make({ cache: namespace, store: store.name, redactKeys })
+  const { redactKeys: _, breaker: breakerSettings, tagWindow, tags: sharedTags, events: _events, spans, latencyMetrics, ...settings } = config
 
   /** A breaker in front of a backend that does I/O: logs its changes and shows them on a gauge. */
   const breakerFor = (backend: "store" | "lock"): Breaker.Breaker | undefined => {
@@ -174,6 +255,7 @@ export const make = (
       onChange: (state, detail) =>
         Effect.suspend(() => {
           Metrics.circuit.unsafeUpdate(state === "open" ? 1 : 0, labels)
+          if (events.listening) events.tell(CacheEvent.make.Circuit({ ...origin, backend, state: state === "closed" ? "closed" : "open", detail }))
           return Effect.logWarning(
             state === "open"
               ? `effect-cachekit: the circuit in front of the ${backend} opened (${detail}); calls skip it and the cache works without it, trying again every ${breakerSettings.openForMillis} ms`
@@ -258,7 +340,9 @@ export const make = (
     service: { current: undefined },
     backoff: new Map(),
     spans: spans ?? false,
-    latencyMetrics: latencyMetrics ?? false
+    latencyMetrics: latencyMetrics ?? false,
+    events,
+    tallies: () => tallies
   }
 }
 
@@ -267,7 +351,7 @@ export const make = (
  * second), carry on without the cache.
  */
 export const absorb = <X>(engine: Engine, keyspace: string, error: CacheError, fallback: X): Effect.Effect<X> => {
-  engine.counters(keyspace).errors()
+  engine.counters(keyspace).failure(error)
   return Effect.as(
     engine.report.warn(
       `${keyspace}\u0000${error._tag}\u0000${error.reason}\u0000${error.operation}`,

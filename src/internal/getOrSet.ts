@@ -149,7 +149,7 @@ const refreshEagerly = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect
     if (isBackingOff(engine, key, clock.unsafeCurrentTimeMillis())) return Effect.void
     const failed = (cause: Cause.Cause<unknown>) =>
       backOffAfter(engine, keyspace, key, "eager", () => {
-        engine.bindingOf(keyspace).counters.refreshFailures()
+        engine.bindingOf(keyspace).counters.refreshFailure(key, cause)
         return `the eager refresh of "${engine.report.key(key)}" failed (${firstLine(cause)}); the old value stays, next try in ${keyspace.graceBackoffMillis} ms at the earliest`
       })
     return Effect.asVoid(Effect.forkDaemon(Effect.catchAllCause(guard(run), failed)))
@@ -190,7 +190,7 @@ const hardly = <K, A, Id, E, R>(
     onTimeout: (): Effect.Effect<A, ProducerTimeoutError> => {
       const stale = staleValue(run.keyspace, run.stale)
       if (stale !== undefined) {
-        run.engine.bindingOf(run.keyspace).counters.staleServed()
+        run.engine.bindingOf(run.keyspace).counters.staleServed(run.key)
         return Effect.succeed(stale)
       }
       return Effect.fail(new ProducerTimeoutError({ reason: "Timeout", operation: "getOrSet", key: run.key, timeout: hard }))
@@ -259,7 +259,7 @@ const backingOff = <K, A, Id, X, E, R>(
     if (!isBackingOff(engine, key, clock.unsafeCurrentTimeMillis())) return otherwise()
     const value = staleValue(keyspace, stale)
     if (value === undefined) return otherwise()
-    engine.bindingOf(keyspace).counters.staleServed()
+    engine.bindingOf(keyspace).counters.staleServed(key)
     return Effect.succeed(value)
   })
 
@@ -281,7 +281,7 @@ const softly = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect<A, E | 
         duration: soft,
         onSuccess: (exit): Effect.Effect<A, E | LockError> => exit,
         onTimeout: () => {
-          run.engine.bindingOf(run.keyspace).counters.staleServed()
+          run.engine.bindingOf(run.keyspace).counters.staleServed(run.key)
           return Effect.succeed(stale)
         }
       }),
@@ -328,7 +328,7 @@ export const backOffAfter = <K, A, Id>(
 const servedStale = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, cause: Cause.Cause<unknown>): Effect.Effect<void> => {
   const { engine, key, keyspace } = run
   return backOffAfter(engine, keyspace, key, "stale", () => {
-    engine.bindingOf(keyspace).counters.staleServed()
+    engine.bindingOf(keyspace).counters.staleServed(key)
     return `the producer of "${engine.report.key(key)}" failed (${firstLine(cause)}); serving its stale value for ${keyspace.graceBackoffMillis} ms before trying again`
   })
 }
@@ -569,7 +569,7 @@ const release = <K, A, Id, E, R>(
   lock: CacheLock.CacheLock,
   lease: CacheLock.Lease,
   write: Option.Option<CacheLock.Write>
-): Effect.Effect<void> => releaseLease(run.engine, run.keyspace, run.key, run.options, lock, lease, write)
+): Effect.Effect<void> => releaseLease(run.engine, "getOrSet", run.keyspace, run.key, run.options, lock, lease, write)
 
 /**
  * Releases one lease with its key's planned write, if any (`getOrSet`'s run, and each key of a
@@ -578,6 +578,7 @@ const release = <K, A, Id, E, R>(
  */
 export const releaseLease = <K, A, Id>(
   engine: Engine,
+  operation: "getOrSet" | "getOrSetMany",
   keyspace: Definition<K, A, Id, unknown>,
   key: string,
   options: { readonly tags?: Iterable<string> | undefined } | undefined,
@@ -592,7 +593,13 @@ export const releaseLease = <K, A, Id>(
       : Option.isNone(write)
       ? Effect.void
       : released.right
-      ? Effect.zipRight(Effect.sync(() => remember(engine, key, write.value.value, mark)), recheckTags(engine, keyspace, key, options, write.value))
+      ? Effect.zipRight(
+        Effect.sync(() => {
+          remember(engine, key, write.value.value, mark)
+          engine.bindingOf(keyspace).counters.written(key, operation)
+        }),
+        recheckTags(engine, keyspace, key, options, write.value)
+      )
       : engine.report.warn(
         `${keyspace.name}\u0000lease-lost`,
         { keyspace: keyspace.name, operation: "getOrSet" },
@@ -607,6 +614,7 @@ const writeUnlocked = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, value: A | Fail
     Option.isNone(write)
       ? Effect.void
       : engine.boundWrite("getOrSet", key, engine.store.set(key, write.value.value, write.value.ttl, engine.timeout, since)).pipe(
+        Effect.tap(() => engine.bindingOf(keyspace).counters.written(key, "getOrSet")),
         Effect.zipRight(recheckTags(engine, keyspace, key, run.options, write.value)),
         Effect.catchAll((error) => absorb(engine, keyspace.name, error, undefined))
       ))

@@ -303,7 +303,7 @@ export const getOrSetMany = <K, A, Id, E, R>(
               // A stale value whose producer failed less than `graceBackoff` ago is served without asking again.
               const stale = isBackingOff(engine, key, now) ? staleValue(keyspace, batch.stale.get(key)) : undefined
               if (stale !== undefined) {
-                engine.bindingOf(keyspace).counters.staleServed()
+                engine.bindingOf(keyspace).counters.staleServed(key)
                 answers.set(key, stale)
                 continue
               }
@@ -352,7 +352,7 @@ const guard = <K, A, E, R>(
           // Still under way at the hard timeout: the stale value if there is one, else the batch fails.
           const stale = staleValue(keyspace, call.stale.get(key))
           if (stale === undefined) return Effect.fail(timeoutError(key, hard!))
-          engine.bindingOf(keyspace).counters.staleServed()
+          engine.bindingOf(keyspace).counters.staleServed(key)
           answers.set(key, stale)
           continue
         }
@@ -429,6 +429,7 @@ const writeUnlocked = <K, A, E, R>(call: Call<K, A, E, R>, writes: Map<string, C
   const { engine, keyspace, options } = call
   return Effect.forEach(writes, ([key, write]) =>
     engine.boundWrite("getOrSet", key, engine.store.set(key, write.value, write.ttl, engine.timeout, write.since)).pipe(
+      Effect.tap(() => engine.bindingOf(keyspace).counters.written(key, "getOrSetMany")),
       Effect.zipRight(recheckTags(engine, keyspace, key, options, write)),
       Effect.catchAll((error) => absorb(engine, keyspace.name, error, undefined))
     ), { concurrency: "unbounded", discard: true })
@@ -526,7 +527,7 @@ const releaseLeases = <K, A, E, R>(
   writes: Map<string, CacheLock.Write>
 ): Effect.Effect<void> => {
   const { engine, keyspace, options } = call
-  return Effect.forEach(leases, ([key, lease]) => releaseLease(engine, keyspace, key, options, lock, lease, Option.fromNullable(writes.get(key))), {
+  return Effect.forEach(leases, ([key, lease]) => releaseLease(engine, "getOrSetMany", keyspace, key, options, lock, lease, Option.fromNullable(writes.get(key))), {
     concurrency: "unbounded",
     discard: true
   })
@@ -593,7 +594,7 @@ const produceMissing = <K, A, E, R>(call: Call<K, A, E, R>, missing: ReadonlyArr
         return Effect.as(
           Effect.forEach(missing, (key) =>
             backOffAfter(engine, keyspace, key, "stale", () => {
-              engine.bindingOf(keyspace).counters.staleServed()
+              engine.bindingOf(keyspace).counters.staleServed(key)
               return `the batch producer of ${missing.length} key(s) of "${keyspace.name}" failed (${firstLine(cause)}); serving their stale values for ${keyspace.graceBackoffMillis} ms before trying again`
             }), { discard: true }),
           { found, writes: new Map(), produced: new Map() }

@@ -44,3 +44,8 @@ export const latency = Metric.histogram(
   MetricBoundaries.exponential({ start: 0.05, factor: 2, count: 17 }),
   "how long each public operation of a cache took, in milliseconds of real time (the cache's latencyMetrics option)"
 )
+
+export const eventsDropped = Metric.counter("effect_cachekit_events_dropped_total", {
+  description: "events a subscriber of Cache.events lost because its buffer was full",
+  incremental: true
+})

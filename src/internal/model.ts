@@ -11,10 +11,14 @@ import type * as Layer from "effect/Layer"
 import type * as Schedule from "effect/Schedule"
 import type * as Schema from "effect/Schema"
 import type * as Option from "effect/Option"
+import type * as Queue from "effect/Queue"
+import type * as Scope from "effect/Scope"
+import type * as Stream from "effect/Stream"
 import type * as Request from "effect/Request"
 import type * as RequestResolver from "effect/RequestResolver"
 import type * as ParseResult from "effect/ParseResult"
 import type { CodecError, InvalidKeyError, LockError, ProducerTimeoutError, StoreError } from "../CacheError.js"
+import type * as CacheEvent from "../CacheEvent.js"
 import type * as CacheLock from "../CacheLock.js"
 import type * as CacheStore from "../CacheStore.js"
 
@@ -504,6 +508,18 @@ export interface Service extends ServiceMethods {
   readonly counters: { readonly [Op in CounterOperation]: CounterMethod<Op> }
   /** Keys whose producer is running in this process right now. */
   readonly inFlight: Effect.Effect<number>
+  /**
+   * The cache's events, from the moment the stream starts; each run of the stream is a subscriber of
+   * its own, with a buffer of 4,096 events (events that do not fit are dropped and counted).
+   */
+  readonly events: Stream.Stream<CacheEvent.CacheEvent>
+  /**
+   * A subscriber's queue of the cache's events, registered when this returns (so no event after it
+   * is missed), until the scope closes; `bufferSize` events at most wait in it (default 4,096).
+   */
+  readonly subscribe: (options?: { readonly bufferSize?: number | undefined }) => Effect.Effect<Queue.Dequeue<CacheEvent.CacheEvent>, never, Scope.Scope>
+  /** Every keyspace's counts in this cache since it was made, by keyspace name. */
+  readonly stats: Effect.Effect<ReadonlyArray<CacheEvent.KeyspaceStats>>
   /** Removes every entry of the namespace (internal keys excepted); returns how many. */
   readonly clear: Effect.Effect<number, StoreError>
   /**

@@ -5,14 +5,19 @@
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
 import { CodecError, InvalidKeyError, type StoreError } from "../CacheError.js"
+import * as CacheEvent from "../CacheEvent.js"
 import * as CacheStore from "../CacheStore.js"
 import * as Background from "./background.js"
-import type { Engine } from "./engine.js"
+import type { Engine, Tally } from "./engine.js"
+import * as Events from "./events.js"
 import { getOrSet } from "./getOrSet.js"
 import { getOrSetMany } from "./getOrSetMany.js"
+import { sha256Base64Url } from "./hash.js"
 import { isInvalidKey, prefixOf, storeKey, storeKeys } from "./keys.js"
 import * as Metrics from "./metrics.js"
 import type {
@@ -89,24 +94,31 @@ export const table: { readonly [Op in Operation]: Implementation<Op> } = {
               value: entry.value,
               ttl: entry.ttl
             }))),
-          (encoded) => engine.boundWrite("setMany", undefined, engine.store.setMany(encoded, engine.timeout))
+          (encoded) =>
+            Effect.map(engine.boundWrite("setMany", undefined, engine.store.setMany(encoded, engine.timeout)), () => {
+              const counters = engine.bindingOf(keyspace).counters
+              for (const key of full) counters.written(key, "setMany")
+            })
         ))
     }),
   add: (engine, keyspace, key, value, options) =>
     whenValid(storeKey(engine, "add", keyspace, key), (full) =>
       Effect.flatMap(
         encode(engine, "add", keyspace, full, key, value, options),
-        (entry) => engine.boundWrite("add", full, engine.store.add(full, entry.value, entry.ttl, engine.timeout))
+        (entry) =>
+          Effect.map(engine.boundWrite("add", full, engine.store.add(full, entry.value, entry.ttl, engine.timeout)), (added) => {
+            if (added) engine.bindingOf(keyspace).counters.written(full, "add")
+            return added
+          })
       )),
   has: (engine, keyspace, key) =>
     whenValid(storeKey(engine, "has", keyspace, key), (full) => hasLive(engine, keyspace, full)),
   invalidate: (engine, keyspace, key) =>
-    whenValid(storeKey(engine, "delete", keyspace, key), (full) => Effect.asVoid(engine.boundWrite("delete", full, engine.store.delete(full)))),
+    whenValid(storeKey(engine, "delete", keyspace, key), (full) =>
+      Effect.map(engine.boundWrite("delete", full, engine.store.delete(full)), () => engine.bindingOf(keyspace).counters.invalidated(full))),
   invalidateMany: (engine, keyspace, keys) =>
-    whenAllValid(storeKeys(engine, "deleteMany", keyspace, keys), (full) =>
-      Effect.asVoid(engine.boundWrite("deleteMany", undefined, engine.store.deleteMany(full)))),
-  deleteMany: (engine, keyspace, keys) =>
-    whenAllValid(storeKeys(engine, "deleteMany", keyspace, keys), (full) => engine.boundWrite("deleteMany", undefined, engine.store.deleteMany(full))),
+    whenAllValid(storeKeys(engine, "deleteMany", keyspace, keys), (full) => Effect.asVoid(removeMany(engine, keyspace, full))),
+  deleteMany: (engine, keyspace, keys) => whenAllValid(storeKeys(engine, "deleteMany", keyspace, keys), (full) => removeMany(engine, keyspace, full)),
   remainingTtl: (engine, keyspace, key) =>
     whenValid(storeKey(engine, "ttl", keyspace, key), (full) =>
       Effect.map(servableHeader(engine, "ttl", keyspace, full), (found) =>
@@ -143,15 +155,78 @@ export const table: { readonly [Op in Operation]: Implementation<Op> } = {
           })
         )
       }
-      return engine.tags.invalidate([whereTag(keyspace.name, where as Record<string, unknown>)], engine.timeout)
+      return Effect.zipRight(
+        engine.tags.invalidate([whereTag(keyspace.name, where as Record<string, unknown>)], engine.timeout),
+        Effect.sync(() => {
+          if (engine.events.listening) {
+            engine.events.tell(CacheEvent.make.InvalidateWhere({ cache: engine.namespace, store: engine.store.name, keyspace: keyspace.name, where: { ...where } }))
+          }
+        })
+      )
     }),
   clearKeyspace: (engine, keyspace) => {
     const prefix = prefixOf(engine, keyspace)
-    return keyspace.kind === "single"
+    const cleared = keyspace.kind === "single"
       ? Effect.map(engine.boundWrite("delete", prefix, engine.store.delete(prefix)), (removed) => removed ? 1 : 0)
       : engine.boundWrite("clear", prefix, engine.store.clear(prefix))
+    return Effect.tap(cleared, () => tellClear(engine, keyspace.name))
   }
 }
+
+/** The keyspaces' counts, summed over the engines of one cache (a keyspace runs on one of them), by name. */
+const statsOf = (engines: ReadonlyArray<Engine>): Array<CacheEvent.KeyspaceStats> => {
+  const sums = new Map<string, Tally>()
+  for (const engine of engines) {
+    for (const [keyspace, tally] of engine.tallies()) {
+      const sum = sums.get(keyspace)
+      if (sum === undefined) {
+        sums.set(keyspace, { ...tally })
+        continue
+      }
+      for (const field of Object.keys(tally) as Array<keyof Tally>) sum[field] += tally[field]
+    }
+  }
+  return Array.from(sums, ([keyspace, tally]) => keyspaceStats(keyspace, tally)).sort((a, b) => a.keyspace < b.keyspace ? -1 : a.keyspace > b.keyspace ? 1 : 0)
+}
+
+/** A keyspace's stats from its tally (all zero: none yet). */
+export const keyspaceStats = (keyspace: string, tally: Tally | undefined): CacheEvent.KeyspaceStats => {
+  const hits = tally?.hits ?? 0
+  const misses = tally?.misses ?? 0
+  return {
+    keyspace,
+    hits,
+    misses,
+    hitRatio: hits + misses === 0 ? 0 : hits / (hits + misses),
+    staleServed: tally?.staleServed ?? 0,
+    decodeFailures: tally?.decodeFailures ?? 0,
+    writes: tally?.writes ?? 0,
+    failures: tally?.failures ?? 0,
+    refreshFailures: tally?.refreshFailures ?? 0
+  }
+}
+
+/** Removes `keys` (store keys of `keyspace`), telling each key's invalidation; how many were there. */
+const removeMany = (engine: Engine, keyspace: Definition<any, any, any, unknown>, keys: ReadonlyArray<string>) =>
+  Effect.map(engine.boundWrite("deleteMany", undefined, engine.store.deleteMany(keys)), (removed) => {
+    if (engine.events.listening) {
+      const counters = engine.bindingOf(keyspace).counters
+      for (const key of keys) counters.invalidated(key)
+    }
+    return removed
+  })
+
+/** Tells a clear of `keyspace` (of the whole namespace: `undefined`). */
+const tellClear = (engine: Engine, keyspace: string | undefined) =>
+  Effect.sync(() => {
+    if (engine.events.listening) engine.events.tell(CacheEvent.make.Clear({ cache: engine.namespace, store: engine.store.name, keyspace }))
+  })
+
+/** Tells an invalidation of `tags`. */
+const tellTags = (engine: Engine, tags: ReadonlyArray<string>) =>
+  Effect.sync(() => {
+    if (engine.events.listening) engine.events.tell(CacheEvent.make.InvalidateTags({ cache: engine.namespace, store: engine.store.name, tags }))
+  })
 
 const operationNames = Object.keys(table) as ReadonlyArray<Operation>
 
@@ -220,7 +295,7 @@ export const makeService = (engine: Engine, tiers?: { readonly local: Engine; re
       : (counter: CounterDefinition<any, any>, a?: unknown, b?: unknown) => implementation(engine, counter, a, b)
   }
   const namespacePrefix = `${engine.namespace}:`
-  const clear = engine.boundWrite("clear", namespacePrefix, engine.store.clear(namespacePrefix))
+  const clear = Effect.tap(engine.boundWrite("clear", namespacePrefix, engine.store.clear(namespacePrefix)), () => tellClear(engine, undefined))
   // On the keyspace's own store: a keyspace kept in memory only claims per instance.
   const claim: Service["claim"] = (keyspace, key, occasion, ttl) => {
     const on = engineOf(keyspace)
@@ -237,6 +312,9 @@ export const makeService = (engine: Engine, tiers?: { readonly local: Engine; re
     timeout: engine.timeout,
     maxKeyLength: engine.maxKeyLength,
     inFlight: Effect.sync(() => engine.flights.size()),
+    events: Stream.unwrapScoped(Effect.map(engine.events.subscribe(Events.defaultBufferSize), (queue) => Stream.fromQueue(queue))),
+    subscribe: (options) => engine.events.subscribe(options?.bufferSize ?? Events.defaultBufferSize),
+    stats: Effect.sync(() => statsOf(tiers === undefined ? [engine] : [engine, tiers.local, tiers.shared])),
     counters: counters as unknown as Service["counters"],
     clear: redacting ? Effect.mapError(clear, redact) : clear,
     invalidateTags: (tags) =>
@@ -244,7 +322,8 @@ export const makeService = (engine: Engine, tiers?: { readonly local: Engine; re
         const valid = Tags.validate("delete", tags)
         if (isInvalidKey(valid)) return Effect.fail(redact(valid))
         if (valid.length === 0) return Effect.void
-        return redacting ? Effect.mapError(engine.tags.invalidate(valid, engine.timeout), redact) : engine.tags.invalidate(valid, engine.timeout)
+        const invalidated = Effect.zipRight(engine.tags.invalidate(valid, engine.timeout), tellTags(engine, valid))
+        return redacting ? Effect.mapError(invalidated, redact) : invalidated
       }),
     getOrSet: redacting
       ? (keyspace, key, produce, options) => Effect.mapError(getOrSet(engineOf(keyspace), keyspace, key, produce, options), redact) as any
@@ -259,6 +338,9 @@ export const makeService = (engine: Engine, tiers?: { readonly local: Engine; re
   if (tiers !== undefined) tiers.local.service.current = tiers.shared.service.current = made
   return made
 }
+
+/** The operations of one key (their first argument): their spans carry the key's digest. */
+const singleKey: ReadonlySet<Operation> = new Set<Operation>(["get", "getStale", "set", "add", "has", "invalidate", "remainingTtl", "expire"])
 
 /** What a read's span says of its outcome: hit or miss (and stale, for `getStale`; hits, for `getMany`). */
 const outcomes: { readonly [Op in Operation]?: (found: any) => Effect.Effect<void> } = {
@@ -304,24 +386,52 @@ const instrumented = (
   const timed = <X, E, R>(operation: string, on: Engine, keyspace: string | undefined, effect: Effect.Effect<X, E, R>) =>
     Effect.suspend(() => {
       const started = performance.now()
-      return Effect.onExit(effect, () => Effect.sync(() => Metrics.latency.unsafeUpdate(performance.now() - started, labelsOf(operation, on, keyspace))))
+      return Effect.onExit(effect, (exit) =>
+        Effect.sync(() => {
+          const durationMillis = performance.now() - started
+          Metrics.latency.unsafeUpdate(durationMillis, labelsOf(operation, on, keyspace))
+          if (on.events.listening) {
+            on.events.tell(
+              CacheEvent.make.Operation({ cache: on.namespace, store: on.store.name, keyspace, operation, durationMillis, success: Exit.isSuccess(exit) })
+            )
+          }
+        }))
     })
-  const spanned = <X, E, R>(operation: string, on: Engine, keyspace: string | undefined, effect: Effect.Effect<X, E, R>) => {
+  const spanned = <X, E, R>(
+    operation: string,
+    on: Engine,
+    keyspace: string | undefined,
+    effect: Effect.Effect<X, E, R>,
+    keyHash?: string | undefined
+  ) => {
     const measured = engine.latencyMetrics ? timed(operation, on, keyspace, effect) : effect
-    return !engine.spans ? measured : Effect.withSpan(measured, `cache.${operation}`, {
-      kind: "client",
-      attributes: keyspace === undefined
-        ? { "cache.name": on.namespace, "cache.store": on.store.name }
-        : { "cache.name": on.namespace, "cache.keyspace": keyspace, "cache.store": on.store.name }
-    })
+    if (!engine.spans) return measured
+    const attributes: Record<string, string> = { "cache.name": on.namespace, "cache.store": on.store.name }
+    if (keyspace !== undefined) attributes["cache.keyspace"] = keyspace
+    if (keyHash !== undefined) attributes["cache.key_hash"] = keyHash
+    return Effect.withSpan(measured, `cache.${operation}`, { kind: "client", attributes })
+  }
+  /** The span's `cache.key_hash`: the digest of the store key, as redacted keys show it (none for an invalid key). */
+  const keyHashOf = (on: Engine, keyspace: Definition<any, any, any, unknown>, key: unknown): string | undefined => {
+    if (!engine.spans) return undefined
+    const full = storeKey(on, "get", keyspace, key)
+    return isInvalidKey(full) ? undefined : sha256Base64Url(full).slice(0, 16)
   }
   const methods: Record<string, unknown> = {}
   for (const name of operationNames) {
     const plain = service[name] as unknown as MethodCall
     const outcome = outcomes[name]
+    const keyed = singleKey.has(name)
     methods[name] = (keyspace: Definition<any, any, any, unknown>, a?: unknown, b?: unknown, c?: unknown) => {
       const run = plain(keyspace, a, b, c) as Effect.Effect<unknown, unknown>
-      return spanned(name, engineOf(keyspace), keyspace.name, outcome === undefined || !engine.spans ? run : Effect.tap(run, outcome))
+      const on = engineOf(keyspace)
+      return spanned(
+        name,
+        on,
+        keyspace.name,
+        outcome === undefined || !engine.spans ? run : Effect.tap(run, outcome),
+        keyed ? keyHashOf(on, keyspace, a) : undefined
+      )
     }
   }
   const counters: Record<string, unknown> = {}
@@ -352,7 +462,8 @@ const instrumented = (
         "getOrSet",
         on,
         keyspace.name,
-        saysProduced(service.getOrSet(keyspace, key, producing(on, keyspace.name, produce, ran), options), ran)
+        saysProduced(service.getOrSet(keyspace, key, producing(on, keyspace.name, produce, ran), options), ran),
+        keyHashOf(on, keyspace, key)
       ) as any
     },
     getOrSetMany: (keyspace, keys, produce, options) => {
@@ -365,7 +476,10 @@ const instrumented = (
         saysProduced(service.getOrSetMany(keyspace, keys, (missing) => producing(on, keyspace.name, produce(missing), ran), options), ran)
       ) as any
     },
-    claim: (keyspace, key, occasion, ttl) => spanned("claim", engineOf(keyspace), keyspace.name, service.claim(keyspace, key, occasion, ttl))
+    claim: (keyspace, key, occasion, ttl) => {
+      const on = engineOf(keyspace)
+      return spanned("claim", on, keyspace.name, service.claim(keyspace, key, occasion, ttl), keyHashOf(on, keyspace, key))
+    }
   }
 }
 
@@ -434,6 +548,7 @@ export const makeHandle = <K, A, Id, X>(keyspace: Definition<K, A, Id, X>): Hand
   readonly memoize: Memoize<K, A, Id, X>
   readonly getOrSetMany: GetOrSetMany<K, A, Id, X>
   readonly memoizeMany: MemoizeMany<K, A, Id, X>
+  readonly stats: Effect.Effect<CacheEvent.KeyspaceStats, never, Id>
   readonly warmUp: WarmUp<K, A, Id>
   readonly refreshEvery: RefreshEvery<K, A, Id>
 } => {
@@ -450,6 +565,8 @@ export const makeHandle = <K, A, Id, X>(keyspace: Definition<K, A, Id, X>): Hand
     memoize: (f, options) => (key) => getOrSetAccessor(keyspace, key, f(key), options),
     getOrSetMany: (keys, produce, options) => getOrSetManyAccessor(keyspace, keys, produce, options),
     memoizeMany: memoizeMany(keyspace),
+    stats: Effect.flatMap(keyspace.cache, (cache) =>
+      Effect.map(cache.stats, (all) => all.find((stats) => stats.keyspace === keyspace.name) ?? keyspaceStats(keyspace.name, undefined))),
     warmUp: (keys, produce, options) => Background.warmUp(keyspace, keys, produce, options),
     refreshEvery: (key, produce, every, options) => Background.refreshEvery(keyspace, key, produce, every, options)
   }

@@ -245,7 +245,7 @@ const fallback = <K, A, Id>(
     const classified = copy === undefined ? Miss : classify(keyspace, copy, now, engine.tags.check)
     if (classified instanceof Outcome && classified._tag !== "Due") return Effect.fail(error)
     const found = classified instanceof Outcome ? classified.value as A : classified
-    engine.bindingOf(keyspace).counters.errors()
+    engine.bindingOf(keyspace).counters.failure(error)
     return Effect.as(
       engine.report.warn(
         `${keyspace.name}\u0000${error._tag}\u0000${error.reason}\u0000fallback`,
@@ -265,7 +265,7 @@ export const heal = <K, A, Id>(
   cause: unknown
 ): Effect.Effect<Outcome> => {
   const error = new CodecError({ reason: "Decode", operation, key, cause })
-  engine.bindingOf(keyspace).counters.decodeFailures()
+  engine.bindingOf(keyspace).counters.decodeFailure(key)
   return engine.report.warn(
     `${keyspace.name}\u0000decode\u0000${operation}`,
     { keyspace: keyspace.name, operation },
@@ -375,17 +375,17 @@ export const lookup = <K, A, Id, X, E, R>(
       if (stored === undefined) {
         // A two-layer store's memory had nothing it may serve unchecked: read the shared tier.
         if (engine.store.local !== undefined) return lookupShared(engine, operation, keyspace, key, counters, k)
-        counters.misses()
+        counters.miss(key)
         return k.onMiss()
       }
       const found = classify(keyspace, stored, now, engine.tags.check)
       if (!(found instanceof Outcome)) {
-        counters.hits()
+        counters.hit(key)
         return k.onHit(found)
       }
       return Effect.matchEffect(settle(engine, operation, keyspace, key, found), {
         onFailure: k.onFailure,
-        onSuccess: (settled) => answer(counters, k, settled)
+        onSuccess: (settled) => answer(counters, key, k, settled)
       })
     })
   }
@@ -403,20 +403,20 @@ const lookupShared = <K, A, Id, X, E, R>(
 ): Effect.Effect<X, E, R> =>
   Effect.matchEffect(engine.reads.share(`${key}\u0000${keyspace.fingerprint}${keyspace.variant}`, readStored(engine, operation, keyspace, key)), {
     onFailure: k.onFailure,
-    onSuccess: (found) => answer(counters, k, found)
+    onSuccess: (found) => answer(counters, key, k, found)
   })
 
 /** Counts a read and hands it to the caller's continuation. */
-const answer = <A, X, E, R>(counters: Counters, k: Continuation<A, X, E, R>, found: A | Outcome): Effect.Effect<X, E, R> => {
+const answer = <A, X, E, R>(counters: Counters, key: string, k: Continuation<A, X, E, R>, found: A | Outcome): Effect.Effect<X, E, R> => {
   if (!(found instanceof Outcome)) {
-    counters.hits()
+    counters.hit(key)
     return k.onHit(found)
   }
   if (found._tag === "Due") {
-    counters.hits()
+    counters.hit(key)
     return (k.onDue ?? k.onHit)(found.value as A)
   }
-  counters.misses()
+  counters.miss(key)
   return k.onMiss(found)
 }
 
@@ -495,12 +495,19 @@ const readMany = <K, A, Id>(
         }
         misses++
         if (found._tag === "Invalid") {
-          c.decodeFailures()
+          c.decodeFailure(keys[i]!)
           invalid.push(keys[i]!)
         }
       }
       if (hits > 0) c.hits(hits)
       if (misses > 0) c.misses(misses)
+      if (engine.events.listening) {
+        // Entries settled later tell their own reads.
+        const settledLater = new Set(later.map(([at]) => at))
+        for (let i = 0; i < out.length; i++) {
+          if (!settledLater.has(i)) c.tellRead(Option.isSome(out[i]!), keys[i]!)
+        }
+      }
       const healed = invalid.length === 0 ? Effect.void : engine.report.warn(
         `${keyspace.name}\u0000decode\u0000getMany`,
         { keyspace: keyspace.name, operation: "getMany" },
@@ -509,8 +516,8 @@ const readMany = <K, A, Id>(
       const slow = later.length === 0 ? Effect.void : Effect.forEach(later, ([i, outcome]) =>
         Effect.map(settle(engine, "getMany", keyspace, keys[i]!, outcome), (found) => {
           if (found instanceof Outcome && found._tag === "Due") found = found.value as A
-          if (found instanceof Outcome) return c.misses()
-          c.hits()
+          if (found instanceof Outcome) return c.miss(keys[i]!)
+          c.hit(keys[i]!)
           out[i] = Option.some(found)
         }), { discard: true })
       return Effect.as(Effect.zipRight(healed, slow), out)
@@ -560,10 +567,10 @@ export const lookupOutcomes = <K, A, Id>(
           Effect.tap(settled, () => {
             if (!count) return
             const counters = engine.bindingOf(keyspace).counters
-            for (const found of out) {
-              if (!(found instanceof Outcome) || found._tag === "Due") counters.hits()
-              else counters.misses()
-            }
+            out.forEach((found, i) => {
+              if (!(found instanceof Outcome) || found._tag === "Due") counters.hit(keys[i]!)
+              else counters.miss(keys[i]!)
+            })
           }),
           out
         )
@@ -594,7 +601,7 @@ export const lookupStale = <K, A, Id>(
   return Effect.flatMap(read, (stored) =>
     Effect.clockWith((clock): Effect.Effect<Option.Option<Found<A>>, StoreError> => {
       if (Option.isNone(stored)) {
-        counters.misses()
+        counters.miss(key)
         return Effect.succeedNone
       }
       const now = clock.unsafeCurrentTimeMillis()
@@ -607,13 +614,13 @@ export const lookupStale = <K, A, Id>(
           const isStale = value._tag === "Stale"
           const served = isStale ? staleValue(keyspace, value) : value._tag === "Due" ? value.value as A : undefined
           if (served === undefined) {
-            counters.misses()
+            counters.miss(key)
             return Option.none()
           }
-          counters.hits()
+          counters.hit(key)
           return Option.some({ value: served, isStale, age })
         }
-        counters.hits()
+        counters.hit(key)
         return Option.some({ value, isStale: false, age })
       })
     }))

@@ -203,7 +203,7 @@ const unserialized = Effect.succeed(" ")
 /** Encodes and stores one value. */
 export const write = <K, A, Id>(
   engine: Engine,
-  operation: Operation,
+  operation: "set",
   keyspace: Definition<K, A, Id, unknown>,
   key: string,
   userKey: K,
@@ -212,7 +212,9 @@ export const write = <K, A, Id>(
 ) =>
   Effect.flatMap(
     encode(engine, operation, keyspace, key, userKey, value, options),
-    (entry) => engine.boundWrite(operation, key, engine.store.set(key, entry.value, entry.ttl, engine.timeout))
+    (entry) =>
+      Effect.map(engine.boundWrite(operation, key, engine.store.set(key, entry.value, entry.ttl, engine.timeout)), () =>
+        engine.bindingOf(keyspace).counters.written(key, operation))
   )
 
 /**

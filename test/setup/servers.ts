@@ -62,7 +62,7 @@ export const startRedis = async (
   const port = fixedPort ?? await freePort()
   const child = spawn(
     "redis-server",
-    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--databases", "32", ...extra],
+    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--databases", "64", ...extra],
     { stdio: "ignore" }
   )
   child.once("error", (error) => {

@@ -3,10 +3,13 @@
  * (memory, Redis, two layers), as a shared cache per RFC 9111: GET responses are stored with their
  * status, header fields and body bytes under their URL and the request's values of the fields their
  * `Vary` names; HEAD reads what GET stored. Request and response `Cache-Control` are honoured; a
- * stored response answers `If-None-Match` / `If-Modified-Since` with 304; `stale-while-revalidate`
- * and `stale-if-error` (RFC 5861) serve a stale response through the cache's grace and soft timeout;
- * every response carries a `Cache-Status` field (RFC 9211); one request per URL runs the app at a
- * time, across a fleet when the cache has a distributed lock.
+ * stored response answers `If-None-Match` / `If-Modified-Since` with 304; a stale stored response
+ * with a validator (and a `no-cache` one, at every use) is revalidated with the app by a conditional
+ * request, whose 304 refreshes it without the app making its body again (RFC 9111 §4.3);
+ * `stale-while-revalidate` and `stale-if-error` (RFC 5861) serve a stale response through the
+ * cache's grace and soft timeout; every response carries a `Cache-Status` field (RFC 9211); one
+ * request per URL runs the app (or revalidates with it) at a time, across a fleet when the cache has
+ * a distributed lock.
  *
  * Also a request-scoped cache: a fresh, bounded memory cache per request, dropped when it ends.
  *
@@ -49,7 +52,7 @@ import { timeoutRealTo } from "./internal/realTime.js"
  * ```ts
  * import { HttpCache } from "effect-cachekit"
  *
- * const options: HttpCache.Options = { defaultTtl: "1 minute", maxBodyBytes: 512 * 1024, name: "pages" }
+ * const options: HttpCache.Options = { defaultTtl: "1 minute", maxBodyBytes: 512 * 1024, keepForRevalidation: "1 hour", name: "pages" }
  * ```
  *
  * @since 0.3.0
@@ -457,8 +460,9 @@ const storability = (
  *
  * - **Stored**: GET responses with an understood status whose freshness is explicit (`s-maxage`, then
  *   `max-age`, then `Expires`), or heuristically cacheable ones (200, 203, 204, 300, 301, 308, 404,
- *   405, 410, 414, 501, or any `public` one) for `defaultTtl`; never `no-store`, `private`, an
- *   unqualified `no-cache`, `Vary: *`, 206, 304, the errors 500/502/503/504, a response to a request
+ *   405, 410, 414, 501, or any `public` one) for `defaultTtl`; a 200 with an unqualified `no-cache`
+ *   only when it has a validator (`ETag` or `Last-Modified`), to be revalidated at every use; never
+ *   `no-store`, `private`, `Vary: *`, 206, 304, the errors 500/502/503/504, a response to a request
  *   with `Authorization` unless it says `public`, `s-maxage` or `must-revalidate`, nor one that sets a
  *   cookie unless its Cache-Control names `set-cookie` in `private="..."` or `no-cache="..."` (then
  *   stored without it). A body over `maxBodyBytes`, a stream not done within `bodyTimeout`, or a body
@@ -467,23 +471,36 @@ const storability = (
  *   keep their order), then the request's values of the fields the URL's stored `Vary` names.
  * - **Served**: a fresh stored response, with `Age`; a stored 200 answers a matching `If-None-Match`
  *   (else `If-Modified-Since`) with 304. HEAD is answered from a stored GET (a HEAD miss goes to the
- *   app, not stored). A request's `no-cache` / `max-age=0` / `Pragma: no-cache` goes to the app and
- *   stores its answer; `max-age`, `min-fresh` and `max-stale` are honoured; `only-if-cached` gets a
- *   504 when nothing suitable is stored; `no-store` is served from the cache but never stores.
- * - **Stale**: within `stale-while-revalidate` the stale response is served at once and the app runs
- *   in the background; within `stale-if-error`, when the app fails or answers 500/502/503/504. Neither
- *   with `must-revalidate` or `proxy-revalidate`.
- * - **One run per URL**: concurrent requests for a URL share one run of the app, across instances when
- *   the cache has a distributed lock (`Cache.layerRedis`); a request whose run's response is not stored
- *   (or does not match its Vary values) runs the app itself. A request with `Authorization` never joins
- *   another's run.
+ *   app, not stored). A request's `no-cache` / `max-age=0` / `Pragma: no-cache` goes to the app
+ *   (revalidating what is stored, below) and stores its answer; `max-age`, `min-fresh` and
+ *   `max-stale` are honoured; `only-if-cached` gets a 504 when nothing suitable is stored; `no-store`
+ *   is served from the cache but never stores.
+ * - **Revalidation** (RFC 9111 §4.3): a stored 200 with an `ETag` or `Last-Modified` is kept
+ *   `keepForRevalidation` (10 minutes) past its freshness; once stale, or when the request says
+ *   `no-cache` / `max-age=0`, or at every use when the response said `no-cache`, the app gets the
+ *   request with `If-None-Match` (its ETag) and `If-Modified-Since` (its Last-Modified) in place of
+ *   the client's own conditions. Its 304 (about that response: the same ETag, weak comparison, else
+ *   the same Last-Modified) updates the stored header fields except those of the body, computes its
+ *   freshness again and stores it; the client gets the stored body (or a 304 when its own condition
+ *   matches). Its 200 is stored as a miss's is; a 304 about another representation sends the request
+ *   again without conditions. The app sees conditional fields only when the cache added them.
+ * - **Stale**: within `stale-while-revalidate` the stale response is served at once and the app
+ *   revalidates it in the background (conditional, as above); within `stale-if-error`, when the app
+ *   fails or answers 500/502/503/504. Neither with `must-revalidate`, `proxy-revalidate` or
+ *   `no-cache`; a response kept only to be revalidated is never served stale (but to `max-stale`,
+ *   unless it says `must-revalidate`).
+ * - **One run per URL**: concurrent requests for a URL share one run of the app (one conditional
+ *   request, when revalidating), across instances when the cache has a distributed lock
+ *   (`Cache.layerRedis`); a request whose run's response is not stored (or does not match its Vary
+ *   values) runs the app itself. A request with `Authorization` never joins another's run.
  * - **Invalidation**: a POST, PUT, PATCH or DELETE answered below 400 invalidates the URL's stored
  *   responses, and those of its `Location` and `Content-Location` on the same host (RFC 9111 §4.4).
  * - **Failures**: the app's failures reach the caller unchanged (only `stale-if-error` serves a stale
  *   response instead); a failing cache never fails a request: it answers from the app.
  *
  * Every response gets a `Cache-Status` member (`hit`, `fwd=uri-miss|vary-miss|stale|request|method`,
- * `fwd-status`, `ttl`, `stored`, `collapsed`, `detail`).
+ * `fwd-status`, `ttl`, `stored`, `collapsed`, `detail`); a revalidated response says
+ * `fwd=stale; fwd-status=304; ttl=60; stored` (`fwd=request` when the request asked for it).
  *
  * @example
  * ```ts

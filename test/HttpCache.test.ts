@@ -925,6 +925,23 @@ describe("HttpCache.middleware: revalidation", () => {
       assert.strictEqual(collapsed + statuses.filter((status) => status.includes("; hit;")).length, 19)
     }).pipe(Effect.provide(memory())))
 
+  it.effect("a request with Authorization revalidates a stored public response too, and stores the 304's update", () =>
+    Effect.gen(function*() {
+      const route = validating(() => ({ body: "catalog", headers: { "cache-control": "public, max-age=60", etag: "\"c\"" } }))
+      const call = yield* handlerOf(HttpRouter.empty.pipe(HttpRouter.get("/c", route.handler), HttpCache.middleware()))
+      yield* call("/c")
+      yield* settled
+      yield* TestClock.adjust("90 seconds")
+      const authorized = yield* call("/c", { headers: { authorization: "Bearer alice" } })
+      assert.strictEqual(authorized.body, "catalog")
+      assert.strictEqual(cacheStatus(authorized), "effect-cachekit; fwd=stale; fwd-status=304; ttl=60; stored")
+      assert.strictEqual(conditionsOf(route.state, 2).ifNoneMatch, "\"c\"")
+      yield* settled
+      assert.include(cacheStatus(yield* call("/c")), "hit", "fresh again for everyone")
+      assert.deepStrictEqual([route.state.runs, route.state.bodies], [2, 1])
+    }).pipe(Effect.provide(memory())))
+
+
   it.effect("a response kept only to be revalidated is never served stale: the app's error status or failure stands", () =>
     Effect.gen(function*() {
       const state = { mode: "ok" as "ok" | "503" | "fail", runs: 0 }

@@ -7,6 +7,8 @@
  *   curl -i localhost:3000/products                      # a miss: Cache-Status says fwd=uri-miss; stored
  *   curl -i localhost:3000/products                      # a hit, with Age
  *   curl -i -H 'if-none-match: "products-v1"' localhost:3000/products   # 304
+ *   curl -i localhost:3000/news                          # no-cache: stored, revalidated with the app at every use:
+ *   curl -i localhost:3000/news                          #   the app answers 304, Cache-Status says fwd-status=304
  *   curl -i -H 'accept-language: fr' localhost:3000/greeting           # one stored response per language
  *   curl -i localhost:3000/me                            # private: never stored
  *   curl -i -X POST localhost:3000/products              # invalidates /products
@@ -33,6 +35,17 @@ const app = HttpRouter.empty.pipe(
       }))
   ),
   HttpRouter.post("/products", Effect.succeed(HttpServerResponse.empty({ status: 204 }))),
+  // Checked with the app at every use: the cache sends If-None-Match with the stored ETag, and the
+  // app's 304 (cheap: no body made) lets the cache answer with the body it stored.
+  HttpRouter.get(
+    "/news",
+    Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+      const headers = { "cache-control": "no-cache", etag: "\"news-1\"" }
+      return request.headers["if-none-match"] === headers.etag
+        ? Effect.succeed(HttpServerResponse.empty({ status: 304, headers }))
+        : Effect.map(slowly("today's news"), (news) => HttpServerResponse.text(news, { headers }))
+    })
+  ),
   HttpRouter.get(
     "/greeting",
     Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>

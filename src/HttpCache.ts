@@ -3,10 +3,13 @@
  * (memory, Redis, two layers), as a shared cache per RFC 9111: GET responses are stored with their
  * status, header fields and body bytes under their URL and the request's values of the fields their
  * `Vary` names; HEAD reads what GET stored. Request and response `Cache-Control` are honoured; a
- * stored response answers `If-None-Match` / `If-Modified-Since` with 304; `stale-while-revalidate`
- * and `stale-if-error` (RFC 5861) serve a stale response through the cache's grace and soft timeout;
- * every response carries a `Cache-Status` field (RFC 9211); one request per URL runs the app at a
- * time, across a fleet when the cache has a distributed lock.
+ * stored response answers `If-None-Match` / `If-Modified-Since` with 304; a stale stored response
+ * with a validator (and a `no-cache` one, at every use) is revalidated with the app by a conditional
+ * request, whose 304 refreshes it without the app making its body again (RFC 9111 §4.3);
+ * `stale-while-revalidate` and `stale-if-error` (RFC 5861) serve a stale response through the
+ * cache's grace and soft timeout; every response carries a `Cache-Status` field (RFC 9211); one
+ * request per URL runs the app (or revalidates with it) at a time, across a fleet when the cache has
+ * a distributed lock.
  *
  * Also a request-scoped cache: a fresh, bounded memory cache per request, dropped when it ends.
  *
@@ -49,7 +52,7 @@ import { timeoutRealTo } from "./internal/realTime.js"
  * ```ts
  * import { HttpCache } from "effect-cachekit"
  *
- * const options: HttpCache.Options = { defaultTtl: "1 minute", maxBodyBytes: 512 * 1024, name: "pages" }
+ * const options: HttpCache.Options = { defaultTtl: "1 minute", maxBodyBytes: 512 * 1024, keepForRevalidation: "1 hour", name: "pages" }
  * ```
  *
  * @since 0.3.0
@@ -76,6 +79,15 @@ export interface Options<Id = Cache.Cache> {
    * Letters, digits, `_`, `-` and `.`. Default `"http"`.
    */
   readonly name?: string | undefined
+  /**
+   * How long a stored 200 response with a validator (`ETag` or `Last-Modified`) is kept past its
+   * freshness lifetime (and its RFC 5861 windows, when longer), so that once stale it is revalidated
+   * with the app by a conditional request (a 304 then refreshes it, its body kept) instead of being
+   * produced again; a response with `no-cache` or `max-age=0` is kept for it too, and revalidated at
+   * every use. Nothing is served stale for it: only the RFC 5861 windows and `max-stale` serve a stale
+   * response. `0` keeps none. Default 10 minutes.
+   */
+  readonly keepForRevalidation?: Duration.DurationInput | undefined
   /** This cache's name in `Cache-Status`. Default `"effect-cachekit"`. */
   readonly cacheStatusName?: string | undefined
   /** The cache to store responses in. Default {@link Cache.Cache}. */
@@ -99,6 +111,14 @@ const StoredResponse = Schema.TaggedStruct("Response", {
   staleWhileRevalidate: Schema.Number,
   /** How long past its lifetime it may be served when the app fails (0 with must-revalidate). */
   staleIfError: Schema.Number,
+  /** How long past its lifetime it is kept to be revalidated with a conditional request (0 without a validator). */
+  keep: Schema.Number,
+  /** `must-revalidate` or `proxy-revalidate`: once stale, never served without revalidation (not even for `max-stale`). */
+  mustRevalidate: Schema.Boolean,
+  /** An unqualified `no-cache`: revalidated with the app at every use, never served as it is. */
+  noCache: Schema.Boolean,
+  /** Stored from the app's 304 to the cache's conditional request (the body kept from before). */
+  validated: Schema.Boolean,
   /** The fields its Vary names (sorted, lower case) and the values the request that produced it had. */
   varyNames: Schema.Array(Schema.String),
   varyValues: Schema.Array(Schema.NullOr(Schema.String))
@@ -174,9 +194,16 @@ const ttlSeconds = (stored: StoredResponse, now: number): number => Math.floor((
 const entryTtl = (produced: Produced): Duration.Duration =>
   produced._tag === "Response" ? Duration.millis(Math.max(1, produced.lifetime - produced.initialAge)) : Duration.zero
 
-/** How long the entry is kept stale: the larger RFC 5861 window, less how stale it already arrived. */
-const staleWindow = (stored: Pick<StoredResponse, "staleWhileRevalidate" | "staleIfError" | "initialAge" | "lifetime">): number =>
-  Math.max(0, Math.max(stored.staleWhileRevalidate, stored.staleIfError) - Math.max(0, stored.initialAge - stored.lifetime))
+/**
+ * How long the entry is kept stale: the largest of the RFC 5861 windows and the time it is kept to be
+ * revalidated, less how stale it already arrived.
+ */
+const staleWindow = (stored: Pick<StoredResponse, "staleWhileRevalidate" | "staleIfError" | "keep" | "initialAge" | "lifetime">): number =>
+  Math.max(0, Math.max(stored.staleWhileRevalidate, stored.staleIfError, stored.keep) - Math.max(0, stored.initialAge - stored.lifetime))
+
+/** Whether the cache revalidates a stored response with a conditional request: a 200 with a validator. */
+const isRevalidatable = (stored: StoredResponse): boolean =>
+  stored.status === 200 && Rules.validatorFields(stored.headers) !== undefined
 
 const entryGrace = (produced: Produced): Duration.Duration =>
   produced._tag === "Response" ? Duration.millis(staleWindow(produced)) : Duration.zero
@@ -362,9 +389,10 @@ const storability = (
   asked: Asked,
   authorized: boolean,
   heuristic: number | undefined,
+  keepMillis: number,
   times: { readonly requestTime: number; readonly responseTime: number }
 ):
-  | { readonly _tag: "Store"; readonly record: Omit<StoredResponse, "body" | "empty" | "varyValues" | "_tag"> }
+  | { readonly _tag: "Store"; readonly record: Omit<StoredResponse, "body" | "empty" | "varyValues" | "validated" | "_tag"> }
   | { readonly _tag: "Pass"; readonly detail: string } =>
 {
   const headers = response.headers
@@ -375,13 +403,15 @@ const storability = (
   const privateFields = Rules.qualifiedFields(directives, "private")
   if (directives.get("private") === true) return pass("private")
   const noCacheFields = Rules.qualifiedFields(directives, "no-cache")
-  // An unqualified no-cache: it could be stored but would have to be validated with the app on every
-  // use, which costs what running the app costs: not stored.
-  if (directives.get("no-cache") === true) return pass("no-cache")
+  // An unqualified no-cache: stored to be revalidated with the app at every use, which saves the app
+  // the body only when the response has a validator to send back (and the cache keeps it for that).
+  const noCache = directives.get("no-cache") === true
+  const status = response.status
+  const revalidatable = status === 200 && Rules.validatorFields(headers) !== undefined && keepMillis > 0
+  if (noCache && !revalidatable) return pass("no-cache")
   const isPublic = directives.has("public")
   // A shared cache stores a response to a request with Authorization only when the response says so (§3.5).
   if (authorized && !(isPublic || directives.has("s-maxage") || directives.has("must-revalidate"))) return pass("authorization")
-  const status = response.status
   if (!Rules.isUnderstood(status)) return pass("status")
   const names = Rules.varyNames(headers["vary"])
   if (names[0] === "*") return pass("vary-star")
@@ -392,16 +422,15 @@ const storability = (
   if (setsCookie && !strip.includes("set-cookie")) return pass("set-cookie")
   const date = Rules.httpDate(headers["date"])
   const dateValue = date === undefined || Number.isNaN(date) ? times.responseTime : date
-  const freshness = Rules.freshnessLifetime(
-    directives,
-    headers,
-    dateValue,
-    heuristic,
-    Rules.heuristicallyCacheable.has(status) || isPublic
-  )
+  const heuristicAllowed = Rules.heuristicallyCacheable.has(status) || isPublic
+  // A no-cache response is never served fresh: without a lifetime of its own it may still be stored
+  // (RFC 9111 §3: its status or `public` allows it), to be revalidated.
+  const freshness = Rules.freshnessLifetime(directives, headers, dateValue, heuristic, heuristicAllowed) ??
+    (noCache && heuristicAllowed ? { lifetime: 0, explicit: false } : undefined)
   if (freshness === undefined) return pass(heuristic === undefined ? "no-freshness" : "status")
   const mustRevalidate = directives.has("must-revalidate") || directives.has("proxy-revalidate")
-  const window = (name: string) => mustRevalidate ? 0 : Rules.deltaSeconds(directives, name) ?? 0
+  // Neither must-revalidate nor no-cache lets a stale response be served (RFC 9111 §4.2.4).
+  const window = (name: string) => mustRevalidate || noCache ? 0 : Rules.deltaSeconds(directives, name) ?? 0
   const age = Rules.initialAge(headers, times.requestTime, times.responseTime)
   const record = {
     status,
@@ -414,10 +443,13 @@ const storability = (
     lifetime: freshness.lifetime,
     staleWhileRevalidate: window("stale-while-revalidate"),
     staleIfError: window("stale-if-error"),
+    keep: revalidatable ? keepMillis : 0,
+    mustRevalidate,
+    noCache,
     varyNames: names
   }
   if (record.lifetime - age <= 0 && staleWindow(record) === 0) {
-    return pass("stale-on-arrival")
+    return pass(noCache ? "no-cache" : "stale-on-arrival")
   }
   return { _tag: "Store", record }
 }
@@ -428,8 +460,9 @@ const storability = (
  *
  * - **Stored**: GET responses with an understood status whose freshness is explicit (`s-maxage`, then
  *   `max-age`, then `Expires`), or heuristically cacheable ones (200, 203, 204, 300, 301, 308, 404,
- *   405, 410, 414, 501, or any `public` one) for `defaultTtl`; never `no-store`, `private`, an
- *   unqualified `no-cache`, `Vary: *`, 206, 304, the errors 500/502/503/504, a response to a request
+ *   405, 410, 414, 501, or any `public` one) for `defaultTtl`; a 200 with an unqualified `no-cache`
+ *   only when it has a validator (`ETag` or `Last-Modified`), to be revalidated at every use; never
+ *   `no-store`, `private`, `Vary: *`, 206, 304, the errors 500/502/503/504, a response to a request
  *   with `Authorization` unless it says `public`, `s-maxage` or `must-revalidate`, nor one that sets a
  *   cookie unless its Cache-Control names `set-cookie` in `private="..."` or `no-cache="..."` (then
  *   stored without it). A body over `maxBodyBytes`, a stream not done within `bodyTimeout`, or a body
@@ -438,23 +471,36 @@ const storability = (
  *   keep their order), then the request's values of the fields the URL's stored `Vary` names.
  * - **Served**: a fresh stored response, with `Age`; a stored 200 answers a matching `If-None-Match`
  *   (else `If-Modified-Since`) with 304. HEAD is answered from a stored GET (a HEAD miss goes to the
- *   app, not stored). A request's `no-cache` / `max-age=0` / `Pragma: no-cache` goes to the app and
- *   stores its answer; `max-age`, `min-fresh` and `max-stale` are honoured; `only-if-cached` gets a
- *   504 when nothing suitable is stored; `no-store` is served from the cache but never stores.
- * - **Stale**: within `stale-while-revalidate` the stale response is served at once and the app runs
- *   in the background; within `stale-if-error`, when the app fails or answers 500/502/503/504. Neither
- *   with `must-revalidate` or `proxy-revalidate`.
- * - **One run per URL**: concurrent requests for a URL share one run of the app, across instances when
- *   the cache has a distributed lock (`Cache.layerRedis`); a request whose run's response is not stored
- *   (or does not match its Vary values) runs the app itself. A request with `Authorization` never joins
- *   another's run.
+ *   app, not stored). A request's `no-cache` / `max-age=0` / `Pragma: no-cache` goes to the app
+ *   (revalidating what is stored, below) and stores its answer; `max-age`, `min-fresh` and
+ *   `max-stale` are honoured; `only-if-cached` gets a 504 when nothing suitable is stored; `no-store`
+ *   is served from the cache but never stores.
+ * - **Revalidation** (RFC 9111 §4.3): a stored 200 with an `ETag` or `Last-Modified` is kept
+ *   `keepForRevalidation` (10 minutes) past its freshness; once stale, or when the request says
+ *   `no-cache` / `max-age=0`, or at every use when the response said `no-cache`, the app gets the
+ *   request with `If-None-Match` (its ETag) and `If-Modified-Since` (its Last-Modified) in place of
+ *   the client's own conditions. Its 304 (about that response: the same ETag, weak comparison, else
+ *   the same Last-Modified) updates the stored header fields except those of the body, computes its
+ *   freshness again and stores it; the client gets the stored body (or a 304 when its own condition
+ *   matches). Its 200 is stored as a miss's is; a 304 about another representation sends the request
+ *   again without conditions. The app sees conditional fields only when the cache added them.
+ * - **Stale**: within `stale-while-revalidate` the stale response is served at once and the app
+ *   revalidates it in the background (conditional, as above); within `stale-if-error`, when the app
+ *   fails or answers 500/502/503/504. Neither with `must-revalidate`, `proxy-revalidate` or
+ *   `no-cache`; a response kept only to be revalidated is never served stale (but to `max-stale`,
+ *   unless it says `must-revalidate`).
+ * - **One run per URL**: concurrent requests for a URL share one run of the app (one conditional
+ *   request, when revalidating), across instances when the cache has a distributed lock
+ *   (`Cache.layerRedis`); a request whose run's response is not stored (or does not match its Vary
+ *   values) runs the app itself. A request with `Authorization` never joins another's run.
  * - **Invalidation**: a POST, PUT, PATCH or DELETE answered below 400 invalidates the URL's stored
  *   responses, and those of its `Location` and `Content-Location` on the same host (RFC 9111 §4.4).
  * - **Failures**: the app's failures reach the caller unchanged (only `stale-if-error` serves a stale
  *   response instead); a failing cache never fails a request: it answers from the app.
  *
  * Every response gets a `Cache-Status` member (`hit`, `fwd=uri-miss|vary-miss|stale|request|method`,
- * `fwd-status`, `ttl`, `stored`, `collapsed`, `detail`).
+ * `fwd-status`, `ttl`, `stored`, `collapsed`, `detail`); a revalidated response says
+ * `fwd=stale; fwd-status=304; ttl=60; stored` (`fwd=request` when the request asked for it).
  *
  * @example
  * ```ts
@@ -480,6 +526,10 @@ export const middleware = <Id = Cache.Cache>(options: Options<Id> = {}) => {
   }
   const bodyTimeoutMillis = Duration.toMillis(Duration.decode(options.bodyTimeout ?? "5 seconds"))
   const heuristic = options.defaultTtl === undefined ? undefined : Duration.toMillis(Duration.decode(options.defaultTtl))
+  const keepMillis = Duration.toMillis(Duration.decode(options.keepForRevalidation ?? "10 minutes"))
+  if (!(keepMillis >= 0) || !Number.isFinite(keepMillis)) {
+    throw new RangeError(`effect-cachekit: HttpCache keepForRevalidation must be a finite, non-negative duration`)
+  }
   const cacheTag = (options.cache ?? Cache.Cache) as unknown as Context.Tag<Id, Cache.Service>
   const Responses = Keyspace.make({
     name,
@@ -558,7 +608,10 @@ export const middleware = <Id = Cache.Cache>(options: Options<Id> = {}) => {
       if (asked.onlyIfCached) {
         return finish(HttpServerResponse.empty({ status: 504 }), statusName, { detail: "only-if-cached" })
       }
-      const fwd: Rules.CacheStatus["fwd"] = asked.reload || (found.found !== undefined && !found.found.isStale)
+      // A stored no-cache response is revalidated as a stale one is.
+      const fwd: Rules.CacheStatus["fwd"] = asked.reload
+        ? "request"
+        : found.found !== undefined && !found.found.isStale && !found.found.stored.noCache
         ? "request"
         : found.found !== undefined
         ? "stale"
@@ -581,6 +634,8 @@ export const middleware = <Id = Cache.Cache>(options: Options<Id> = {}) => {
       const entry = found.found
       if (entry === undefined) return undefined
       const stored = entry.stored
+      // A no-cache response is revalidated with the app at every use (RFC 9111 §5.2.2.4).
+      if (stored.noCache) return undefined
       const age = currentAge(stored, now)
       const remaining = stored.lifetime - age
       let detail: string | undefined
@@ -589,8 +644,9 @@ export const middleware = <Id = Cache.Cache>(options: Options<Id> = {}) => {
         if (asked.maxAge !== undefined && age > asked.maxAge) return undefined
         if (asked.minFresh !== undefined && remaining < asked.minFresh) return undefined
       } else {
-        // A stale response only for a request that accepts it (max-stale), and only while it is kept.
-        if (asked.reload || asked.maxStale === undefined || -remaining > asked.maxStale) return undefined
+        // A stale response only for a request that accepts it (max-stale), only while it is kept, and
+        // never once must-revalidate says it needs the app (§5.2.2.2).
+        if (stored.mustRevalidate || asked.reload || asked.maxStale === undefined || -remaining > asked.maxStale) return undefined
         detail = "max-stale"
       }
       return served(stored, headers, { hit: true, ttl: ttlSeconds(stored, now), detail }, age)
@@ -636,27 +692,39 @@ export const middleware = <Id = Cache.Cache>(options: Options<Id> = {}) => {
     }
 
     /**
-     * Runs the app once for this request (conditional fields removed, so the answer can be stored): the
-     * response to send back and what to store, or an `OriginError` for an error status.
+     * Runs the app once for this request (its own conditional fields removed, so the answer can be
+     * stored): the response to send back and what to store, or an `OriginError` for an error status.
+     * With a stored response to revalidate (`candidate`: a 200 with a validator), the request is made
+     * conditional on it (RFC 9111 §4.3.1); the app's 304 then updates it (§4.3.4), its body kept, and
+     * the requester gets it as a 200 (or its own 304). A 304 about another representation sends the
+     * request again, unconditional.
      */
     function produce(
       request: HttpServerRequest.HttpServerRequest,
       asked: Asked,
       authorized: boolean,
+      candidate: StoredResponse | undefined,
       keep: (own: Own) => void
     ): Effect.Effect<Produced, E | OriginError, R> {
       return Effect.gen(function*() {
-        const unconditional = request.modify({
-          headers: Headers.remove(request.headers, ["if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "if-range"])
-        })
+        const revalidated = candidate !== undefined && isRevalidatable(candidate) ? candidate : undefined
+        const validators = revalidated === undefined ? undefined : Rules.validatorFields(revalidated.headers)
+        const unconditional = Headers.remove(request.headers, Rules.conditionalFields)
+        const sent = request.modify({ headers: validators === undefined ? unconditional : Headers.setAll(unconditional, validators) })
         const requestTime = yield* Clock.currentTimeMillis
-        const response = yield* Effect.provideService(app, HttpServerRequest.HttpServerRequest, unconditional)
+        const response = yield* Effect.provideService(app, HttpServerRequest.HttpServerRequest, sent)
         const responseTime = yield* Clock.currentTimeMillis
+        if (revalidated !== undefined && response.status === 304) {
+          if (!Rules.selectsStored(revalidated.headers, response.headers)) {
+            return yield* produce(request, asked, authorized, undefined, keep)
+          }
+          return notModified(request, asked, authorized, revalidated, response, { requestTime, responseTime }, keep)
+        }
         if (Rules.isOriginError(response.status)) {
           keep({ response, produced: { _tag: "Passed", detail: "error-status" }, status: response.status })
           return yield* Effect.fail(new OriginError(response.status))
         }
-        const verdict = storability(response, asked, authorized, heuristic, { requestTime, responseTime })
+        const verdict = storability(response, asked, authorized, heuristic, keepMillis, { requestTime, responseTime })
         if (verdict._tag === "Pass") {
           const produced: Passed = { _tag: "Passed", detail: verdict.detail }
           keep({ response, produced, status: response.status })
@@ -673,6 +741,7 @@ export const middleware = <Id = Cache.Cache>(options: Options<Id> = {}) => {
           ...verdict.record,
           body: body.bytes,
           empty: body.empty,
+          validated: false,
           varyValues: Rules.varyValues(verdict.record.varyNames, request.headers)
         }
         // The requester gets the app's own response (its cookies too); a stream it had is replaced by the bytes read.
@@ -682,6 +751,45 @@ export const middleware = <Id = Cache.Cache>(options: Options<Id> = {}) => {
         keep({ response: own, produced: stored, status: response.status })
         return stored
       })
+    }
+
+    /**
+     * The app's 304 to the cache's conditional request: the stored response with its header fields
+     * updated from the 304's (§3.2), its freshness, age and windows computed again from them and this
+     * exchange's times, stored as a new response would be; when the updated fields no longer allow
+     * storing it (a `no-store` now, say), the requester still gets it, and nothing is stored.
+     */
+    function notModified(
+      request: HttpServerRequest.HttpServerRequest,
+      asked: Asked,
+      authorized: boolean,
+      revalidated: StoredResponse,
+      response: HttpServerResponse.HttpServerResponse,
+      times: { readonly requestTime: number; readonly responseTime: number },
+      keep: (own: Own) => void
+    ): Produced {
+      const headers = Rules.updatedHeaders(revalidated.headers, response.headers, times.responseTime)
+      const updated = HttpServerResponse.mergeCookies(
+        HttpServerResponse.empty({ status: revalidated.status, headers: Headers.fromInput(headers) }),
+        response.cookies
+      )
+      const verdict = storability(updated, asked, authorized, heuristic, keepMillis, times)
+      if (verdict._tag === "Pass") {
+        const served: StoredResponse = { ...revalidated, headers: Rules.storedHeaders(headers, []) }
+        const produced: Passed = { _tag: "Passed", detail: verdict.detail }
+        keep({ response: HttpServerResponse.mergeCookies(rebuild(served), response.cookies), produced, status: response.status })
+        return produced
+      }
+      const stored: StoredResponse = {
+        _tag: "Response",
+        ...verdict.record,
+        body: revalidated.body,
+        empty: revalidated.empty,
+        validated: true,
+        varyValues: Rules.varyValues(verdict.record.varyNames, request.headers)
+      }
+      keep({ response: HttpServerResponse.mergeCookies(rebuild(stored), response.cookies), produced: stored, status: response.status })
+      return stored
     }
 
     /** The response of a run this request made itself, with its `Cache-Status` (a 304 when its conditions match what was stored). */
@@ -709,7 +817,7 @@ export const middleware = <Id = Cache.Cache>(options: Options<Id> = {}) => {
     ) {
       return Effect.gen(function*() {
         let own: Own | undefined
-        const exit = yield* Effect.exit(produce(request, asked, true, (kept) => {
+        const exit = yield* Effect.exit(produce(request, asked, true, found.found?.stored, (kept) => {
           own = kept
         }))
         const now = yield* Clock.currentTimeMillis
@@ -745,13 +853,20 @@ export const middleware = <Id = Cache.Cache>(options: Options<Id> = {}) => {
         const headers = request.headers
         const variant = Rules.variantOf(found.names, headers)
         const stale = found.found?.isStale === true ? found.found.stored : undefined
-        const revalidating = stale !== undefined && currentAge(stale, started) - stale.lifetime <= stale.staleWhileRevalidate
-        // A fresh entry the request refused (no-cache, max-age, min-fresh) is replaced by a new run.
+        const revalidating = stale !== undefined && stale.staleWhileRevalidate > 0 &&
+          currentAge(stale, started) - stale.lifetime <= stale.staleWhileRevalidate
+        // A fresh entry the request refused (no-cache, max-age, min-fresh), or a no-cache one, is
+        // replaced by a new run (conditional on it, when it has a validator).
         const refresh = asked.reload || (found.found !== undefined && !found.found.isStale)
         let own: Own | undefined
+        let ownFailure: Cause.Cause<E | OriginError> | undefined
         let elsewhere: StoredResponse | undefined
         // The Vary writes happen in the run itself, wherever it completes (in the background too).
-        const run = produce(request, asked, false, (kept) => {
+        // The response the lookup found is the one a conditional request revalidates: should another
+        // run have replaced it meanwhile, the app's 200 to the condition stores the new one, and its 304
+        // (the stored body is still current) a write the store's versions let through only if nothing
+        // newer landed.
+        const run = produce(request, asked, false, found.found?.stored, (kept) => {
           own = kept
         }).pipe(
           Effect.tap((produced) => {
@@ -759,7 +874,12 @@ export const middleware = <Id = Cache.Cache>(options: Options<Id> = {}) => {
             const moved = !sameNames(found.names, produced.varyNames)
             if (moved) elsewhere = produced
             return afterProduced(primary, found.names, produced, moved)
-          })
+          }),
+          Effect.tapErrorCause((cause) =>
+            Effect.sync(() => {
+              ownFailure = cause
+            })
+          )
         )
         const exit = yield* Effect.exit(Responses.getOrSet({ primary, variant }, run, {
           ttl: entryTtl,
@@ -790,10 +910,24 @@ export const middleware = <Id = Cache.Cache>(options: Options<Id> = {}) => {
           return answer ?? (yield* sharedRun(request, primary, again, asked, "vary-miss", started, attempt + 1))
         }
         const age = currentAge(produced, now)
-        if (age > produced.lifetime) {
+        // Another request's run (here or, through the lock, in another instance) produced it meanwhile.
+        const collapsed = produced.storedAt >= started
+        if (age > produced.lifetime && !collapsed) {
           // A stale response: served at once within stale-while-revalidate, or because the app failed.
           if (revalidating) {
             return served(produced, headers, { hit: true, ttl: ttlSeconds(produced, now), detail: "stale-while-revalidate" }, age)
+          }
+          if (age - produced.lifetime > produced.staleIfError) {
+            // Kept only to be revalidated (or must-revalidate, no-cache): the app's failure stands.
+            if (ownFailure !== undefined) {
+              const failure = Cause.failureOption(ownFailure)
+              if (own !== undefined && Option.isSome(failure) && failure.value instanceof OriginError) {
+                return ownResponse(own, headers, fwd, now, found.failed)
+              }
+              return yield* Effect.failCause(ownFailure as Cause.Cause<E>)
+            }
+            // Another request's run failed (or failed a moment ago): this one asks the app itself.
+            return yield* alone(request, fwd, "collapsed-failed")
           }
           return served(
             produced,
@@ -804,12 +938,12 @@ export const middleware = <Id = Cache.Cache>(options: Options<Id> = {}) => {
             age
           )
         }
-        // Another request's run (here or, through the lock, in another instance) produced it meanwhile.
-        const collapsed = produced.storedAt >= started
         return served(
           produced,
           headers,
-          collapsed ? { fwd, fwdStatus: produced.status, collapsed: true, ttl: ttlSeconds(produced, now) } : { hit: true, ttl: ttlSeconds(produced, now) },
+          collapsed
+            ? { fwd, fwdStatus: produced.validated ? 304 : produced.status, collapsed: true, ttl: ttlSeconds(produced, now) }
+            : { hit: true, ttl: ttlSeconds(produced, now) },
           age
         )
       })

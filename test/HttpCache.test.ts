@@ -12,7 +12,7 @@ import { Data, Deferred, Effect, Layer, Option, Schema, Stream, TestClock } from
 import { Cache, type CacheError, CacheKey, HttpCache, Keyspace, RedisLock, RedisStore } from "../src/index.js"
 import * as Rules from "../src/internal/httpRules.js"
 import { freePort } from "./setup/servers.js"
-import { cacheOver, failingStore, redisOn } from "./utils.js"
+import { cacheOver, failingStore, layerSerializing, redisOn } from "./utils.js"
 
 interface Answer {
   readonly status: number
@@ -636,6 +636,392 @@ describe("HttpCache.middleware: failures and stale responses", () => {
     }).pipe(Effect.provide(cacheOver(failingStore, { namespace: "http-test" }))))
 })
 
+/**
+ * A route that validates as apps do: it counts its runs, keeps each request, and answers 304 itself
+ * when the request's If-None-Match names its current ETag (else If-Modified-Since its Last-Modified);
+ * `current` says what it would answer now, `notModified` the fields of its 304.
+ */
+const validating = (
+  current: () => { readonly body: string; readonly headers: Record<string, string> },
+  notModified: () => Record<string, string> = () => {
+    const { headers } = current()
+    const fields: Record<string, string> = {}
+    for (const name of ["etag", "last-modified", "cache-control"]) if (headers[name] !== undefined) fields[name] = headers[name]
+    return fields
+  }
+) => {
+  const state = { runs: 0, bodies: 0, notModified: 0, requests: [] as Array<HttpServerRequest.HttpServerRequest> }
+  const handler = Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
+    Effect.sync(() => {
+      state.runs++
+      state.requests.push(request)
+      const { body, headers } = current()
+      const ifNoneMatch = request.headers["if-none-match"]
+      const ifModifiedSince = request.headers["if-modified-since"]
+      const unchanged = ifNoneMatch !== undefined
+        ? headers["etag"] !== undefined && ifNoneMatch.split(",").map((tag) => tag.trim()).includes(headers["etag"])
+        : ifModifiedSince !== undefined && headers["last-modified"] === ifModifiedSince
+      if (unchanged) {
+        state.notModified++
+        return HttpServerResponse.empty({ status: 304, headers: notModified() })
+      }
+      state.bodies++
+      return text(body, headers)
+    }))
+  return { state, handler }
+}
+
+/** The conditional fields of the app's `i`-th request (1-based). */
+const conditionsOf = (
+  state: { readonly requests: ReadonlyArray<HttpServerRequest.HttpServerRequest> },
+  i: number
+): { readonly ifNoneMatch: string | undefined; readonly ifModifiedSince: string | undefined } => {
+  const headers: Readonly<Record<string, string | undefined>> = state.requests[i - 1]!.headers
+  return { ifNoneMatch: headers["if-none-match"], ifModifiedSince: headers["if-modified-since"] }
+}
+
+describe("HttpCache.middleware: revalidation", () => {
+  it.effect("a stale response with an ETag goes to the app as If-None-Match; its 304 refreshes the entry and the client gets the stored body", () =>
+    Effect.gen(function*() {
+      const route = validating(() => ({ body: "the catalog", headers: { "cache-control": "max-age=60", etag: "\"v1\"" } }))
+      const call = yield* handlerOf(HttpRouter.empty.pipe(HttpRouter.get("/catalog", route.handler), HttpCache.middleware()))
+      const first = yield* call("/catalog")
+      assert.strictEqual(first.body, "the catalog")
+      assert.deepStrictEqual(conditionsOf(route.state, 1), { ifNoneMatch: undefined, ifModifiedSince: undefined })
+      yield* settled
+      yield* TestClock.adjust("90 seconds")
+      const revalidated = yield* call("/catalog")
+      assert.strictEqual(revalidated.status, 200)
+      assert.strictEqual(revalidated.body, "the catalog")
+      assert.strictEqual(revalidated.headers.get("content-type"), "text/plain")
+      assert.strictEqual(revalidated.headers.get("etag"), "\"v1\"")
+      assert.strictEqual(cacheStatus(revalidated), "effect-cachekit; fwd=stale; fwd-status=304; ttl=60; stored")
+      assert.deepStrictEqual(conditionsOf(route.state, 2), { ifNoneMatch: "\"v1\"", ifModifiedSince: undefined })
+      assert.deepStrictEqual([route.state.runs, route.state.bodies, route.state.notModified], [2, 1, 1], "the body was produced once")
+      yield* settled
+      yield* TestClock.adjust("30 seconds")
+      const hit = yield* call("/catalog")
+      assert.strictEqual(hit.body, "the catalog")
+      assert.strictEqual(cacheStatus(hit), "effect-cachekit; hit; ttl=30", "fresh again from the 304")
+      assert.strictEqual(hit.headers.get("age"), "30")
+      assert.strictEqual(route.state.runs, 2)
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("a response with Last-Modified only is revalidated with If-Modified-Since", () =>
+    Effect.gen(function*() {
+      const lastModified = new Date(Date.UTC(2024, 0, 1)).toUTCString()
+      const route = validating(() => ({ body: "report", headers: { "cache-control": "max-age=60", "last-modified": lastModified } }))
+      const call = yield* handlerOf(HttpRouter.empty.pipe(HttpRouter.get("/report", route.handler), HttpCache.middleware()))
+      yield* call("/report")
+      yield* settled
+      yield* TestClock.adjust("61 seconds")
+      const revalidated = yield* call("/report")
+      assert.strictEqual(revalidated.body, "report")
+      assert.include(cacheStatus(revalidated), "fwd=stale; fwd-status=304")
+      assert.deepStrictEqual(conditionsOf(route.state, 2), { ifNoneMatch: undefined, ifModifiedSince: lastModified })
+      yield* settled
+      yield* call("/report")
+      assert.deepStrictEqual([route.state.runs, route.state.bodies], [2, 1])
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("the app's 200 to the condition replaces the stored response", () =>
+    Effect.gen(function*() {
+      const version = { current: 1 }
+      const route = validating(() => ({
+        body: `catalog v${version.current}`,
+        headers: { "cache-control": "max-age=60", etag: `"v${version.current}"` }
+      }))
+      const call = yield* handlerOf(HttpRouter.empty.pipe(HttpRouter.get("/catalog", route.handler), HttpCache.middleware()))
+      yield* call("/catalog")
+      yield* settled
+      yield* TestClock.adjust("90 seconds")
+      version.current = 2
+      const changed = yield* call("/catalog")
+      assert.strictEqual(changed.body, "catalog v2")
+      assert.strictEqual(cacheStatus(changed), "effect-cachekit; fwd=stale; fwd-status=200; ttl=60; stored")
+      assert.strictEqual(conditionsOf(route.state, 2).ifNoneMatch, "\"v1\"")
+      yield* settled
+      assert.strictEqual((yield* call("/catalog")).body, "catalog v2", "the new body was stored")
+      assert.strictEqual(route.state.runs, 2)
+      yield* TestClock.adjust("90 seconds")
+      assert.strictEqual((yield* call("/catalog")).body, "catalog v2")
+      assert.strictEqual(conditionsOf(route.state, 3).ifNoneMatch, "\"v2\"", "the next condition names the new ETag")
+      assert.deepStrictEqual([route.state.bodies, route.state.notModified], [2, 1])
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("the 304's header fields update the stored ones: a new max-age, new fields; the body's own fields are kept", () =>
+    Effect.gen(function*() {
+      const route = validating(
+        () => ({ body: "page", headers: { "cache-control": "max-age=60", etag: "\"p\"", "x-version": "1" } }),
+        () => ({ "cache-control": "max-age=300", etag: "\"p\"", "x-version": "2", "content-type": "application/octet-stream" })
+      )
+      const call = yield* handlerOf(HttpRouter.empty.pipe(HttpRouter.get("/page", route.handler), HttpCache.middleware()))
+      yield* call("/page")
+      yield* settled
+      yield* TestClock.adjust("90 seconds")
+      const revalidated = yield* call("/page")
+      assert.strictEqual(cacheStatus(revalidated), "effect-cachekit; fwd=stale; fwd-status=304; ttl=300; stored")
+      assert.strictEqual(revalidated.headers.get("cache-control"), "max-age=300")
+      assert.strictEqual(revalidated.headers.get("x-version"), "2")
+      assert.strictEqual(revalidated.headers.get("content-type"), "text/plain", "a 304 does not describe the stored body")
+      yield* settled
+      yield* TestClock.adjust("200 seconds")
+      const hit = yield* call("/page")
+      assert.strictEqual(cacheStatus(hit), "effect-cachekit; hit; ttl=100", "fresh for the 304's max-age")
+      assert.strictEqual(hit.headers.get("x-version"), "2")
+      assert.strictEqual(route.state.runs, 2)
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("a client's own condition is answered by the cache: 304 against the revalidated entry, the app seeing only the cache's", () =>
+    Effect.gen(function*() {
+      const route = validating(() => ({ body: "doc", headers: { "cache-control": "max-age=60", etag: "\"d1\"" } }))
+      const call = yield* handlerOf(HttpRouter.empty.pipe(HttpRouter.get("/doc", route.handler), HttpCache.middleware()))
+      yield* call("/doc")
+      yield* settled
+      yield* TestClock.adjust("90 seconds")
+      const conditional = yield* call("/doc", { headers: { "if-none-match": "W/\"d1\"", "if-modified-since": new Date(0).toUTCString() } })
+      assert.strictEqual(conditional.status, 304)
+      assert.strictEqual(conditional.body, "")
+      assert.strictEqual(cacheStatus(conditional), "effect-cachekit; fwd=stale; fwd-status=304; ttl=60; stored")
+      assert.deepStrictEqual(conditionsOf(route.state, 2), { ifNoneMatch: "\"d1\"", ifModifiedSince: undefined }, "the cache's condition, not the client's")
+      yield* settled
+      yield* TestClock.adjust("90 seconds")
+      const other = yield* call("/doc", { headers: { "if-none-match": "\"d0\"" } })
+      assert.strictEqual(other.status, 200, "a condition naming another tag gets the stored body")
+      assert.strictEqual(other.body, "doc")
+      assert.strictEqual(conditionsOf(route.state, 3).ifNoneMatch, "\"d1\"")
+      assert.deepStrictEqual([route.state.bodies, route.state.notModified], [1, 2])
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("a client's conditional request is never stored as a 304: with nothing to store, the app's 304 goes to the client alone", () =>
+    Effect.gen(function*() {
+      const route = validating(() => ({ body: "doc", headers: { "cache-control": "max-age=60", etag: "\"d1\"" } }))
+      const call = yield* handlerOf(HttpRouter.empty.pipe(HttpRouter.get("/doc", route.handler), HttpCache.middleware()))
+      // no-store: nothing is stored, so the request reaches the app as it is.
+      const passed = yield* call("/doc", { headers: { "if-none-match": "\"d1\"", "cache-control": "no-store" } })
+      assert.strictEqual(passed.status, 304)
+      assert.strictEqual(conditionsOf(route.state, 1).ifNoneMatch, "\"d1\"")
+      assert.strictEqual(cacheStatus(passed), "effect-cachekit; fwd=uri-miss; fwd-status=304; detail=request-no-store")
+      yield* settled
+      // Stored by a conditional request: the app is asked unconditionally, the client answered from what was stored.
+      const miss = yield* call("/doc", { headers: { "if-none-match": "\"d1\"" } })
+      assert.strictEqual(miss.status, 304)
+      assert.isUndefined(conditionsOf(route.state, 2).ifNoneMatch)
+      yield* settled
+      const plain = yield* call("/doc")
+      assert.strictEqual(plain.status, 200)
+      assert.strictEqual(plain.body, "doc")
+      assert.include(cacheStatus(plain), "hit")
+      assert.strictEqual(route.state.runs, 2)
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("a 304 about another representation (another ETag) is not used: the request goes again, unconditional", () =>
+    Effect.gen(function*() {
+      const state = { runs: 0, requests: [] as Array<HttpServerRequest.HttpServerRequest> }
+      const handler = Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
+        Effect.sync(() => {
+          state.runs++
+          state.requests.push(request)
+          return request.headers["if-none-match"] !== undefined
+            ? HttpServerResponse.empty({ status: 304, headers: { etag: "\"other\"" } })
+            : text(`v${state.runs}`, { "cache-control": "max-age=60", etag: `"v${state.runs}"` })
+        }))
+      const call = yield* handlerOf(HttpRouter.empty.pipe(HttpRouter.get("/p", handler), HttpCache.middleware()))
+      yield* call("/p")
+      yield* settled
+      yield* TestClock.adjust("90 seconds")
+      const answer = yield* call("/p")
+      assert.strictEqual(answer.body, "v3")
+      assert.deepStrictEqual(state.requests.map((request) => request.headers["if-none-match"]), [undefined, "\"v1\"", undefined])
+      assert.include(cacheStatus(answer), "fwd-status=200; ttl=60; stored")
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("no-cache in the response: stored, and revalidated with the app at every use (304: the stored body)", () =>
+    Effect.gen(function*() {
+      const route = validating(() => ({ body: "always checked", headers: { "cache-control": "no-cache", etag: "\"n1\"" } }))
+      const call = yield* handlerOf(HttpRouter.empty.pipe(HttpRouter.get("/n", route.handler), HttpCache.middleware()))
+      const first = yield* call("/n")
+      assert.strictEqual(cacheStatus(first), "effect-cachekit; fwd=uri-miss; fwd-status=200; ttl=0; stored")
+      yield* settled
+      for (let i = 2; i <= 4; i++) {
+        const again = yield* call("/n")
+        assert.strictEqual(again.body, "always checked")
+        assert.strictEqual(cacheStatus(again), "effect-cachekit; fwd=stale; fwd-status=304; ttl=0; stored")
+        assert.strictEqual(conditionsOf(route.state, i).ifNoneMatch, "\"n1\"")
+        yield* settled
+      }
+      assert.deepStrictEqual([route.state.runs, route.state.bodies, route.state.notModified], [4, 1, 3])
+      const cachedOnly = yield* call("/n", { headers: { "cache-control": "only-if-cached" } })
+      assert.strictEqual(cachedOnly.status, 504, "never served without the app")
+      assert.strictEqual((yield* call("/n", { method: "HEAD" })).status, 200)
+      assert.strictEqual(route.state.runs, 5, "a HEAD goes to the app too")
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("no-cache with max-age: revalidated at every use even while fresh", () =>
+    Effect.gen(function*() {
+      const route = validating(() => ({ body: "b", headers: { "cache-control": "no-cache, max-age=600", etag: "\"b\"" } }))
+      const call = yield* handlerOf(HttpRouter.empty.pipe(HttpRouter.get("/b", route.handler), HttpCache.middleware()))
+      yield* call("/b")
+      yield* settled
+      yield* TestClock.adjust("10 seconds")
+      const again = yield* call("/b")
+      assert.strictEqual(again.body, "b")
+      assert.strictEqual(cacheStatus(again), "effect-cachekit; fwd=stale; fwd-status=304; ttl=600; stored")
+      assert.deepStrictEqual([route.state.runs, route.state.bodies], [2, 1])
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("a request's no-cache revalidates a fresh stored response with a conditional request", () =>
+    Effect.gen(function*() {
+      const route = validating(() => ({ body: "fresh", headers: { "cache-control": "max-age=600", etag: "\"f\"" } }))
+      const call = yield* handlerOf(HttpRouter.empty.pipe(HttpRouter.get("/f", route.handler), HttpCache.middleware()))
+      yield* call("/f")
+      yield* settled
+      const reload = yield* call("/f", { headers: { "cache-control": "no-cache" } })
+      assert.strictEqual(reload.body, "fresh")
+      assert.strictEqual(cacheStatus(reload), "effect-cachekit; fwd=request; fwd-status=304; ttl=600; stored")
+      assert.strictEqual(conditionsOf(route.state, 2).ifNoneMatch, "\"f\"")
+      assert.deepStrictEqual([route.state.runs, route.state.bodies], [2, 1])
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("stale-while-revalidate: the stale response at once, the background run conditional", () =>
+    Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>()
+      const inner = validating(() => ({ body: "list", headers: { "cache-control": "max-age=60, stale-while-revalidate=120", etag: "\"l\"" } }))
+      const handler = Effect.suspend(() => inner.state.runs === 0 ? inner.handler : Effect.zipRight(Deferred.await(gate), inner.handler))
+      const call = yield* handlerOf(HttpRouter.empty.pipe(HttpRouter.get("/l", handler), HttpCache.middleware()))
+      yield* call("/l")
+      yield* settled
+      yield* TestClock.adjust("90 seconds")
+      const stale = yield* call("/l")
+      assert.strictEqual(stale.body, "list")
+      assert.strictEqual(cacheStatus(stale), "effect-cachekit; hit; ttl=-30; detail=stale-while-revalidate")
+      yield* Deferred.succeed(gate, undefined)
+      yield* settled
+      assert.strictEqual(conditionsOf(inner.state, 2).ifNoneMatch, "\"l\"")
+      const fresh = yield* call("/l")
+      assert.strictEqual(cacheStatus(fresh), "effect-cachekit; hit; ttl=60", "the background 304 refreshed it")
+      assert.deepStrictEqual([inner.state.runs, inner.state.bodies, inner.state.notModified], [2, 1, 1])
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("20 concurrent requests on a stale URL send one conditional request; all get the stored body", () =>
+    Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>()
+      const inner = validating(() => ({ body: "shared", headers: { "cache-control": "max-age=60", etag: "\"s\"" } }))
+      const handler = Effect.suspend(() => inner.state.runs === 0 ? inner.handler : Effect.zipRight(Deferred.await(gate), inner.handler))
+      const call = yield* handlerOf(HttpRouter.empty.pipe(HttpRouter.get("/s", handler), HttpCache.middleware()))
+      yield* call("/s")
+      yield* settled
+      yield* TestClock.adjust("90 seconds")
+      const burst = yield* Effect.fork(Effect.all(Array.from({ length: 20 }, () => call("/s")), { concurrency: "unbounded" }))
+      yield* Effect.promise(() => new Promise((r) => setTimeout(r, 100)))
+      yield* Deferred.succeed(gate, undefined)
+      const answers = yield* burst.await.pipe(Effect.flatten)
+      assert.isTrue(answers.every((answer) => answer.status === 200 && answer.body === "shared"))
+      assert.deepStrictEqual([inner.state.runs, inner.state.bodies, inner.state.notModified], [2, 1, 1], "one conditional request")
+      const statuses = answers.map(cacheStatus)
+      assert.strictEqual(statuses.filter((status) => status === "effect-cachekit; fwd=stale; fwd-status=304; ttl=60; stored").length, 1)
+      const collapsed = statuses.filter((status) => status === "effect-cachekit; fwd=stale; fwd-status=304; ttl=60; collapsed").length
+      assert.isAbove(collapsed, 0)
+      assert.strictEqual(collapsed + statuses.filter((status) => status.includes("; hit;")).length, 19)
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("a request with Authorization revalidates a stored public response too, and stores the 304's update", () =>
+    Effect.gen(function*() {
+      const route = validating(() => ({ body: "catalog", headers: { "cache-control": "public, max-age=60", etag: "\"c\"" } }))
+      const call = yield* handlerOf(HttpRouter.empty.pipe(HttpRouter.get("/c", route.handler), HttpCache.middleware()))
+      yield* call("/c")
+      yield* settled
+      yield* TestClock.adjust("90 seconds")
+      const authorized = yield* call("/c", { headers: { authorization: "Bearer alice" } })
+      assert.strictEqual(authorized.body, "catalog")
+      assert.strictEqual(cacheStatus(authorized), "effect-cachekit; fwd=stale; fwd-status=304; ttl=60; stored")
+      assert.strictEqual(conditionsOf(route.state, 2).ifNoneMatch, "\"c\"")
+      yield* settled
+      assert.include(cacheStatus(yield* call("/c")), "hit", "fresh again for everyone")
+      assert.deepStrictEqual([route.state.runs, route.state.bodies], [2, 1])
+    }).pipe(Effect.provide(memory())))
+
+
+  it.effect("a response kept only to be revalidated is never served stale: the app's error status or failure stands", () =>
+    Effect.gen(function*() {
+      const state = { mode: "ok" as "ok" | "503" | "fail", runs: 0 }
+      const handler = Effect.suspend(() => {
+        state.runs++
+        if (state.mode === "fail") return Effect.fail(new Unavailable({ reason: "down" }))
+        if (state.mode === "503") return Effect.succeed(text("busy", {}, 503))
+        return Effect.succeed(text("ok", { "cache-control": "max-age=60", etag: "\"k\"" }))
+      })
+      const call = yield* handlerOf(HttpRouter.empty.pipe(HttpRouter.get("/k", handler), HttpCache.middleware()))
+      yield* call("/k")
+      yield* settled
+      yield* TestClock.adjust("90 seconds")
+      state.mode = "503"
+      const busy = yield* call("/k")
+      assert.strictEqual(busy.status, 503)
+      assert.strictEqual(cacheStatus(busy), "effect-cachekit; fwd=stale; fwd-status=503; detail=error-status")
+      // Within the cache's graceBackoff the key's run is not tried again: the request asks the app alone.
+      const again = yield* call("/k")
+      assert.strictEqual(again.status, 503)
+      assert.include(cacheStatus(again), "detail=collapsed-failed")
+      yield* TestClock.adjust("11 seconds")
+      state.mode = "fail"
+      assert.strictEqual((yield* call("/k")).status, 500, "the failure reaches the server")
+      assert.strictEqual((yield* call("/k", { headers: { "cache-control": "max-stale" } })).body, "ok", "max-stale accepts it")
+      assert.strictEqual(state.runs, 4)
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("must-revalidate with a validator: kept and revalidated, never served stale, not even for max-stale", () =>
+    Effect.gen(function*() {
+      const route = validating(() => ({ body: "strict", headers: { "cache-control": "max-age=60, must-revalidate", etag: "\"m\"" } }))
+      const call = yield* handlerOf(HttpRouter.empty.pipe(HttpRouter.get("/m", route.handler), HttpCache.middleware()))
+      yield* call("/m")
+      yield* settled
+      yield* TestClock.adjust("90 seconds")
+      const answer = yield* call("/m", { headers: { "cache-control": "max-stale" } })
+      assert.strictEqual(answer.body, "strict")
+      assert.include(cacheStatus(answer), "fwd=stale; fwd-status=304")
+      assert.deepStrictEqual([route.state.runs, route.state.bodies], [2, 1])
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("keepForRevalidation bounds how long a stale response is kept; 0 keeps none", () =>
+    Effect.gen(function*() {
+      const route = validating(() => ({ body: "x", headers: { "cache-control": "max-age=60", etag: "\"x\"" } }))
+      const short = yield* handlerOf(HttpRouter.empty.pipe(HttpRouter.get("/x", route.handler), HttpCache.middleware({ keepForRevalidation: "1 minute" })))
+      yield* short("/x")
+      yield* settled
+      yield* TestClock.adjust("90 seconds")
+      assert.include(cacheStatus(yield* short("/x")), "fwd=stale; fwd-status=304")
+      yield* settled
+      yield* TestClock.adjust("150 seconds") // past 60 s of freshness and 60 s kept
+      assert.include(cacheStatus(yield* short("/x")), "fwd=uri-miss; fwd-status=200")
+      assert.deepStrictEqual(conditionsOf(route.state, 3), { ifNoneMatch: undefined, ifModifiedSince: undefined })
+      const other = validating(() => ({ body: "y", headers: { "cache-control": "max-age=60", etag: "\"y\"" } }))
+      const none = yield* handlerOf(HttpRouter.empty.pipe(HttpRouter.get("/y", other.handler), HttpCache.middleware({ keepForRevalidation: 0, name: "none" })))
+      yield* none("/y")
+      yield* settled
+      yield* TestClock.adjust("61 seconds")
+      assert.include(cacheStatus(yield* none("/y")), "fwd=uri-miss; fwd-status=200")
+      const noCache = validating(() => ({ body: "z", headers: { "cache-control": "no-cache", etag: "\"z\"" } }))
+      const off = yield* handlerOf(HttpRouter.empty.pipe(HttpRouter.get("/z", noCache.handler), HttpCache.middleware({ keepForRevalidation: 0, name: "off" })))
+      assert.include(cacheStatus(yield* off("/z")), "detail=no-cache", "no-cache is not stored without it")
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("revalidation through a store that keeps only bytes (the stored record round-trips)", () =>
+    Effect.gen(function*() {
+      const route = validating(() => ({ body: "bytes", headers: { "cache-control": "max-age=60", etag: "\"b\"" } }))
+      const call = yield* handlerOf(HttpRouter.empty.pipe(HttpRouter.get("/b", route.handler), HttpCache.middleware()))
+      yield* call("/b")
+      yield* settled
+      yield* TestClock.adjust("90 seconds")
+      assert.include(cacheStatus(yield* call("/b")), "fwd=stale; fwd-status=304; ttl=60; stored")
+      yield* settled
+      const hit = yield* call("/b")
+      assert.strictEqual(hit.body, "bytes")
+      assert.strictEqual(cacheStatus(hit), "effect-cachekit; hit; ttl=60")
+      assert.strictEqual(route.state.runs, 2)
+    }).pipe(Effect.provide(Cache.layer({ namespace: "http-test" }).pipe(Layer.provide(layerSerializing())))))
+})
+
 describe("HttpCache.middleware: one run per URL", () => {
   it.effect("50 concurrent requests on a cold URL run the app once; the others are collapsed into its run", () =>
     Effect.gen(function*() {
@@ -759,6 +1145,41 @@ describe("HttpCache.middleware through a real HTTP server", () => {
       assert.strictEqual(state.runs, 1)
     }).pipe(Effect.scoped))
 
+  it.live("Redis: a stale URL on two instances (10 requests each) is revalidated with one conditional request", () =>
+    Effect.gen(function*() {
+      // Stored stale (max-age=0, with an ETag): kept to be revalidated; the 304 makes it fresh for a minute.
+      const state = { runs: 0, conditional: 0 }
+      const handler = Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
+        Effect.suspend(() => {
+          state.runs++
+          if (request.headers["if-none-match"] === "\"r1\"") {
+            state.conditional++
+            return Effect.as(Effect.sleep("200 millis"), HttpServerResponse.empty({ status: 304, headers: { etag: "\"r1\"", "cache-control": "max-age=60" } }))
+          }
+          return Effect.succeed(text("from the app", { "cache-control": "max-age=0", etag: "\"r1\"" }))
+        }))
+      const app = HttpRouter.empty.pipe(HttpRouter.get("/stale", handler), HttpCache.middleware())
+      const cacheLayer = () =>
+        Cache.layer({ namespace: "http-revalidate" }).pipe(
+          Layer.provideMerge(Layer.mergeAll(RedisStore.layer(), RedisLock.layer()).pipe(Layer.provideMerge(redisOn(27))))
+        )
+      const a = yield* serve(app, cacheLayer())
+      const b = yield* serve(app, cacheLayer())
+      const [first] = yield* fetchAll([`${a.base}/stale`])
+      assert.match(cacheStatus(first!), /^effect-cachekit; fwd=uri-miss; fwd-status=200; ttl=(0|-1); stored$/, "stored, stale at once")
+      yield* Effect.sleep("50 millis") // the write lands after the response
+      const urls = Array.from({ length: 20 }, (_, i) => `${i % 2 === 0 ? a.base : b.base}/stale`)
+      const answers = yield* fetchAll(urls)
+      assert.isTrue(answers.every((answer) => answer.status === 200 && answer.body === "from the app"))
+      assert.deepStrictEqual([state.runs, state.conditional], [2, 1], "one conditional request for the fleet")
+      const statuses = answers.map(cacheStatus)
+      assert.strictEqual(statuses.filter((status) => status.includes("fwd-status=304") && status.endsWith("; stored")).length, 1)
+      const later = yield* fetchAll([`${a.base}/stale`, `${b.base}/stale`])
+      assert.isTrue(later.every((answer) => cacheStatus(answer).includes("hit")), "fresh on both instances")
+      assert.strictEqual(state.runs, 2)
+    }).pipe(Effect.scoped))
+
+
   it.live("Redis that is down: every request is answered by the app, none fails", () =>
     Effect.gen(function*() {
       const port = yield* Effect.promise(() => freePort())
@@ -866,6 +1287,36 @@ describe("the HTTP rules", () => {
     assert.strictEqual(Rules.initialAge({ age: "10" }, 0, 2000), 12_000)
     assert.strictEqual(Rules.initialAge({ date: new Date(0).toUTCString() }, 29_000, 30_000), 30_000)
   })
+
+  it("revalidation: the conditional fields sent, which 304 updates a stored response, and how", () => {
+    const lastModified = "Mon, 01 Jan 2024 00:00:00 GMT"
+    assert.deepStrictEqual(Rules.validatorFields({ etag: "\"a\"", "last-modified": lastModified }), {
+      "if-none-match": "\"a\"",
+      "if-modified-since": lastModified
+    })
+    assert.deepStrictEqual(Rules.validatorFields({ "last-modified": lastModified }), { "if-modified-since": lastModified })
+    assert.isUndefined(Rules.validatorFields({ "cache-control": "max-age=60" }))
+    assert.isTrue(Rules.selectsStored({ etag: "\"a\"" }, { etag: "W/\"a\"" }), "weak comparison")
+    assert.isFalse(Rules.selectsStored({ etag: "\"a\"" }, { etag: "\"b\"" }))
+    assert.isFalse(Rules.selectsStored({ "last-modified": lastModified }, { etag: "\"a\"" }), "a tag the stored response lacks")
+    assert.isTrue(Rules.selectsStored({ "last-modified": lastModified }, { "last-modified": "Monday, 01-Jan-24 00:00:00 GMT" }))
+    assert.isFalse(Rules.selectsStored({ "last-modified": lastModified }, { "last-modified": "Tue, 02 Jan 2024 00:00:00 GMT" }))
+    assert.isTrue(Rules.selectsStored({ etag: "\"a\"" }, {}), "no validator: the response the request named")
+    const updated = Rules.updatedHeaders(
+      { "cache-control": "max-age=60", "content-type": "text/html", etag: "\"a\"", date: "Mon, 01 Jan 2024 00:00:00 GMT", "x-old": "1" },
+      { "cache-control": "max-age=300", "content-type": "text/plain", "content-length": "0", "x-new": "2" },
+      Date.UTC(2024, 0, 2)
+    )
+    assert.deepStrictEqual(updated, {
+      "cache-control": "max-age=300",
+      "content-type": "text/html",
+      etag: "\"a\"",
+      date: "Tue, 02 Jan 2024 00:00:00 GMT",
+      "x-old": "1",
+      "x-new": "2"
+    })
+  })
+
 
   it("Cache-Status members: parameters in order, a detail that is not a token quoted", () => {
     assert.strictEqual(Rules.formatCacheStatus("edge", { fwd: "uri-miss", fwdStatus: 200, stored: true }), "edge; fwd=uri-miss; fwd-status=200; stored")

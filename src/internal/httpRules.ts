@@ -2,7 +2,8 @@
  * The HTTP caching rules `HttpCache` applies, as plain functions of headers and times (no Effect, no
  * I/O): Cache-Control parsing (RFC 9111 §5.2), what may be stored (§3), the freshness lifetime and
  * age (§4.2), the stored header fields, cache keys (method, host, path, sorted query; the Vary
- * variant), conditional requests (RFC 9110 §13) and the `Cache-Status` field (RFC 9211).
+ * variant), conditional requests (RFC 9110 §13), revalidation (RFC 9111 §4.3: the conditional request the
+ * cache sends, which stored response a 304 updates, and how) and the `Cache-Status` field (RFC 9211).
  *
  * @internal
  */
@@ -264,6 +265,74 @@ export const notModified = (
   const since = httpDate(request["if-modified-since"])
   const modified = httpDate(response["last-modified"])
   return since !== undefined && modified !== undefined && !Number.isNaN(since) && !Number.isNaN(modified) && modified <= since
+}
+
+/** The conditional request fields (RFC 9110 §13.1): a client's are removed before the app is run for the cache. */
+export const conditionalFields: ReadonlyArray<string> = ["if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "if-range"]
+
+/**
+ * The conditional fields the cache sends to revalidate a stored response (RFC 9111 §4.3.1):
+ * `If-None-Match` with its `ETag` and `If-Modified-Since` with its `Last-Modified` (both when it has
+ * both, as browsers do: an app that checks one of them answers 304; RFC 9110 §13.1.3 has the app
+ * ignore `If-Modified-Since` beside `If-None-Match`); `undefined` when it has neither validator.
+ */
+export const validatorFields = (stored: Readonly<Record<string, string>>): Record<string, string> | undefined => {
+  const fields: Record<string, string> = {}
+  const etag = stored["etag"]
+  const lastModified = stored["last-modified"]
+  if (etag !== undefined) fields["if-none-match"] = etag
+  if (lastModified !== undefined) fields["if-modified-since"] = lastModified
+  return etag === undefined && lastModified === undefined ? undefined : fields
+}
+
+/**
+ * Whether a 304 answering the cache's conditional request identifies the stored response it was
+ * asked about, to update it (RFC 9111 §4.3.4): its `ETag`, when it has one, is the stored one (weak
+ * comparison: the request matched it so); else its `Last-Modified`, when it has one, is the stored one;
+ * a 304 without validators answers the one response the request named. Otherwise it is about another
+ * representation, and updates nothing.
+ */
+export const selectsStored = (
+  stored: Readonly<Record<string, string>>,
+  notModifiedHeaders: Readonly<Record<string, string | undefined>>
+): boolean => {
+  const etag = notModifiedHeaders["etag"]
+  if (etag !== undefined) {
+    const own = stored["etag"]
+    return own !== undefined && weakMatch(own.trim(), etag.trim())
+  }
+  const lastModified = httpDate(notModifiedHeaders["last-modified"])
+  if (lastModified !== undefined) {
+    const own = httpDate(stored["last-modified"])
+    return own !== undefined && !Number.isNaN(own) && own === lastModified
+  }
+  return true
+}
+
+/**
+ * Fields a 304 never replaces in a stored response (RFC 9111 §3.2: `Content-Length`; and the fields
+ * that describe the stored body, which a 304 does not carry, RFC 9110 §15.4.5).
+ */
+const bodyFields: ReadonlySet<string> = new Set(["content-length", "content-type", "content-encoding", "content-range", "transfer-encoding"])
+
+/**
+ * A stored response's header fields updated from a 304 (RFC 9111 §3.2, §4.3.4): each field of the 304
+ * replaces the stored one, except those describing the body; a `Date` is `responseTime` when the 304
+ * has none (the stored one would make the updated response as old as the first). What may not be
+ * stored (hop-by-hop fields, `Age`, `Set-Cookie`) is removed by {@link storedHeaders} afterwards.
+ */
+export const updatedHeaders = (
+  stored: Readonly<Record<string, string>>,
+  notModifiedHeaders: Readonly<Record<string, string>>,
+  responseTime: number
+): Record<string, string> => {
+  const out: Record<string, string> = { ...stored }
+  for (const [name, value] of Object.entries(notModifiedHeaders)) {
+    const lower = name.toLowerCase()
+    if (!bodyFields.has(lower)) out[lower] = value
+  }
+  if (notModifiedHeaders["date"] === undefined) out["date"] = new Date(responseTime).toUTCString()
+  return out
 }
 
 /** The header fields a 304 carries from the stored response (RFC 9110 §15.4.5). */

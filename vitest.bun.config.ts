@@ -1,7 +1,7 @@
 /**
  * `npm run test:bun`: the memory suites under Bun (`bun --bun vitest`): the memory store and its
  * conformance suite, the engine over it (getOrSet, batches, tags, background refresh, locks), key
- * codecs, serializers and the portable entry. Some of these files also hold Redis cases, so the Redis
+ * codecs, serializers, events and the portable entry. Some of these files also hold Redis cases, so the Redis
  * server of the test setup is started too. A setup file refuses to run anywhere but on Bun.
  */
 import { defineConfig } from "vitest/config"
@@ -15,6 +15,7 @@ export default defineConfig({
       "test/CacheKey.test.ts",
       "test/CacheLock.test.ts",
       "test/CacheSerializer.test.ts",
+      "test/Events.test.ts",
       "test/Keyspace.test.ts",
       "test/MemoryStore.test.ts",
       "test/Portable.test.ts",

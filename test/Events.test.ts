@@ -4,10 +4,10 @@
  * release) and the two-layer cache (a keyspace per tier, stats summed).
  */
 import { assert, describe, expectTypeOf, it } from "@effect/vitest"
-import { Chunk, Effect, Fiber, Logger, LogLevel, Metric, MetricLabel, Option, Queue, Schema, Scope, Stream, TestClock, Tracer } from "effect"
+import { Chunk, Effect, Fiber, Logger, LogLevel, Metric, MetricLabel, Option, Queue, Schema, Scope, Stream, TestClock } from "effect"
 import { inject } from "vitest"
 import { Cache, CacheEvent, CacheKey, CacheStore, Keyspace } from "../src/index.js"
-import { cacheOver, failingStore, layerSerializing } from "./utils.js"
+import { cacheOver, failingStore, layerSerializing, recorded } from "./utils.js"
 
 const Users = Keyspace.make({
   name: "users",
@@ -315,23 +315,9 @@ describe("on Redis", () => {
 })
 
 describe("spans carry the key's digest", () => {
-  const recorded = <A, E, R>(program: Effect.Effect<A, E, R>) =>
-    Effect.flatMap(Effect.tracerWith(Effect.succeed), (inner) => {
-      const spans: Array<Tracer.Span> = []
-      const tracer = Tracer.make({
-        span: (...args) => {
-          const span = inner.span(...args)
-          spans.push(span)
-          return span
-        },
-        context: inner.context
-      })
-      return Effect.map(Effect.withTracer(program, tracer), () => spans.filter((span) => span.name.startsWith("cache.")))
-    })
-
   it.effect("cache.key_hash: the digest redacted keys show, the same for one key; none on batches", () =>
     Effect.gen(function*() {
-      const spans = yield* recorded(Effect.gen(function*() {
+      const { spans } = yield* recorded(Effect.gen(function*() {
         yield* Users.set(user(1), "Ada")
         yield* Users.get(user(1))
         yield* Users.getOrSet(user(2), Effect.succeed("Bob"))

@@ -4,23 +4,9 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Metric, MetricLabel, Option, Schema, Tracer } from "effect"
 import { Cache, CacheKey, Keyspace } from "../src/index.js"
+import { recorded } from "./utils.js"
 
 const Users = Keyspace.make({ name: "users", key: CacheKey.number, value: Schema.String, ttl: "1 minute", tags: (id) => [`user:${id}`] })
-
-/** Runs `program` under a tracer that records every span it starts (Effect's own spans, kept). */
-const recorded = <A, E, R>(program: Effect.Effect<A, E, R>) =>
-  Effect.flatMap(Effect.tracerWith(Effect.succeed), (inner) => {
-    const spans: Array<Tracer.Span> = []
-    const tracer = Tracer.make({
-      span: (...args) => {
-        const span = inner.span(...args)
-        spans.push(span)
-        return span
-      },
-      context: inner.context
-    })
-    return Effect.map(Effect.withTracer(program, tracer), (value) => ({ value, spans: spans.filter((span) => span.name.startsWith("cache.")) }))
-  })
 
 const attribute = (span: Tracer.Span | undefined, name: string) => span?.attributes.get(name)
 

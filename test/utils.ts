@@ -2,7 +2,7 @@
  * Test stores built on the real memory store: one that keeps only serialized bytes (as a remote store
  * does), one that never answers, one that always fails.
  */
-import { Context, Deferred, Effect, Fiber, Layer } from "effect"
+import { Context, Deferred, Effect, Fiber, Layer, Tracer } from "effect"
 import { Redis as IORedis } from "ioredis"
 import { expect, inject } from "vitest"
 import { Cache, CacheError, CacheStore, MemoryStore, Redis } from "../src/index.js"
@@ -100,4 +100,19 @@ export const emptiedDatabase = (db: number) =>
     const admin = yield* Effect.acquireRelease(Effect.sync(() => new IORedis(url)), (admin) => Effect.sync(() => admin.disconnect()))
     yield* Effect.promise(() => admin.flushdb())
     return { url, admin }
+  })
+
+/** Runs `program` under a tracer that records every span it starts (Effect's own spans, kept): its value and the cache's spans. */
+export const recorded = <A, E, R>(program: Effect.Effect<A, E, R>) =>
+  Effect.flatMap(Effect.tracerWith(Effect.succeed), (inner) => {
+    const spans: Array<Tracer.Span> = []
+    const tracer = Tracer.make({
+      span: (...args) => {
+        const span = inner.span(...args)
+        spans.push(span)
+        return span
+      },
+      context: inner.context
+    })
+    return Effect.map(Effect.withTracer(program, tracer), (value) => ({ value, spans: spans.filter((span) => span.name.startsWith("cache.")) }))
   })

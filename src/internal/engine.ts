@@ -9,6 +9,7 @@ import type * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import type * as Metric from "effect/Metric"
 import * as MetricLabel from "effect/MetricLabel"
 import * as CacheEntry from "../CacheEntry.js"
 import { type CacheError, LockError, type Operation, StoreError } from "../CacheError.js"
@@ -169,17 +170,17 @@ export const make = (
       const tally: Tally = { hits: 0, misses: 0, staleServed: 0, decodeFailures: 0, writes: 0, failures: 0, refreshFailures: 0 }
       tallies.set(keyspace, tally)
       const about = (key: string) => ({ ...origin, keyspace, key: report.key(key) })
+      /** A count of one key: the metric, the tally, and the event while somebody listens. */
+      const ofKey = (metric: Metric.Metric.Counter<number>, field: keyof Tally, event: (key: string) => CacheEvent.CacheEvent) => (key: string) => {
+        metric.unsafeUpdate(1, labels)
+        tally[field]++
+        if (events.listening) events.tell(event(key))
+      }
+      const hitEvent = (key: string) => CacheEvent.make.Hit(about(key))
+      const missEvent = (key: string) => CacheEvent.make.Miss(about(key))
       found = {
-        hit: (key) => {
-          Metrics.counters.hits.unsafeUpdate(1, labels)
-          tally.hits++
-          if (events.listening) events.tell(CacheEvent.make.Hit(about(key)))
-        },
-        miss: (key) => {
-          Metrics.counters.misses.unsafeUpdate(1, labels)
-          tally.misses++
-          if (events.listening) events.tell(CacheEvent.make.Miss(about(key)))
-        },
+        hit: ofKey(Metrics.counters.hits, "hits", hitEvent),
+        miss: ofKey(Metrics.counters.misses, "misses", missEvent),
         hits: (count) => {
           Metrics.counters.hits.unsafeUpdate(count, labels)
           tally.hits += count
@@ -189,22 +190,14 @@ export const make = (
           tally.misses += count
         },
         tellRead: (hit, key) => {
-          if (events.listening) events.tell(hit ? CacheEvent.make.Hit(about(key)) : CacheEvent.make.Miss(about(key)))
+          if (events.listening) events.tell(hit ? hitEvent(key) : missEvent(key))
         },
-        decodeFailure: (key) => {
-          Metrics.counters.decodeFailures.unsafeUpdate(1, labels)
-          tally.decodeFailures++
-          if (events.listening) events.tell(CacheEvent.make.DecodeFailure(about(key)))
-        },
+        decodeFailure: ofKey(Metrics.counters.decodeFailures, "decodeFailures", (key) => CacheEvent.make.DecodeFailure(about(key))),
+        staleServed: ofKey(Metrics.counters.staleServed, "staleServed", (key) => CacheEvent.make.StaleServed(about(key))),
         failure: (error) => {
           Metrics.counters.errors.unsafeUpdate(1, labels)
           tally.failures++
           if (events.listening) events.tell(CacheEvent.make.Failure({ ...origin, keyspace, error: report.error(error) }))
-        },
-        staleServed: (key) => {
-          Metrics.counters.staleServed.unsafeUpdate(1, labels)
-          tally.staleServed++
-          if (events.listening) events.tell(CacheEvent.make.StaleServed(about(key)))
         },
         refreshFailure: (key, cause) => {
           Metrics.refreshFailures.unsafeUpdate(1, refreshLabels)

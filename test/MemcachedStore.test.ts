@@ -20,7 +20,7 @@ storeSuite("MemcachedStore", MemcachedStore.layer({ server }), {
   advance: sleep,
   live: true,
   clearCounts: false,
-  capabilities: { expire: true, increment: true, raw: "memcached" }
+  capabilities: { assignsVersions: true, conditionalWrites: true, expire: true, increment: true, raw: "memcached" }
 })
 
 const bytes = (text: string) => new TextEncoder().encode(text)
@@ -258,6 +258,56 @@ describe("MemcachedStore", () => {
       }
     }).pipe(Effect.scoped))
 
+  it.live("conditional writes across stores: versions come from memcached's counter, a delete leaves a tombstone", () =>
+    Effect.gen(function*() {
+      const a = yield* storeWith()
+      const b = yield* storeWith()
+      const envelope = (text: string) =>
+        CacheEntry.encode({ fingerprint: "mc0000000000", version: 0, freshUntil: Infinity, staleUntil: Infinity, tags: [], isFailure: false }, text)
+      const body = (found: Option.Option<CacheEntry.Stored>) =>
+        Option.isNone(found) ? undefined : new TextDecoder().decode(CacheEntry.decode(found.value as Uint8Array)!.body)
+      yield* a.set("cw:a:1", envelope("old"), undefined)
+      const since = (yield* a.currentVersion!)!
+      // Another process deletes the key, then a producer that read before it writes: skipped.
+      assert.isTrue(yield* b.delete("cw:a:1"))
+      assert.isTrue(yield* held("cw:a:1"), "memcached holds the tombstone")
+      yield* a.set("cw:a:1", envelope("late"), undefined, undefined, since)
+      assert.isUndefined(body(yield* b.get("cw:a:1")))
+      // Another process writes it: the newer value stays.
+      yield* b.set("cw:a:2", envelope("newer"), undefined)
+      yield* a.set("cw:a:2", envelope("late"), undefined, undefined, since)
+      assert.strictEqual(body(yield* a.get("cw:a:2")), "newer")
+      // Having read the newer state, a conditional write lands (over the tombstone too).
+      const later = (yield* a.currentVersion!)!
+      assert.isAbove(later, since)
+      yield* a.set("cw:a:1", envelope("fresh"), undefined, undefined, later)
+      assert.strictEqual(body(yield* b.get("cw:a:1")), "fresh")
+      // A counter deleted starts again from 0 (its tombstone is not a counter).
+      assert.strictEqual(yield* a.increment("cw:a:n", 5, undefined), 5)
+      yield* a.delete("cw:a:n")
+      assert.isTrue(Option.isNone(yield* a.counter("cw:a:n")))
+      assert.strictEqual(yield* b.increment("cw:a:n", 2, undefined), 2)
+    }).pipe(Effect.scoped))
+
+  it.live("concurrent conditional writes of one key from two stores: each lands or is skipped, none lost to a race", () =>
+    Effect.gen(function*() {
+      const a = yield* storeWith()
+      const b = yield* storeWith()
+      const keys = Array.from({ length: 20 }, (_, i) => `cr:a:${i}`)
+      const envelope = (text: string) =>
+        CacheEntry.encode({ fingerprint: "mc0000000000", version: 0, freshUntil: Infinity, staleUntil: Infinity, tags: [], isFailure: false }, text)
+      yield* Effect.forEach(keys, (key) => a.get(key), { discard: true })
+      const [sa, sb] = [(yield* a.currentVersion!)!, (yield* b.currentVersion!)!]
+      yield* Effect.forEach(
+        keys,
+        (key) => Effect.all([a.set(key, envelope("a"), undefined, undefined, sa), b.set(key, envelope("b"), undefined, undefined, sb)], { concurrency: 2 }),
+        { concurrency: "unbounded", discard: true }
+      )
+      // Whichever landed first, the other saw a version above its own and stepped back (or replaced it
+      // before: then the last write's version is above the first's).
+      for (const key of keys) assert.isTrue(Option.isSome(yield* a.get(key)), key)
+    }).pipe(Effect.scoped))
+
   it.live("getMany of more keys than one get carries answers in order", () =>
     Effect.gen(function*() {
       const store = yield* storeWith()
@@ -354,6 +404,15 @@ describe("a Cache over memcached", () => {
       yield* Tagged.set("a", "acme/again")
       assert.deepStrictEqual(yield* Tagged.get("a"), Option.some("acme/again"), "written after the invalidation: there")
     }).pipe(Effect.provide(cacheOnMemcached("mtags"))))
+
+  it.live("getOrSet's write is conditional: a key invalidated while its producer ran is not written", () =>
+    Effect.gen(function*() {
+      const produced = yield* Notes.getOrSet("k", Effect.zipRight(Notes.invalidate("k"), Effect.succeed("produced before the invalidation")))
+      assert.strictEqual(produced, "produced before the invalidation")
+      assert.isTrue(Option.isNone(yield* Notes.get("k")), "skipped: the invalidation came after the read")
+      assert.strictEqual(yield* Notes.getOrSet("k", Effect.succeed("again")), "again")
+      assert.deepStrictEqual(yield* Notes.get("k"), Option.some("again"))
+    }).pipe(Effect.provide(cacheOnMemcached("mcond"))))
 
   it.live("a value too large for memcached: a typed TooLarge, nothing stored, and getOrSet still answers", () =>
     Effect.gen(function*() {

@@ -14,6 +14,16 @@
  *   30 days is sent as an absolute Unix time, as memcached requires.
  * - `add` is memcached's own `add` (atomic); an entry that a clear made unreachable is replaced with
  *   `cas`, so it never blocks an `add`.
+ * - Versions come from memcached: every write and delete draws its version with one `incr` of a
+ *   counter kept under an internal key (made at this machine's time in microseconds when memcached
+ *   does not hold it), so versions grow across every process sharing the server, whatever their
+ *   clocks. A delete leaves a tombstone under the key (its version, for `CacheStore.tombstoneTtl`),
+ *   which reads as no entry.
+ * - Conditional writes (`set` with `since`): the key is read with its cas unique (`gets`); the write is
+ *   skipped when the key holds an entry or a tombstone of a version above `since`, else made with
+ *   `cas` (`add` where the key is absent), read and checked again when another write lands in
+ *   between. `currentVersion` is the highest version the process has seen (drawn, or read in an entry
+ *   or a tombstone), so it costs no round trip.
  * - Memcached cannot list keys, so `clear` moves a namespace (`"<ns>:"`) or a keyspace
  *   (`"<ns>:<keyspace>:"`) to a new generation: one `incr` of a counter kept in memcached under an
  *   internal key. Every entry is stamped with the generations of its namespace and keyspace when it
@@ -110,6 +120,32 @@ const maxExpiration = 2 ** 31 - 1
 
 /** The first byte of a stored value: this store's stamp, format 1. */
 const stampMagic = 0xce
+
+/** The first byte of a tombstone: what a delete leaves under the key, its version as a big-endian float64 after it. */
+const tombstoneMagic = 0xcf
+
+/** How long a tombstone lives, in seconds (`CacheStore.tombstoneTtl`). */
+const tombstoneSeconds = Math.ceil(Duration.toSeconds(CacheStore.tombstoneTtl))
+
+/**
+ * @internal
+ * The key of the store's version counter: every write and delete draws its version from it with
+ * `incr`, so versions grow across every process sharing the memcached. An internal key of no
+ * namespace: nothing clears it, and no namespace can produce it.
+ */
+export const versionKey = CacheStore.internalKey("", "version", "store")
+
+/** @internal What a delete leaves under a key: the tombstone of `version`. */
+export const tombstoneOf = (version: number): Buffer => {
+  const out = Buffer.allocUnsafe(9)
+  out[0] = tombstoneMagic
+  out.writeDoubleBE(version, 1)
+  return out
+}
+
+/** @internal The version of a tombstone, or `undefined` for any other value. */
+export const tombstoneVersion = (value: unknown): number | undefined =>
+  Buffer.isBuffer(value) && value.length === 9 && value[0] === tombstoneMagic ? value.readDoubleBE(1) : undefined
 
 /** The first character of a hashed key; a key starting with it is always hashed. */
 const hashMarker = "#"
@@ -317,6 +353,44 @@ const build = (client: MemcacheClient, options: Options): Effect.Effect<CacheSto
         : undefined
     }
 
+    /**
+     * The highest version this process has seen: drawn from the counter, or read in an entry or a
+     * tombstone. Every write and delete drawn later, by any process, gets a higher one.
+     */
+    let floor = 0
+    const learnVersion = (version: number) => {
+      // A version far ahead of this machine's clock is none the counter gave (bytes some other program wrote).
+      if (version > floor && version <= (Date.now() + 86_400_000) * 1000) floor = version
+    }
+
+    /**
+     * Draws `n` versions from the counter (0: reads it) and answers the highest: one `incr`. A counter
+     * memcached does not hold (never made, evicted, lost in a restart) is made again at this machine's
+     * time in microseconds, or above the highest version seen, whichever is higher.
+     */
+    const drawVersions = async (n: number): Promise<number> => {
+      const physical = physicalKey(versionKey)
+      for (let attempt = 0; attempt < addAttempts; attempt++) {
+        try {
+          const top = Number(await client.incr(physical, n))
+          if (top > floor) floor = top
+          return top
+        } catch (cause) {
+          if (!isReply(cause, "NOT_FOUND")) throw cause
+        }
+        const start = Math.max(floor, Date.now() * 1000) + n
+        try {
+          await client.add(physical, String(start), { lifetime: 0 })
+          floor = start
+          return start
+        } catch (cause) {
+          // Another process made it first: draw from that one.
+          if (!isReply(cause, "NOT_STORED")) throw cause
+        }
+      }
+      throw new Error("the version counter kept being removed and made again while versions were drawn")
+    }
+
     const failure = (operation: StoreError["operation"], key: string | undefined, cause: unknown): StoreError => {
       if (cause instanceof Refusal) {
         return new StoreError({ reason: cause.reason, operation, key: cause.key ?? key, store: storeName, cause: cause.message })
@@ -397,7 +471,10 @@ const build = (client: MemcacheClient, options: Options): Effect.Effect<CacheSto
         const raw = found.get(physicalKey(key))
         const stamp = generationsPerKey[i]!.map((generation) => current.get(generation))
         const bytes = raw !== undefined && Buffer.isBuffer(raw.value) ? unstamped(raw.value, stamp) : undefined
-        return { bytes, raw, stamp }
+        const deleted = raw === undefined ? undefined : tombstoneVersion(raw.value)
+        if (bytes !== undefined) learnVersion(CacheEntry.versionOf(bytes))
+        else if (deleted !== undefined) learnVersion(deleted)
+        return { bytes, raw, stamp, deleted }
       })
     }
 
@@ -455,8 +532,8 @@ const build = (client: MemcacheClient, options: Options): Effect.Effect<CacheSto
         throw cause
       })
 
-    /** Writes one entry (a ttl of zero or less removes it instead). */
-    const write = async (key: string, stored: CacheEntry.Stored, ttl: Duration.Duration | undefined) => {
+    /** Writes one entry with a version drawn for it, or `version` (a ttl of zero or less removes it instead). */
+    const write = async (key: string, stored: CacheEntry.Stored, ttl: Duration.Duration | undefined, version?: number) => {
       const physical = physicalKey(key)
       const expiration = expirationOf(ttl, Date.now())
       if (expiration === "remove") {
@@ -471,23 +548,74 @@ const build = (client: MemcacheClient, options: Options): Effect.Effect<CacheSto
         if (isTooLarge(error)) await remove(physical).catch(() => false)
         throw error
       }
-      await client.set(physical, stamped(await stampOf(key), bytes), { lifetime: expiration })
+      const [stamp, drawn] = await Promise.all([stampOf(key), version ?? drawVersions(1)])
+      CacheEntry.stampVersion(bytes, drawn)
+      await client.set(physical, stamped(stamp, bytes), { lifetime: expiration })
     }
 
-    /** Deletes keys: each read (with the generations) and deleted in one round trip; counts the live ones removed. */
+    /**
+     * A write conditional on version `since`: the key is read with its cas unique (`gets`), and the
+     * write is skipped when it holds an entry or a tombstone of a version above `since`; otherwise it is
+     * written with `cas` (with `add` where the key is absent), so nothing that lands in between is
+     * overwritten: the key is read again and the check made again, a bounded number of times. A key
+     * that other writers change at every try keeps theirs (they came after `since`).
+     */
+    const writeSince = async (key: string, stored: CacheEntry.Stored, ttl: Duration.Duration | undefined, since: number) => {
+      const physical = physicalKey(key)
+      const expiration = expirationOf(ttl, Date.now())
+      let bytes: Uint8Array | undefined
+      if (expiration !== "remove") {
+        try {
+          bytes = bytesOf(key, stored)
+        } catch (error) {
+          if (isTooLarge(error)) await remove(physical).catch(() => false)
+          throw error
+        }
+      }
+      // Drawn while the key is read: above `since` (drawn after it was seen), so above what it replaces.
+      const drawing = bytes === undefined ? Promise.resolve(0) : drawVersions(1)
+      drawing.catch(() => {})
+      for (let attempt = 0; attempt < addAttempts; attempt++) {
+        const [entry] = await read([key], true)
+        const { deleted, raw } = entry!
+        if (deleted !== undefined ? deleted > since : entry!.bytes !== undefined && CacheEntry.versionOf(entry!.bytes) > since) return
+        try {
+          if (bytes === undefined) {
+            // A removal: what is there goes (a cas to an expiration in the past), unless it changed meanwhile.
+            if (raw?.casUniq === undefined) return
+            await client.cas(physical, "", { casUniq: raw.casUniq, lifetime: -1 })
+            return
+          }
+          const stamp = entry!.stamp.every((generation) => generation !== undefined) ? entry!.stamp as Array<string> : await stampOf(key)
+          CacheEntry.stampVersion(bytes, await drawing)
+          const lifetime = expiration === "remove" ? -1 : expiration
+          if (raw?.casUniq === undefined) await client.add(physical, stamped(stamp, bytes), { lifetime })
+          else await client.cas(physical, stamped(stamp, bytes), { casUniq: raw.casUniq, lifetime })
+          return
+        } catch (cause) {
+          // NOT_STORED (another write made the key first), EXISTS (it changed), NOT_FOUND (it went away): look again.
+          if (!isReply(cause, "NOT_STORED") && !isReply(cause, "EXISTS") && !isReply(cause, "NOT_FOUND")) throw cause
+        }
+      }
+    }
+
+    /**
+     * Deletes keys: each read (with the generations) while their versions are drawn, in one round
+     * trip, then replaced by its tombstone (the delete's version, for `CacheStore.tombstoneTtl`), so a
+     * write conditional on an older version is skipped. Counts the live ones it found.
+     */
     const removeAll = async (keys: ReadonlyArray<string>): Promise<number> => {
       const unique = Array.from(new Set(keys))
-      const [entries, removed] = await Promise.all([
-        read(unique),
-        Promise.all(unique.map((key) => remove(physicalKey(key))))
-      ])
+      const [entries, top] = await Promise.all([read(unique), drawVersions(unique.length)])
+      const first = top - unique.length + 1
+      await Promise.all(unique.map((key, i) => client.set(physicalKey(key), tombstoneOf(first + i), { lifetime: tombstoneSeconds })))
       let count = 0
       unique.forEach((key, i) => {
-        // A key nothing clears counts whatever it holds; others only with a current stamp, or a counter.
-        const raw = entries[i]!.raw
-        const live = generationsOf(key).length === 0 || entries[i]!.bytes !== undefined ||
-          (raw !== undefined && counterFrom(textOf(raw.value)) !== undefined)
-        if (live && removed[i]) count++
+        // A key nothing clears counts whatever it holds but a tombstone; others only with a current stamp, or a counter.
+        const { bytes, deleted, raw } = entries[i]!
+        const live = bytes !== undefined ||
+          (raw !== undefined && deleted === undefined && (generationsOf(key).length === 0 || counterFrom(textOf(raw.value)) !== undefined))
+        if (live) count++
       })
       return count
     }
@@ -504,7 +632,8 @@ const build = (client: MemcacheClient, options: Options): Effect.Effect<CacheSto
         if (isTooLarge(error) && (await read([key]))[0]!.bytes !== undefined) return false
         throw error
       }
-      let stamp = await stampOf(key)
+      let [stamp, version] = await Promise.all([stampOf(key), drawVersions(1)])
+      CacheEntry.stampVersion(bytes, version)
       for (let attempt = 0; attempt < addAttempts; attempt++) {
         try {
           await client.add(physical, stamped(stamp, bytes), { lifetime: expiration })
@@ -537,6 +666,7 @@ const build = (client: MemcacheClient, options: Options): Effect.Effect<CacheSto
      */
     const expire = async (key: string, ttl: Duration.Duration, now: number, since: number | undefined): Promise<boolean> => {
       const physical = physicalKey(key)
+      let drawn: number | undefined
       for (let attempt = 0; attempt < addAttempts; attempt++) {
         const [entry] = await read([key], true)
         const casUniq = entry!.raw?.casUniq
@@ -555,7 +685,7 @@ const build = (client: MemcacheClient, options: Options): Effect.Effect<CacheSto
         const after = CacheStore.expiryAfter(times ?? { freshUntil: Infinity, staleUntil: Infinity }, ttl, now)
         const bytes = times === undefined
           ? entry!.bytes
-          : CacheEntry.retimed(entry!.bytes, after.freshUntil, after.staleUntil, CacheEntry.nextVersion(now, version))!
+          : CacheEntry.retimed(entry!.bytes, after.freshUntil, after.staleUntil, drawn ??= await drawVersions(1))!
         const lifetime = expirationOf(after.millis === undefined ? undefined : Duration.millis(after.millis), Date.now())
         try {
           await client.cas(physical, stamped(entry!.stamp as ReadonlyArray<string>, bytes), { casUniq, lifetime: lifetime === "remove" ? 1 : lifetime })
@@ -593,6 +723,18 @@ const build = (client: MemcacheClient, options: Options): Effect.Effect<CacheSto
             }
           }
           if (/non-numeric/i.test(cause instanceof Error ? cause.message : String(cause))) {
+            // A tombstone (the key was deleted) holds no counter: the counter starts again, over it.
+            const found = (await getRaw([physical], true)).get(physical)
+            if (found?.casUniq !== undefined && tombstoneVersion(found.value) !== undefined) {
+              const expiration = expirationOf(ttl, Date.now())
+              try {
+                await client.cas(physical, counterText(by), { casUniq: found.casUniq, lifetime: expiration === "remove" ? -1 : expiration })
+                return by
+              } catch (lost) {
+                if (isReply(lost, "EXISTS") || isReply(lost, "NOT_FOUND")) continue
+                throw lost
+              }
+            }
             throw new Refusal("WrongType", "the key holds something other than an integer counter")
           }
           throw cause
@@ -610,7 +752,7 @@ const build = (client: MemcacheClient, options: Options): Effect.Effect<CacheSto
     const counter = async (key: string): Promise<Option.Option<number>> => {
       const physical = physicalKey(key)
       const found = (await getRaw([physical])).get(physical)
-      if (found === undefined) return Option.none()
+      if (found === undefined || tombstoneVersion(found.value) !== undefined) return Option.none()
       const value = counterFrom(textOf(found.value))
       if (value === undefined) throw new Refusal("WrongType", "the key holds something other than an integer counter")
       return Option.some(value)
@@ -654,18 +796,21 @@ const build = (client: MemcacheClient, options: Options): Effect.Effect<CacheSto
         atomicAdd: true,
         nativeTtl: true,
         clearByPrefix: true,
-        assignsVersions: false,
+        assignsVersions: true,
         operationBound: Duration.millis(timeoutMillis)
       },
       get: reads.get,
       getMany: (keys) =>
         keys.length === 0 ? Effect.succeed([]) : run("getMany", undefined, () =>
           read(keys).then((entries) => entries.map(({ bytes }) => Option.fromNullable<CacheEntry.Stored | undefined>(bytes)))),
-      set: (key, value, ttl) => run("set", key, () => write(key, value, ttl)),
+      set: (key, value, ttl, _wait, since) =>
+        run("set", key, () => since === undefined ? write(key, value, ttl) : writeSince(key, value, ttl, since)),
       setMany: (entries) =>
         entries.length === 0 ? Effect.void : run("setMany", undefined, async () => {
-          // Every entry that fits is written; the first refusal is reported once they are.
-          const outcomes = await Promise.allSettled(entries.map((entry) => write(entry.key, entry.value, entry.ttl)))
+          // One draw of versions for the batch; every entry that fits is written, and the first refusal
+          // is reported once they are.
+          const first = (await drawVersions(entries.length)) - entries.length + 1
+          const outcomes = await Promise.allSettled(entries.map((entry, i) => write(entry.key, entry.value, entry.ttl, first + i)))
           const refused = outcomes.find((outcome): outcome is PromiseRejectedResult => outcome.status === "rejected")
           if (refused !== undefined) throw refused.reason
         }),
@@ -681,7 +826,14 @@ const build = (client: MemcacheClient, options: Options): Effect.Effect<CacheSto
       expire: (key, ttl, now, since) => run("expire", key, () => expire(key, ttl, now, since)),
       increment: (key, by, ttl) => run("increment", key, () => increment(key, by, ttl)),
       counter: (key) => run("get", key, () => counter(key)),
-      raw: { kind: "memcached", client }
+      raw: { kind: "memcached", client },
+      // The highest version seen; when none yet, the counter's (read with `incr 0`, bounded; `undefined`
+      // when memcached cannot say: the write is then unconditional).
+      currentVersion: Effect.suspend(() =>
+        floor > 0
+          ? Effect.succeed<number | undefined>(floor)
+          : Effect.orElseSucceed(run("get", versionKey, () => drawVersions(0)), () => undefined)
+      )
     })
   })
 

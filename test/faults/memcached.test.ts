@@ -3,13 +3,16 @@
  * killed and started again, and a connection reset while a write waits for its reply. Each case runs
  * a memcached of its own; real time. Every call returns a value or a typed error within its bound
  * (the store's timeout, 400 ms here; the margin, 150 ms, is for a loaded machine, not for the code).
+ * The lock cases run several caches over one memcached with the memcached lock: a server frozen or
+ * killed while a lock is held or waited on; every wait ends within its bound, and each lockMode holds.
  */
 import { assert, describe, it } from "@effect/vitest"
 import type { ChildProcess } from "node:child_process"
 import { Effect, Either, Exit, Fiber, Layer, Option, Schedule, Schema, Scope } from "effect"
+import * as MemcachedLock from "../../src/CacheLock/Memcached.js"
 import * as MemcachedStore from "../../src/CacheStore/Memcached.js"
-import { Cache, CacheKey, Keyspace } from "../../src/index.js"
-import { memcachedStat, startMemcached, stopMemcached } from "../setup/memcached.js"
+import { Cache, CacheError, CacheKey, Keyspace } from "../../src/index.js"
+import { memcachedCommand, memcachedStat, startMemcached, stopMemcached } from "../setup/memcached.js"
 import * as Harness from "./harness.js"
 import * as Proxy from "./proxy.js"
 
@@ -64,6 +67,27 @@ const cacheAt = (server: string, namespace: string, store: MemcachedStore.Option
   Cache.layer({ namespace, circuitBreaker: false }).pipe(
     Layer.provide(MemcachedStore.layer({ server, timeout: `${timeoutMillis} millis`, connectTimeout: "300 millis", ...store }))
   )
+
+/** The lock's settings in the lock cases: a caller waits 1 s at most for another instance's producer. */
+const lockTimeoutMillis = 1_000
+
+/** A cache over the memcached store and the memcached lock at `server` (one client for both). */
+const lockedCacheAt = (server: string, namespace: string) =>
+  Cache.layer({
+    namespace,
+    circuitBreaker: false,
+    lock: { timeout: `${lockTimeoutMillis} millis`, pollInterval: "50 millis", lease: "3 seconds" }
+  }).pipe(Layer.provide(MemcachedLock.layerWithStore({ server, timeout: `${timeoutMillis} millis`, connectTimeout: "300 millis" })))
+
+/** Waits (up to 5 s) until memcached at `port` holds the lock of `key`. */
+const lockHeld = (port: number, key: string) =>
+  Effect.promise(() => memcachedCommand(port, `get ${MemcachedLock.lockKeyOf(key)}\r\n`)).pipe(
+    Effect.flatMap((lines) => lines[0]!.startsWith("VALUE ") ? Effect.void : Effect.fail("not held")),
+    Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo("5 seconds")))
+  )
+
+const isLockError = (error: unknown, reason?: string) =>
+  CacheError.isLockError(error) && (reason === undefined || error.reason === reason)
 
 /** Every direct call of the cache, and 200 concurrent gets. */
 const direct = [
@@ -195,8 +219,10 @@ describe("memcached faults", () => {
       yield* Effect.gen(function*() {
         yield* Items.set(0, "warm") // connected, generations known
         const sets = () => Effect.promise(() => memcachedStat(server.port, "cmd_set"))
-        const before = yield* sets()
-        // The write reaches memcached; its reply does not come back; then the connection is reset.
+        const incrs = () => Effect.promise(() => memcachedStat(server.port, "incr_hits"))
+        const [setsBefore, incrsBefore] = [yield* sets(), yield* incrs()]
+        // The write's first command (the `incr` that draws its version) reaches memcached; its reply does
+        // not come back; then the connection is reset.
         server.proxy.set(Proxy.blackhole, "down")
         const write = yield* Effect.fork(Items.set(1, "once"))
         yield* Harness.sleep(100)
@@ -207,9 +233,87 @@ describe("memcached faults", () => {
         // Give a resend every chance to happen: the client reconnects well within this.
         yield* Harness.sleep(800)
         yield* recovered
-        assert.strictEqual((yield* sets()) - before, 2, "the write ran once (and the recovery's write once)")
-        assert.strictEqual(valueOf(yield* Items.get(1)), "once")
+        assert.strictEqual((yield* incrs()) - incrsBefore, 2, "the incr ran once (and the recovery's write's once)")
+        assert.strictEqual((yield* sets()) - setsBefore, 1, "the write went no further, and was not sent again (the recovery's write ran)")
+        assert.isUndefined(valueOf(yield* Items.get(1)))
       }).pipe(Effect.provide(cacheAt(server.proxied, "reset", { generationTtl: "1 minute" })))
+      assert.deepStrictEqual(unhandled, [])
+    }).pipe(Effect.scoped), 30_000)
+
+  it.live("lock, memcached frozen: at-least-once answers from its producer, at-most-once fails with a LockError, each within its bound", () =>
+    Effect.gen(function*() {
+      const server = yield* memcached
+      const unhandled = yield* Harness.unhandledRejections
+      yield* Effect.gen(function*() {
+        yield* Items.set(0, "warm")
+        server.pause()
+        yield* Harness.sleep(100)
+        const least = yield* Harness.timed(Items.getOrSet(1, Effect.succeed("produced")))
+        assert.strictEqual(least.value, "produced")
+        // The read's bound, the lock's, the write's.
+        assert.isBelow(least.millis, 3 * timeoutMillis + margin, "at-least-once within its bound")
+        const most = yield* Harness.timed(Effect.either(Items.getOrSet(2, Effect.succeed("produced"), { lockMode: "at-most-once" })))
+        assert.isTrue(Either.isLeft(most.value) && isLockError(most.value.left, "Timeout"), String(most.value))
+        assert.isBelow(most.millis, 2 * timeoutMillis + margin, "at-most-once: the read's bound, the lock's")
+        server.resume()
+        const millis = yield* recovered
+        console.log(`memcached frozen under the lock: at-least-once ${least.millis} ms, at-most-once ${most.millis} ms; recovered in ${millis} ms`)
+      }).pipe(Effect.provide(lockedCacheAt(server.direct, "lfrozen")))
+      assert.deepStrictEqual(unhandled, [])
+    }).pipe(Effect.scoped), 30_000)
+
+  it.live("lock, memcached frozen while another instance waits on a held lock: the wait ends within the lock timeout, each lockMode holds", () =>
+    Effect.gen(function*() {
+      const server = yield* memcached
+      const unhandled = yield* Harness.unhandledRejections
+      const holder = yield* Layer.build(lockedCacheAt(server.direct, "lwait"))
+      const waiter = yield* Layer.build(lockedCacheAt(server.direct, "lwait"))
+      const held = yield* Effect.fork(Items.getOrSet(1, Effect.as(Harness.sleep(2_000), "holder's")).pipe(Effect.provide(holder)))
+      yield* lockHeld(server.port, "lwait:items:1")
+      const most = yield* Effect.fork(Harness.timed(Effect.either(
+        Items.getOrSet(1, Effect.succeed("waiter's"), { lockMode: "at-most-once" }).pipe(Effect.provide(waiter))
+      )))
+      const least = yield* Effect.fork(Harness.timed(Items.getOrSet(1, Effect.succeed("waiter's")).pipe(Effect.provide(waiter))))
+      yield* Harness.sleep(200)
+      server.pause()
+      const mostDone = yield* Fiber.join(most)
+      const leastDone = yield* Fiber.join(least)
+      // Both callers of the waiting instance share one run (one per key per process): it waited for the
+      // lock, its looks timing out, until the lock timeout; then the lock (frozen) could not be taken.
+      const bound = lockTimeoutMillis + 3 * timeoutMillis + margin
+      assert.isTrue(Either.isLeft(mostDone.value) && isLockError(mostDone.value.left), `at-most-once: ${String(mostDone.value)}`)
+      assert.isBelow(mostDone.millis, bound, "at-most-once within its bound")
+      assert.strictEqual(leastDone.value, "waiter's", "at-least-once produced its own")
+      assert.isBelow(leastDone.millis, bound, "at-least-once within its bound")
+      server.resume()
+      assert.strictEqual(yield* Fiber.join(held), "holder's")
+      console.log(`memcached frozen while waiting: at-most-once failed after ${mostDone.millis} ms, at-least-once answered after ${leastDone.millis} ms`)
+      // The holder released its lock once memcached woke (or it lapses with its lease): no orphan.
+      yield* Effect.promise(() => memcachedCommand(server.port, `get ${MemcachedLock.lockKeyOf("lwait:items:1")}\r\n`)).pipe(
+        Effect.flatMap((lines) => lines[0] === "END" ? Effect.void : Effect.fail("still held")),
+        Effect.retry(Schedule.spaced("100 millis").pipe(Schedule.upTo("6 seconds")))
+      )
+      assert.deepStrictEqual(unhandled, [])
+    }).pipe(Effect.scoped), 30_000)
+
+  it.live("lock, memcached killed while the lock is held: the holder answers, a waiter fails at once (at most once) or produces (at least once)", () =>
+    Effect.gen(function*() {
+      const server = yield* memcached
+      const unhandled = yield* Harness.unhandledRejections
+      const holder = yield* Layer.build(lockedCacheAt(server.direct, "lkill"))
+      const other = yield* Layer.build(lockedCacheAt(server.direct, "lkill"))
+      const held = yield* Effect.fork(Harness.timed(Items.getOrSet(1, Effect.as(Harness.sleep(500), "holder's")).pipe(Effect.provide(holder))))
+      yield* lockHeld(server.port, "lkill:items:1")
+      yield* Effect.promise(() => server.kill())
+      const holderDone = yield* Fiber.join(held)
+      assert.strictEqual(holderDone.value, "holder's", "the holder answers though its release fails")
+      assert.isBelow(holderDone.millis, 500 + 2 * timeoutMillis + margin, "the producer, then the release's bound")
+      const most = yield* Harness.timed(Effect.either(Items.getOrSet(1, Effect.succeed("other's"), { lockMode: "at-most-once" }).pipe(Effect.provide(other))))
+      assert.isTrue(Either.isLeft(most.value) && isLockError(most.value.left, "Unavailable"), String(most.value))
+      assert.isBelow(most.millis, 2 * timeoutMillis + margin)
+      const least = yield* Harness.timed(Items.getOrSet(1, Effect.succeed("other's")).pipe(Effect.provide(other)))
+      assert.strictEqual(least.value, "other's")
+      assert.isBelow(least.millis, 3 * timeoutMillis + margin)
       assert.deepStrictEqual(unhandled, [])
     }).pipe(Effect.scoped), 30_000)
 

@@ -9,7 +9,9 @@
  *
  * `MemoryLock.layer` (`CacheLock/Memory.ts`) serves caches that share one in-process store (several
  * caches in one program, or a test standing in for a fleet); `RedisLock.layer` (`CacheLock/Redis.ts`)
- * serves processes sharing a Redis.
+ * serves processes sharing a Redis; the memcached lock (`effect-cachekit/CacheLock/Memcached`, its own
+ * subpath) serves processes sharing a memcached, with whole-second leases, a token check and a write
+ * in two steps rather than one script, and waiters in other processes that poll.
  *
  * @since 0.1.0
  */

@@ -76,7 +76,10 @@ export type WriteOperation = "set" | "setMany" | "add" | "getOrSet" | "getOrSetM
  * - `DecodeFailure`: a stored value could not be decoded (corrupt, or written under another schema)
  *   and was dropped.
  * - `Write`: the cache stored a value for `key` (`set`, `setMany`, `add` when it added, and the
- *   producer runs of `getOrSet` and `getOrSetMany`, written at once or with the lock's release).
+ *   producer runs of `getOrSet` and `getOrSetMany`, written at once or with the lock's release). A
+ *   producer's write is conditional on the key not changing while it ran: one the store skipped for
+ *   that is told all the same (the store does not say). A write that failed is not told (its failure
+ *   is the caller's, or a `Failure` when absorbed).
  * - `Invalidate`: `invalidate`, `invalidateMany` or `deleteMany` removed `key` (told whether or not the
  *   key was there).
  * - `Clear`: `clear` (the whole namespace: `keyspace` is `undefined`) or a keyspace's `clear`.

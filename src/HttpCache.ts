@@ -428,7 +428,8 @@ const storability = (
   const freshness = Rules.freshnessLifetime(directives, headers, dateValue, heuristic, heuristicAllowed) ??
     (noCache && heuristicAllowed ? { lifetime: 0, explicit: false } : undefined)
   if (freshness === undefined) return pass(heuristic === undefined ? "no-freshness" : "status")
-  const mustRevalidate = directives.has("must-revalidate") || directives.has("proxy-revalidate")
+  // s-maxage carries proxy-revalidate's semantics for a shared cache (RFC 9111 §5.2.2.10).
+  const mustRevalidate = directives.has("must-revalidate") || directives.has("proxy-revalidate") || directives.has("s-maxage")
   // Neither must-revalidate nor no-cache lets a stale response be served (RFC 9111 §4.2.4).
   const window = (name: string) => mustRevalidate || noCache ? 0 : Rules.deltaSeconds(directives, name) ?? 0
   const age = Rules.initialAge(headers, times.requestTime, times.responseTime)
@@ -537,6 +538,10 @@ export const middleware = <Id = Cache.Cache>(options: Options<Id> = {}) => {
     value: Produced,
     serializer: CacheSerializer.msgpack,
     tags: (key) => [urlTag(name, key.primary)],
+    // A failed run never makes the next request skip the app: past stale-if-error nothing stale may be
+    // served (an entry kept only to be revalidated), and within it the app is asked again (one run per
+    // key at a time), as RFC 5861 has it.
+    graceBackoff: Duration.zero,
     cache: cacheTag
   })
   const VaryLists = Keyspace.make({
@@ -774,9 +779,12 @@ export const middleware = <Id = Cache.Cache>(options: Options<Id> = {}) => {
         response.cookies
       )
       const verdict = storability(updated, asked, authorized, heuristic, keepMillis, times)
-      if (verdict._tag === "Pass") {
+      // A 304 that names other Vary fields: the stored body was chosen by the old ones, so it is served
+      // to this request but not stored under the new ones.
+      const varies = verdict._tag === "Store" && !sameNames(verdict.record.varyNames, revalidated.varyNames)
+      if (verdict._tag === "Pass" || varies) {
         const served: StoredResponse = { ...revalidated, headers: Rules.storedHeaders(headers, []) }
-        const produced: Passed = { _tag: "Passed", detail: verdict.detail }
+        const produced: Passed = { _tag: "Passed", detail: verdict._tag === "Pass" ? verdict.detail : "vary-changed" }
         keep({ response: HttpServerResponse.mergeCookies(rebuild(served), response.cookies), produced, status: response.status })
         return produced
       }
@@ -870,7 +878,10 @@ export const middleware = <Id = Cache.Cache>(options: Options<Id> = {}) => {
           own = kept
         }).pipe(
           Effect.tap((produced) => {
-            if (produced._tag !== "Response") return Effect.void
+            // The app answered with a response the cache may not keep (private, no-store, a cookie, a body
+            // too large, or a 304 whose fields say so): what was stored for the request is no longer
+            // what the app serves, so it is dropped rather than kept to be served to max-stale.
+            if (produced._tag !== "Response") return found.found === undefined ? Effect.void : quietly(Responses.invalidate({ primary, variant }))
             const moved = !sameNames(found.names, produced.varyNames)
             if (moved) elsewhere = produced
             return afterProduced(primary, found.names, produced, moved)

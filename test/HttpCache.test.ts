@@ -959,15 +959,75 @@ describe("HttpCache.middleware: revalidation", () => {
       const busy = yield* call("/k")
       assert.strictEqual(busy.status, 503)
       assert.strictEqual(cacheStatus(busy), "effect-cachekit; fwd=stale; fwd-status=503; detail=error-status")
-      // Within the cache's graceBackoff the key's run is not tried again: the request asks the app alone.
+      // A failure does not hold the key back: the next request's run asks the app again (no backoff).
       const again = yield* call("/k")
       assert.strictEqual(again.status, 503)
-      assert.include(cacheStatus(again), "detail=collapsed-failed")
-      yield* TestClock.adjust("11 seconds")
+      assert.strictEqual(cacheStatus(again), "effect-cachekit; fwd=stale; fwd-status=503; detail=error-status")
       state.mode = "fail"
       assert.strictEqual((yield* call("/k")).status, 500, "the failure reaches the server")
       assert.strictEqual((yield* call("/k", { headers: { "cache-control": "max-stale" } })).body, "ok", "max-stale accepts it")
-      assert.strictEqual(state.runs, 4)
+      // Once the app is back, the next request's run stores its answer: collapsing and storing resume at once.
+      state.mode = "ok"
+      const back = yield* call("/k")
+      assert.strictEqual(back.body, "ok")
+      assert.include(cacheStatus(back), "stored")
+      yield* settled
+      assert.include(cacheStatus(yield* call("/k")), "hit")
+      assert.strictEqual(state.runs, 5)
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("s-maxage carries proxy-revalidate: once stale it is never served without the app, not even for max-stale", () =>
+    Effect.gen(function*() {
+      const route = validating(() => ({ body: "s", headers: { "cache-control": "s-maxage=60, stale-while-revalidate=600", etag: "\"s\"" } }))
+      const call = yield* handlerOf(HttpRouter.empty.pipe(HttpRouter.get("/s", route.handler), HttpCache.middleware()))
+      yield* call("/s")
+      yield* settled
+      yield* TestClock.adjust("90 seconds")
+      const stale = yield* call("/s", { headers: { "cache-control": "max-stale" } })
+      assert.strictEqual(stale.body, "s")
+      assert.strictEqual(cacheStatus(stale), "effect-cachekit; fwd=stale; fwd-status=304; ttl=60; stored", "revalidated, not served stale")
+      assert.deepStrictEqual([route.state.runs, route.state.bodies], [2, 1])
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("a revalidation the app answers with a response the cache may not keep drops what was stored", () =>
+    Effect.gen(function*() {
+      let mode: "public" | "private" = "public"
+      const route = validating(() =>
+        mode === "public"
+          ? { body: "shared", headers: { "cache-control": "max-age=60", etag: "\"a\"" } }
+          : { body: "user-42", headers: { "cache-control": "private, max-age=60", etag: "\"b\"" } }
+      )
+      const call = yield* handlerOf(HttpRouter.empty.pipe(HttpRouter.get("/p", route.handler), HttpCache.middleware()))
+      yield* call("/p")
+      yield* settled
+      yield* TestClock.adjust("90 seconds")
+      mode = "private"
+      const own = yield* call("/p")
+      assert.strictEqual(own.body, "user-42")
+      yield* settled
+      const later = yield* call("/p", { headers: { "cache-control": "max-stale" } })
+      assert.strictEqual(later.body, "user-42", "the old shared response is not served any more")
+      assert.include(cacheStatus(later), "fwd=uri-miss")
+      assert.strictEqual(route.state.runs, 3)
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("a 304 that names other Vary fields is served but not stored", () =>
+    Effect.gen(function*() {
+      const route = validating(
+        () => ({ body: "v", headers: { "cache-control": "max-age=60", etag: "\"v\"" } }),
+        () => ({ etag: "\"v\"", "cache-control": "max-age=60", vary: "accept-language" })
+      )
+      const call = yield* handlerOf(HttpRouter.empty.pipe(HttpRouter.get("/v", route.handler), HttpCache.middleware()))
+      yield* call("/v")
+      yield* settled
+      yield* TestClock.adjust("90 seconds")
+      const revalidated = yield* call("/v", { headers: { "accept-language": "de" } })
+      assert.strictEqual(revalidated.body, "v")
+      assert.include(cacheStatus(revalidated), "detail=vary-changed")
+      yield* settled
+      const next = yield* call("/v", { headers: { "accept-language": "de" } })
+      assert.notInclude(cacheStatus(next), "hit", "nothing stored for the new Vary fields")
+      assert.strictEqual(next.body, "v")
     }).pipe(Effect.provide(memory())))
 
   it.effect("must-revalidate with a validator: kept and revalidated, never served stale, not even for max-stale", () =>

@@ -573,6 +573,10 @@ for (const [backend, store] of [["memory", MemoryStore.layer()], ["serializing",
         yield* settled
         assertSame(yield* Soft.getMany([1, 2]), [Option.some(named(1, 1)), Option.some(named(2, 1))], "the first run completed in the background")
         assertSame(yield* Soft.get(3), Option.none(), "the timed-out run was interrupted: nobody waited for it")
+        // Without a soft timeout too, the hard timeout stops an uninterruptible caller's wait.
+        const hanging = yield* Effect.fork(Effect.uninterruptible(Effect.flip(Users.getOrSetMany([9], (_) => Effect.never, { hardTimeout: "1 second" }))))
+        yield* TestClock.adjust("1 second")
+        assert.strictEqual((yield* Fiber.join(hanging))._tag, "ProducerTimeoutError")
       }).pipe(Effect.provide(layer())))
   })
 }
@@ -621,6 +625,9 @@ describe("Keyspace.resolver: types", () => {
   it("the request's error type must admit the keyspace's producer errors, its success type be the value type", () => {
     const { inner } = userResolver()
     expectTypeOf(Users.resolver(inner, { key: (request) => request.id })).toEqualTypeOf<RequestResolver.RequestResolver<GetUser, Cache.Cache>>()
+    expectTypeOf(Users.resolver(inner, { key: (request) => request.id, softTimeout: "1 second", eagerRefresh: 0.5 })).toEqualTypeOf<
+      RequestResolver.RequestResolver<GetUser, Cache.Cache>
+    >()
     const Bounded = Keyspace.make({ name: "bounded", key: CacheKey.number, value: User, hardTimeout: "5 seconds" })
     // @ts-expect-error a GetUser cannot fail with ProducerTimeoutError
     Bounded.resolver(inner, { key: (request) => request.id })

@@ -6,9 +6,13 @@
  *    does), duplicates folded, one read (`getMany`, in chunks of {@link readChunk}). Fresh values are
  *    answers; an "absent" marker (`cacheAbsent`) is `None`; a cached failure (`cacheFailure`) fails the
  *    batch as it fails `getOrSet`; a stale value within its `graceBackoff` is served; the rest is missing.
+ *    A fresh value past its eager refresh point is an answer too, and `refreshDue` refreshes those keys
+ *    in the background with one producer call (the run of steps 3 to 6, in the cache's runs scope).
  * 2. `guard`: the missing keys go to the single flight as one batch run: keys another run (a `getOrSet`
  *    or another batch) has under way are joined, the others are this run's, and a `getOrSet` of one of
- *    them joins it. The caller waits for every key, up to the hard timeout.
+ *    them joins it. The caller waits for every key, up to the hard timeout; with a soft timeout, once
+ *    every key still under way has a stale value, it answers them with it and leaves the runs to finish
+ *    in the background (`softly`).
  * 3. `coordinate`: with a lock in context, `locked`; without (or when the store has just failed),
  *    `reread` then `produce`.
  * 4. `locked`: take the locks of the run's keys in one round trip (`CacheLock.tryAcquireMany`); for the

@@ -184,15 +184,18 @@ export interface GetOrSetOptions<
 
 /**
  * Per-call options of `getOrSetMany` and `memoizeMany`: the write options (`ttl`, `grace`, `tags`),
- * `cacheWrite`, `skip`, `lockTimeout`, `hardTimeout` (`T`, as for `getOrSet`) and `cacheAbsent`.
- * `getOrSet`'s `softTimeout`, `eagerRefresh`, `cacheRead`, `lockMode`, `cacheFailure` and `onProduced`
- * do not apply to a batch, and the type leaves them out.
+ * `cacheWrite`, `skip`, `lockTimeout`, `hardTimeout` (`T`, as for `getOrSet`), `softTimeout` (once
+ * every key still waited for has a stale value: the stale values, the producer finishing in the
+ * background; no error added), `eagerRefresh` (keys past that point are answered and refreshed in the
+ * background by one producer call) and `cacheAbsent`. `getOrSet`'s `cacheRead`, `lockMode`,
+ * `cacheFailure` and `onProduced` do not apply to a batch, and the type leaves them out.
  *
  * @example
  * ```ts
  * import type { Cache } from "effect-cachekit"
  *
  * const options: Cache.GetOrSetManyOptions<string> = { ttl: "1 hour", cacheAbsent: { ttl: "30 seconds" }, lockTimeout: "2 seconds" }
+ * const lenient: Cache.GetOrSetManyOptions<string> = { softTimeout: "100 millis", eagerRefresh: 0.8 }
  * ```
  *
  * @since 0.3.0
@@ -786,7 +789,10 @@ export const getOrSet: Model.GetOrSetAccessor = Operations.getOrSetAccessor
 
 /**
  * `getOrSetMany` on any keyspace, its cache read from context: one result per key, in order, the
- * missing keys' from one call of `produceMissing` (`None` for a key it did not return).
+ * missing keys' from one call of `produceMissing` (`None` for a key it did not return). The keyspace's
+ * (or the call's) `softTimeout` answers stale values once every key still waited for has one, the
+ * producer finishing in the background; its `eagerRefresh` answers keys past that point at once and
+ * refreshes them in the background with one more call of `produceMissing`.
  *
  * @example
  * ```ts

@@ -68,8 +68,9 @@ export interface CacheFailure<F, FI> extends Compile.CacheFailure<F, FI> {}
 
 /**
  * The options of a keyspace's `resolver`: `key`, the key of a request in the keyspace (requests with
- * the same key share one entry), and the write options and switches of `getOrSetMany` that apply to
- * every value stored (`ttl`, `grace`, `tags`, `skip`, `cacheWrite`, `lockTimeout`).
+ * the same key share one entry), the write options and switches of `getOrSetMany` that apply to
+ * every value stored (`ttl`, `grace`, `tags`, `skip`, `cacheWrite`, `lockTimeout`), and its
+ * `softTimeout` and `eagerRefresh` (the keyspace's apply without them).
  *
  * @example
  * ```ts
@@ -260,14 +261,19 @@ export interface Keyspace<K, A, Id = Cache.Cache, X = never> extends Definition<
    * `produceMissing` returns (`[key, value]` pairs; `None` for a key it did not return). One read
    * (chunked), one lock round trip for the missing set, and per key `getOrSet`'s guarantees: a key
    * another call is producing is waited for, not produced again; a key invalidated while the
-   * producer ran is not stored over; grace, `hardTimeout` and tags apply. See the README's "Batching"
-   * for which options apply.
+   * producer ran is not stored over; grace, `hardTimeout` and tags apply. With a `softTimeout` (the
+   * keyspace's or the call's), once every key still waited for has a stale value the batch answers
+   * them with it and the producer finishes in the background, storing its values. With an
+   * `eagerRefresh`, keys past that point are answered at once and refreshed in the background by one
+   * more producer call for all of them (under the locks; a failure keeps the old values, counted). See
+   * the README's "Batching" for which options apply.
    */
   readonly getOrSetMany: Model.GetOrSetMany<K, A, Id, X>
   /**
    * A batch function (keys in, `[key, value]` pairs out) cached per key, with `getOrSetMany`'s
    * guarantees: only the keys missing from the cache reach `f`. The memoized function has `f`'s
-   * shape: the pairs of the keys found, each distinct key once, in the order asked.
+   * shape: the pairs of the keys found, each distinct key once, in the order asked. The keyspace's
+   * `softTimeout` and `eagerRefresh` apply as for `getOrSetMany` (`f` refreshes the keys due).
    */
   readonly memoizeMany: Model.MemoizeMany<K, A, Id, X>
   /**
@@ -282,7 +288,9 @@ export interface Keyspace<K, A, Id = Cache.Cache, X = never> extends Definition<
    * missing keys reach `inner`, as one batch. What `inner` completes with a value is stored; a request
    * it fails gets its error, and nothing is stored. Requests of one key share one entry (and one
    * request to `inner`). The request's error type must admit the keyspace's `X` (a hard timeout, a
-   * cached failure): the type checks it.
+   * cached failure): the type checks it. The keyspace's `softTimeout` and `eagerRefresh` apply as for
+   * `getOrSetMany`: due keys are answered from the cache and refreshed through `inner` in one
+   * background batch.
    */
   readonly resolver: Model.Resolver<K, A, Id, X>
   /**

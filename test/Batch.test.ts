@@ -1,10 +1,10 @@
 /**
  * Batch loading: `getOrSetMany`, `memoizeMany` and `resolver`, on the memory store (TestClock), across
- * cache instances sharing a store and a lock, and on real Redis (standalone: databases 29 and 30; a
- * 3-master Cluster of this file's own).
+ * cache instances sharing a store and a lock, and on real Redis (standalone: databases 29, 30, 41 and
+ * 42; a 3-master Cluster of this file's own).
  */
 import { assert, describe, expectTypeOf, it } from "@effect/vitest"
-import { Array as Arr, Context, Deferred, Effect, Either, Exit, Fiber, Layer, Option, Request, RequestResolver, Schema, TestClock } from "effect"
+import { Array as Arr, Context, Deferred, Duration, Effect, Either, Exit, Fiber, Layer, Option, Request, RequestResolver, Schema, Scope, TestClock } from "effect"
 import { Cache, CacheError, CacheKey, CacheLock, CacheStore, Keyspace, MemoryLock, MemoryStore } from "../src/index.js"
 import { afterAll, beforeAll } from "vitest"
 import { commandDelta, commandStats, startCluster, stopCluster, type TestCluster } from "./setup/servers.js"
@@ -77,9 +77,22 @@ describe("getOrSetMany: types", () => {
     expectTypeOf(Lookups.getOrSetMany([1], (_: ReadonlyArray<number>) => Effect.succeed([]))).toEqualTypeOf<
       Effect.Effect<Array<Option.Option<User>>, FetchError, Cache.Cache>
     >()
+    // softTimeout and eagerRefresh apply per call and add no error (a soft timeout serves stale values).
+    expectTypeOf(Users.getOrSetMany([1, 2], fetchUsers, { softTimeout: "1 second", eagerRefresh: 0.5 })).toEqualTypeOf<
+      Effect.Effect<Array<Option.Option<User>>, FetchError, Cache.Cache>
+    >()
+    expectTypeOf(Cache.getOrSetMany(Users, [1], fetchUsers, { softTimeout: "1 second" })).toEqualTypeOf<
+      Effect.Effect<Array<Option.Option<User>>, FetchError, Cache.Cache>
+    >()
+    expectTypeOf(Users.memoizeMany(fetchUsers, { softTimeout: "1 second", eagerRefresh: 0.8 })).toEqualTypeOf<
+      (keys: Iterable<number>) => Effect.Effect<Array<readonly [number, User]>, FetchError, Cache.Cache>
+    >()
+    expectTypeOf(Bounded.getOrSetMany([1, 2], fetchUsers, { softTimeout: "1 second" })).toEqualTypeOf<
+      Effect.Effect<Array<Option.Option<User>>, FetchError | CacheError.ProducerTimeoutError, Cache.Cache>
+    >()
     // getOrSet's options that do not apply to a batch are refused, not ignored.
-    // @ts-expect-error softTimeout is getOrSet's only
-    Users.getOrSetMany([1], fetchUsers, { softTimeout: "1 second" })
+    // @ts-expect-error a batch's cache read is its point
+    Users.getOrSetMany([1], fetchUsers, { cacheRead: false })
     // @ts-expect-error a batch is at least once
     Users.getOrSetMany([1], fetchUsers, { lockMode: "at-most-once" })
     // @ts-expect-error a batch's failure is not any one key's
@@ -346,6 +359,253 @@ for (const [backend, store] of [["memory", MemoryStore.layer()], ["serializing",
   })
 }
 
+/** Lets other fibers run (background work) until `done`, without moving the Clock; a bounded number of turns. */
+const until = (done: () => boolean) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 200 && !done(); i++) yield* Effect.yieldNow()
+  })
+
+/** A source of users whose every call answers a new generation of names (`v1`, `v2`, ...) after `delay`. */
+const generations = (delay: Duration.DurationInput = Duration.zero) => {
+  const calls: Array<ReadonlyArray<number>> = []
+  const state = { failing: false }
+  const named = (id: number, generation: number) => new User({ id, name: `v${generation}` })
+  const fetchUsers = (ids: ReadonlyArray<number>): Effect.Effect<Array<readonly [number, User]>, FetchError> =>
+    Effect.suspend(() => {
+      calls.push([...ids])
+      const generation = calls.length
+      const failing = state.failing
+      return Effect.zipRight(
+        Effect.sleep(delay),
+        failing ? Effect.fail(new FetchError()) : Effect.succeed(ids.map((id) => [id, named(id, generation)] as const))
+      )
+    })
+  return { calls, state, fetchUsers, named }
+}
+
+for (const [backend, store] of [["memory", MemoryStore.layer()], ["serializing", layerSerializing()]] as const) {
+  const layer = () => Cache.layer({ namespace: "batch-soft" }).pipe(Layer.provideMerge(Layer.fresh(store)))
+  const Eager = Keyspace.make({ name: "eager", key: CacheKey.number, value: User, ttl: "100 seconds", eagerRefresh: 0.5 })
+  const Soft = Keyspace.make({ name: "soft", key: CacheKey.number, value: User, ttl: "1 minute", grace: "1 hour", softTimeout: "100 millis" })
+  const old = (...ids: Array<number>) => ids.map((id) => Option.some(new User({ id, name: "old" })))
+  const setOld = <K extends Keyspace.Keyspace<number, User, Cache.Cache, any>>(keyspace: K, ...ids: Array<number>) =>
+    keyspace.setMany(ids.map((id) => [id, new User({ id, name: "old" })] as const))
+
+  describe(`getOrSetMany: eager refresh (${backend} store)`, () => {
+    it.effect("due keys are answered at once with their values and refreshed by one background producer call; keys not due are left alone", () =>
+      Effect.gen(function*() {
+        const { calls, fetchUsers, named } = generations("10 seconds")
+        yield* setOld(Eager, 1, 2)
+        yield* TestClock.adjust("30 seconds")
+        yield* setOld(Eager, 3)
+        yield* TestClock.adjust("19 seconds")
+        assertSame(yield* Eager.getOrSetMany([1, 2, 3], fetchUsers), old(1, 2, 3))
+        yield* Effect.yieldNow()
+        assert.deepStrictEqual(calls, [], "before the refresh point (50 s): plain hits")
+        yield* TestClock.adjust("2 seconds")
+        // 1 and 2 are due (written at 0 s), 3 is not (its point is at 80 s); 4 is missing.
+        const fiber = yield* Effect.fork(Eager.getOrSetMany([1, 2, 3], fetchUsers))
+        // Without moving the Clock: the producer (10 s on it) cannot have finished.
+        let polled = yield* Fiber.poll(fiber)
+        for (let i = 0; i < 100 && Option.isNone(polled); i++) polled = yield* Effect.zipRight(Effect.yieldNow(), Fiber.poll(fiber))
+        assert.isTrue(Option.isSome(polled) && Exit.isSuccess(polled.value), "answered at once, not after the producer's 10 s")
+        assertSame(yield* Fiber.join(fiber), old(1, 2, 3))
+        yield* until(() => calls.length > 0)
+        assert.deepStrictEqual(calls, [[1, 2]], "one producer call for the due keys")
+        // While the refresh runs, more batches (and a getOrSet) of the due keys start nothing more.
+        const during = yield* Effect.all(Array.from({ length: 20 }, () => Eager.getOrSetMany([2, 1], fetchUsers)), { concurrency: "unbounded" })
+        during.forEach((found) => assertSame(found, old(2, 1)))
+        assert.strictEqual((yield* Eager.getOrSet(1, Effect.succeed(user(-1)))).name, "old")
+        yield* Effect.yieldNow()
+        assert.deepStrictEqual(calls, [[1, 2]])
+        yield* TestClock.adjust("10 seconds")
+        yield* settled
+        assertSame(yield* Eager.getMany([1, 2, 3]), [Option.some(named(1, 1)), Option.some(named(2, 1)), old(3)[0]!])
+        // The refreshed entries start a new period; a missing key is produced by the caller as usual.
+        const fourth = yield* Effect.fork(Eager.getOrSetMany([1, 2, 4], fetchUsers))
+        yield* TestClock.adjust("10 seconds")
+        assertSame(yield* Fiber.join(fourth), [Option.some(named(1, 1)), Option.some(named(2, 1)), Option.some(named(4, 2))])
+        assert.deepStrictEqual(calls, [[1, 2], [4]])
+      }).pipe(Effect.provide(layer())))
+
+    it.effect("a failing refresh keeps the old values, is counted per key, and is not retried before graceBackoff", () =>
+      Effect.gen(function*() {
+        const { calls, state, fetchUsers, named } = generations()
+        yield* setOld(Eager, 1, 2)
+        yield* TestClock.adjust("60 seconds")
+        state.failing = true
+        for (let i = 0; i < 5; i++) {
+          assertSame(yield* Eager.getOrSetMany([1, 2], fetchUsers), old(1, 2), "the failure never reaches the caller")
+          yield* settled
+          yield* TestClock.adjust("1 second")
+        }
+        assert.strictEqual(calls.length, 1, "backed off for 10 s after the failure")
+        const stats = yield* Eager.stats
+        assert.strictEqual(stats.refreshFailures, 2, "one per key")
+        assert.strictEqual(stats.staleServed, 0, "the values were fresh: nothing stale was served")
+        assertSame(yield* Eager.getMany([1, 2]), old(1, 2), "the old values stay")
+        state.failing = false
+        yield* TestClock.adjust("6 seconds")
+        assertSame(yield* Eager.getOrSetMany([1, 2], fetchUsers), old(1, 2))
+        yield* settled
+        assertSame(yield* Eager.getMany([1, 2]), [Option.some(named(1, 2)), Option.some(named(2, 2))])
+        assert.strictEqual(calls.length, 2)
+      }).pipe(Effect.provide(layer())))
+
+    it.effect("a call's own eagerRefresh; memoizeMany and cacheWrite: false", () =>
+      Effect.gen(function*() {
+        const { calls, fetchUsers, named } = generations()
+        yield* setOld(Users, 1, 2)
+        yield* TestClock.adjust("6 minutes")
+        assertSame(yield* Users.getOrSetMany([1, 2], fetchUsers), old(1, 2))
+        yield* settled
+        assert.deepStrictEqual(calls, [], "the keyspace has no eager refresh")
+        assertSame(yield* Users.getOrSetMany([1, 2], fetchUsers, { eagerRefresh: 0.5, cacheWrite: false }), old(1, 2))
+        yield* settled
+        assert.deepStrictEqual(calls, [], "a refresh that could store nothing is not run")
+        const getUsers = Users.memoizeMany(fetchUsers, { eagerRefresh: 0.5 })
+        assert.deepStrictEqual(yield* getUsers([2, 1]), [[2, new User({ id: 2, name: "old" })], [1, new User({ id: 1, name: "old" })]])
+        yield* settled
+        assert.deepStrictEqual(calls, [[2, 1]])
+        assertSame(yield* Users.getMany([1, 2]), [Option.some(named(1, 1)), Option.some(named(2, 1))])
+      }).pipe(Effect.provide(layer())))
+
+    it.effect("a key being produced or refreshed by getOrSet is left out of the batch's refresh", () =>
+      Effect.gen(function*() {
+        const { calls, fetchUsers } = generations()
+        yield* setOld(Eager, 1, 2, 3)
+        yield* TestClock.adjust("60 seconds")
+        const gate = yield* Deferred.make<void>()
+        // getOrSet's own eager refresh of 1 is under way.
+        assert.strictEqual((yield* Eager.getOrSet(1, Effect.as(Deferred.await(gate), new User({ id: 1, name: "single" })))).name, "old")
+        yield* Effect.yieldNow()
+        assertSame(yield* Eager.getOrSetMany([1, 2, 3], fetchUsers), old(1, 2, 3))
+        yield* settled
+        assert.deepStrictEqual(calls, [[2, 3]])
+        yield* Deferred.succeed(gate, undefined)
+        yield* settled
+        assertSame(yield* Eager.get(1), Option.some(new User({ id: 1, name: "single" })))
+      }).pipe(Effect.provide(layer())))
+  })
+
+  describe(`getOrSetMany: soft timeout (${backend} store)`, () => {
+    it.effect("every key stale: the stale values at the soft timeout; the producer completes in the background, once, and stores its values", () =>
+      Effect.gen(function*() {
+        const { calls, fetchUsers, named } = generations("1 second")
+        yield* setOld(Soft, 1, 2)
+        yield* TestClock.adjust("2 minutes")
+        const before = (yield* Soft.stats).staleServed
+        const batches = yield* Effect.fork(Effect.all(Array.from({ length: 10 }, () => Soft.getOrSetMany([1, 2], fetchUsers)), { concurrency: "unbounded" }))
+        yield* TestClock.adjust("100 millis")
+        const answers = yield* Fiber.join(batches)
+        answers.forEach((found) => assertSame(found, old(1, 2)))
+        assert.strictEqual((yield* Soft.stats).staleServed - before, 20, "counted per key served stale")
+        assert.deepStrictEqual(calls, [[1, 2]], "one producer call")
+        assertSame(yield* Soft.getMany([1, 2]), [Option.none(), Option.none()], "still stale: the producer runs on")
+        assert.isAbove(yield* Effect.flatMap(Cache.Cache, (cache) => cache.inFlight), 0)
+        yield* TestClock.adjust("1 second")
+        yield* settled
+        assertSame(yield* Soft.getMany([1, 2]), [Option.some(named(1, 1)), Option.some(named(2, 1))], "the background run stored its values")
+        assertSame(yield* Soft.getOrSetMany([2, 1], fetchUsers), [Option.some(named(2, 1)), Option.some(named(1, 1))])
+        assert.strictEqual(calls.length, 1)
+      }).pipe(Effect.provide(layer())))
+
+    it.effect("a key without a stale value: the batch waits for the producer; a call may set its own soft timeout", () =>
+      Effect.gen(function*() {
+        const { calls, fetchUsers, named } = generations("1 second")
+        yield* setOld(Soft, 1)
+        yield* TestClock.adjust("2 minutes")
+        const waiting = yield* Effect.fork(Soft.getOrSetMany([1, 5], fetchUsers))
+        yield* TestClock.adjust("100 millis")
+        assert.isTrue(Option.isNone(yield* Fiber.poll(waiting)), "5 has nothing stale to give: still waiting")
+        yield* TestClock.adjust("900 millis")
+        assertSame(yield* Fiber.join(waiting), [Option.some(named(1, 1)), Option.some(named(5, 1))])
+        assert.strictEqual((yield* Soft.stats).staleServed, 0)
+        // A keyspace without a soft timeout, the call's own.
+        const Graceful = Keyspace.make({ name: "graceful", key: CacheKey.number, value: User, ttl: "1 minute", grace: "1 hour" })
+        yield* setOld(Graceful, 1, 2)
+        yield* TestClock.adjust("2 minutes")
+        const own = yield* Effect.fork(Graceful.getOrSetMany([1, 2], fetchUsers, { softTimeout: "200 millis" }))
+        yield* TestClock.adjust("200 millis")
+        assertSame(yield* Fiber.join(own), old(1, 2))
+        yield* TestClock.adjust("1 second")
+        yield* settled
+        assertSame(yield* Graceful.getMany([1, 2]), [Option.some(named(1, 2)), Option.some(named(2, 2))])
+        // A call's longer soft timeout: the producer wins.
+        yield* TestClock.adjust("2 minutes")
+        const patient = yield* Effect.fork(Soft.getOrSetMany([1], fetchUsers, { softTimeout: "5 seconds" }))
+        yield* TestClock.adjust("1 second")
+        assertSame(yield* Fiber.join(patient), [Option.some(named(1, 3))])
+        assert.deepStrictEqual(calls, [[1, 5], [1, 2], [1]])
+      }).pipe(Effect.provide(layer())))
+
+    it.effect("keys another run produces follow the rule: a getOrSet's key with a stale value is served stale too, its run goes on", () =>
+      Effect.gen(function*() {
+        const { calls, fetchUsers, named } = generations("1 second")
+        yield* setOld(Soft, 1, 2)
+        yield* TestClock.adjust("2 minutes")
+        const gate = yield* Deferred.make<void>()
+        const single = yield* Effect.fork(Soft.getOrSet(1, Effect.as(Deferred.await(gate), new User({ id: 1, name: "single" }))))
+        yield* Effect.yieldNow()
+        const batch = yield* Effect.fork(Soft.getOrSetMany([1, 2], fetchUsers))
+        yield* TestClock.adjust("100 millis")
+        assertSame(yield* Fiber.join(batch), old(1, 2))
+        assert.strictEqual((yield* Fiber.join(single)).name, "old", "the getOrSet's own soft timeout")
+        assert.deepStrictEqual(calls, [[2]], "1 was joined, not produced again")
+        yield* Deferred.succeed(gate, undefined)
+        yield* TestClock.adjust("1 second")
+        yield* settled
+        assertSame(yield* Soft.getMany([1, 2]), [Option.some(new User({ id: 1, name: "single" })), Option.some(named(2, 1))])
+      }).pipe(Effect.provide(layer())))
+
+    it.effect("a caller that cannot be interrupted still gets the stale values at the soft timeout; with a hard timeout and a key without one, the batch fails at the hard timeout", () =>
+      Effect.gen(function*() {
+        const { fetchUsers, named } = generations("10 seconds")
+        yield* setOld(Soft, 1, 2)
+        yield* TestClock.adjust("2 minutes")
+        const caller = yield* Effect.fork(Effect.uninterruptible(Soft.getOrSetMany([1, 2], fetchUsers)))
+        yield* TestClock.adjust("100 millis")
+        assertSame(yield* Fiber.join(caller), old(1, 2))
+        const bounded = yield* Effect.fork(Effect.flip(Soft.getOrSetMany([1, 3], fetchUsers, { hardTimeout: "1 second" })))
+        yield* TestClock.adjust("1 second")
+        assert.strictEqual((yield* Fiber.join(bounded))._tag, "ProducerTimeoutError")
+        yield* TestClock.adjust("10 seconds")
+        yield* settled
+        assertSame(yield* Soft.getMany([1, 2]), [Option.some(named(1, 1)), Option.some(named(2, 1))], "the first run completed in the background")
+        assertSame(yield* Soft.get(3), Option.none(), "the timed-out run was interrupted: nobody waited for it")
+        // Without a soft timeout too, the hard timeout stops an uninterruptible caller's wait.
+        const hanging = yield* Effect.fork(Effect.uninterruptible(Effect.flip(Users.getOrSetMany([9], (_) => Effect.never, { hardTimeout: "1 second" }))))
+        yield* TestClock.adjust("1 second")
+        assert.strictEqual((yield* Fiber.join(hanging))._tag, "ProducerTimeoutError")
+      }).pipe(Effect.provide(layer())))
+  })
+}
+
+describe("getOrSetMany: background work ends with the cache", () => {
+  it.effect("closing the cache interrupts an eager refresh and a run left after a soft timeout; neither counts as a failure", () =>
+    Effect.gen(function*() {
+      const Eager = Keyspace.make({ name: "eager", key: CacheKey.number, value: User, ttl: "100 seconds", grace: "1 hour", eagerRefresh: 0.5, softTimeout: "100 millis" })
+      const interrupted: Array<ReadonlyArray<number>> = []
+      const hanging = (ids: ReadonlyArray<number>) => Effect.onInterrupt(Effect.never, () => Effect.sync(() => interrupted.push([...ids])))
+      const scope = yield* Scope.make()
+      const context = yield* Layer.buildWithScope(Cache.layerMemory({ namespace: "closing" }), scope)
+      yield* Effect.gen(function*() {
+        yield* Eager.setMany([[1, user(1)], [2, user(2)]])
+        yield* TestClock.adjust("60 seconds")
+        assertSame(yield* Eager.getOrSetMany([1], hanging), some(1), "due: answered, refreshing")
+        yield* TestClock.adjust("60 seconds")
+        const stale = yield* Effect.fork(Eager.getOrSetMany([2], hanging))
+        yield* TestClock.adjust("100 millis")
+        assertSame(yield* Fiber.join(stale), some(2), "stale at the soft timeout")
+        assert.strictEqual(yield* Effect.flatMap(Cache.Cache, (cache) => cache.inFlight), 2)
+      }).pipe(Effect.provide(context))
+      yield* Scope.close(scope, Exit.void)
+      assert.deepStrictEqual(interrupted.sort(), [[1], [2]])
+      const stats = yield* Eager.stats.pipe(Effect.provide(context))
+      assert.strictEqual(stats.refreshFailures, 0)
+    }))
+})
+
 class NotFound extends Schema.TaggedError<NotFound>()("NotFound", { id: Schema.Number }) {}
 class GetUser extends Request.TaggedClass("GetUser")<User, NotFound, { readonly id: number }> {}
 
@@ -365,6 +625,9 @@ describe("Keyspace.resolver: types", () => {
   it("the request's error type must admit the keyspace's producer errors, its success type be the value type", () => {
     const { inner } = userResolver()
     expectTypeOf(Users.resolver(inner, { key: (request) => request.id })).toEqualTypeOf<RequestResolver.RequestResolver<GetUser, Cache.Cache>>()
+    expectTypeOf(Users.resolver(inner, { key: (request) => request.id, softTimeout: "1 second", eagerRefresh: 0.5 })).toEqualTypeOf<
+      RequestResolver.RequestResolver<GetUser, Cache.Cache>
+    >()
     const Bounded = Keyspace.make({ name: "bounded", key: CacheKey.number, value: User, hardTimeout: "5 seconds" })
     // @ts-expect-error a GetUser cannot fail with ProducerTimeoutError
     Bounded.resolver(inner, { key: (request) => request.id })
@@ -399,6 +662,20 @@ for (const [backend, store] of [["memory", MemoryStore.layer()], ["serializing",
         assert.deepStrictEqual(second.map((found) => Either.isRight(found) ? found.right.name : found.left._tag), ["u3", "NotFound", "u1", "u2"])
         assert.deepStrictEqual(batches, [[1, 3, 13], [13]], "what was found is cached; a failure is not")
         assertSame(yield* Users.getMany([1, 3, 13]), [Option.some(user(1)), Option.some(user(3)), Option.none()])
+      }).pipe(Effect.provide(layer())))
+
+    it.effect("the keyspace's eager refresh: due keys answered from the cache, refreshed through the inner resolver in one background batch", () =>
+      Effect.gen(function*() {
+        const Eager = Keyspace.make({ name: "eager", key: CacheKey.number, value: User, ttl: "100 seconds", eagerRefresh: 0.5 })
+        const { batches, inner } = userResolver()
+        const Cached = RequestResolver.contextFromEffect(Eager.resolver(inner, { key: (request) => request.id }))
+        yield* Eager.setMany([[1, new User({ id: 1, name: "old" })], [2, new User({ id: 2, name: "old" })]])
+        yield* TestClock.adjust("60 seconds")
+        const found = yield* Effect.forEach([1, 2, 3], (id) => Effect.request(new GetUser({ id }), Cached), { batching: true })
+        assert.deepStrictEqual(found.map((u) => u.name), ["old", "old", "u3"])
+        yield* settled
+        assert.deepStrictEqual(batches.map((ids) => [...ids].sort()).sort(), [[1, 2], [3]])
+        assertSame(yield* Eager.getMany([1, 2, 3]), some(1, 2, 3))
       }).pipe(Effect.provide(layer())))
 
     it.effect("with Effect's request caching on: a request answered once in a program never reaches the resolver again", () =>
@@ -621,6 +898,68 @@ describe("getOrSetMany on Redis", () => {
         assertSame(yield* Users.getOrSetMany([1, 4], fetchUsers), some(1, 4))
         assert.deepStrictEqual(calls, [[1, 4]], "the keys were free at once")
       }).pipe(Effect.provide(Cache.layerRedis({ url, namespace: "faults" })))
+    }).pipe(Effect.scoped))
+
+  it.live("eager refresh, two cache instances sharing Redis: batches on both past the refresh point refresh each key once in all", () =>
+    Effect.gen(function*() {
+      const { admin, url } = yield* emptiedDatabase(41)
+      const Quick = Keyspace.make({ name: "quick", key: CacheKey.number, value: User, ttl: "4 seconds", eagerRefresh: 0.5 })
+      const calls: Array<ReadonlyArray<number>> = []
+      const fetchUsers = (ids: ReadonlyArray<number>) =>
+        Effect.sync(() => calls.push([...ids])).pipe(
+          Effect.zipRight(Effect.sleep("100 millis")),
+          Effect.as(ids.map((id) => [id, new User({ id, name: "new" })] as const))
+        )
+      const one = yield* Layer.build(Cache.layerRedis({ url, namespace: "eager-fleet" }))
+      const two = yield* Layer.build(Cache.layerRedis({ url, namespace: "eager-fleet" }))
+      const ids = [1, 2, 3]
+      const old = ids.map((id) => Option.some(new User({ id, name: "old" })))
+      yield* Quick.setMany(ids.map((id) => [id, new User({ id, name: "old" })] as const)).pipe(Effect.provide(one))
+      yield* Effect.sleep("2100 millis")
+      const answers = yield* Effect.all(
+        Array.from({ length: 20 }, (_, i) => Quick.getOrSetMany(ids, fetchUsers).pipe(Effect.provide(i % 2 === 0 ? one : two))),
+        { concurrency: "unbounded" }
+      )
+      answers.forEach((found) => assertSame(found, old))
+      // The refresh runs in the background (a generous bound).
+      const fresh = ids.map((id) => Option.some(new User({ id, name: "new" })))
+      for (let i = 0; i < 100; i++) {
+        const found = yield* Quick.getMany(ids).pipe(Effect.provide(two))
+        if (found.every((value) => Option.isSome(value) && value.value.name === "new")) break
+        yield* Effect.sleep("20 millis")
+      }
+      assertSame(yield* Quick.getMany(ids).pipe(Effect.provide(two)), fresh)
+      yield* Effect.sleep("200 millis")
+      assert.deepStrictEqual(calls, [ids], "one producer call, on one instance")
+      assert.strictEqual((yield* Effect.promise(() => admin.keys("eager-fleet::lock:*"))).length, 0, "every lock released")
+    }).pipe(Effect.scoped))
+
+  it.live("soft timeout on Redis: the stale values at the soft timeout, the producer's values stored in the background under the lock", () =>
+    Effect.gen(function*() {
+      const { admin, url } = yield* emptiedDatabase(42)
+      const Slow = Keyspace.make({ name: "slow", key: CacheKey.number, value: User, ttl: "200 millis", grace: "1 hour", softTimeout: "100 millis" })
+      const calls: Array<ReadonlyArray<number>> = []
+      const gate = yield* Deferred.make<void>()
+      const fetchUsers = (ids: ReadonlyArray<number>) =>
+        Effect.sync(() => calls.push([...ids])).pipe(
+          Effect.zipRight(Deferred.await(gate)),
+          Effect.as(ids.map((id) => [id, new User({ id, name: "new" })] as const))
+        )
+      yield* Effect.gen(function*() {
+        yield* Slow.setMany([[1, new User({ id: 1, name: "old" })], [2, new User({ id: 2, name: "old" })]])
+        yield* Effect.sleep("300 millis")
+        assertSame(yield* Slow.getOrSetMany([1, 2], fetchUsers, { ttl: "1 minute" }), [
+          Option.some(new User({ id: 1, name: "old" })),
+          Option.some(new User({ id: 2, name: "old" }))
+        ], "the producer waits for the gate: these are the stale values")
+        assert.strictEqual((yield* Slow.stats).staleServed, 2)
+        assert.strictEqual((yield* Effect.promise(() => admin.keys("soft::lock:*"))).length, 2, "the run goes on, holding its locks")
+        yield* Deferred.succeed(gate, undefined)
+        for (let i = 0; i < 100 && (yield* Effect.flatMap(Cache.Cache, (cache) => cache.inFlight)) > 0; i++) yield* Effect.sleep("20 millis")
+        assertSame(yield* Slow.getMany([1, 2]), [Option.some(new User({ id: 1, name: "new" })), Option.some(new User({ id: 2, name: "new" }))])
+        assert.deepStrictEqual(calls, [[1, 2]])
+        assert.strictEqual((yield* Effect.promise(() => admin.keys("soft::lock:*"))).length, 0, "released with the values")
+      }).pipe(Effect.provide(Cache.layerRedis({ url, namespace: "soft" })))
     }).pipe(Effect.scoped))
 })
 

@@ -215,9 +215,12 @@ const guard = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect<A, E | L
  * never wait for it nor share its failure.
  */
 const flightKeyOf = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): string =>
-  `${run.key}${run.refreshing ? "\u0000eager" : run.options?.cacheRead === false ? "\u0000refresh" : ""}${
+  `${run.refreshing ? eagerFlightKey(run.key) : run.options?.cacheRead === false ? `${run.key}\u0000refresh` : run.key}${
     run.options?.lockMode === "at-most-once" ? "\u0000at-most-once" : ""
   }`
+
+/** The guard's key of an eager refresh of `key` (a `getOrSet`'s or a batch's: they exclude each other). */
+export const eagerFlightKey = (key: string): string => `${key}\u0000eager`
 
 const thenOf = <A>(produced: Produced<A>) => produced.then
 /** A run's answer: its value, or the cached failure (one of the keyspace's failures, as its type says). */

@@ -6,9 +6,13 @@
  *    does), duplicates folded, one read (`getMany`, in chunks of {@link readChunk}). Fresh values are
  *    answers; an "absent" marker (`cacheAbsent`) is `None`; a cached failure (`cacheFailure`) fails the
  *    batch as it fails `getOrSet`; a stale value within its `graceBackoff` is served; the rest is missing.
+ *    A fresh value past its eager refresh point is an answer too, and `refreshDue` refreshes those keys
+ *    in the background with one producer call (the run of steps 3 to 6, in the cache's runs scope).
  * 2. `guard`: the missing keys go to the single flight as one batch run: keys another run (a `getOrSet`
  *    or another batch) has under way are joined, the others are this run's, and a `getOrSet` of one of
- *    them joins it. The caller waits for every key, up to the hard timeout.
+ *    them joins it. The caller waits for every key, up to the hard timeout; with a soft timeout, once
+ *    every key still under way has a stale value, it answers them with it and leaves the runs to finish
+ *    in the background (`softly`).
  * 3. `coordinate`: with a lock in context, `locked`; without (or when the store has just failed),
  *    `reread` then `produce`.
  * 4. `locked`: take the locks of the run's keys in one round trip (`CacheLock.tryAcquireMany`); for the
@@ -35,6 +39,7 @@ import * as CacheStore from "../CacheStore.js"
 import { absorb, type Engine } from "./engine.js"
 import {
   backOffAfter,
+  eagerFlightKey,
   Failed,
   isBackingOff,
   NotProduced,
@@ -46,6 +51,7 @@ import {
 } from "./getOrSet.js"
 import { sha256Hex } from "./hash.js"
 import { isInvalidKey, storeKey } from "./keys.js"
+import { withCallPolicy } from "./keyspace.js"
 import type { Definition, FailurePolicy, GetOrSetManyOptions, ProduceMissing } from "./model.js"
 import { lookupOutcomes, Outcome, staleValue } from "./read.js"
 import { firstLine } from "./report.js"
@@ -59,9 +65,9 @@ export const readChunk = 512
 class Absent {}
 const absent = new Absent()
 
-/** The keyspaces a batch reads with: its own policies apart (no eager refresh), and the absent markers'. */
+/** The keyspaces a batch reads with: its own (with the call's `eagerRefresh`), and the absent markers'. */
 interface Variants {
-  /** The keyspace as a batch sees it: no eager refresh (a hit is a hit). */
+  /** The keyspace as the batch sees it (its eager refresh point included). */
   readonly base: Definition<any, any, any, unknown>
   /** The same, whose cached failures are the absent markers (for `cacheAbsent`). */
   readonly absent: Definition<any, any, any, unknown>
@@ -87,8 +93,7 @@ const absentPolicy = (keyspace: Definition<any, any, any, unknown>): FailurePoli
 const variantsOf = <K, A, Id>(keyspace: Definition<K, A, Id, unknown>): Variants => {
   let found = variantsByKeyspace.get(keyspace)
   if (found === undefined) {
-    const base = { ...keyspace, eagerRefresh: undefined }
-    found = { base, absent: { ...base, failure: absentPolicy(keyspace), variant: `${keyspace.variant}\u0000absent` } }
+    found = { base: keyspace, absent: { ...keyspace, failure: absentPolicy(keyspace), variant: `${keyspace.variant}\u0000absent` } }
     variantsByKeyspace.set(keyspace, found)
   }
   return found
@@ -114,6 +119,11 @@ interface Call<K, A, E, R> {
   readonly stale: Map<string, Outcome>
   /** The store has just failed this call: it produces without waiting on the store or the lock again. */
   readonly storeFailed: boolean
+  /**
+   * An eager refresh of keys due for one: an entry still due is produced again, not answered; a
+   * failure serves nothing and caches nothing (the callers had the old values).
+   */
+  readonly refreshing: boolean
 }
 
 /** What a batch found or made for a key. */
@@ -143,6 +153,10 @@ const mergeParts = <A>(parts: ReadonlyArray<Part<A>>): Part<A> => {
 /** The hard timeout of a call: its own, else its keyspace's. */
 const hardTimeoutOf = <K, A, Id>(keyspace: Definition<K, A, Id, unknown>, options: GetOrSetManyOptions<A> | undefined) =>
   options?.hardTimeout === undefined ? keyspace.hardTimeout : Duration.decode(options.hardTimeout)
+
+/** The soft timeout of a call: its own, else its keyspace's. */
+const softTimeoutOf = <K, A, Id>(keyspace: Definition<K, A, Id, unknown>, options: GetOrSetManyOptions<A> | undefined) =>
+  options?.softTimeout === undefined ? keyspace.softTimeout : Duration.decode(options.softTimeout)
 
 const timeoutError = (key: string | undefined, timeout: Duration.Duration) =>
   new ProducerTimeoutError({ reason: "Timeout", operation: "getOrSet", key, timeout })
@@ -206,11 +220,12 @@ const readOutcomes = <K, A, E, R>(
 
 /**
  * What a read says of a key for the batch: a value, `None` (an absent marker), a cached failure, or
- * nothing (`undefined`: missing; a stale value is noted for the producer's failure).
+ * nothing (`undefined`: missing; a stale value is noted for the producer's failure and the soft
+ * timeout). A value due for an eager refresh is a value, except to the refresh itself.
  */
 const verdict = <K, A, E, R>(call: Call<K, A, E, R>, key: string, found: A | Outcome): Found<A> | undefined => {
   if (!(found instanceof Outcome)) return found
-  if (found._tag === "Due") return found.value as A
+  if (found._tag === "Due") return call.refreshing ? undefined : found.value as A
   if (found._tag === "Failure") return found.value === absent ? notProduced : new Failed(found.value)
   if (found._tag === "Stale") call.stale.set(key, found)
   return undefined
@@ -225,7 +240,8 @@ export const getOrSetMany = <K, A, Id, E, R>(
   options: GetOrSetManyOptions<A> | undefined
 ): Effect.Effect<Array<Option.Option<A>>, E | LockError | ProducerTimeoutError, R> =>
   Effect.suspend(() => {
-    const variants = variantsOf(ownKeyspace)
+    // A call's own eagerRefresh: the keyspace with it (as getOrSet reads it).
+    const variants = variantsOf(withCallPolicy(ownKeyspace, options?.eagerRefresh === undefined ? undefined : { eagerRefresh: options.eagerRefresh }))
     const keyspace = variants.base as Definition<K, A, Id, unknown>
     const list = Array.from(keys)
     const full = list.map((key) => storeKey(engine, "getOrSet", keyspace, key))
@@ -279,7 +295,8 @@ export const getOrSetMany = <K, A, Id, E, R>(
       options,
       userKeys,
       stale: new Map(),
-      storeFailed
+      storeFailed,
+      refreshing: false
     })
 
     const cached: Effect.Effect<void, E | LockError | ProducerTimeoutError, R> = unique.length === 0
@@ -292,9 +309,12 @@ export const getOrSetMany = <K, A, Id, E, R>(
             const batch = call(false)
             const now = clock.unsafeCurrentTimeMillis()
             const missing: Array<string> = []
+            const due: Array<string> = []
             for (let i = 0; i < unique.length; i++) {
               const key = unique[i]!
-              const value = verdict(batch, key, found[i]!)
+              const read = found[i]!
+              if (read instanceof Outcome && read._tag === "Due") due.push(key)
+              const value = verdict(batch, key, read)
               if (value instanceof Failed) return Effect.fail(value.error as E)
               if (value !== undefined) {
                 answers.set(key, value)
@@ -309,11 +329,62 @@ export const getOrSetMany = <K, A, Id, E, R>(
               }
               missing.push(key)
             }
-            return missing.length === 0 ? Effect.void : guard(batch, missing, answers, hard)
+            // Past their eager refresh point: answered now, refreshed in the background (one producer call).
+            const refresh = due.length === 0 ? Effect.void : refreshDue(batch, due)
+            return Effect.zipRight(refresh, missing.length === 0 ? Effect.void : guard(batch, missing, answers, hard))
           })
       })
 
     return Effect.flatMap(Effect.zip(cached, produceUncached, { concurrent: true }), ([, values]) => results(values))
+  })
+
+/**
+ * 1b. Keys whose fresh entry is past its eager refresh point, answered from the cache: refreshed in
+ * the background, with one producer call for all of them, as one batch run in the guard under each
+ * key's eager-refresh key (a `getOrSet`'s refresh of a key excludes the batch's, and the other way
+ * round). Keys being produced or refreshed in the process, or whose last run failed less than
+ * `graceBackoff` ago, are left out. The run is the cold path's (the locks across processes, a second
+ * look that skips a key another run has already refreshed, writes conditional on the version noted
+ * before the producer ran), started in the cache's runs scope: it never delays nor fails the caller,
+ * and stops when the cache closes. A failure keeps the old values: each key is counted
+ * (`effect_cachekit_refresh_failures_total`) and backed off, and the failure logged at a bounded rate.
+ */
+const refreshDue = <K, A, E, R>(call: Call<K, A, E, R>, due: ReadonlyArray<string>): Effect.Effect<void, never, R> =>
+  Effect.clockWith((clock) => {
+    const { engine, keyspace, options } = call
+    // A refresh that could store nothing would only run the producer.
+    if (options?.cacheWrite === false) return Effect.void
+    const now = clock.unsafeCurrentTimeMillis()
+    const byFlight = new Map<string, string>()
+    for (const key of due) {
+      const flight = eagerFlightKey(key)
+      if (!engine.flights.has(key) && !engine.flights.has(flight) && !isBackingOff(engine, key, now)) byFlight.set(flight, key)
+    }
+    if (byFlight.size === 0) return Effect.void
+    const refresh: Call<K, A, E, R> = { ...call, stale: new Map(), storeFailed: false, refreshing: true }
+    const work = (owned: ReadonlyArray<string>): Effect.Effect<SingleFlight.Batch<Produced<A>, E | LockError>, E | LockError, R> =>
+      Effect.map(coordinate(refresh, owned.map((flight) => byFlight.get(flight)!)), (part) => ({
+        outcomes: owned.map((flight) => {
+          const key = byFlight.get(flight)!
+          return { exit: Exit.succeed<Produced<A>>({ value: part.found.get(key) ?? notProduced, then: Effect.void }), stays: part.writing.has(key) }
+        }),
+        then: part.then
+      }))
+    const flights = Array.from(byFlight.keys())
+    const wait = (deferreds: ReadonlyArray<Deferred.Deferred<Produced<A>, E | LockError>>) =>
+      Effect.flatMap(Effect.forEach(deferreds, (deferred) => Effect.exit(Deferred.await(deferred)), { concurrency: "unbounded" }), (exits) => {
+        // An interruption (the cache closing) is no failure.
+        const failed = flights.flatMap((flight, i) => {
+          const exit = exits[i]!
+          return Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause) ? [[byFlight.get(flight)!, exit.cause] as const] : []
+        })
+        return Effect.forEach(failed, ([key, cause]) =>
+          backOffAfter(engine, keyspace, key, "eager", () => {
+            engine.bindingOf(keyspace).counters.refreshFailure(key, cause)
+            return `the eager refresh of ${failed.length} key(s) of "${keyspace.name}" (e.g. "${engine.report.key(key)}") failed (${firstLine(cause)}); the old values stay, next try in ${keyspace.graceBackoffMillis} ms at the earliest`
+          }), { discard: true })
+      })
+    return Effect.asVoid(engine.flights.background(engine.flights.runMany(flights, work, wait)))
   })
 
 /** A producer run without the cache, still within the hard timeout. */
@@ -324,9 +395,16 @@ const bounded = <X, E, R>(produce: Effect.Effect<X, E, R>, hard: Duration.Durati
 
 /**
  * 2. The missing keys as one batch run of the single flight: the keys another run has under way are
- * joined; the others are this run's. The caller waits for all of them up to the hard timeout (on the
- * Clock); then keys with a stale value get it, and if one has none the batch fails with
- * `ProducerTimeoutError`. The run goes on while a caller of one of its keys still waits.
+ * joined; the others are this run's. The caller waits for all of them, on the Clock:
+ *
+ * - with a soft timeout (the call's, else the keyspace's) and some key with a stale value, at the soft
+ *   timeout the keys still waited for that have a stale value get it, once no key without one is still
+ *   waited for: the keys without one are waited for first (up to the hard timeout), then the batch
+ *   answers. The runs go on in the background (a waiter in the cache's runs scope keeps them) and
+ *   store their values;
+ * - up to the hard timeout: then keys with a stale value get it, and if one has none the batch fails
+ *   with `ProducerTimeoutError`. The run goes on while a caller of one of its keys still waits (and,
+ *   with a soft timeout, when every key left got a stale value).
  */
 const guard = <K, A, E, R>(
   call: Call<K, A, E, R>,
@@ -335,6 +413,7 @@ const guard = <K, A, E, R>(
   hard: Duration.Duration | undefined
 ): Effect.Effect<void, E | LockError | ProducerTimeoutError, R> => {
   const { engine, keyspace } = call
+  const soft = softTimeoutOf(keyspace, call.options)
   const work = (owned: ReadonlyArray<string>): Effect.Effect<SingleFlight.Batch<Produced<A>, E | LockError>, E | LockError, R> =>
     Effect.map(coordinate(call, owned), (part) => ({
       outcomes: owned.map((key) => ({
@@ -343,41 +422,99 @@ const guard = <K, A, E, R>(
       })),
       then: part.then
     }))
+  // Each key's stale value, decoded once (`undefined`: none).
+  const staleValues = new Map<string, A | undefined>()
+  const staleOf = (key: string): A | undefined => {
+    if (!staleValues.has(key)) staleValues.set(key, staleValue(keyspace, call.stale.get(key)))
+    return staleValues.get(key)
+  }
+  /** Whether the caller left keys still under way with their stale values (their runs go on). */
+  let servedStale = false
   const settle = (exits: ReadonlyArray<Exit.Exit<Produced<A>, E | LockError> | undefined>) =>
     Effect.suspend((): Effect.Effect<void, E | LockError | ProducerTimeoutError> => {
+      let left = false
       for (let i = 0; i < missing.length; i++) {
         const key = missing[i]!
         const exit = exits[i]
         if (exit === undefined) {
-          // Still under way at the hard timeout: the stale value if there is one, else the batch fails.
-          const stale = staleValue(keyspace, call.stale.get(key))
+          // Still under way at the soft or hard timeout: the stale value if there is one, else the batch fails.
+          const stale = staleOf(key)
           if (stale === undefined) return Effect.fail(timeoutError(key, hard!))
           engine.bindingOf(keyspace).counters.staleServed(key)
           answers.set(key, stale)
+          left = true
           continue
         }
         if (Exit.isFailure(exit)) return Effect.failCause(exit.cause)
         answers.set(key, exit.value.value)
       }
+      servedStale = left
       return Effect.void
     })
-  const wait = (deferreds: ReadonlyArray<Deferred.Deferred<Produced<A>, E | LockError>>) => {
-    const all = Effect.forEach(deferreds, (deferred) => Effect.exit(Deferred.await(deferred)), { concurrency: "unbounded" })
-    if (hard === undefined) return Effect.flatMap(all, settle)
-    return Effect.timeoutTo(all, {
-      duration: hard,
-      onSuccess: settle,
-      // What is done by then counts; the rest is served stale or times out.
-      onTimeout: () =>
-        Effect.flatMap(
-          Effect.forEach(deferreds, (deferred) =>
-            Effect.flatMap(Deferred.poll(deferred), (polled) => Option.isNone(polled) ? Effect.succeed(undefined) : Effect.exit(polled.value))),
-          settle
-        )
-    }).pipe(Effect.flatten)
+  type Deferreds = ReadonlyArray<Deferred.Deferred<Produced<A>, E | LockError>>
+  type Exits = ReadonlyArray<Exit.Exit<Produced<A>, E | LockError> | undefined>
+  // Interruptible even where the caller is not (an HTTP handler runs uninterruptibly), so the
+  // timeouts can stop waiting.
+  const awaitAll = (deferreds: Deferreds) =>
+    Effect.interruptible(Effect.forEach(deferreds, (deferred) => Effect.exit(Deferred.await(deferred)), { concurrency: "unbounded" }))
+  // What is done now; `undefined` for what is still under way.
+  const poll = (deferreds: Deferreds): Effect.Effect<Exits> =>
+    Effect.forEach(deferreds, (deferred) =>
+      Effect.flatMap(Deferred.poll(deferred), (polled) => Option.isNone(polled) ? Effect.succeed(undefined) : Effect.exit(polled.value)))
+  // Past the soft timeout: the keys without a stale value are waited for, then the rest is left to its runs.
+  const pastSoft = (deferreds: Deferreds): Effect.Effect<Exits> =>
+    Effect.flatMap(poll(deferreds), (polled) => {
+      const blocking = deferreds.filter((_, i) => polled[i] === undefined && staleOf(missing[i]!) === undefined)
+      return blocking.length === 0 ? Effect.succeed(polled) : Effect.zipRight(awaitAll(blocking), poll(deferreds))
+    })
+  const wait = (deferreds: Deferreds) => {
+    const waiting: Effect.Effect<Exits> = soft === undefined
+      ? awaitAll(deferreds)
+      : Effect.timeoutTo(awaitAll(deferreds), { duration: soft, onSuccess: Effect.succeed, onTimeout: () => pastSoft(deferreds) }).pipe(Effect.flatten)
+    if (hard === undefined) return Effect.flatMap(waiting, settle)
+    // What is done by the hard timeout counts; the rest is served stale or times out.
+    return Effect.timeoutTo(Effect.interruptible(waiting), { duration: hard, onSuccess: Effect.succeed, onTimeout: () => poll(deferreds) }).pipe(
+      Effect.flatten,
+      Effect.flatMap(settle)
+    )
   }
-  return engine.flights.runMany(missing, work, wait)
+  if (soft === undefined || !missing.some((key) => call.stale.has(key))) return engine.flights.runMany(missing, work, wait)
+  return softly(engine, missing, work, wait, () => servedStale)
 }
+
+/**
+ * A batch that may leave its runs to the background (a soft timeout with stale values): the runs are
+ * started and waited for by a holder in the cache's runs scope, which hands their outcomes to the caller
+ * and keeps waiting, so the runs go on after the caller has its stale values; it lets them go (a run
+ * nobody else waits for is then interrupted, its locks released) when the caller fails, is interrupted
+ * or has every value.
+ */
+const softly = <A, E, R, X, E2>(
+  engine: Engine,
+  keys: ReadonlyArray<string>,
+  work: (owned: ReadonlyArray<string>) => Effect.Effect<SingleFlight.Batch<A, E>, E, R>,
+  wait: (deferreds: ReadonlyArray<Deferred.Deferred<A, E>>) => Effect.Effect<X, E2>,
+  left: () => boolean
+): Effect.Effect<X, E2, R> =>
+  Effect.uninterruptibleMask((restore) =>
+    Effect.gen(function*() {
+      const handoff = yield* Deferred.make<ReadonlyArray<Deferred.Deferred<A, E>>>()
+      const release = yield* Deferred.make<void>()
+      const holder = engine.flights.runMany(keys, work, (deferreds) =>
+        Effect.zipRight(
+          Deferred.succeed(handoff, deferreds),
+          Effect.raceFirst(
+            Effect.forEach(deferreds, (deferred) => Effect.exit(Deferred.await(deferred)), { concurrency: "unbounded", discard: true }),
+            Deferred.await(release)
+          )
+        ))
+      // A holder stopped before it handed the outcomes over (the cache closing): the caller is interrupted too.
+      yield* engine.flights.background(Effect.ensuring(holder, Deferred.interrupt(handoff)))
+      return yield* restore(Effect.flatMap(Deferred.await(handoff), wait)).pipe(
+        Effect.ensuring(Effect.suspend(() => left() ? Effect.void : Deferred.succeed(release, undefined)))
+      )
+    })
+  )
 
 /** 3. With a lock in context (and a store that answers), produce under it; else read again and produce. */
 const coordinate = <K, A, E, R>(call: Call<K, A, E, R>, keys: ReadonlyArray<string>): Effect.Effect<Part<A>, E | LockError, R> => {
@@ -588,7 +725,8 @@ const produceMissing = <K, A, E, R>(call: Call<K, A, E, R>, missing: ReadonlyArr
     Effect.matchCauseEffect(Effect.suspend(() => call.produce(missing.map((key) => call.userKeys.get(key)!))), {
       onSuccess: (pairs) => plan(call, missing, pairs, since),
       onFailure: (cause): Effect.Effect<Made<K, A>, E> => {
-        const stale = Cause.isInterruptedOnly(cause) ? [] : missing.map((key) => staleValue(keyspace, call.stale.get(key)))
+        // A refresh serves nobody: its failure is the run's (the callers had the old values).
+        const stale = Cause.isInterruptedOnly(cause) || call.refreshing ? [] : missing.map((key) => staleValue(keyspace, call.stale.get(key)))
         if (stale.length === 0 || stale.some((value) => value === undefined)) return Effect.failCause(cause)
         const found = new Map<string, Found<A>>(missing.map((key, i) => [key, stale[i]!] as const))
         return Effect.as(
@@ -627,7 +765,8 @@ const plan = <K, A, E, R>(
     const found = new Map<string, Found<A>>(missing.map((key) => [key, produced.has(key) ? produced.get(key)![1] : notProduced] as const))
     const writes = new Map<string, CacheLock.Write>()
     const skip = options?.skip ?? keyspace.skip
-    const absentTtl = options?.cacheAbsent?.ttl
+    // A refresh never replaces a value with an absent marker (as `getOrSet`'s never caches a failure over one).
+    const absentTtl = call.refreshing ? undefined : options?.cacheAbsent?.ttl
     const markers = absentTtl === undefined
       ? undefined
       : { ...call.variants.absent, failure: { ...call.variants.absent.failure!, ttl: Duration.decode(absentTtl) } }

@@ -56,7 +56,8 @@ export interface Options<
   /**
    * With a stale value (within grace): when the producer takes longer than this (on the Clock), the
    * caller gets the stale value and the producer completes in the background (still one run, under
-   * the lock, its value stored). Without a stale value the caller waits. Default none.
+   * the lock, its value stored). Without a stale value the caller waits. A batch (`getOrSetMany`)
+   * answers its stale values once every key it still waits for has one. Default none.
    */
   readonly softTimeout?: Duration.DurationInput | undefined
   /**
@@ -70,7 +71,8 @@ export interface Options<
   /**
    * A fraction of the ttl (strictly between 0 and 1): a `getOrSet` hit on an entry older than this
    * fraction of its ttl returns the value at once and refreshes the entry in the background, once
-   * (one run per key in the process, under the lock across processes). Default none.
+   * (one run per key in the process, under the lock across processes). A batch (`getOrSetMany`)
+   * refreshes all its keys past that point with one producer call. Default none.
    */
   readonly eagerRefresh?: number | undefined
   /**

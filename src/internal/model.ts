@@ -192,8 +192,7 @@ export interface CacheAbsent {
 /**
  * Per-call options of `getOrSetMany` and `memoizeMany`: the write options (`ttl`, `grace`, `tags`,
  * for every value it stores) and the ones of `getOrSet` that apply to a batch; `T` is the type of its
- * `hardTimeout`. `softTimeout`, `eagerRefresh`, `cacheRead`, `lockMode`, `cacheFailure` and
- * `onProduced` are `getOrSet`'s only.
+ * `hardTimeout`. `cacheRead`, `lockMode`, `cacheFailure` and `onProduced` are `getOrSet`'s only.
  */
 export interface GetOrSetManyOptions<
   A,
@@ -211,6 +210,18 @@ export interface GetOrSetManyOptions<
    * `ProducerTimeoutError`.
    */
   readonly hardTimeout?: T
+  /**
+   * Overrides the keyspace's `softTimeout`: once the batch has waited this long (on the Clock) and
+   * every key it still waits for has a stale value within grace, it answers them with their stale
+   * values; the producer goes on in the background and stores its values. Adds no error.
+   */
+  readonly softTimeout?: Duration.DurationInput | undefined
+  /**
+   * Overrides the keyspace's `eagerRefresh` (a fraction of the ttl, strictly between 0 and 1): keys
+   * found fresh but past that point are answered at once, and refreshed in the background by one
+   * producer call for all of them.
+   */
+  readonly eagerRefresh?: number | undefined
   /** Stores an "absent" marker for the keys the producer did not return, for `ttl` (see {@link CacheAbsent}). */
   readonly cacheAbsent?: CacheAbsent | undefined
 }
@@ -423,6 +434,10 @@ export interface ResolverOptions<K, A, Req> extends WriteOptions<A> {
   readonly skip?: ((value: A) => boolean) | undefined
   /** Overrides the cache's `lock.timeout`: how long a batch waits for keys another instance produces. */
   readonly lockTimeout?: Duration.DurationInput | undefined
+  /** Overrides the keyspace's `softTimeout` for every batch (see `GetOrSetManyOptions.softTimeout`). */
+  readonly softTimeout?: Duration.DurationInput | undefined
+  /** Overrides the keyspace's `eagerRefresh` for every batch (see `GetOrSetManyOptions.eagerRefresh`). */
+  readonly eagerRefresh?: number | undefined
 }
 
 /**

@@ -72,6 +72,11 @@ export interface SingleFlight {
    * lock releases in flight land instead of being interrupted, without waiting on a dead server.
    */
   readonly settle: (millis: number) => Effect.Effect<void>
+  /**
+   * Runs `effect` in a fiber of the runs' scope (interruptible): background work that outlives its
+   * caller (an eager refresh, a run finishing after a soft timeout) and stops when the cache closes.
+   */
+  readonly background: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<Fiber.RuntimeFiber<A, E>, never, R>
 }
 
 export const make = (scope: Scope.Scope): SingleFlight => {
@@ -230,5 +235,8 @@ export const make = (scope: Scope.Scope): SingleFlight => {
       })
     )
 
-  return { run, runMany, has: (key) => flights.has(key), size: () => flights.size, settle }
+  const background = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<Fiber.RuntimeFiber<A, E>, never, R> =>
+    Effect.forkIn(Effect.interruptible(effect), scope)
+
+  return { run, runMany, has: (key) => flights.has(key), size: () => flights.size, settle, background }
 }

@@ -1,5 +1,5 @@
 import { assert, describe, expectTypeOf, it } from "@effect/vitest"
-import { Data, Duration, Effect, Exit, Fiber, Layer, Option, Schema, TestClock } from "effect"
+import { Data, Duration, Effect, Exit, Fiber, Layer, Option, Schema, Scope, TestClock } from "effect"
 import { Redis as IORedis } from "ioredis"
 import { inject } from "vitest"
 import { Cache, CacheError, CacheKey, Keyspace, RedisLock, RedisStore } from "../src/index.js"
@@ -270,6 +270,24 @@ describe("eagerRefresh", () => {
       yield* Effect.yieldNow()
       assert.strictEqual(runs, 2, "the refreshed entry starts a new period")
     }).pipe(Effect.provide(Cache.layerMemory())))
+
+  it.effect("closing the cache interrupts a refresh under way, and that counts as no failure", () =>
+    Effect.gen(function*() {
+      let interrupted = 0
+      const hanging = Effect.onInterrupt(Effect.never, () => Effect.sync(() => interrupted++))
+      const scope = yield* Scope.make()
+      const context = yield* Layer.buildWithScope(Cache.layerMemory({ namespace: "closing" }), scope)
+      yield* Effect.gen(function*() {
+        yield* Prices.set("ACME", 1)
+        yield* TestClock.adjust("50 seconds")
+        assert.strictEqual(yield* Prices.getOrSet("ACME", hanging), 1, "due: answered, refreshing")
+        yield* Effect.yieldNow()
+        assert.strictEqual(yield* Effect.flatMap(Cache.Cache, (cache) => cache.inFlight), 1)
+      }).pipe(Effect.provide(context))
+      yield* Scope.close(scope, Exit.void)
+      assert.strictEqual(interrupted, 1)
+      assert.strictEqual((yield* Prices.stats.pipe(Effect.provide(context))).refreshFailures, 0)
+    }))
 
   it.effect("a failed refresh keeps the old value and is not retried before graceBackoff", () =>
     Effect.gen(function*() {

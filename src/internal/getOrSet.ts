@@ -148,11 +148,13 @@ const refreshEagerly = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect
     if (engine.flights.has(flightKeyOf(run)) || engine.flights.has(key)) return Effect.void
     if (isBackingOff(engine, key, clock.unsafeCurrentTimeMillis())) return Effect.void
     const failed = (cause: Cause.Cause<unknown>) =>
-      backOffAfter(engine, keyspace, key, "eager", () => {
+      // Interrupted (the cache closing) is no failure of the refresh.
+      Cause.isInterruptedOnly(cause) ? Effect.void : backOffAfter(engine, keyspace, key, "eager", () => {
         engine.bindingOf(keyspace).counters.refreshFailure(key, cause)
         return `the eager refresh of "${engine.report.key(key)}" failed (${firstLine(cause)}); the old value stays, next try in ${keyspace.graceBackoffMillis} ms at the earliest`
       })
-    return Effect.asVoid(Effect.forkDaemon(Effect.catchAllCause(guard(run), failed)))
+    // In the runs' scope: closing the cache stops it, as it stops a batch's refresh.
+    return Effect.asVoid(engine.flights.background(Effect.catchAllCause(guard(run), failed)))
   })
 
 /** A call's own timeout, else its keyspace's. */

@@ -67,7 +67,8 @@ export type WriteOperation = "set" | "setMany" | "add" | "getOrSet" | "getOrSetM
 /**
  * An event of a cache. The read events count as the hit and miss counters do: `get`, `getMany`,
  * `getStale` and the first look of `getOrSet` and `getOrSetMany` (a batch read tells one event per
- * key; `has`, `remainingTtl` and `expire` read headers and tell nothing).
+ * key; `has`, `remainingTtl` and `expire` read headers and tell no read event). A `getOrSet` that
+ * joins a run already under way for its key in this process reads nothing: it tells nothing.
  *
  * - `Hit`: a read found a value it may serve (fresh, or due for an eager refresh).
  * - `Miss`: a read found nothing usable (absent, expired, invalidated by a tag, undecodable, stale).
@@ -76,7 +77,8 @@ export type WriteOperation = "set" | "setMany" | "add" | "getOrSet" | "getOrSetM
  * - `DecodeFailure`: a stored value could not be decoded (corrupt, or written under another schema)
  *   and was dropped.
  * - `Write`: the cache stored a value for `key` (`set`, `setMany`, `add` when it added, and the
- *   producer runs of `getOrSet` and `getOrSetMany`, written at once or with the lock's release). A
+ *   producer runs of `getOrSet` and `getOrSetMany`, written at once or with the lock's release; a
+ *   cached failure or an absent marker is a write too). A
  *   producer's write is conditional on the key not changing while it ran: one the store skipped for
  *   that is told all the same (the store does not say). A write that failed is not told (its failure
  *   is the caller's, or a `Failure` when absorbed).

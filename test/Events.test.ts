@@ -4,9 +4,9 @@
  * release) and the two-layer cache (a keyspace per tier, stats summed).
  */
 import { assert, describe, expectTypeOf, it } from "@effect/vitest"
-import { Chunk, Effect, Fiber, Logger, LogLevel, Metric, MetricLabel, Option, Queue, Schema, Scope, Stream, TestClock } from "effect"
+import { Chunk, Effect, Fiber, Layer, Logger, LogLevel, Metric, MetricLabel, Option, Queue, Schema, Scope, Stream, TestClock } from "effect"
 import { inject } from "vitest"
-import { Cache, CacheEvent, CacheKey, CacheStore, Keyspace } from "../src/index.js"
+import { Cache, CacheError, CacheEvent, CacheKey, CacheStore, Keyspace } from "../src/index.js"
 import { cacheOver, failingStore, layerSerializing, recorded } from "./utils.js"
 
 const Users = Keyspace.make({
@@ -219,6 +219,44 @@ describe("Cache.events: failures and the circuit", () => {
     }).pipe(Effect.provide(cacheOver(failingStore, { namespace: "broken" }))))
 })
 
+describe("Cache.events with redactKeys", () => {
+  /** A store whose reads fail naming their key, as a server's do. */
+  const keyedFailures: CacheStore.CacheStore = {
+    ...failingStore,
+    get: (key) => Effect.fail(new CacheError.StoreError({ reason: "Unavailable", operation: "get", key, store: "broken", cause: "refused" }))
+  }
+
+  /** Every event told, checked for the key's parts in clear. */
+  const noneInClear = (all: ReadonlyArray<CacheEvent.CacheEvent>) => {
+    for (const event of all) {
+      assert.notInclude(JSON.stringify(event), "secret-org", event._tag)
+      assert.notInclude(JSON.stringify(event), "424242", event._tag)
+    }
+  }
+
+  it.scoped("the circuit's detail quotes the failure with its key redacted", () =>
+    Effect.gen(function*() {
+      const events = yield* Cache.subscribe()
+      for (let i = 0; i < 5; i++) yield* Effect.either(Users.get({ org: "secret-org", id: 424242 }))
+      const all = Chunk.toArray(yield* Queue.takeAll(events))
+      const circuit = all.find(CacheEvent.$is("Circuit"))
+      assert.isDefined(circuit)
+      assert.include(circuit!.detail, "redact:users:#")
+      noneInClear(all)
+    }).pipe(Effect.provide(cacheOver(keyedFailures, { namespace: "redact", redactKeys: true }))))
+
+  it.scoped("InvalidateWhere's field values are digests", () =>
+    Effect.gen(function*() {
+      const events = yield* Cache.subscribe()
+      yield* Users.set({ org: "secret-org", id: 424242 }, "Ada")
+      yield* Users.invalidateWhere({ org: "secret-org" })
+      const all = Chunk.toArray(yield* Queue.takeAll(events))
+      const where = all.find(CacheEvent.$is("InvalidateWhere"))
+      assert.match(String(where!.where["org"]), /^#[A-Za-z0-9_-]{16}$/)
+      noneInClear(all)
+    }).pipe(Effect.provide(Cache.layerMemory({ namespace: "redact", redactKeys: true }))))
+})
+
 describe("stats", () => {
   it.effect("per keyspace: hits, misses, ratio, writes, stale values and decode failures; zeros before any", () =>
     Effect.gen(function*() {
@@ -259,6 +297,18 @@ describe("stats", () => {
       assert.strictEqual(all[1]!.writes, 1)
       assert.strictEqual(all[1]!.misses, 1)
     }).pipe(Effect.provide(Cache.layerMemory({ namespace: "stats" }))))
+
+  it.scoped("refreshEvery's failed runs count and are told as the eager refreshes' are", () =>
+    Effect.gen(function*() {
+      const events = yield* Cache.subscribe()
+      yield* Layer.build(Rates.refreshEvery("eur", Effect.fail("rates service down"), "1 minute"))
+      yield* TestClock.adjust("1 minute")
+      const stats = yield* Rates.stats
+      assert.isAtLeast(stats.refreshFailures, 1)
+      const told = Chunk.toArray(yield* Queue.takeAll(events)).filter(CacheEvent.$is("RefreshFailure"))
+      assert.strictEqual(told.length, stats.refreshFailures)
+      assert.strictEqual(told[0]!.key, "refresh:rates:eur")
+    }).pipe(Effect.provide(Cache.layerMemory({ namespace: "refresh" }))))
 
   it.effect("each cache counts its own: another cache's reads are not in its stats", () =>
     Effect.gen(function*() {

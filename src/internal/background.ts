@@ -11,6 +11,8 @@ import * as Layer from "effect/Layer"
 import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
+import { enginesOf } from "./engine.js"
+import { isInvalidKey, storeKey } from "./keys.js"
 import * as Metrics from "./metrics.js"
 import { firstLine } from "./report.js"
 import type { Definition, RefreshOptions, WarmUpOptions } from "./model.js"
@@ -84,9 +86,17 @@ export const refreshEvery = <K, A, Id, E, R>(
     const cache = yield* keyspace.cache
     const labels = [MetricLabel.make("cache", cache.namespace), MetricLabel.make("keyspace", keyspace.name)]
     const annotate = Effect.annotateLogs({ cache: cache.namespace, keyspace: keyspace.name, operation: "refresh" })
+    // Counted as the cache counts its eager refreshes' failures (metric, stats, event), where the
+    // service is one of this library's; else on the metric alone.
+    const engine = enginesOf.get(cache)?.(keyspace)
+    const storeKeyOf = engine === undefined ? undefined : storeKey(engine, "set", keyspace, key)
     const failed = (cause: Cause.Cause<unknown>) =>
       Effect.zipRight(
-        Effect.sync(() => Metrics.refreshFailures.unsafeUpdate(1, labels)),
+        Effect.sync(() =>
+          engine === undefined || storeKeyOf === undefined || isInvalidKey(storeKeyOf)
+            ? Metrics.refreshFailures.unsafeUpdate(1, labels)
+            : engine.bindingOf(keyspace).counters.refreshFailure(storeKeyOf, cause)
+        ),
         Effect.logWarning(
           `effect-cachekit: the refresh of an entry of keyspace "${keyspace.name}" failed (${firstLine(cause)}); the old value stays`
         ).pipe(annotate)

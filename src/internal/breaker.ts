@@ -37,14 +37,18 @@ export interface Events {
   readonly onChange: (state: State, detail: string) => Effect.Effect<void>
   /** Whether a failure says the backend is unhealthy (rather than something about the request). */
   readonly isOutage: (error: unknown) => boolean
+  /** A failure as `detail` quotes it (its key redacted where keys are). Default: its message. */
+  readonly describe?: ((error: unknown) => string) | undefined
 }
 
-const describe = (error: unknown): string =>
+/** An error's message, else its text. */
+export const describe = (error: unknown): string =>
   typeof error === "object" && error !== null && "message" in error && typeof error.message === "string"
     ? error.message
     : String(error)
 
 export const make = (settings: Settings, events: Events): Breaker => {
+  const describeFailure = events.describe ?? describe
   let state: State = "closed"
   let consecutive = 0
   let openedAt = 0
@@ -80,9 +84,9 @@ export const make = (settings: Settings, events: Events): Breaker => {
       }
       if (events.isOutage(failure.value)) {
         consecutive++
-        if (state === "half-open") return open(`the probe failed: ${describe(failure.value)}`)
+        if (state === "half-open") return open(`the probe failed: ${describeFailure(failure.value)}`)
         if (state === "closed" && consecutive >= settings.failures) {
-          return open(`${consecutive} consecutive failures, the last: ${describe(failure.value)}`)
+          return open(`${consecutive} consecutive failures, the last: ${describeFailure(failure.value)}`)
         }
         return Effect.void
       }

@@ -5,7 +5,7 @@
  * Bounds run on real time (a timer, see `realTime.ts`), never on the Effect Clock: a cache over Redis
  * must not hang under `TestClock`, while logical expiry keeps reading the Clock.
  */
-import type * as Cause from "effect/Cause"
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -128,6 +128,13 @@ export interface Engine {
   readonly tallies: () => ReadonlyMap<string, Tally>
 }
 
+/**
+ * The engine a service runs each keyspace on (recorded when the service is made): what work built on
+ * the public service, such as `refreshEvery`, counts its outcomes with. A service made elsewhere (a
+ * test's own) has none.
+ */
+export const enginesOf = new WeakMap<Service, (keyspace: Definition<any, any, any, unknown>) => Engine>()
+
 /** A keyspace as one cache uses it. */
 export interface Binding {
   /** The prefix of every store key of the keyspace (for a single entry, its key). */
@@ -202,7 +209,7 @@ export const make = (
         refreshFailure: (key, cause) => {
           Metrics.refreshFailures.unsafeUpdate(1, refreshLabels)
           tally.refreshFailures++
-          if (events.listening) events.tell(CacheEvent.make.RefreshFailure({ ...about(key), cause }))
+          if (events.listening) events.tell(CacheEvent.make.RefreshFailure({ ...about(key), cause: Cause.map(cause, report.error) }))
         },
         written: (key, operation) => {
           tally.writes++
@@ -245,6 +252,7 @@ export const make = (
       isOutage: (error) =>
         (error instanceof StoreError || error instanceof LockError) &&
         (error.reason === "Timeout" || error.reason === "Unavailable" || error.reason === "Auth"),
+      describe: (error) => Breaker.describe(report.error(error)),
       onChange: (state, detail) =>
         Effect.suspend(() => {
           Metrics.circuit.unsafeUpdate(state === "open" ? 1 : 0, labels)

@@ -15,11 +15,11 @@ export const counters = {
     incremental: true
   }),
   staleServed: Metric.counter("effect_cachekit_stale_served_total", {
-    description: "stale values (past their ttl, within their grace) getOrSet served because the producer failed",
+    description: "stale values (past their ttl, within their grace) getOrSet or getOrSetMany served because the producer failed or passed its soft or hard timeout",
     incremental: true
   }),
   errors: Metric.counter("effect_cachekit_errors_total", {
-    description: "store failures that getOrSet absorbed by falling back to the producer",
+    description: "store and lock failures the cache absorbed (getOrSet carried on without it, or a two-layer cache served its memory's copy)",
     incremental: true
   })
 } as const

@@ -13,7 +13,7 @@ import { CodecError, InvalidKeyError, type StoreError } from "../CacheError.js"
 import * as CacheEvent from "../CacheEvent.js"
 import * as CacheStore from "../CacheStore.js"
 import * as Background from "./background.js"
-import type { Engine, Tally } from "./engine.js"
+import { type Engine, enginesOf, type Tally } from "./engine.js"
 import * as Events from "./events.js"
 import { getOrSet } from "./getOrSet.js"
 import { getOrSetMany } from "./getOrSetMany.js"
@@ -159,7 +159,9 @@ export const table: { readonly [Op in Operation]: Implementation<Op> } = {
         engine.tags.invalidate([whereTag(keyspace.name, where as Record<string, unknown>)], engine.timeout),
         Effect.sync(() => {
           if (engine.events.listening) {
-            engine.events.tell(CacheEvent.make.InvalidateWhere({ cache: engine.namespace, store: engine.store.name, keyspace: keyspace.name, where: { ...where } }))
+            engine.events.tell(
+              CacheEvent.make.InvalidateWhere({ cache: engine.namespace, store: engine.store.name, keyspace: keyspace.name, where: engine.report.fields(where) })
+            )
           }
         })
       )
@@ -334,6 +336,7 @@ export const makeService = (engine: Engine, tiers?: { readonly local: Engine; re
     claim: redacting ? (keyspace, key, occasion, ttl) => Effect.mapError(claim(keyspace, key, occasion, ttl), redact) : claim
   }
   const made = engine.spans || engine.latencyMetrics ? instrumented(engine, engineOf, service) : service
+  enginesOf.set(made, engineOf)
   engine.service.current = made
   if (tiers !== undefined) tiers.local.service.current = tiers.shared.service.current = made
   return made

@@ -240,20 +240,56 @@ const fallback = <K, A, Id>(
   error: StoreError
 ): Effect.Effect<A, StoreError> =>
   Effect.clockWith((clock) => {
+    const found = heldCopy(engine, local, keyspace, key, clock.unsafeCurrentTimeMillis())
+    return found instanceof Outcome ? Effect.fail(error) : Effect.as(servingCopies(engine, keyspace, error), found)
+  })
+
+/** The fresh copy memory holds of `key` that a read may serve while the shared tier fails, else `Miss`. */
+const heldCopy = <K, A, Id>(
+  engine: Engine,
+  local: CacheStore.Local,
+  keyspace: Definition<K, A, Id, unknown>,
+  key: string,
+  now: number
+): A | Outcome => {
+  const copy = local.fallback(key, now)
+  const classified = copy === undefined ? Miss : classify(keyspace, copy, now, engine.tags.check)
+  if (classified instanceof Outcome) return classified._tag === "Due" ? classified.value as A : Miss
+  return classified
+}
+
+/** A read that serves memory's copies because the shared tier failed: the failure counted once, logged at a bounded rate. */
+const servingCopies = <K, A, Id>(engine: Engine, keyspace: Definition<K, A, Id, unknown>, error: StoreError): Effect.Effect<void> => {
+  engine.bindingOf(keyspace).counters.failure(error)
+  return engine.report.warn(
+    `${keyspace.name}\u0000${error._tag}\u0000${error.reason}\u0000fallback`,
+    { keyspace: keyspace.name, operation: error.operation },
+    () => `${engine.report.error(error).message}; serving the copy held in memory`
+  )
+}
+
+/**
+ * A batch read while the shared tier fails: each key from memory where it holds a fresh copy (the
+ * rest missing), the failure counted once for the batch and, with `count`, each key's hit or miss;
+ * the failure itself when memory holds none of them.
+ */
+const fallbackMany = <K, A, Id>(
+  engine: Engine,
+  local: CacheStore.Local,
+  keyspace: Definition<K, A, Id, unknown>,
+  keys: ReadonlyArray<string>,
+  error: StoreError,
+  count: boolean
+): Effect.Effect<Array<A | Outcome>, StoreError> =>
+  Effect.clockWith((clock) => {
     const now = clock.unsafeCurrentTimeMillis()
-    const copy = local.fallback(key, now)
-    const classified = copy === undefined ? Miss : classify(keyspace, copy, now, engine.tags.check)
-    if (classified instanceof Outcome && classified._tag !== "Due") return Effect.fail(error)
-    const found = classified instanceof Outcome ? classified.value as A : classified
-    engine.bindingOf(keyspace).counters.failure(error)
-    return Effect.as(
-      engine.report.warn(
-        `${keyspace.name}\u0000${error._tag}\u0000${error.reason}\u0000fallback`,
-        { keyspace: keyspace.name, operation: error.operation },
-        () => `${engine.report.error(error).message}; serving the copy held in memory`
-      ),
-      found
-    )
+    const found = keys.map((key) => heldCopy(engine, local, keyspace, key, now))
+    if (found.every((value) => value instanceof Outcome)) return Effect.fail(error)
+    if (count) {
+      const counters = engine.bindingOf(keyspace).counters
+      found.forEach((value, i) => value instanceof Outcome ? counters.miss(keys[i]!) : counters.hit(keys[i]!))
+    }
+    return Effect.as(servingCopies(engine, keyspace, error), found)
   })
 
 /** Drops an entry that cannot be decoded; the read becomes a miss. */
@@ -458,9 +494,8 @@ export const lookupMany = <K, A, Id>(
   // A two-layer store whose shared tier failed: each key from memory where it holds a fresh copy.
   return Effect.suspend(() =>
     Effect.catchAll(readMany(engine, keyspace, keys, local, local.mark()), (error) =>
-      Effect.forEach(keys, (key) => Effect.option(fallback(engine, local, keyspace, key, error))).pipe(
-        Effect.flatMap((found) => found.every(Option.isNone) ? Effect.fail(error) : Effect.succeed(found))
-      ))
+      Effect.map(fallbackMany(engine, local, keyspace, keys, error, true), (found) =>
+        found.map((value) => value instanceof Outcome ? Option.none() : Option.some(value))))
   )
 }
 
@@ -578,9 +613,7 @@ export const lookupOutcomes = <K, A, Id>(
   if (local === undefined) return read(0)
   return Effect.suspend(() =>
     Effect.catchAll(read(local.mark()), (error) =>
-      Effect.forEach(keys, (key) => Effect.orElseSucceed(fallback(engine, local, keyspace, key, error), (): A | Outcome => Miss)).pipe(
-        Effect.flatMap((found) => found.every((value) => value instanceof Outcome) ? Effect.fail(error) : Effect.succeed(found))
-      ))
+      fallbackMany(engine, local, keyspace, keys, error, count))
   )
 }
 

@@ -35,6 +35,8 @@ export interface Reporter {
   readonly key: (key: string) => string
   /** The error as it leaves the cache: its key redacted when keys are. */
   readonly error: <E>(error: E) => E
+  /** Key fields as events show them: each value a digest when keys are redacted. */
+  readonly fields: (fields: Readonly<Record<string, unknown>>) => Readonly<Record<string, unknown>>
 }
 
 /** `app:users:42` → `app:users:#<digest>`: the namespace and keyspace stay readable. */
@@ -107,6 +109,9 @@ export const make = (options: { readonly cache: string; readonly store: string; 
     warn,
     redactsKeys: options.redactKeys,
     key: options.redactKeys ? digestKey : (key) => key,
+    fields: options.redactKeys
+      ? (fields) => Object.fromEntries(Object.entries(fields).map(([name, value]) => [name, `#${sha256Base64Url(String(value)).slice(0, 16)}`]))
+      : (fields) => ({ ...fields }),
     error: options.redactKeys ? <E>(error: E): E => isCacheError(error) ? redactError(error) as E : error : (error) => error
   }
 }

@@ -45,6 +45,11 @@ describe("two-layer cache faults", () => {
       const client = redis.client as IORedis
       client.disconnect(false)
       assertSame(yield* on(a, Users.get(1)), Option.some(ada))
+      // A batch read served from memory counts each key's read, and the failure once for the batch.
+      const before = yield* on(a, Users.stats)
+      assert.deepStrictEqual((yield* on(a, Users.getMany([1, 9]))).map(Option.isSome), [true, false])
+      const after = yield* on(a, Users.stats)
+      assert.deepStrictEqual([after.hits - before.hits, after.misses - before.misses, after.failures - before.failures], [1, 1, 1])
       const write = yield* on(a, Effect.exit(Users.set(2, grace)))
       assert.isTrue(Exit.isFailure(write))
       assertSame(yield* on(a, Users.get(2)), Option.some(grace), "the write is kept in memory")

@@ -15,7 +15,10 @@
  *   the lock key is removed with `cas` to an expiration in the past, which memcached applies only if the
  *   key is unchanged since the `gets`: a lock another holder took meanwhile is never removed. (The
  *   classic protocol has no conditional delete, and `memcache-client` cannot send the meta protocol's
- *   `md <key> C<cas>`.)
+ *   `md <key> C<cas>`.) The three steps together settle within `timeout`.
+ * - An acquire whose caller was not told it holds the lock (timed out, interrupted, failed: a lost
+ *   reply fails, yet its `add` may land later) is undone, token-checked, on every outcome but a
+ *   definite `NOT_STORED`, tried until memcached answers while the lease lasts.
  * - Waiters: memcached has no pub/sub. A release wakes the waiters of this process at once; waiters
  *   in other processes look at the lock key every few tens of milliseconds (a quarter of their wait,
  *   at least 20 ms, at most 250 ms) until it is gone or their wait ends.
@@ -64,8 +67,9 @@ export interface Options {
   /** The server, as `"host:port"`. Default `"127.0.0.1:11211"`. */
   readonly server?: string | undefined
   /**
-   * The bound on each lock operation, all its round trips included (a release's write too); past it
-   * the operation fails with a `LockError` of reason `"Timeout"`. Default 500 ms.
+   * The bound on each lock operation, all its round trips included (a release's check, write and
+   * removal together, under one timer); past it the operation fails with reason `"Timeout"`: a
+   * `StoreError` when a release's write was under way, else a `LockError`. Default 500 ms.
    */
   readonly timeout?: Duration.DurationInput | undefined
   /** The bound on establishing a connection. Default 1 second. */

@@ -15,15 +15,20 @@
  * - `add` is memcached's own `add` (atomic); an entry that a clear made unreachable is replaced with
  *   `cas`, so it never blocks an `add`.
  * - Versions come from memcached: every write and delete draws its version with one `incr` of a
- *   counter kept under an internal key (made at this machine's time in microseconds when memcached
- *   does not hold it), so versions grow across every process sharing the server, whatever their
- *   clocks. A delete leaves a tombstone under the key (its version, for `CacheStore.tombstoneTtl`),
- *   which reads as no entry.
+ *   counter kept under an internal key, so versions grow across every process sharing the server
+ *   while memcached keeps the counter. One it lost (evicted, restarted) is made again at the maker's
+ *   time in microseconds, or above the highest version it has seen: above every earlier version
+ *   unless that machine's clock is behind the one that made the lost counter. Every removal (a
+ *   delete, a `set` with a ttl of zero or less, conditional or not) leaves a tombstone under the key
+ *   (its version, for `CacheStore.tombstoneTtl`), which reads as no entry.
  * - Conditional writes (`set` with `since`): the key is read with its cas unique (`gets`); the write is
  *   skipped when the key holds an entry or a tombstone of a version above `since`, else made with
  *   `cas` (`add` where the key is absent), read and checked again when another write lands in
- *   between. `currentVersion` is the highest version the process has seen (drawn, or read in an entry
- *   or a tombstone), so it costs no round trip.
+ *   between. `currentVersion` is the counter at the process's last draw, or a higher version read
+ *   since in an entry or a tombstone, so it costs no round trip; after an "Unavailable" or "Timeout",
+ *   or once the process had to make the counter again, it reads the counter (`incr 0`) first.
+ * - An operation whose caller was answered (timed out, interrupted) sends no further command; one
+ *   already sent may still run when memcached gets to it.
  * - Memcached cannot list keys, so `clear` moves a namespace (`"<ns>:"`) or a keyspace
  *   (`"<ns>:<keyspace>:"`) to a new generation: one `incr` of a counter kept in memcached under an
  *   internal key. Every entry is stamped with the generations of its namespace and keyspace when it

@@ -289,6 +289,68 @@ describe("MemcachedStore", () => {
       assert.strictEqual(yield* b.increment("cw:a:n", 2, undefined), 2)
     }).pipe(Effect.scoped))
 
+  it.live("every removal leaves a tombstone: a slow conditional write of an older version never brings a value back", () =>
+    Effect.gen(function*() {
+      const a = yield* storeWith()
+      const b = yield* storeWith()
+      const envelope = (text: string) =>
+        CacheEntry.encode({ fingerprint: "mc0000000000", version: 0, freshUntil: Infinity, staleUntil: Infinity, tags: [], isFailure: false }, text)
+      const body = (found: Option.Option<CacheEntry.Stored>) =>
+        Option.isNone(found) ? undefined : new TextDecoder().decode(CacheEntry.decode(found.value as Uint8Array)!.body)
+      // A conditional removal after a delete: it must not wipe the delete's tombstone. P1's producer
+      // read before the delete; P2 read after it and removes the key (a ttl of zero) conditionally.
+      yield* a.set("tb:a:1", envelope("before the delete"), undefined)
+      const p1 = (yield* a.currentVersion!)!
+      assert.isTrue(yield* b.delete("tb:a:1"))
+      const p2 = (yield* b.currentVersion!)!
+      yield* b.set("tb:a:1", envelope("removed"), Duration.zero, undefined, p2)
+      assert.isTrue(yield* held("tb:a:1"), "a tombstone stays")
+      yield* a.set("tb:a:1", envelope("stale"), undefined, undefined, p1)
+      assert.isUndefined(body(yield* b.get("tb:a:1")), "the stale value stays out")
+      // A plain removal (a set with a ttl of zero) leaves one too.
+      yield* a.set("tb:a:2", envelope("before the removal"), undefined)
+      const p3 = (yield* a.currentVersion!)!
+      yield* b.set("tb:a:2", envelope("removed"), Duration.zero)
+      assert.isTrue(yield* held("tb:a:2"), "a tombstone stays")
+      assert.isTrue(Option.isNone(yield* b.get("tb:a:2")), "and reads as no entry")
+      yield* a.set("tb:a:2", envelope("stale"), undefined, undefined, p3)
+      assert.isUndefined(body(yield* b.get("tb:a:2")), "the stale value stays out")
+      // A conditional removal of an absent key leaves one as well; a write that read after it lands.
+      const p4 = (yield* a.currentVersion!)!
+      yield* b.set("tb:a:3", envelope("removed"), Duration.zero, undefined, (yield* b.currentVersion!)!)
+      yield* a.set("tb:a:3", envelope("stale"), undefined, undefined, p4)
+      assert.isUndefined(body(yield* b.get("tb:a:3")))
+      yield* a.get("tb:a:3")
+      yield* a.set("tb:a:3", envelope("fresh"), undefined, undefined, (yield* a.currentVersion!)!)
+      assert.strictEqual(body(yield* b.get("tb:a:3")), "fresh")
+    }).pipe(Effect.scoped))
+
+  it.live("a version counter made again lower than a process's floor: that process's next draw drops the floor", () =>
+    Effect.gen(function*() {
+      // A memcached of its own: the run's counter is shared by the other files.
+      const own = yield* Effect.acquireRelease(Effect.promise(() => startMemcached()), (s) => Effect.promise(() => stopMemcached(s.process)))
+      const a = yield* MemcachedStore.make({ server: `127.0.0.1:${own.port}` })
+      const b = yield* MemcachedStore.make({ server: `127.0.0.1:${own.port}` })
+      const raw = (command: string) => Effect.promise(() => memcachedCommand(own.port, command))
+      const counter = MemcachedStore.physicalKey(MemcachedStore.versionKey)
+      // The counter far ahead of every clock (as one made by a machine whose clock ran ahead), then lost.
+      const ahead = Date.now() * 1000 + 1e12
+      assert.deepStrictEqual(yield* raw(`set ${counter} 0 0 ${String(ahead).length}\r\n${ahead}\r\n`), ["STORED"])
+      yield* a.set("vc:a:1", bytes("v"), undefined)
+      assert.isAtLeast((yield* a.currentVersion!)!, ahead)
+      assert.deepStrictEqual(yield* raw(`delete ${counter}\r\n`), ["DELETED"])
+      // Another process makes it again, at its clock in microseconds.
+      yield* b.set("vc:a:2", bytes("v"), undefined)
+      const made = (yield* b.currentVersion!)!
+      assert.isBelow(made, ahead)
+      // A's next draw answers the counter: its floor is dropped to it.
+      yield* a.set("vc:a:3", bytes("v"), undefined)
+      const after = (yield* a.currentVersion!)!
+      assert.isBelow(after, ahead, "a's currentVersion follows the counter down")
+      yield* b.set("vc:a:4", bytes("v"), undefined)
+      assert.isAbove((yield* b.currentVersion!)!, after, "later writes draw above it")
+    }).pipe(Effect.scoped))
+
   it.live("concurrent conditional writes of one key from two stores: each lands or is skipped, none lost to a race", () =>
     Effect.gen(function*() {
       const a = yield* storeWith()

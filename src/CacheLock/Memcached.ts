@@ -15,7 +15,10 @@
  *   the lock key is removed with `cas` to an expiration in the past, which memcached applies only if the
  *   key is unchanged since the `gets`: a lock another holder took meanwhile is never removed. (The
  *   classic protocol has no conditional delete, and `memcache-client` cannot send the meta protocol's
- *   `md <key> C<cas>`.)
+ *   `md <key> C<cas>`.) The three steps together settle within `timeout`.
+ * - An acquire whose caller was not told it holds the lock (timed out, interrupted, failed: a lost
+ *   reply fails, yet its `add` may land later) is undone, token-checked, on every outcome but a
+ *   definite `NOT_STORED`, tried until memcached answers while the lease lasts.
  * - Waiters: memcached has no pub/sub. A release wakes the waiters of this process at once; waiters
  *   in other processes look at the lock key every few tens of milliseconds (a quarter of their wait,
  *   at least 20 ms, at most 250 ms) until it is gone or their wait ends.
@@ -34,15 +37,16 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import { MemcacheClient, type CasRetrievalCommandResponse } from "memcache-client"
-import { LockError, type StoreError } from "../CacheError.js"
+import { LockError, StoreError } from "../CacheError.js"
 import * as CacheLock from "../CacheLock.js"
 import * as CacheStore from "../CacheStore.js"
 import * as MemcachedStore from "../CacheStore/Memcached.js"
-import { sleepReal } from "../internal/realTime.js"
+import { sleepReal, timeoutRealTo } from "../internal/realTime.js"
 import * as Waiters from "../internal/waiters.js"
 
 /**
@@ -63,8 +67,9 @@ export interface Options {
   /** The server, as `"host:port"`. Default `"127.0.0.1:11211"`. */
   readonly server?: string | undefined
   /**
-   * The bound on each lock operation, all its round trips included (a release's write too); past it
-   * the operation fails with a `LockError` of reason `"Timeout"`. Default 500 ms.
+   * The bound on each lock operation, all its round trips included (a release's check, write and
+   * removal together, under one timer); past it the operation fails with reason `"Timeout"`: a
+   * `StoreError` when a release's write was under way, else a `LockError`. Default 500 ms.
    */
   readonly timeout?: Duration.DurationInput | undefined
   /** The bound on establishing a connection. Default 1 second. */
@@ -95,8 +100,30 @@ const textOf = (value: unknown): string => Buffer.isBuffer(value) ? value.toStri
 const millisOf = (input: Duration.DurationInput | undefined, fallback: Duration.DurationInput): number =>
   Duration.toMillis(Duration.decode(input ?? fallback))
 
-/** Builds the lock over a client, writing values through `store`. */
-const build = (client: MemcacheClient, store: CacheStore.CacheStore, options: Options): CacheLock.CacheLock => {
+/** The longest pause between two tries to undo an acquire of unknown outcome. */
+const maxUndoPause = 1_000
+
+/**
+ * Builds the lock over a client, writing values through `store`. The scope ends the clean-ups still
+ * waiting to undo acquires of unknown outcome.
+ */
+const build = (client: MemcacheClient, store: CacheStore.CacheStore, options: Options): Effect.Effect<CacheLock.CacheLock, never, Scope.Scope> =>
+  Effect.map(
+    Effect.acquireRelease(Effect.sync(() => ({ closed: false, timers: new Set<ReturnType<typeof setTimeout>>() })), (undoing) =>
+      Effect.sync(() => {
+        undoing.closed = true
+        for (const timer of undoing.timers) clearTimeout(timer)
+        undoing.timers.clear()
+      })),
+    (undoing) => buildWith(client, store, options, undoing)
+  )
+
+const buildWith = (
+  client: MemcacheClient,
+  store: CacheStore.CacheStore,
+  options: Options,
+  undoing: { closed: boolean; readonly timers: Set<ReturnType<typeof setTimeout>> }
+): CacheLock.CacheLock => {
   const timeoutMillis = millisOf(options.timeout, "500 millis")
   const waiters = Waiters.make()
 
@@ -149,10 +176,43 @@ const build = (client: MemcacheClient, store: CacheStore.CacheStore, options: Op
       throw cause
     })
 
-  /** Removes the lock key if it still holds `token` (for an acquisition whose reply never came). */
-  const releaseToken = async (lockKey: string, token: string): Promise<void> => {
-    const found = await heldBy(lockKey, token)
-    if (found !== undefined) await removeIfUnchanged(lockKey, found)
+  /**
+   * Undoes an acquire whose caller was not told it holds the lock (cut short, interrupted, or failed:
+   * a lost reply fails, yet the `add` may have landed or may still land, e.g. from a frozen
+   * memcached's socket buffer once it wakes): the lock key is removed if it holds `token` (token-checked
+   * with `gets` and `cas`, so always safe). Tried until memcached answers, with pauses growing to 1 s,
+   * while the lease lasts (past it the key lapses by itself) and the lock's scope is open. `known`: the
+   * acquire's outcome is known (its reply came); when it is not, a look that finds no key looks once more
+   * a second later, for an `add` still on its way.
+   */
+  const undo = (lockKey: string, token: string, leaseMillis: number, known: boolean): void => {
+    const until = performance.now() + (Math.ceil(leaseMillis / 1000) + 1) * 1000
+    let pause = 50
+    let lookedAgain = known
+    const later = (millis: number) => {
+      if (undoing.closed || performance.now() + millis > until) return
+      const timer = setTimeout(() => {
+        undoing.timers.delete(timer)
+        attempt()
+      }, millis)
+      timer.unref?.()
+      undoing.timers.add(timer)
+    }
+    const attempt = (): void => {
+      if (undoing.closed) return
+      heldBy(lockKey, token).then(async (found) => {
+        if (found !== undefined) {
+          await removeIfUnchanged(lockKey, found)
+        } else if (!lookedAgain) {
+          lookedAgain = true
+          later(maxUndoPause)
+        }
+      }).catch(() => {
+        pause = Math.min(maxUndoPause, pause * 2)
+        later(pause)
+      })
+    }
+    attempt()
   }
 
   /** Whether memcached still holds a lock on `key` (any holder's). */
@@ -167,18 +227,22 @@ const build = (client: MemcacheClient, store: CacheStore.CacheStore, options: Op
       Effect.suspend(() => {
         const token = CacheLock.randomToken()
         const lockKey = lockKeyOf(key)
+        const leaseMillis = Duration.toMillis(Duration.decode(lease))
         let adding: Promise<boolean> | undefined
         return run("lock", key, () =>
           adding = client.add(lockKey, token, { lifetime: leaseExpiration(lease, Date.now()) }).then(() => true, (cause: unknown) => {
             if (isReply(cause, "NOT_STORED")) return false
             throw cause
           })).pipe(
-            // Cut short or interrupted, the add may still land: once it has answered (or failed), the
-            // lock is removed if it holds this token. If that cannot be done either, the key lapses with
-            // its lease.
+            // Cut short, interrupted or failed, the add may have landed or may still land: once it has
+            // answered, the lock is undone if it holds this token, on every outcome but a definite
+            // NOT_STORED. A failure is no answer (a lost reply fails, and its add may run later).
             Effect.onExit((exit) =>
               Exit.isSuccess(exit) ? Effect.void : Effect.sync(() => {
-                void adding?.catch(() => false).then((taken) => taken === false ? undefined : releaseToken(lockKey, token)).catch(() => {})
+                void adding?.then(
+                  (taken) => taken ? undo(lockKey, token, leaseMillis, true) : undefined,
+                  () => undo(lockKey, token, leaseMillis, false)
+                )
               })
             ),
             Effect.map((taken) => taken ? Option.some({ key, token }) : Option.none())
@@ -198,21 +262,64 @@ const build = (client: MemcacheClient, store: CacheStore.CacheStore, options: Op
           throw cause
         }
       }),
-    release: (lease, write, wait) => {
-      const lockKey = lockKeyOf(lease.key)
-      const released = Effect.gen(function*() {
-        const found = yield* run("unlock", lease.key, () => heldBy(lockKey, lease.token))
-        if (found === undefined) return false
-        // Held: the value first (so a waiter woken by the release finds it), then the lock key, only
-        // if it is unchanged since it was read. A failed write still releases the lock.
-        const written = Option.isNone(write)
-          ? Exit.void
-          : yield* Effect.exit(store.set(lease.key, write.value.value, write.value.ttl, wait, write.value.since))
-        yield* run("unlock", lease.key, () => removeIfUnchanged(lockKey, found))
-        return yield* Effect.as(written, true)
-      })
-      return Effect.ensuring(released, Effect.sync(() => waiters.wake(lease.key))) as Effect.Effect<boolean, LockError | StoreError>
-    },
+    // Three steps (the check, the write, the removal) under one timer of `timeout`, so the whole
+    // release settles within the bound the lock advertises. Past it the caller fails with a `StoreError`
+    // "Timeout" when the write was under way (its fate unknown), else a `LockError` "Timeout"; the release
+    // goes on without the caller: it sends no write the caller was not waiting for any more, and removes
+    // the lock key if it still can (else the key lapses with its lease).
+    //
+    // Its answer: whether the lease was held at the check, and so the write, if any, stored (or skipped
+    // by its condition). Memcached cannot check and write in one step as the Redis script does: a lease
+    // that lapses after the check is found at the removal (the key changed or went). The write was then
+    // made through a lease held when it was checked, conditional on its version, so the answer stays
+    // `true` (the value is in the store, which is what the cache counts); the lapse is logged, since a
+    // second producer may have run meanwhile. A lease lapsed before the check answers `false`, as on Redis.
+    release: (lease, write, wait) =>
+      Effect.suspend(() => {
+        const lockKey = lockKeyOf(lease.key)
+        let phase: "check" | "write" | "remove" = "check"
+        let abandoned = false
+        const step = <A>(body: () => Promise<A>) => Effect.tryPromise({ try: body, catch: (cause) => lockError("unlock", lease.key, cause) })
+        const released = Effect.gen(function*() {
+          const found = yield* step(() => heldBy(lockKey, lease.token))
+          if (found === undefined) return false
+          // Held: the value first (so a waiter woken by the release finds it), then the lock key, only
+          // if it is unchanged since it was read. A failed write still releases the lock.
+          let written: Exit.Exit<void, StoreError> = Exit.void
+          if (Option.isSome(write) && !abandoned) {
+            phase = "write"
+            written = yield* Effect.exit(store.set(lease.key, write.value.value, write.value.ttl, wait, write.value.since))
+          }
+          phase = "remove"
+          const removed = yield* step(() => removeIfUnchanged(lockKey, found))
+          if (!removed) {
+            yield* Effect.logWarning(
+              "effect-cachekit: a memcached lock lapsed while it was released (after its holder's check): " +
+                "its value was written through it, conditional on its version; another producer may have run meanwhile"
+            )
+          }
+          return yield* Effect.as(written, true)
+        }).pipe(Effect.ensuring(Effect.sync(() => waiters.wake(lease.key))))
+        return Effect.flatMap(Effect.forkDaemon(released), (fiber) =>
+          timeoutRealTo(
+            Fiber.join(fiber),
+            timeoutMillis,
+            Effect.suspend(() => {
+              abandoned = true
+              return Effect.fail<LockError | StoreError>(
+                phase === "write"
+                  ? new StoreError({
+                    reason: "Timeout",
+                    operation: "set",
+                    key: lease.key,
+                    store: store.name,
+                    cause: `the release's write had no answer within the lock's ${timeoutMillis} ms`
+                  })
+                  : new LockError({ reason: "Timeout", operation: "unlock", key: lease.key, cause: `no answer within ${timeoutMillis} ms` })
+              )
+            })
+          ))
+      }),
     // No wake-up messages between processes: this process's releases wake its waiters at once, and the
     // lock key is looked at every quarter of the wait (20 to 250 ms) until it is gone or the wait ends.
     awaitRelease: (key, timeout) =>
@@ -264,7 +371,7 @@ export const make = (options: Options = {}): Effect.Effect<CacheLock.CacheLock, 
       Effect.sync(() => new MemcacheClient(MemcachedStore.clientSettings(options))),
       (client) => Effect.sync(() => client.shutdown())
     ),
-    (client) => Effect.map(CacheStore.CacheStore, (store) => build(client, store, options))
+    (client) => Effect.flatMap(CacheStore.CacheStore, (store) => build(client, store, options))
   )
 
 /**
@@ -312,7 +419,7 @@ export const layerFromClient = (
   client: MemcacheClient,
   options: Omit<Options, "server" | "connectTimeout"> = {}
 ): Layer.Layer<CacheLock.CacheLock, never, CacheStore.CacheStore> =>
-  Layer.effect(CacheLock.CacheLock, Effect.map(CacheStore.CacheStore, (store) => build(client, store, options)))
+  Layer.scoped(CacheLock.CacheLock, Effect.flatMap(CacheStore.CacheStore, (store) => build(client, store, options)))
 
 /**
  * The memcached store and, unless `lock: false`, the memcached lock over one client (one connection,

@@ -15,15 +15,20 @@
  * - `add` is memcached's own `add` (atomic); an entry that a clear made unreachable is replaced with
  *   `cas`, so it never blocks an `add`.
  * - Versions come from memcached: every write and delete draws its version with one `incr` of a
- *   counter kept under an internal key (made at this machine's time in microseconds when memcached
- *   does not hold it), so versions grow across every process sharing the server, whatever their
- *   clocks. A delete leaves a tombstone under the key (its version, for `CacheStore.tombstoneTtl`),
- *   which reads as no entry.
+ *   counter kept under an internal key, so versions grow across every process sharing the server
+ *   while memcached keeps the counter. One it lost (evicted, restarted) is made again at the maker's
+ *   time in microseconds, or above the highest version it has seen: above every earlier version
+ *   unless that machine's clock is behind the one that made the lost counter. Every removal (a
+ *   delete, a `set` with a ttl of zero or less, conditional or not) leaves a tombstone under the key
+ *   (its version, for `CacheStore.tombstoneTtl`), which reads as no entry.
  * - Conditional writes (`set` with `since`): the key is read with its cas unique (`gets`); the write is
  *   skipped when the key holds an entry or a tombstone of a version above `since`, else made with
  *   `cas` (`add` where the key is absent), read and checked again when another write lands in
- *   between. `currentVersion` is the highest version the process has seen (drawn, or read in an entry
- *   or a tombstone), so it costs no round trip.
+ *   between. `currentVersion` is the counter at the process's last draw, or a higher version read
+ *   since in an entry or a tombstone, so it costs no round trip; after an "Unavailable" or "Timeout",
+ *   or once the process had to make the counter again, it reads the counter (`incr 0`) first.
+ * - An operation whose caller was answered (timed out, interrupted) sends no further command; one
+ *   already sent may still run when memcached gets to it.
  * - Memcached cannot list keys, so `clear` moves a namespace (`"<ns>:"`) or a keyspace
  *   (`"<ns>:<keyspace>:"`) to a new generation: one `incr` of a counter kept in memcached under an
  *   internal key. Every entry is stamped with the generations of its namespace and keyspace when it
@@ -260,6 +265,23 @@ class Refusal extends Error {
   }
 }
 
+/** One operation in flight: `settled` once its caller was answered (a value, a failure, a timeout, an interruption). */
+interface Op {
+  readonly settled: boolean
+}
+
+/** What stops an operation whose caller was answered before its next command (never reaches the caller). */
+class Abandoned extends Error {
+  constructor() {
+    super("the operation's caller was answered: no further command is sent")
+  }
+}
+
+/** Stops a multi-step operation before its next command once its caller was answered (timed out, interrupted). */
+const going = (op: Op | undefined): void => {
+  if (op?.settled === true) throw new Abandoned()
+}
+
 /** A refusal the server answered with (`NOT_STORED`, `NOT_FOUND`, `EXISTS`): an outcome, not a failure. */
 const isReply = (cause: unknown, reply: "NOT_STORED" | "NOT_FOUND" | "EXISTS"): boolean =>
   cause instanceof Error && cause.message === reply
@@ -354,34 +376,60 @@ const build = (client: MemcacheClient, options: Options): Effect.Effect<CacheSto
     }
 
     /**
-     * The highest version this process has seen: drawn from the counter, or read in an entry or a
-     * tombstone. Every write and delete drawn later, by any process, gets a higher one.
+     * `floor`: what `currentVersion` answers without a round trip while `trusted`: the counter's value
+     * at this process's last draw, or a higher version read since in an entry or a tombstone (drawn
+     * before it was read, so not above the counter while the counter lives). `highest`: the highest
+     * version this process has ever seen, where a counter it has to make again starts.
+     *
+     * The counter is monotonic while memcached keeps it. One lost (evicted, or a restart) is made again
+     * by the first process that needs it, above what that process has seen and at least its clock in
+     * microseconds: above every earlier version unless that machine's clock is behind the one that
+     * made the lost counter (counters lag their maker's clock: they grow by one per write, the clock
+     * by a million a second). Another process may meanwhile hold a floor above the new counter: it
+     * trusts it only until its next draw (which answers the counter: a floor above it is dropped), or
+     * its next "Unavailable" or "Timeout" (a restart shows as one): `currentVersion` then reads the
+     * counter again (`incr 0`) before it answers.
      */
     let floor = 0
+    let highest = 0
+    let trusted = false
     const learnVersion = (version: number) => {
       // A version far ahead of this machine's clock is none the counter gave (bytes some other program wrote).
-      if (version > floor && version <= (Date.now() + 86_400_000) * 1000) floor = version
+      if (version > (Date.now() + 86_400_000) * 1000) return
+      if (version > highest) highest = version
+      if (version > floor) floor = version
     }
 
     /**
      * Draws `n` versions from the counter (0: reads it) and answers the highest: one `incr`. A counter
      * memcached does not hold (never made, evicted, lost in a restart) is made again at this machine's
-     * time in microseconds, or above the highest version seen, whichever is higher.
+     * time in microseconds, or above the highest version seen, whichever is higher; this process then
+     * reads it again before it trusts its floor. `op`: the operation it draws for, which stops once
+     * its caller was answered.
      */
-    const drawVersions = async (n: number): Promise<number> => {
+    const drawVersions = async (n: number, op?: Op): Promise<number> => {
       const physical = physicalKey(versionKey)
       for (let attempt = 0; attempt < addAttempts; attempt++) {
+        going(op)
         try {
           const top = Number(await client.incr(physical, n))
-          if (top > floor) floor = top
+          // The counter's value now: every later draw is above it. A floor above it (the counter was
+          // lost and made again lower) is dropped: a lower bound is always safe, a higher one is not.
+          floor = top
+          if (top > highest) highest = top
+          trusted = true
           return top
         } catch (cause) {
           if (!isReply(cause, "NOT_FOUND")) throw cause
         }
-        const start = Math.max(floor, Date.now() * 1000) + n
+        going(op)
+        const start = Math.max(highest, Date.now() * 1000) + n
         try {
           await client.add(physical, String(start), { lifetime: 0 })
           floor = start
+          highest = Math.max(highest, start)
+          // Made again: memcached lost it, and maybe more. Read it before trusting the floor again.
+          trusted = false
           return start
         } catch (cause) {
           // Another process made it first: draw from that one.
@@ -396,40 +444,46 @@ const build = (client: MemcacheClient, options: Options): Effect.Effect<CacheSto
         return new StoreError({ reason: cause.reason, operation, key: cause.key ?? key, store: storeName, cause: cause.message })
       }
       const reason = classify(cause)
-      // The server may be another one when it answers again (restarted, empty): read the generations afresh.
-      if (reason === "Unavailable" || reason === "Timeout") known.clear()
+      // The server may be another one when it answers again (restarted, empty): read the generations
+      // and the version counter afresh.
+      if (reason === "Unavailable" || reason === "Timeout") {
+        known.clear()
+        trusted = false
+      }
       return new StoreError({ reason, operation, key, store: storeName, cause })
     }
 
     const timedOut = (operation: StoreError["operation"], key: string | undefined) => {
       known.clear()
+      trusted = false
       return new StoreError({ reason: "Timeout", operation, key, store: storeName, cause: `no answer within ${timeoutMillis} ms` })
     }
 
     /**
      * Runs one operation: its failures typed, the whole of it (every round trip) bounded by one timer
-     * (real time, not the Clock). An operation cut short or interrupted goes on in the background: its
-     * commands are bounded by the client's own timeout, and nothing waits for them.
+     * (real time, not the Clock). An operation cut short or interrupted sends no further command (each
+     * step checks its `op` first); the commands already sent are bounded by the client's own timeout,
+     * and nothing waits for them.
      */
-    const run = <A>(operation: StoreError["operation"], key: string | undefined, body: () => Promise<A>): Effect.Effect<A, StoreError> =>
+    const run = <A>(operation: StoreError["operation"], key: string | undefined, body: (op: Op) => Promise<A>): Effect.Effect<A, StoreError> =>
       Effect.async<A, StoreError>((resume) => {
-        let settled = false
+        const op = { settled: false }
         const settle = (outcome: Effect.Effect<A, StoreError>) => {
-          if (settled) return
-          settled = true
+          if (op.settled) return
+          op.settled = true
           clearTimeout(timer)
           resume(outcome)
         }
         const timer = setTimeout(() => settle(Effect.fail(timedOut(operation, key))), timeoutMillis)
         let running: Promise<A>
         try {
-          running = body()
+          running = body(op)
         } catch (cause) {
           running = Promise.reject(cause)
         }
         running.then((value) => settle(Effect.succeed(value)), (cause: unknown) => settle(Effect.fail(failure(operation, key, cause))))
         return Effect.sync(() => {
-          settled = true
+          op.settled = true
           clearTimeout(timer)
         })
       })
@@ -532,12 +586,22 @@ const build = (client: MemcacheClient, options: Options): Effect.Effect<CacheSto
         throw cause
       })
 
-    /** Writes one entry with a version drawn for it, or `version` (a ttl of zero or less removes it instead). */
-    const write = async (key: string, stored: CacheEntry.Stored, ttl: Duration.Duration | undefined, version?: number) => {
+    /** Leaves the tombstone of `version` under a key: what a delete, or any removal, writes. */
+    const bury = (physical: string, version: number): Promise<unknown> =>
+      client.set(physical, tombstoneOf(version), { lifetime: tombstoneSeconds })
+
+    /**
+     * Writes one entry with a version drawn for it, or `version`. A ttl of zero or less removes it
+     * instead, as a delete does: the tombstone of that version, so a conditional write of an older
+     * version is skipped rather than brought back.
+     */
+    const write = async (key: string, stored: CacheEntry.Stored, ttl: Duration.Duration | undefined, op: Op, version?: number) => {
       const physical = physicalKey(key)
       const expiration = expirationOf(ttl, Date.now())
       if (expiration === "remove") {
-        await remove(physical)
+        const drawn = version ?? await drawVersions(1, op)
+        going(op)
+        await bury(physical, drawn)
         return
       }
       let bytes: Uint8Array
@@ -548,8 +612,9 @@ const build = (client: MemcacheClient, options: Options): Effect.Effect<CacheSto
         if (isTooLarge(error)) await remove(physical).catch(() => false)
         throw error
       }
-      const [stamp, drawn] = await Promise.all([stampOf(key), version ?? drawVersions(1)])
+      const [stamp, drawn] = await Promise.all([stampOf(key), version ?? drawVersions(1, op)])
       CacheEntry.stampVersion(bytes, drawn)
+      going(op)
       await client.set(physical, stamped(stamp, bytes), { lifetime: expiration })
     }
 
@@ -560,7 +625,7 @@ const build = (client: MemcacheClient, options: Options): Effect.Effect<CacheSto
      * overwritten: the key is read again and the check made again, a bounded number of times. A key
      * that other writers change at every try keeps theirs (they came after `since`).
      */
-    const writeSince = async (key: string, stored: CacheEntry.Stored, ttl: Duration.Duration | undefined, since: number) => {
+    const writeSince = async (key: string, stored: CacheEntry.Stored, ttl: Duration.Duration | undefined, since: number, op: Op) => {
       const physical = physicalKey(key)
       const expiration = expirationOf(ttl, Date.now())
       let bytes: Uint8Array | undefined
@@ -573,22 +638,28 @@ const build = (client: MemcacheClient, options: Options): Effect.Effect<CacheSto
         }
       }
       // Drawn while the key is read: above `since` (drawn after it was seen), so above what it replaces.
-      const drawing = bytes === undefined ? Promise.resolve(0) : drawVersions(1)
+      const drawing = drawVersions(1, op)
       drawing.catch(() => {})
       for (let attempt = 0; attempt < addAttempts; attempt++) {
+        going(op)
         const [entry] = await read([key], true)
         const { deleted, raw } = entry!
         if (deleted !== undefined ? deleted > since : entry!.bytes !== undefined && CacheEntry.versionOf(entry!.bytes) > since) return
         try {
           if (bytes === undefined) {
-            // A removal: what is there goes (a cas to an expiration in the past), unless it changed meanwhile.
-            if (raw?.casUniq === undefined) return
-            await client.cas(physical, "", { casUniq: raw.casUniq, lifetime: -1 })
+            // A removal: the tombstone of a version drawn for it replaces what is there (with `cas`,
+            // unless it changed meanwhile; with `add` where the key is absent), as a delete leaves one.
+            // A tombstone already there is replaced too: its version is at most `since`, below this one.
+            const tombstone = tombstoneOf(await drawing)
+            going(op)
+            if (raw?.casUniq === undefined) await client.add(physical, tombstone, { lifetime: tombstoneSeconds })
+            else await client.cas(physical, tombstone, { casUniq: raw.casUniq, lifetime: tombstoneSeconds })
             return
           }
           const stamp = entry!.stamp.every((generation) => generation !== undefined) ? entry!.stamp as Array<string> : await stampOf(key)
           CacheEntry.stampVersion(bytes, await drawing)
           const lifetime = expiration === "remove" ? -1 : expiration
+          going(op)
           if (raw?.casUniq === undefined) await client.add(physical, stamped(stamp, bytes), { lifetime })
           else await client.cas(physical, stamped(stamp, bytes), { casUniq: raw.casUniq, lifetime })
           return
@@ -604,11 +675,12 @@ const build = (client: MemcacheClient, options: Options): Effect.Effect<CacheSto
      * trip, then replaced by its tombstone (the delete's version, for `CacheStore.tombstoneTtl`), so a
      * write conditional on an older version is skipped. Counts the live ones it found.
      */
-    const removeAll = async (keys: ReadonlyArray<string>): Promise<number> => {
+    const removeAll = async (keys: ReadonlyArray<string>, op: Op): Promise<number> => {
       const unique = Array.from(new Set(keys))
-      const [entries, top] = await Promise.all([read(unique), drawVersions(unique.length)])
+      const [entries, top] = await Promise.all([read(unique), drawVersions(unique.length, op)])
       const first = top - unique.length + 1
-      await Promise.all(unique.map((key, i) => client.set(physicalKey(key), tombstoneOf(first + i), { lifetime: tombstoneSeconds })))
+      going(op)
+      await Promise.all(unique.map((key, i) => bury(physicalKey(key), first + i)))
       let count = 0
       unique.forEach((key, i) => {
         // A key nothing clears counts whatever it holds but a tombstone; others only with a current stamp, or a counter.
@@ -620,7 +692,7 @@ const build = (client: MemcacheClient, options: Options): Effect.Effect<CacheSto
       return count
     }
 
-    const add = async (key: string, stored: CacheEntry.Stored, ttl: Duration.Duration | undefined): Promise<boolean> => {
+    const add = async (key: string, stored: CacheEntry.Stored, ttl: Duration.Duration | undefined, op: Op): Promise<boolean> => {
       const physical = physicalKey(key)
       const expiration = expirationOf(ttl, Date.now())
       if (expiration === "remove") return false
@@ -632,9 +704,10 @@ const build = (client: MemcacheClient, options: Options): Effect.Effect<CacheSto
         if (isTooLarge(error) && (await read([key]))[0]!.bytes !== undefined) return false
         throw error
       }
-      let [stamp, version] = await Promise.all([stampOf(key), drawVersions(1)])
+      let [stamp, version] = await Promise.all([stampOf(key), drawVersions(1, op)])
       CacheEntry.stampVersion(bytes, version)
       for (let attempt = 0; attempt < addAttempts; attempt++) {
+        going(op)
         try {
           await client.add(physical, stamped(stamp, bytes), { lifetime: expiration })
           return true
@@ -642,11 +715,13 @@ const build = (client: MemcacheClient, options: Options): Effect.Effect<CacheSto
           if (!isReply(cause, "NOT_STORED")) throw cause
         }
         // memcached holds the key: a live entry, or one a clear made unreachable, which gives way.
+        going(op)
         const [entry] = await read([key], true)
         if (entry!.bytes !== undefined) return false
         if (entry!.raw === undefined || entry!.raw.casUniq === undefined) continue // gone meanwhile: add again
         if (entry!.stamp.every((generation) => generation !== undefined)) stamp = entry!.stamp as Array<string>
         else stamp = await stampOf(key)
+        going(op)
         try {
           await client.cas(physical, stamped(stamp, bytes), { casUniq: entry!.raw.casUniq, lifetime: expiration })
           return true
@@ -664,15 +739,17 @@ const build = (client: MemcacheClient, options: Options): Effect.Effect<CacheSto
      * Clock, as the cache stamps one on this store), written back with `cas` and the new lifetime;
      * again when another write came in between, until it lands or the entry is gone.
      */
-    const expire = async (key: string, ttl: Duration.Duration, now: number, since: number | undefined): Promise<boolean> => {
+    const expire = async (key: string, ttl: Duration.Duration, now: number, since: number | undefined, op: Op): Promise<boolean> => {
       const physical = physicalKey(key)
       let drawn: number | undefined
       for (let attempt = 0; attempt < addAttempts; attempt++) {
+        going(op)
         const [entry] = await read([key], true)
         const casUniq = entry!.raw?.casUniq
         if (entry!.bytes === undefined && entry!.raw !== undefined && counterFrom(textOf(entry!.raw.value)) !== undefined) {
           // A counter (no stamp, no header): memcached's own touch moves its expiry, its value untouched.
           const lifetime = expirationOf(Duration.isFinite(ttl) ? Duration.millis(Math.max(1, Math.ceil(Duration.toMillis(ttl)))) : undefined, Date.now())
+          going(op)
           return client.touch(physical, lifetime === "remove" ? 1 : lifetime).then(() => true, (cause: unknown) => {
             if (isReply(cause, "NOT_FOUND")) return false
             throw cause
@@ -685,8 +762,9 @@ const build = (client: MemcacheClient, options: Options): Effect.Effect<CacheSto
         const after = CacheStore.expiryAfter(times ?? { freshUntil: Infinity, staleUntil: Infinity }, ttl, now)
         const bytes = times === undefined
           ? entry!.bytes
-          : CacheEntry.retimed(entry!.bytes, after.freshUntil, after.staleUntil, drawn ??= await drawVersions(1))!
+          : CacheEntry.retimed(entry!.bytes, after.freshUntil, after.staleUntil, drawn ??= await drawVersions(1, op))!
         const lifetime = expirationOf(after.millis === undefined ? undefined : Duration.millis(after.millis), Date.now())
+        going(op)
         try {
           await client.cas(physical, stamped(entry!.stamp as ReadonlyArray<string>, bytes), { casUniq, lifetime: lifetime === "remove" ? 1 : lifetime })
           return true
@@ -703,9 +781,10 @@ const build = (client: MemcacheClient, options: Options): Effect.Effect<CacheSto
      * kept); an absent counter is created with `add` and the ttl. Past the safe range the change is
      * undone with the opposite command (not in the same step as on Redis).
      */
-    const increment = async (key: string, by: number, ttl: Duration.Duration | undefined): Promise<number> => {
+    const increment = async (key: string, by: number, ttl: Duration.Duration | undefined, op: Op): Promise<number> => {
       const physical = physicalKey(key)
       for (let attempt = 0; attempt < addAttempts; attempt++) {
+        going(op)
         let reply: string
         try {
           reply = String(by >= 0 ? await client.incr(physical, by) : await client.decr(physical, -by))
@@ -713,6 +792,7 @@ const build = (client: MemcacheClient, options: Options): Effect.Effect<CacheSto
           if (isReply(cause, "NOT_FOUND")) {
             const expiration = expirationOf(ttl, Date.now())
             if (expiration === "remove") return by
+            going(op)
             try {
               await client.add(physical, counterText(by), { lifetime: expiration })
               return by
@@ -727,6 +807,7 @@ const build = (client: MemcacheClient, options: Options): Effect.Effect<CacheSto
             const found = (await getRaw([physical], true)).get(physical)
             if (found?.casUniq !== undefined && tombstoneVersion(found.value) !== undefined) {
               const expiration = expirationOf(ttl, Date.now())
+              going(op)
               try {
                 await client.cas(physical, counterText(by), { casUniq: found.casUniq, lifetime: expiration === "remove" ? -1 : expiration })
                 return by
@@ -741,6 +822,7 @@ const build = (client: MemcacheClient, options: Options): Effect.Effect<CacheSto
         }
         const value = counterFrom(reply)
         if (value === undefined) {
+          // Undone even when the caller has been answered: no counter is left past the safe range.
           await (by >= 0 ? client.decr(physical, by) : client.incr(physical, -by)).catch(() => undefined)
           throw new Refusal("Overflow", `the counter would pass Number.MAX_SAFE_INTEGER by adding ${by}; the change was undone`)
         }
@@ -804,35 +886,37 @@ const build = (client: MemcacheClient, options: Options): Effect.Effect<CacheSto
         keys.length === 0 ? Effect.succeed([]) : run("getMany", undefined, () =>
           read(keys).then((entries) => entries.map(({ bytes }) => Option.fromNullable<CacheEntry.Stored | undefined>(bytes)))),
       set: (key, value, ttl, _wait, since) =>
-        run("set", key, () => since === undefined ? write(key, value, ttl) : writeSince(key, value, ttl, since)),
+        run("set", key, (op) => since === undefined ? write(key, value, ttl, op) : writeSince(key, value, ttl, since, op)),
       setMany: (entries) =>
-        entries.length === 0 ? Effect.void : run("setMany", undefined, async () => {
+        entries.length === 0 ? Effect.void : run("setMany", undefined, async (op) => {
           // One draw of versions for the batch; every entry that fits is written, and the first refusal
           // is reported once they are.
-          const first = (await drawVersions(entries.length)) - entries.length + 1
-          const outcomes = await Promise.allSettled(entries.map((entry, i) => write(entry.key, entry.value, entry.ttl, first + i)))
+          const first = (await drawVersions(entries.length, op)) - entries.length + 1
+          const outcomes = await Promise.allSettled(entries.map((entry, i) => write(entry.key, entry.value, entry.ttl, op, first + i)))
           const refused = outcomes.find((outcome): outcome is PromiseRejectedResult => outcome.status === "rejected")
           if (refused !== undefined) throw refused.reason
         }),
-      add: (key, value, ttl) => run("add", key, () => add(key, value, ttl)),
-      delete: (key) => run("delete", key, () => removeAll([key]).then((n) => n > 0)),
-      deleteMany: (keys) => keys.length === 0 ? Effect.succeed(0) : run("deleteMany", undefined, () => removeAll(keys)),
+      add: (key, value, ttl) => run("add", key, (op) => add(key, value, ttl, op)),
+      delete: (key) => run("delete", key, (op) => removeAll([key], op).then((n) => n > 0)),
+      deleteMany: (keys) => keys.length === 0 ? Effect.succeed(0) : run("deleteMany", undefined, (op) => removeAll(keys, op)),
       has: (key) =>
         Effect.mapBoth(reads.get(key), {
           onFailure: (error) => new StoreError({ reason: error.reason, operation: "has", key, store: storeName, cause: error.cause }),
           onSuccess: Option.isSome
         }),
       clear: (prefix) => run("clear", prefix, () => clear(prefix)),
-      expire: (key, ttl, now, since) => run("expire", key, () => expire(key, ttl, now, since)),
-      increment: (key, by, ttl) => run("increment", key, () => increment(key, by, ttl)),
+      expire: (key, ttl, now, since) => run("expire", key, (op) => expire(key, ttl, now, since, op)),
+      increment: (key, by, ttl) => run("increment", key, (op) => increment(key, by, ttl, op)),
       counter: (key) => run("get", key, () => counter(key)),
       raw: { kind: "memcached", client },
-      // The highest version seen; when none yet, the counter's (read with `incr 0`, bounded; `undefined`
-      // when memcached cannot say: the write is then unconditional).
+      // The floor (the counter at the last draw, or a version read since) while it is trusted; else the
+      // counter's value, read with `incr 0` (bounded; `undefined` when memcached cannot say: the write is
+      // then unconditional). Not trusted before the first draw, after an "Unavailable" or "Timeout",
+      // nor after this process had to make the counter again.
       currentVersion: Effect.suspend(() =>
-        floor > 0
+        trusted && floor > 0
           ? Effect.succeed<number | undefined>(floor)
-          : Effect.orElseSucceed(run("get", versionKey, () => drawVersions(0)), () => undefined)
+          : Effect.orElseSucceed(run("get", versionKey, (op) => drawVersions(0, op)), () => undefined)
       )
     })
   })

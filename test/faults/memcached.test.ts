@@ -8,10 +8,12 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import type { ChildProcess } from "node:child_process"
-import { Effect, Either, Exit, Fiber, Layer, Option, Schedule, Schema, Scope } from "effect"
+import { Cause, Context, Effect, Either, Exit, Fiber, Layer, Option, Schedule, Schema, Scope } from "effect"
+import { MemcacheClient } from "memcache-client"
 import * as MemcachedLock from "../../src/CacheLock/Memcached.js"
 import * as MemcachedStore from "../../src/CacheStore/Memcached.js"
-import { Cache, CacheError, CacheKey, Keyspace } from "../../src/index.js"
+import { Cache, CacheEntry, CacheError, CacheKey, CacheLock, CacheStore, Keyspace } from "../../src/index.js"
+import type { LockError, StoreError } from "../../src/CacheError.js"
 import { memcachedCommand, memcachedStat, startMemcached, stopMemcached } from "../setup/memcached.js"
 import * as Harness from "./harness.js"
 import * as Proxy from "./proxy.js"
@@ -85,6 +87,23 @@ const lockHeld = (port: number, key: string) =>
     Effect.flatMap((lines) => lines[0]!.startsWith("VALUE ") ? Effect.void : Effect.fail("not held")),
     Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo("5 seconds")))
   )
+
+/** Waits (up to `millis`) until memcached at `port` no longer holds the lock of `key`. */
+const lockGone = (port: number, key: string, millis: number) =>
+  Effect.promise(() => memcachedCommand(port, `get ${MemcachedLock.lockKeyOf(key)}\r\n`)).pipe(
+    Effect.flatMap((lines) => lines[0] === "END" ? Effect.void : Effect.fail("still held")),
+    Effect.retry(Schedule.spaced("50 millis").pipe(Schedule.upTo(`${millis} millis`)))
+  )
+
+/** The memcached lock and store over one client at `server`, for the life of the scope. */
+const lockAndStore = (server: string) =>
+  Effect.map(
+    Layer.build(MemcachedLock.layerWithStore({ server, timeout: `${timeoutMillis} millis`, connectTimeout: "300 millis" })),
+    (context) => ({ lock: Context.get(context, CacheLock.CacheLock), store: Context.get(context, CacheStore.CacheStore) })
+  )
+
+const envelope = (text: string) =>
+  CacheEntry.encode({ fingerprint: "mf0000000000", version: 0, freshUntil: Infinity, staleUntil: Infinity, tags: [], isFailure: false }, text)
 
 const isLockError = (error: unknown, reason?: string) =>
   CacheError.isLockError(error) && (reason === undefined || error.reason === reason)
@@ -237,6 +256,108 @@ describe("memcached faults", () => {
         assert.strictEqual((yield* sets()) - setsBefore, 1, "the write went no further, and was not sent again (the recovery's write ran)")
         assert.isUndefined(valueOf(yield* Items.get(1)))
       }).pipe(Effect.provide(cacheAt(server.proxied, "reset", { generationTtl: "1 minute" })))
+      assert.deepStrictEqual(unhandled, [])
+    }).pipe(Effect.scoped), 30_000)
+
+  it.live("the reply of a write's set is lost (after its incr went through), then the connection is reset: a typed error, and the set ran once", () =>
+    Effect.gen(function*() {
+      const server = yield* memcached
+      const unhandled = yield* Harness.unhandledRejections
+      yield* Effect.gen(function*() {
+        yield* Items.set(0, "warm") // connected, generations known
+        const sets = () => Effect.promise(() => memcachedStat(server.port, "cmd_set"))
+        const incrs = () => Effect.promise(() => memcachedStat(server.port, "incr_hits"))
+        const [setsBefore, incrsBefore] = [yield* sets(), yield* incrs()]
+        // The incr answers; the set reaches memcached, its reply does not come back; then the reset.
+        server.proxy.when("set ", () => server.proxy.set(Proxy.blackhole, "down"))
+        const write = yield* Effect.fork(Items.set(1, "once"))
+        yield* Harness.sleep(100)
+        server.proxy.set(Proxy.pass)
+        server.proxy.reset()
+        const exit = yield* Fiber.await(write)
+        assert.isTrue(Exit.isFailure(exit), "the caller is told the outcome is unknown")
+        const error = Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
+        assert.isTrue(CacheError.isStoreError(error) && (error.reason === "Unavailable" || error.reason === "Timeout"), String(error))
+        yield* Harness.sleep(800)
+        yield* recovered
+        assert.strictEqual((yield* incrs()) - incrsBefore, 2, "the write's incr and the recovery's")
+        assert.strictEqual((yield* sets()) - setsBefore, 2, "the write's set once, never resent (and the recovery's)")
+        assert.strictEqual(valueOf(yield* Items.get(1)), "once", "the set whose reply was lost landed, once")
+      }).pipe(Effect.provide(cacheAt(server.proxied, "setlost", { generationTtl: "1 minute" })))
+      assert.deepStrictEqual(unhandled, [])
+    }).pipe(Effect.scoped), 30_000)
+
+  it.live("a write whose caller timed out sends nothing more: the set after a slow incr never goes out", () =>
+    Effect.gen(function*() {
+      const server = yield* memcached
+      const unhandled = yield* Harness.unhandledRejections
+      // A client whose own command timeout (3 s) outlasts the store's (300 ms): a slow reply comes back.
+      const client = yield* Effect.acquireRelease(
+        Effect.sync(() => new MemcacheClient(MemcachedStore.clientSettings({ server: server.proxied, timeout: "3 seconds" }))),
+        (client) => Effect.sync(() => client.shutdown())
+      )
+      const store = Context.get(
+        yield* Layer.build(MemcachedStore.layerFromClient(client, { timeout: "300 millis", generationTtl: "1 minute" })),
+        CacheStore.CacheStore
+      )
+      const bytes = new TextEncoder().encode("v")
+      yield* store.set("slow:items:0", bytes, undefined) // connected, generations known
+      const setsBefore = yield* Effect.promise(() => memcachedStat(server.port, "cmd_set"))
+      // The write's incr is answered 700 ms late: past the store's 300 ms.
+      server.proxy.when("incr ", () => server.proxy.set(Proxy.delay(700), "down"))
+      const write = yield* Harness.timed(Effect.either(store.set("slow:items:1", bytes, undefined)))
+      assert.isTrue(Either.isLeft(write.value) && write.value.left.reason === "Timeout", String(write.value))
+      assert.isBelow(write.millis, 1.1 * 300 + margin)
+      server.proxy.set(Proxy.pass)
+      yield* Harness.sleep(1_200) // the incr's reply came back meanwhile
+      assert.strictEqual(yield* Effect.promise(() => memcachedStat(server.port, "cmd_set")), setsBefore, "no set was sent after the timeout")
+      assert.deepStrictEqual(yield* Effect.promise(() => memcachedCommand(server.port, "get slow:items:1\r\n")), ["END"])
+      assert.deepStrictEqual(unhandled, [])
+    }).pipe(Effect.scoped), 30_000)
+
+  it.live("lock, memcached frozen while an acquire is in flight: the acquire is undone once memcached wakes; another instance takes the lock", () =>
+    Effect.gen(function*() {
+      const server = yield* memcached
+      const unhandled = yield* Harness.unhandledRejections
+      const { lock } = yield* lockAndStore(server.direct)
+      const { lock: other } = yield* lockAndStore(server.direct)
+      yield* lock.release(Option.getOrThrow(yield* lock.tryAcquire("lundo:items:0", "1 second")), Option.none()) // connected
+      const casHits = () => Effect.promise(() => memcachedStat(server.port, "cas_hits"))
+      const casBefore = yield* casHits()
+      server.pause()
+      yield* Harness.sleep(100)
+      const acquire = yield* Harness.timed(Effect.either(lock.tryAcquire("lundo:items:1", "10 seconds")))
+      assert.isTrue(Either.isLeft(acquire.value) && isLockError(acquire.value.left, "Timeout"), String(acquire.value))
+      assert.isBelow(acquire.millis, 1.1 * timeoutMillis + margin)
+      // The client's own timeout fires too, and the first tries to undo it meet the frozen server.
+      yield* Harness.sleep(700)
+      server.resume()
+      // The add, left in memcached's socket buffer, ran once it woke; the undo removed it: the lease
+      // (10 s, 11 as sent) is not waited out.
+      yield* lockGone(server.port, "lundo:items:1", 4_000)
+      assert.strictEqual((yield* casHits()) - casBefore, 1, "the add landed, and its token-checked removal")
+      assert.isTrue(Option.isSome(yield* other.tryAcquire("lundo:items:1", "10 seconds")), "another instance takes it")
+      assert.deepStrictEqual(unhandled, [])
+    }).pipe(Effect.scoped), 30_000)
+
+  it.live("lock, every reply slowed during a release: the release settles within the lock's timeout, typed; the lock key goes once the replies come", () =>
+    Effect.gen(function*() {
+      const server = yield* memcached
+      const unhandled = yield* Harness.unhandledRejections
+      const { lock, store } = yield* lockAndStore(server.proxied)
+      const lease = Option.getOrThrow(yield* lock.tryAcquire("lslow:items:1", "10 seconds"))
+      const since = yield* store.currentVersion!
+      // From the release's first command (its gets) on, every reply takes 300 ms: each step stays
+      // within the commands' own timeout (400 ms), the three of them do not.
+      server.proxy.when("gets ", () => server.proxy.set(Proxy.delay(300), "down"))
+      const released = yield* Harness.timed(Effect.either(lock.release(lease, Option.some({ value: envelope("v"), ttl: undefined, since }))))
+      assert.isTrue(Either.isLeft(released.value), String(released.value))
+      const error = (released.value as Either.Left<LockError | StoreError, boolean>).left
+      assert.isTrue(error.reason === "Timeout" && (error._tag === "LockError" || error._tag === "StoreError"), String(error))
+      assert.isBelow(released.millis, 1.1 * timeoutMillis + margin, "the whole release within the lock's timeout")
+      server.proxy.set(Proxy.pass)
+      // The release went on without its caller: the lock key is removed, not left for its lease.
+      yield* lockGone(server.port, "lslow:items:1", 4_000)
       assert.deepStrictEqual(unhandled, [])
     }).pipe(Effect.scoped), 30_000)
 

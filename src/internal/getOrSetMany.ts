@@ -449,11 +449,12 @@ const bounded = <X, E, R>(produce: Effect.Effect<X, E, R>, hard: Duration.Durati
  * - with a soft timeout (the call's, else the keyspace's) and some key with a stale value, at the soft
  *   timeout the keys still waited for that have a stale value get it, once no key without one is still
  *   waited for: the keys without one are waited for first (up to the hard timeout), then the batch
- *   answers. The runs go on in the background (a waiter in the cache's runs scope keeps them) and
- *   store their values;
+ *   answers. The runs go on in the background (a waiter in the cache's runs scope keeps them, for at
+ *   most `backgroundLimit`) and store their values;
  * - up to the hard timeout: then keys with a stale value get it, and if one has none the batch fails
- *   with `ProducerTimeoutError`. The run goes on while a caller of one of its keys still waits (and,
- *   with a soft timeout, when every key left got a stale value).
+ *   with `ProducerTimeoutError`. The run goes on while a caller of one of its keys still waits.
+ *
+ * Every answer is decided before any is kept, and stale values are counted only when the batch answers.
  */
 const guard = <K, A, E, R>(
   call: Call<K, A, E, R>,

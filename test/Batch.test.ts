@@ -592,9 +592,10 @@ describe("getOrSetMany: background work ends with the cache", () => {
       yield* Effect.gen(function*() {
         yield* Eager.setMany([[1, user(1)], [2, user(2)]])
         yield* TestClock.adjust("60 seconds")
-        assertSame(yield* Eager.getOrSetMany([1], hanging), some(1), "due: answered, refreshing")
+        // A lockTimeout of a minute: the background runs may go on for 3 minutes (`backgroundLimit`).
+        assertSame(yield* Eager.getOrSetMany([1], hanging, { lockTimeout: "1 minute" }), some(1), "due: answered, refreshing")
         yield* TestClock.adjust("60 seconds")
-        const stale = yield* Effect.fork(Eager.getOrSetMany([2], hanging))
+        const stale = yield* Effect.fork(Eager.getOrSetMany([2], hanging, { lockTimeout: "1 minute" }))
         yield* TestClock.adjust("100 millis")
         assertSame(yield* Fiber.join(stale), some(2), "stale at the soft timeout")
         assert.strictEqual(yield* Effect.flatMap(Cache.Cache, (cache) => cache.inFlight), 2)
@@ -604,6 +605,169 @@ describe("getOrSetMany: background work ends with the cache", () => {
       const stats = yield* Eager.stats.pipe(Effect.provide(context))
       assert.strictEqual(stats.refreshFailures, 0)
     }))
+})
+
+describe("getOrSetMany: background runs are bounded and counted once", () => {
+  const Eager = Keyspace.make({ name: "eager", key: CacheKey.number, value: User, ttl: "100 seconds", eagerRefresh: 0.5 })
+  const Stale = Keyspace.make({ name: "stale", key: CacheKey.number, value: User, ttl: "10 minutes", grace: "1 hour" })
+  const named = (id: number, name: string) => new User({ id, name })
+  const layer = () => Cache.layerMemory({ namespace: "bounded" })
+  const turns = Effect.gen(function*() {
+    for (let i = 0; i < 100; i++) yield* Effect.yieldNow()
+  })
+
+  it.effect("a key the refresh's producer leaves out keeps its value and is not asked again before graceBackoff; no failure counted", () =>
+    Effect.gen(function*() {
+      const calls: Array<ReadonlyArray<number>> = []
+      const produce = (ids: ReadonlyArray<number>) =>
+        Effect.sync(() => {
+          calls.push([...ids])
+          return ids.filter((id) => id !== 1).map((id) => [id, named(id, "new")] as const)
+        })
+      yield* Eager.setMany([[1, named(1, "old")], [2, named(2, "old")]])
+      yield* TestClock.adjust("60 seconds")
+      for (let i = 0; i < 5; i++) {
+        assertSame((yield* Eager.getOrSetMany([1, 2], produce))[0], Option.some(named(1, "old")))
+        yield* turns
+      }
+      assert.deepStrictEqual(calls, [[1, 2]], "key 1 backed off after the refresh left it out")
+      assert.strictEqual((yield* Eager.stats).refreshFailures, 0)
+      yield* TestClock.adjust("10 seconds")
+      yield* Eager.getOrSetMany([1, 2], produce)
+      yield* turns
+      assert.deepStrictEqual(calls, [[1, 2], [1]], "asked again once graceBackoff is over")
+    }).pipe(Effect.provide(layer())))
+
+  it.effect("two batches due at once: each key refreshed by one of them, each failure counted once", () =>
+    Effect.gen(function*() {
+      const calls: Array<ReadonlyArray<number>> = []
+      const produce = (ids: ReadonlyArray<number>) => Effect.zipRight(Effect.sync(() => calls.push([...ids])), Effect.fail(new FetchError()))
+      yield* Eager.setMany([[1, named(1, "old")], [2, named(2, "old")], [3, named(3, "old")]])
+      yield* TestClock.adjust("60 seconds")
+      yield* Effect.all([Eager.getOrSetMany([1, 2], produce), Eager.getOrSetMany([2, 3], produce)], { concurrency: "unbounded" })
+      yield* turns
+      assert.deepStrictEqual(calls, [[1, 2], [3]])
+      assert.strictEqual((yield* Eager.stats).refreshFailures, 3)
+    }).pipe(Effect.provide(layer())))
+
+  it.effect("a getOrSet's refresh and a batch's exclude each other whatever the lock mode", () =>
+    Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>()
+      let single = 0
+      const calls: Array<ReadonlyArray<number>> = []
+      const produce = (ids: ReadonlyArray<number>) =>
+        Effect.zipRight(Effect.sync(() => calls.push([...ids])), Effect.as(Deferred.await(gate), ids.map((id) => [id, named(id, "batch")] as const)))
+      yield* Eager.setMany([[1, named(1, "old")], [2, named(2, "old")]])
+      yield* TestClock.adjust("60 seconds")
+      const hanging = Effect.zipRight(Effect.sync(() => single++), Effect.as(Deferred.await(gate), named(1, "single")))
+      assert.strictEqual((yield* Eager.getOrSet(1, hanging, { lockMode: "at-most-once" })).name, "old")
+      yield* turns
+      yield* Eager.getOrSetMany([1, 2], produce)
+      yield* turns
+      assert.deepStrictEqual(calls, [[2]], "key 1 is being refreshed by the getOrSet")
+      assert.strictEqual((yield* Eager.getOrSet(2, hanging, { lockMode: "at-most-once" })).name, "old")
+      yield* turns
+      assert.strictEqual(single, 1, "key 2 is being refreshed by the batch")
+      yield* Deferred.succeed(gate, undefined)
+      yield* settled
+      assert.strictEqual((yield* Eager.stats).refreshFailures, 0)
+    }).pipe(Effect.provide(layer())))
+
+  it.effect("a hanging refresh is stopped at the hard timeout (else 3 lockTimeouts): counted as a failure, the key refreshed again later", () =>
+    Effect.gen(function*() {
+      let runs = 0
+      const hanging = (_: ReadonlyArray<number>) => Effect.zipRight(Effect.sync(() => runs++), Effect.never)
+      yield* Eager.setMany([[1, named(1, "old")]])
+      yield* TestClock.adjust("51 seconds")
+      yield* Eager.getOrSetMany([1], hanging, { lockTimeout: "2 seconds" })
+      yield* turns
+      const inFlight = Effect.flatMap(Cache.Cache, (cache) => cache.inFlight)
+      assert.strictEqual(yield* inFlight, 1)
+      yield* TestClock.adjust("6 seconds")
+      yield* turns
+      assert.strictEqual(yield* inFlight, 0, "stopped after 3 × lockTimeout")
+      assert.strictEqual((yield* Eager.stats).refreshFailures, 1)
+      yield* TestClock.adjust("10 seconds")
+      yield* Eager.getOrSetMany([1], hanging, { hardTimeout: "1 second" })
+      yield* turns
+      assert.strictEqual(runs, 2, "refreshed again after graceBackoff")
+      yield* TestClock.adjust("1 second")
+      yield* turns
+      assert.strictEqual(yield* inFlight, 0, "stopped at the hard timeout")
+      assert.strictEqual((yield* Eager.stats).refreshFailures, 2)
+    }).pipe(Effect.provide(layer())))
+
+  it.effect("a run left after a soft timeout is stopped at the background limit, its locks released, nothing stored", () =>
+    Effect.gen(function*() {
+      let interrupted = 0
+      const hanging = (_: ReadonlyArray<number>) => Effect.onInterrupt(Effect.never, () => Effect.sync(() => interrupted++))
+      const lock = yield* CacheLock.CacheLock
+      const one = yield* instances[0]!
+      yield* one.setMany(Stale, [[1, named(1, "old")], [2, named(2, "old")]])
+      yield* TestClock.adjust("11 minutes")
+      const caller = yield* Effect.fork(one.getOrSetMany(Stale, [1, 2], hanging, { softTimeout: "100 millis", lockTimeout: "1 second" }))
+      yield* TestClock.adjust("100 millis")
+      assertSame(yield* Fiber.join(caller), [Option.some(named(1, "old")), Option.some(named(2, "old"))])
+      assert.isTrue(Option.isNone(yield* lock.tryAcquire("fleet:stale:1", "1 second")), "the run goes on, holding its locks")
+      for (let i = 0; i < 4; i++) yield* TestClock.adjust("1 second")
+      yield* turns
+      assert.strictEqual(interrupted, 1)
+      assert.isTrue(Option.isSome(yield* lock.tryAcquire("fleet:stale:1", "1 second")), "lock 1 released")
+      assert.isTrue(Option.isSome(yield* lock.tryAcquire("fleet:stale:2", "1 second")), "lock 2 released")
+      assert.strictEqual((yield* one.stats).find((stats) => stats.keyspace === "stale")?.staleServed, 2)
+    }).pipe(Effect.provide(fleet)))
+
+  it.effect("a lease taken in a second lock round is released when the first round's producer fails", () =>
+    Effect.gen(function*() {
+      const lock = yield* CacheLock.CacheLock
+      const one = yield* instances[0]!
+      const lease = Option.getOrThrow(yield* lock.tryAcquire("fleet:users:2", "10 seconds"))
+      const gate = yield* Deferred.make<void>()
+      const calls: Array<ReadonlyArray<number>> = []
+      const produce = (ids: ReadonlyArray<number>) =>
+        Effect.suspend(() => {
+          calls.push([...ids])
+          return ids.includes(1)
+            ? Effect.zipRight(Deferred.await(gate), Effect.fail(new FetchError()))
+            : Effect.succeed(pairs(ids))
+        })
+      const batch = yield* Effect.fork(Effect.either(one.getOrSetMany(Users, [1, 2], produce)))
+      yield* TestClock.adjust("100 millis")
+      yield* lock.release(lease, Option.none())
+      yield* TestClock.adjust("200 millis")
+      yield* turns
+      yield* Deferred.succeed(gate, undefined)
+      assert.isTrue(Either.isLeft(yield* Fiber.join(batch)))
+      yield* turns
+      assert.deepStrictEqual(calls, [[1], [2]])
+      assert.isTrue(Option.isSome(yield* lock.tryAcquire("fleet:users:1", "1 second")), "the first round's lease released")
+      assert.isTrue(Option.isSome(yield* lock.tryAcquire("fleet:users:2", "1 second")), "the second round's lease released")
+      assertSame(yield* one.get(Users, 2), Option.none(), "nothing stored")
+    }).pipe(Effect.provide(fleet)))
+
+  it.effect("staleServed counts only values a batch answers with: not a batch that fails at its hard timeout, not a background run that fails after the soft timeout", () =>
+    Effect.gen(function*() {
+      yield* Stale.setMany([[1, named(1, "old")], [2, named(2, "old")]])
+      yield* TestClock.adjust("11 minutes")
+      const failing = yield* Effect.fork(Effect.either(Stale.getOrSetMany([1, 3], (_) => Effect.never, { hardTimeout: "1 second" })))
+      yield* TestClock.adjust("1 second")
+      assert.isTrue(Either.isLeft(yield* Fiber.join(failing)))
+      assert.strictEqual((yield* Stale.stats).staleServed, 0, "the batch failed: nothing served")
+      const gate = yield* Deferred.make<void>()
+      const soft = yield* Effect.fork(Stale.getOrSetMany([1, 2], (_) => Effect.zipRight(Deferred.await(gate), Effect.fail(new FetchError())), { softTimeout: "100 millis" }))
+      yield* TestClock.adjust("100 millis")
+      assertSame(yield* Fiber.join(soft), [Option.some(named(1, "old")), Option.some(named(2, "old"))])
+      yield* Deferred.succeed(gate, undefined)
+      yield* settled
+      assert.strictEqual((yield* Stale.stats).staleServed, 2, "served once each, at the soft timeout")
+      // Backed off now: served at once, and counted (the batch answers with them).
+      assertSame(yield* Stale.getOrSetMany([1, 2], (_) => Effect.die("not asked")), [Option.some(named(1, "old")), Option.some(named(2, "old"))])
+      assert.strictEqual((yield* Stale.stats).staleServed, 4)
+      // Backed off, but a key without a value fails the batch: the stale one served from the backoff is not counted.
+      const exit = yield* Effect.exit(Stale.getOrSetMany([1, 5], (_) => Effect.fail(new FetchError())))
+      assert.isTrue(Exit.isFailure(exit))
+      assert.strictEqual((yield* Stale.stats).staleServed, 4)
+    }).pipe(Effect.provide(layer())))
 })
 
 class NotFound extends Schema.TaggedError<NotFound>()("NotFound", { id: Schema.Number }) {}
@@ -676,6 +840,22 @@ for (const [backend, store] of [["memory", MemoryStore.layer()], ["serializing",
         yield* settled
         assert.deepStrictEqual(batches.map((ids) => [...ids].sort()).sort(), [[1, 2], [3]])
         assertSame(yield* Eager.getMany([1, 2, 3]), some(1, 2, 3))
+      }).pipe(Effect.provide(layer())))
+
+    it.effect("the eager refresh through the inner resolver: a request it fails counts as a failed refresh and is not asked again before graceBackoff", () =>
+      Effect.gen(function*() {
+        const Eager = Keyspace.make({ name: "eager", key: CacheKey.number, value: User, ttl: "100 seconds", eagerRefresh: 0.5 })
+        const { batches, inner } = userResolver()
+        const Cached = RequestResolver.contextFromEffect(Eager.resolver(inner, { key: (request) => request.id }))
+        yield* Eager.setMany([[1, new User({ id: 1, name: "old" })], [13, new User({ id: 13, name: "old" })]])
+        yield* TestClock.adjust("60 seconds")
+        for (let i = 0; i < 3; i++) {
+          const found = yield* Effect.forEach([1, 13], (id) => Effect.request(new GetUser({ id }), Cached), { batching: true })
+          assert.deepStrictEqual(found.map((u) => u.name), i === 0 ? ["old", "old"] : ["u1", "old"])
+          yield* settled
+        }
+        assert.deepStrictEqual(batches.map((ids) => [...ids].sort()), [[1, 13]], "13 is backed off")
+        assert.strictEqual((yield* Eager.stats).refreshFailures, 1)
       }).pipe(Effect.provide(layer())))
 
     it.effect("with Effect's request caching on: a request answered once in a program never reaches the resolver again", () =>
@@ -809,11 +989,12 @@ describe("getOrSetMany on Redis", () => {
         const found = yield* Users.getOrSetMany(ids, fetchUsers)
         assert.strictEqual(found.filter(Option.isSome).length, ids.length)
         assert.deepStrictEqual(calls, [ids])
+        yield* settled
         const after = yield* Effect.promise(() => commandStats(admin))
         const delta = commandDelta(before, after)
         assert.strictEqual(delta.mget, 6, `3 chunks read, then read again under the lock: ${JSON.stringify(delta)}`)
-        assert.isUndefined(delta.get, "no single reads")
-        yield* settled
+        // Redis counts the GETs its scripts make: each lock's release script reads the lock and the key's tombstone.
+        assert.isAtMost(delta.get ?? 0, 2 * ids.length, `no single reads besides the release scripts': ${JSON.stringify(delta)}`)
         assertSame(yield* Users.getOrSetMany(ids, fetchUsers), ids.map((id) => Option.some(user(id))))
         assert.strictEqual(calls.length, 1, "all stored: no second call")
         assert.strictEqual((yield* Effect.promise(() => admin.keys("batch::lock:*"))).length, 0, "every lock released")

@@ -289,6 +289,49 @@ describe("eagerRefresh", () => {
       assert.strictEqual((yield* Prices.stats.pipe(Effect.provide(context))).refreshFailures, 0)
     }))
 
+  it.effect("a hanging refresh is stopped at the hard timeout, else at 3 lockTimeouts: a failed refresh, the key refreshed again after graceBackoff", () =>
+    Effect.gen(function*() {
+      let runs = 0
+      const hanging = Effect.zipRight(Effect.sync(() => runs++), Effect.never)
+      const inFlight = Effect.flatMap(Cache.Cache, (cache) => cache.inFlight)
+      yield* Prices.set("ACME", 1)
+      yield* TestClock.adjust("50 seconds")
+      assert.strictEqual(yield* Prices.getOrSet("ACME", hanging, { lockTimeout: "2 seconds" }), 1)
+      yield* Effect.yieldNow()
+      assert.strictEqual(yield* inFlight, 1)
+      yield* TestClock.adjust("6 seconds")
+      assert.strictEqual(yield* inFlight, 0)
+      assert.strictEqual((yield* Prices.stats).refreshFailures, 1)
+      yield* TestClock.adjust("3 seconds")
+      assert.strictEqual(yield* Prices.getOrSet("ACME", hanging, { lockTimeout: "2 seconds" }), 1)
+      yield* Effect.yieldNow()
+      assert.strictEqual(runs, 1, "backed off")
+      yield* Prices.set("ACME", 2)
+      yield* TestClock.adjust("50 seconds")
+      assert.strictEqual(yield* Prices.getOrSet("ACME", hanging, { hardTimeout: "1 second" }), 2)
+      for (let i = 0; i < 50; i++) yield* Effect.yieldNow()
+      assert.strictEqual(runs, 2)
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual(yield* inFlight, 0, "stopped at the hard timeout")
+      assert.strictEqual((yield* Prices.stats).refreshFailures, 2)
+    }).pipe(Effect.provide(Cache.layerMemory())))
+
+  it.effect("a soft timeout's stale value is counted once: not again when the run left in the background then fails", () =>
+    Effect.gen(function*() {
+      const Soft = Keyspace.make({ name: "soft", key: CacheKey.string, value: Schema.Number, ttl: "1 minute", grace: "1 hour", softTimeout: "100 millis" })
+      yield* Soft.set("A", 1)
+      yield* TestClock.adjust("2 minutes")
+      const caller = yield* Effect.fork(Soft.getOrSet("A", Effect.zipRight(Effect.sleep("1 second"), Effect.fail(new SourceDown()))))
+      yield* TestClock.adjust("100 millis")
+      assert.strictEqual(yield* Fiber.join(caller), 1)
+      yield* TestClock.adjust("1 second")
+      yield* settled
+      assert.strictEqual((yield* Soft.stats).staleServed, 1)
+      // Backed off: served at once, counted.
+      assert.strictEqual(yield* Soft.getOrSet("A", Effect.die("not asked")), 1)
+      assert.strictEqual((yield* Soft.stats).staleServed, 2)
+    }).pipe(Effect.provide(Cache.layerMemory())))
+
   it.effect("a failed refresh keeps the old value and is not retried before graceBackoff", () =>
     Effect.gen(function*() {
       const Slowly = Keyspace.make({ name: "slowly", key: CacheKey.string, value: Schema.Number, ttl: "100 seconds", eagerRefresh: 0.5 })

@@ -24,6 +24,7 @@
 import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import { LockError, ProducerTimeoutError } from "../CacheError.js"
@@ -76,15 +77,23 @@ export class NotProduced {}
 export const notProduced = new NotProduced()
 
 /**
+ * A stale value a run gives its callers because its producer failed: each caller that answers with
+ * it counts it (`staleServed`) as it answers, so a run nobody waits for any more counts nothing.
+ */
+export class Stale<A> {
+  constructor(readonly value: A) {}
+}
+
+/**
  * What a run gives its callers, and what it does once they have it: store the value, release the lock.
  * Only a batch run answers `NotProduced`.
  */
 export interface Produced<A> {
-  readonly value: A | Failed | NotProduced
+  readonly value: A | Failed | NotProduced | Stale<A>
   readonly then: Effect.Effect<void>
 }
 
-const found = <A>(value: A | Failed | NotProduced): Produced<A> => ({ value, then: Effect.void })
+const found = <A>(value: A | Failed | NotProduced | Stale<A>): Produced<A> => ({ value, then: Effect.void })
 
 /** 1. Validate the key and read; a miss (or a failed read) goes to the guard. */
 export const getOrSet = <K, A, Id, E, R>(
@@ -136,17 +145,18 @@ export const getOrSet = <K, A, Id, E, R>(
 }
 
 /**
- * Starts an eager refresh of a key in the background, unless a run of the key is under way or its
- * last refresh failed less than `graceBackoff` ago. The refresh is an ordinary run (one per key in
- * the process, under the lock across processes) whose second look produces again unless another run
- * has already replaced the entry. A failure keeps the old value; it is logged and counted
- * (`effect_cachekit_refresh_failures_total`), and backs the key off.
+ * Starts an eager refresh of a key in the background, unless a run or a refresh of the key is under
+ * way in the process (`refreshBlocked`, and the key's one refresh guard, `eagerFlightKey`, whatever
+ * the lock mode; checked and registered in one step) or its last refresh failed less than
+ * `graceBackoff` ago. The refresh is an ordinary run (under the lock across processes) whose second
+ * look produces again unless another run has already replaced the entry, bounded by
+ * `backgroundLimit`. A failure (the bound passing included) keeps the old value; it is logged and
+ * counted (`effect_cachekit_refresh_failures_total`), and backs the key off.
  */
 const refreshEagerly = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect<void, never, R> =>
   Effect.clockWith((clock) => {
     const { engine, key, keyspace } = run
-    if (engine.flights.has(flightKeyOf(run)) || engine.flights.has(key)) return Effect.void
-    if (isBackingOff(engine, key, clock.unsafeCurrentTimeMillis())) return Effect.void
+    const limit = backgroundLimit(engine, keyspace, run.options)
     const failed = (cause: Cause.Cause<unknown>) =>
       // Interrupted (the cache closing) is no failure of the refresh.
       Cause.isInterruptedOnly(cause) ? Effect.void : backOffAfter(engine, keyspace, key, "eager", () => {
@@ -154,7 +164,46 @@ const refreshEagerly = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect
         return `the eager refresh of "${engine.report.key(key)}" failed (${firstLine(cause)}); the old value stays, next try in ${keyspace.graceBackoffMillis} ms at the earliest`
       })
     // In the runs' scope: closing the cache stops it, as it stops a batch's refresh.
-    return Effect.asVoid(engine.flights.background(Effect.catchAllCause(guard(run), failed)))
+    return Effect.asVoid(engine.flights.startMany<Produced<A>, E | LockError | ProducerTimeoutError, R>(
+      [eagerFlightKey(key)],
+      () => refreshBlocked(engine, key) || isBackingOff(engine, key, clock.unsafeCurrentTimeMillis()),
+      () =>
+        Effect.map(withinLimit(coordinate(run), limit, key), (produced) => ({
+          outcomes: [{ exit: Exit.succeed(produced), stays: true }],
+          then: produced.then
+        })),
+      (_, exit) => Exit.isFailure(exit) ? failed(exit.cause) : Effect.void
+    ))
+  })
+
+/**
+ * Whether a run of `key` that a refresh must not overlap is under way in the process: a cold run (in
+ * either lock mode) or a forced refresh (`cacheRead: false`, `refreshEvery`). Eager refreshes (a
+ * `getOrSet`'s and a batch's) share one guard key, `eagerFlightKey`, so they exclude each other.
+ */
+export const refreshBlocked = (engine: Engine, key: string): boolean =>
+  engine.flights.has(key) || engine.flights.has(`${key}\u0000at-most-once`) ||
+  engine.flights.has(`${key}\u0000refresh`) || engine.flights.has(`${key}\u0000refresh\u0000at-most-once`)
+
+/**
+ * How long a run that nobody waits for in the foreground (an eager refresh, a run left after a soft
+ * timeout) may go on: the call's `hardTimeout`, else the keyspace's, else three times the call's or
+ * cache's `lockTimeout` (30 s by default): past `lockTimeout` the other instances have stopped waiting
+ * for its locks. When it passes the run is interrupted: its locks released, nothing stored.
+ */
+export const backgroundLimit = <K, A, Id>(
+  engine: Engine,
+  keyspace: Definition<K, A, Id, unknown>,
+  options: { readonly hardTimeout?: Duration.DurationInput | undefined; readonly lockTimeout?: Duration.DurationInput | undefined } | undefined
+): Duration.Duration =>
+  timeoutOf(options?.hardTimeout, keyspace.hardTimeout) ??
+    Duration.times(Duration.decode(options?.lockTimeout ?? engine.lockSettings.timeout), 3)
+
+/** A background run within its limit: past it, it is interrupted and fails with `ProducerTimeoutError`. */
+export const withinLimit = <A, E, R>(work: Effect.Effect<A, E, R>, limit: Duration.Duration, key: string | undefined) =>
+  Effect.timeoutFail(work, {
+    duration: limit,
+    onTimeout: () => new ProducerTimeoutError({ reason: "Timeout", operation: "getOrSet", key, timeout: limit })
   })
 
 /** A call's own timeout, else its keyspace's. */
@@ -206,18 +255,22 @@ const hardly = <K, A, Id, E, R>(
  * have. Control characters never occur in store keys, so these flight keys cannot collide.
  */
 const guard = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect<A, E | LockError, R> =>
+  Effect.flatMap(joinOrRun(run), (value) => answer(run, value)) as Effect.Effect<A, E | LockError, R>
+
+/** The run's outcome for this caller, not yet answered (a stale value is counted by `answer`). */
+const joinOrRun = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect<A | Failed | Stale<A>, E | LockError, R> =>
   // Callers get the value first; the key stays in flight until the run's `then` (the write, the
   // release) is done, so a caller arriving meanwhile joins instead of producing again.
   // A batch run that got nothing for the key has let it go: this caller then runs its own producer.
   Effect.flatMap(run.engine.flights.run(flightKeyOf(run), coordinate(run), thenOf), (produced) =>
-    produced.value instanceof NotProduced ? guard(run) : answer(produced)) as Effect.Effect<A, E | LockError, R>
+    produced.value instanceof NotProduced ? joinOrRun(run) : Effect.succeed(produced.value)) as Effect.Effect<A | Failed | Stale<A>, E | LockError, R>
 
 /**
- * A run's key in the guard. An eager refresh has its own, so callers served from the cache meanwhile
- * never wait for it nor share its failure.
+ * A run's key in the guard. An eager refresh has its own (`eagerFlightKey`, taken by
+ * `refreshEagerly`), so callers served from the cache meanwhile never wait for it nor share its failure.
  */
 const flightKeyOf = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): string =>
-  `${run.refreshing ? eagerFlightKey(run.key) : run.options?.cacheRead === false ? `${run.key}\u0000refresh` : run.key}${
+  `${run.options?.cacheRead === false ? `${run.key}\u0000refresh` : run.key}${
     run.options?.lockMode === "at-most-once" ? "\u0000at-most-once" : ""
   }`
 
@@ -225,9 +278,18 @@ const flightKeyOf = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): string =>
 export const eagerFlightKey = (key: string): string => `${key}\u0000eager`
 
 const thenOf = <A>(produced: Produced<A>) => produced.then
-/** A run's answer: its value, or the cached failure (one of the keyspace's failures, as its type says). */
-const answer = <A>(produced: Produced<A>): Effect.Effect<A, unknown> =>
-  produced.value instanceof Failed ? Effect.fail(produced.value.error) : Effect.succeed(produced.value as A)
+/**
+ * A caller's answer: the run's value, or the cached failure (one of the keyspace's failures, as its
+ * type says), or the stale value its failed producer left (counted here, as this caller serves it).
+ */
+const answer = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, value: A | Failed | Stale<A>): Effect.Effect<A, unknown> => {
+  if (value instanceof Failed) return Effect.fail(value.error)
+  if (value instanceof Stale) {
+    run.engine.bindingOf(run.keyspace).counters.staleServed(run.key)
+    return Effect.succeed(value.value)
+  }
+  return Effect.succeed(value)
+}
 
 /**
  * 3. With a lock in context, produce under it; without one, read again and produce. When the store
@@ -246,7 +308,7 @@ const produceUnlocked = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effec
   produceSince(
     run,
     (value, since) => Effect.succeed({ value, then: Effect.zipRight(writeUnlocked(run, value, since), produced(run, value)) }),
-    found<A>
+    (stale) => found<A>(new Stale(stale))
   )
 
 /**
@@ -280,11 +342,18 @@ const softly = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>): Effect.Effect<A, E | 
   if (stale === undefined) return guard(run)
   // The join is interruptible even where the caller is not (an HTTP handler runs uninterruptibly):
   // the timeout must be able to stop waiting for it.
-  return Effect.flatMap(Effect.forkDaemon(Effect.exit(guard(run))), (fiber) =>
+  // The run's waiter in the background, for at most `backgroundLimit`: then it leaves the run (which is
+  // interrupted, its lock released, unless another caller still waits for it).
+  const limit = backgroundLimit(run.engine, run.keyspace, run.options)
+  return Effect.flatMap(Effect.forkDaemon(Effect.exit(withinLimit(joinOrRun(run), limit, run.key))), (fiber) =>
     Effect.interruptible(Fiber.join(fiber)).pipe(
       Effect.timeoutTo({
         duration: soft,
-        onSuccess: (exit): Effect.Effect<A, E | LockError> => exit,
+        onSuccess: (exit): Effect.Effect<A, E | LockError> =>
+          Exit.isSuccess(exit)
+            ? answer(run, exit.value) as Effect.Effect<A, E>
+            // Only this caller's own hard timeout (shorter than the soft one) can end it first.
+            : Effect.failCause(exit.cause as Cause.Cause<E | LockError>),
         onTimeout: () => {
           run.engine.bindingOf(run.keyspace).counters.staleServed(run.key)
           return Effect.succeed(stale)
@@ -327,13 +396,12 @@ export const backOffAfter = <K, A, Id>(
 }
 
 /**
- * The producer failed and a stale value exists: it is served (counted, logged at a bounded rate), and
- * the key's producer is not run again for `graceBackoff`.
+ * The producer failed and a stale value exists: it is served (each caller that answers with it
+ * counts it), logged at a bounded rate, and the key's producer is not run again for `graceBackoff`.
  */
 const servedStale = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, cause: Cause.Cause<unknown>): Effect.Effect<void> => {
   const { engine, key, keyspace } = run
   return backOffAfter(engine, keyspace, key, "stale", () => {
-    engine.bindingOf(keyspace).counters.staleServed(key)
     return `the producer of "${engine.report.key(key)}" failed (${firstLine(cause)}); serving its stale value for ${keyspace.graceBackoffMillis} ms before trying again`
   })
 }
@@ -342,8 +410,8 @@ const servedStale = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, cause: Cause.Caus
  * 7. After a producer ran and its value was stored: the keyspace's `onProduced`, then the call's,
  * with the keyspace's cache in context; a failure or defect is logged, nothing else.
  */
-const produced = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, value: A | Failed): Effect.Effect<void> =>
-  value instanceof Failed ? Effect.void : onProducedHooks(run.engine, run.keyspace, run.userKey, value, run.options?.onProduced)
+const produced = <K, A, Id, E, R>(run: Run<K, A, Id, E, R>, value: A | Failed | Stale<A>): Effect.Effect<void> =>
+  value instanceof Failed || value instanceof Stale ? Effect.void : onProducedHooks(run.engine, run.keyspace, run.userKey, value, run.options?.onProduced)
 
 /** The `onProduced` hooks of a produced value: the keyspace's, then the call's; a failure is logged. */
 export const onProducedHooks = <K, A, Id>(
@@ -490,7 +558,7 @@ const acquire = <K, A, Id, E, R>(
 
 /** What a run holding the lease answers, what its release stores, and whether its producer ran. */
 interface Holding<A> {
-  readonly value: A | Failed
+  readonly value: A | Failed | Stale<A>
   readonly write: Option.Option<CacheLock.Write>
   readonly ran: boolean
 }
@@ -508,7 +576,7 @@ const holding = <K, A, Id, E, R>(
         run,
         (value, since) => Effect.map(planWrite(run, value, since), (write): Holding<A> => ({ value, write, ran: true })),
         // The stale value was served: nothing to store; the lock is released.
-        (stale): Holding<A> => ({ value: stale, write: Option.none(), ran: false })
+        (stale): Holding<A> => ({ value: new Stale(stale), write: Option.none(), ran: false })
       ).pipe(
         Effect.ensuring(Fiber.interrupt(fiber))
       ))

@@ -38,6 +38,7 @@ import * as CacheLock from "../CacheLock.js"
 import * as CacheStore from "../CacheStore.js"
 import { absorb, type Engine } from "./engine.js"
 import {
+  backgroundLimit,
   backOffAfter,
   eagerFlightKey,
   Failed,
@@ -47,7 +48,10 @@ import {
   onProducedHooks,
   type Produced,
   recheckTags,
-  releaseLease
+  refreshBlocked,
+  releaseLease,
+  Stale,
+  withinLimit
 } from "./getOrSet.js"
 import { sha256Hex } from "./hash.js"
 import { isInvalidKey, storeKey } from "./keys.js"
@@ -127,27 +131,43 @@ interface Call<K, A, E, R> {
 }
 
 /** What a batch found or made for a key. */
-type Found<A> = A | Failed | NotProduced
+type Found<A> = A | Failed | NotProduced | Stale<A>
+
+/**
+ * An internal option of a batch's producer (the resolver's): why it did not return a key (the inner
+ * resolver failed its request), so that an eager refresh counts that key as a failed refresh.
+ */
+export const refusedBy: unique symbol = Symbol.for("effect-cachekit/getOrSetMany/refusedBy")
+
+/** The options of a batch, with the internal ones. */
+type WithRefusals<K> = { readonly [refusedBy]?: ((key: K) => Cause.Cause<unknown> | undefined) | undefined }
 
 /** What part of a run found or made for its keys, and what it does once the callers have it. */
 interface Part<A> {
   readonly found: Map<string, Found<A>>
-  /** Keys whose entry this part stores in `then` (they stay in flight until it is done). */
+  /** Keys whose entry this part stores in `then` or through its lease (they stay in flight until it is done). */
   readonly writing: Set<string>
+  /** The entries to store through the leases of their keys, released by `coordinate`. */
+  readonly writes: Map<string, CacheLock.Write>
+  /** What it does once the callers have the values (without a lock: the writes; `onProduced`). */
   readonly then: Effect.Effect<void>
 }
 
-const emptyPart = <A>(): Part<A> => ({ found: new Map(), writing: new Set(), then: Effect.void })
+const emptyPart = <A>(): Part<A> => ({ found: new Map(), writing: new Set(), writes: new Map(), then: Effect.void })
+
+const foundPart = <A>(found: Map<string, Found<A>>): Part<A> => ({ found, writing: new Set(), writes: new Map(), then: Effect.void })
 
 const mergeParts = <A>(parts: ReadonlyArray<Part<A>>): Part<A> => {
   if (parts.length === 1) return parts[0]!
   const found = new Map<string, Found<A>>()
   const writing = new Set<string>()
+  const writes = new Map<string, CacheLock.Write>()
   for (const part of parts) {
     for (const [key, value] of part.found) found.set(key, value)
     for (const key of part.writing) writing.add(key)
+    for (const [key, write] of part.writes) writes.set(key, write)
   }
-  return { found, writing, then: Effect.all(parts.map((part) => part.then), { concurrency: "unbounded", discard: true }) }
+  return { found, writing, writes, then: Effect.all(parts.map((part) => part.then), { concurrency: "unbounded", discard: true }) }
 }
 
 /** The hard timeout of a call: its own, else its keyspace's. */
@@ -259,6 +279,8 @@ export const getOrSetMany = <K, A, Id, E, R>(
     }
     const unique = Array.from(userKeys.keys())
     const answers = new Map<string, Found<A>>()
+    // Keys answered with a stale value: counted once the batch answers (a batch that fails serves none).
+    const servedStale: Array<string> = []
     const hard = hardTimeoutOf(keyspace, options)
 
     const results = (uncachedValues: ReadonlyArray<Option.Option<A>>) =>
@@ -273,8 +295,9 @@ export const getOrSetMany = <K, A, Id, E, R>(
           }
           const found = answers.get(key)
           if (found instanceof Failed) return Effect.fail(found.error as E)
-          out[i] = found === undefined || found instanceof NotProduced ? Option.none() : Option.some(found)
+          out[i] = found === undefined || found instanceof NotProduced ? Option.none() : Option.some(found instanceof Stale ? found.value : found)
         }
+        for (const key of servedStale) engine.bindingOf(keyspace).counters.staleServed(key)
         return Effect.succeed(out)
       })
 
@@ -303,7 +326,7 @@ export const getOrSetMany = <K, A, Id, E, R>(
       ? Effect.void
       : Effect.matchEffect(readOutcomes(call(false), unique, true), {
         // The store has just failed: don't wait on it (nor on the lock) a second time before producing.
-        onFailure: (error) => Effect.zipRight(absorb(engine, keyspace.name, error, undefined), guard(call(true), unique, answers, hard)),
+        onFailure: (error) => Effect.zipRight(absorb(engine, keyspace.name, error, undefined), guard(call(true), unique, answers, servedStale, hard)),
         onSuccess: (found) =>
           Effect.clockWith((clock) => {
             const batch = call(false)
@@ -323,7 +346,7 @@ export const getOrSetMany = <K, A, Id, E, R>(
               // A stale value whose producer failed less than `graceBackoff` ago is served without asking again.
               const stale = isBackingOff(engine, key, now) ? staleValue(keyspace, batch.stale.get(key)) : undefined
               if (stale !== undefined) {
-                engine.bindingOf(keyspace).counters.staleServed(key)
+                servedStale.push(key)
                 answers.set(key, stale)
                 continue
               }
@@ -331,7 +354,7 @@ export const getOrSetMany = <K, A, Id, E, R>(
             }
             // Past their eager refresh point: answered now, refreshed in the background (one producer call).
             const refresh = due.length === 0 ? Effect.void : refreshDue(batch, due)
-            return Effect.zipRight(refresh, missing.length === 0 ? Effect.void : guard(batch, missing, answers, hard))
+            return Effect.zipRight(refresh, missing.length === 0 ? Effect.void : guard(batch, missing, answers, servedStale, hard))
           })
       })
 
@@ -340,51 +363,77 @@ export const getOrSetMany = <K, A, Id, E, R>(
 
 /**
  * 1b. Keys whose fresh entry is past its eager refresh point, answered from the cache: refreshed in
- * the background, with one producer call for all of them, as one batch run in the guard under each
- * key's eager-refresh key (a `getOrSet`'s refresh of a key excludes the batch's, and the other way
- * round). Keys being produced or refreshed in the process, or whose last run failed less than
- * `graceBackoff` ago, are left out. The run is the cold path's (the locks across processes, a second
- * look that skips a key another run has already refreshed, writes conditional on the version noted
- * before the producer ran), started in the cache's runs scope: it never delays nor fails the caller,
- * and stops when the cache closes. A failure keeps the old values: each key is counted
- * (`effect_cachekit_refresh_failures_total`) and backed off, and the failure logged at a bounded rate.
+ * the background, with one producer call for all of them, as one run in the guard under each key's
+ * refresh guard (`eagerFlightKey`, a `getOrSet`'s refresh of a key excludes the batch's, and the other
+ * way round). Keys being produced or refreshed in the process (`refreshBlocked`, checked with the
+ * guard and taken in one step, so concurrent batches never both refresh a key), or whose last refresh
+ * failed or left them out less than `graceBackoff` ago, are left out. The run is the cold path's (the
+ * locks across processes, a second look that skips a key another run has already refreshed, writes
+ * conditional on the version noted before the producer ran), started in the cache's runs scope and
+ * bounded by `backgroundLimit`: it never delays nor fails the caller, and stops when the cache
+ * closes. A failure (the bound passing included) keeps the old values: each key the run owns is
+ * counted (`effect_cachekit_refresh_failures_total`) and backed off, the failure logged at a bounded
+ * rate. A key the producer did not return keeps its value and is backed off too, so the next batches
+ * do not ask for it again before `graceBackoff`; the resolver's requests that its inner resolver
+ * failed (`refusedBy`) count as failed refreshes.
  */
 const refreshDue = <K, A, E, R>(call: Call<K, A, E, R>, due: ReadonlyArray<string>): Effect.Effect<void, never, R> =>
   Effect.clockWith((clock) => {
     const { engine, keyspace, options } = call
     // A refresh that could store nothing would only run the producer.
     if (options?.cacheWrite === false) return Effect.void
-    const now = clock.unsafeCurrentTimeMillis()
     const byFlight = new Map<string, string>()
-    for (const key of due) {
-      const flight = eagerFlightKey(key)
-      if (!engine.flights.has(key) && !engine.flights.has(flight) && !isBackingOff(engine, key, now)) byFlight.set(flight, key)
-    }
-    if (byFlight.size === 0) return Effect.void
+    for (const key of due) byFlight.set(eagerFlightKey(key), key)
     const refresh: Call<K, A, E, R> = { ...call, stale: new Map(), storeFailed: false, refreshing: true }
-    const work = (owned: ReadonlyArray<string>): Effect.Effect<SingleFlight.Batch<Produced<A>, E | LockError>, E | LockError, R> =>
-      Effect.map(coordinate(refresh, owned.map((flight) => byFlight.get(flight)!)), (part) => ({
+    const limit = backgroundLimit(engine, keyspace, options)
+    const refusedOf = (options as WithRefusals<K> | undefined)?.[refusedBy]
+    type Outcome = SingleFlight.Batch<Produced<A>, E | LockError | ProducerTimeoutError>
+    const work = (owned: ReadonlyArray<string>): Effect.Effect<Outcome, E | LockError | ProducerTimeoutError, R> =>
+      Effect.map(withinLimit(coordinate(refresh, owned.map((flight) => byFlight.get(flight)!)), limit, undefined), (part) => ({
         outcomes: owned.map((flight) => {
           const key = byFlight.get(flight)!
           return { exit: Exit.succeed<Produced<A>>({ value: part.found.get(key) ?? notProduced, then: Effect.void }), stays: part.writing.has(key) }
         }),
         then: part.then
       }))
-    const flights = Array.from(byFlight.keys())
-    const wait = (deferreds: ReadonlyArray<Deferred.Deferred<Produced<A>, E | LockError>>) =>
-      Effect.flatMap(Effect.forEach(deferreds, (deferred) => Effect.exit(Deferred.await(deferred)), { concurrency: "unbounded" }), (exits) => {
-        // An interruption (the cache closing) is no failure.
-        const failed = flights.flatMap((flight, i) => {
-          const exit = exits[i]!
-          return Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause) ? [[byFlight.get(flight)!, exit.cause] as const] : []
-        })
-        return Effect.forEach(failed, ([key, cause]) =>
+    const done = (owned: ReadonlyArray<string>, exit: Exit.Exit<Outcome, E | LockError | ProducerTimeoutError>): Effect.Effect<void> => {
+      const keys = owned.map((flight) => byFlight.get(flight)!)
+      // An interruption (the cache closing) is no failure.
+      if (Exit.isFailure(exit)) {
+        if (Cause.isInterruptedOnly(exit.cause)) return Effect.void
+        const cause = exit.cause
+        return Effect.forEach(keys, (key) =>
           backOffAfter(engine, keyspace, key, "eager", () => {
             engine.bindingOf(keyspace).counters.refreshFailure(key, cause)
-            return `the eager refresh of ${failed.length} key(s) of "${keyspace.name}" (e.g. "${engine.report.key(key)}") failed (${firstLine(cause)}); the old values stay, next try in ${keyspace.graceBackoffMillis} ms at the earliest`
+            return `the eager refresh of ${keys.length} key(s) of "${keyspace.name}" (e.g. "${engine.report.key(key)}") failed (${firstLine(cause)}); the old values stay, next try in ${keyspace.graceBackoffMillis} ms at the earliest`
           }), { discard: true })
+      }
+      // Keys the producer did not return: the old values stay, not asked again before `graceBackoff`.
+      const left = keys.filter((_, i) => {
+        const outcome = exit.value.outcomes[i]!
+        return Exit.isSuccess(outcome.exit) && outcome.exit.value.value instanceof NotProduced
       })
-    return Effect.asVoid(engine.flights.background(engine.flights.runMany(flights, work, wait)))
+      return Effect.forEach(left, (key) => {
+        const refused = refusedOf?.(call.userKeys.get(key)!)
+        return backOffAfter(engine, keyspace, key, refused === undefined ? "eager-left-out" : "eager", () => {
+          if (refused === undefined) {
+            return `the eager refresh's producer did not return ${left.length} key(s) of "${keyspace.name}" (e.g. "${engine.report.key(key)}"); their values stay until their ttl, next try in ${keyspace.graceBackoffMillis} ms at the earliest`
+          }
+          engine.bindingOf(keyspace).counters.refreshFailure(key, refused)
+          return `the eager refresh of "${engine.report.key(key)}" of "${keyspace.name}" failed (${firstLine(refused)}); the old value stays, next try in ${keyspace.graceBackoffMillis} ms at the earliest`
+        })
+      }, { discard: true })
+    }
+    // The keys' guards are checked and taken in one step, in the caller's fiber; the run is forked.
+    return Effect.asVoid(engine.flights.startMany(
+      Array.from(byFlight.keys()),
+      (flight) => {
+        const key = byFlight.get(flight)!
+        return refreshBlocked(engine, key) || isBackingOff(engine, key, clock.unsafeCurrentTimeMillis())
+      },
+      work,
+      done
+    ))
   })
 
 /** A producer run without the cache, still within the hard timeout. */
@@ -400,16 +449,18 @@ const bounded = <X, E, R>(produce: Effect.Effect<X, E, R>, hard: Duration.Durati
  * - with a soft timeout (the call's, else the keyspace's) and some key with a stale value, at the soft
  *   timeout the keys still waited for that have a stale value get it, once no key without one is still
  *   waited for: the keys without one are waited for first (up to the hard timeout), then the batch
- *   answers. The runs go on in the background (a waiter in the cache's runs scope keeps them) and
- *   store their values;
+ *   answers. The runs go on in the background (a waiter in the cache's runs scope keeps them, for at
+ *   most `backgroundLimit`) and store their values;
  * - up to the hard timeout: then keys with a stale value get it, and if one has none the batch fails
- *   with `ProducerTimeoutError`. The run goes on while a caller of one of its keys still waits (and,
- *   with a soft timeout, when every key left got a stale value).
+ *   with `ProducerTimeoutError`. The run goes on while a caller of one of its keys still waits.
+ *
+ * Every answer is decided before any is kept, and stale values are counted only when the batch answers.
  */
 const guard = <K, A, E, R>(
   call: Call<K, A, E, R>,
   missing: ReadonlyArray<string>,
   answers: Map<string, Found<A>>,
+  servedStale: Array<string>,
   hard: Duration.Duration | undefined
 ): Effect.Effect<void, E | LockError | ProducerTimeoutError, R> => {
   const { engine, keyspace } = call
@@ -422,6 +473,7 @@ const guard = <K, A, E, R>(
       })),
       then: part.then
     }))
+  const limit = backgroundLimit(engine, keyspace, call.options)
   // Each key's stale value, decoded once (`undefined`: none).
   const staleValues = new Map<string, A | undefined>()
   const staleOf = (key: string): A | undefined => {
@@ -429,10 +481,12 @@ const guard = <K, A, E, R>(
     return staleValues.get(key)
   }
   /** Whether the caller left keys still under way with their stale values (their runs go on). */
-  let servedStale = false
+  let left = false
+  // Every answer is decided before any is kept: a batch that fails serves (and counts) nothing.
   const settle = (exits: ReadonlyArray<Exit.Exit<Produced<A>, E | LockError> | undefined>) =>
     Effect.suspend((): Effect.Effect<void, E | LockError | ProducerTimeoutError> => {
-      let left = false
+      const decided: Array<Found<A>> = []
+      let stillUnderWay = false
       for (let i = 0; i < missing.length; i++) {
         const key = missing[i]!
         const exit = exits[i]
@@ -440,15 +494,19 @@ const guard = <K, A, E, R>(
           // Still under way at the soft or hard timeout: the stale value if there is one, else the batch fails.
           const stale = staleOf(key)
           if (stale === undefined) return Effect.fail(timeoutError(key, hard!))
-          engine.bindingOf(keyspace).counters.staleServed(key)
-          answers.set(key, stale)
-          left = true
+          decided.push(new Stale(stale))
+          stillUnderWay = true
           continue
         }
         if (Exit.isFailure(exit)) return Effect.failCause(exit.cause)
-        answers.set(key, exit.value.value)
+        decided.push(exit.value.value)
       }
-      servedStale = left
+      missing.forEach((key, i) => {
+        const value = decided[i]!
+        if (value instanceof Stale) servedStale.push(key)
+        answers.set(key, value)
+      })
+      left = stillUnderWay
       return Effect.void
     })
   type Deferreds = ReadonlyArray<Deferred.Deferred<Produced<A>, E | LockError>>
@@ -479,7 +537,7 @@ const guard = <K, A, E, R>(
     )
   }
   if (soft === undefined || !missing.some((key) => call.stale.has(key))) return engine.flights.runMany(missing, work, wait)
-  return softly(engine, missing, work, wait, () => servedStale)
+  return softly(engine, missing, work, wait, () => left, limit)
 }
 
 /**
@@ -494,19 +552,22 @@ const softly = <A, E, R, X, E2>(
   keys: ReadonlyArray<string>,
   work: (owned: ReadonlyArray<string>) => Effect.Effect<SingleFlight.Batch<A, E>, E, R>,
   wait: (deferreds: ReadonlyArray<Deferred.Deferred<A, E>>) => Effect.Effect<X, E2>,
-  left: () => boolean
+  left: () => boolean,
+  limit: Duration.Duration
 ): Effect.Effect<X, E2, R> =>
   Effect.uninterruptibleMask((restore) =>
     Effect.gen(function*() {
       const handoff = yield* Deferred.make<ReadonlyArray<Deferred.Deferred<A, E>>>()
       const release = yield* Deferred.make<void>()
+      // The holder waits at most `limit` (`backgroundLimit`): then it lets the runs go, and a run
+      // nobody else waits for is interrupted (its locks released, nothing stored).
       const holder = engine.flights.runMany(keys, work, (deferreds) =>
         Effect.zipRight(
           Deferred.succeed(handoff, deferreds),
           Effect.raceFirst(
             Effect.forEach(deferreds, (deferred) => Effect.exit(Deferred.await(deferred)), { concurrency: "unbounded", discard: true }),
             Deferred.await(release)
-          )
+          ).pipe(Effect.timeoutTo({ duration: limit, onSuccess: () => undefined, onTimeout: () => undefined }))
         ))
       // A holder stopped before it handed the outcomes over (the cache closing): the caller is interrupted too.
       yield* engine.flights.background(Effect.ensuring(holder, Deferred.interrupt(handoff)))
@@ -519,10 +580,22 @@ const softly = <A, E, R, X, E2>(
 /** 3. With a lock in context (and a store that answers), produce under it; else read again and produce. */
 const coordinate = <K, A, E, R>(call: Call<K, A, E, R>, keys: ReadonlyArray<string>): Effect.Effect<Part<A>, E | LockError, R> => {
   const lock = call.engine.lock
-  if (lock !== undefined && !call.storeFailed) {
-    return Effect.flatMap(call.engine.lockNow, (now) => locked(call, lock, keys, now + lockWaitOf(call)))
-  }
-  return unlocked(call, keys, !call.storeFailed)
+  if (lock === undefined || call.storeFailed) return unlocked(call, keys, !call.storeFailed)
+  // Every lease the run takes, in any round, is kept here and released exactly once: all of them
+  // without a value when the run fails or is interrupted (a round's part is dropped then), else each
+  // with its key's planned entry, in the run's `then`, once the callers have their values.
+  return Effect.uninterruptibleMask((restore) => {
+    const held = new Map<string, CacheLock.Lease>()
+    return restore(Effect.flatMap(call.engine.lockNow, (now) => locked(call, lock, keys, now + lockWaitOf(call), held))).pipe(
+      Effect.onError(() =>
+        Effect.forEach(held.values(), (lease) =>
+          Effect.ignore(call.engine.boundLock("unlock", lease.key, lock.release(lease, Option.none()))), { concurrency: "unbounded", discard: true })),
+      Effect.map((part): Part<A> => ({
+        ...part,
+        then: held.size === 0 ? part.then : Effect.zipRight(releaseLeases(call, lock, held, part.writes), part.then)
+      }))
+    )
+  })
 }
 
 const lockWaitOf = <K, A, E, R>(call: Call<K, A, E, R>) =>
@@ -555,10 +628,15 @@ const reread = <K, A, E, R>(
 const unlocked = <K, A, E, R>(call: Call<K, A, E, R>, keys: ReadonlyArray<string>, readFirst: boolean): Effect.Effect<Part<A>, E, R> =>
   Effect.flatMap(readFirst ? reread(call, keys, false) : Effect.succeed({ found: new Map<string, Found<A>>(), missing: Array.from(keys) }), ({ found, missing }) =>
     missing.length === 0
-      ? Effect.succeed<Part<A>>({ found, writing: new Set(), then: Effect.void })
+      ? Effect.succeed(foundPart(found))
       : Effect.map(produceMissing(call, missing), (made): Part<A> => {
         for (const [key, value] of made.found) found.set(key, value)
-        return { found, writing: new Set(made.writes.keys()), then: Effect.zipRight(writeUnlocked(call, made.writes), producedHooks(call, made)) }
+        return {
+          found,
+          writing: new Set(made.writes.keys()),
+          writes: new Map(),
+          then: Effect.zipRight(writeUnlocked(call, made.writes), producedHooks(call, made))
+        }
       }))
 
 /** 6b. Stores the planned entries without a lock, each conditional on the version noted before the producer ran. */
@@ -574,14 +652,15 @@ const writeUnlocked = <K, A, E, R>(call: Call<K, A, E, R>, writes: Map<string, C
 
 /**
  * 4. Under the lock: take the locks of `keys` in one round trip; produce the keys taken (after a second
- * look), wait for the others. Every lease taken is released exactly once: with its key's entry once
- * the callers have their values, or at once, without, when the run fails or is interrupted.
+ * look), wait for the others. Each lease taken joins `held` in the step that takes it (`coordinate`
+ * releases them).
  */
 const locked = <K, A, E, R>(
   call: Call<K, A, E, R>,
   lock: CacheLock.CacheLock,
   keys: ReadonlyArray<string>,
-  deadline: number
+  deadline: number,
+  held: Map<string, CacheLock.Lease>
 ): Effect.Effect<Part<A>, E | LockError, R> => {
   const { engine } = call
   return Effect.uninterruptibleMask((restore) =>
@@ -594,18 +673,17 @@ const locked = <K, A, E, R>(
         if (acquired._tag === "Left") return restore(withoutLock(call, keys, acquired.left))
         const leases = new Map<string, CacheLock.Lease>()
         const busy: Array<string> = []
-        acquired.right.forEach((lease, i) => Option.isSome(lease) ? leases.set(keys[i]!, lease.value) : busy.push(keys[i]!))
-        const releaseAll = Effect.forEach(leases.values(), (lease) =>
-          Effect.ignore(engine.boundLock("unlock", lease.key, lock.release(lease, Option.none()))), { concurrency: "unbounded", discard: true })
+        acquired.right.forEach((lease, i) => {
+          if (Option.isNone(lease)) return busy.push(keys[i]!)
+          leases.set(keys[i]!, lease.value)
+          held.set(keys[i]!, lease.value)
+        })
         return restore(
           Effect.all([
             leases.size === 0 ? Effect.succeed(emptyPart<A>()) : holding(call, lock, leases),
-            busy.length === 0 ? Effect.succeed(emptyPart<A>()) : waitForHolders(call, lock, busy, deadline)
+            busy.length === 0 ? Effect.succeed(emptyPart<A>()) : waitForHolders(call, lock, busy, deadline, held)
           ], { concurrency: "unbounded" })
-        ).pipe(
-          Effect.onError(() => releaseAll),
-          Effect.map(mergeParts)
-        )
+        ).pipe(Effect.map(mergeParts))
       }
     )
   )
@@ -617,7 +695,7 @@ const withoutLock = <K, A, E, R>(call: Call<K, A, E, R>, keys: ReadonlyArray<str
 
 /**
  * Holding the leases of `leases`' keys: read them again, produce the missing ones (the watchdog extends
- * their leases meanwhile), and release every lease in `then`, with its key's entry if there is one.
+ * their leases meanwhile), and plan their entries (stored through the leases' release).
  */
 const holding = <K, A, E, R>(
   call: Call<K, A, E, R>,
@@ -625,17 +703,13 @@ const holding = <K, A, E, R>(
   leases: Map<string, CacheLock.Lease>
 ): Effect.Effect<Part<A>, E, R> =>
   Effect.flatMap(reread(call, Array.from(leases.keys()), true), ({ found, missing }) => {
-    if (missing.length === 0) return Effect.succeed<Part<A>>({ found, writing: new Set(), then: releaseLeases(call, lock, leases, new Map()) })
+    if (missing.length === 0) return Effect.succeed(foundPart(found))
     return Effect.flatMap(Effect.fork(watchdog(call, lock, missing.map((key) => leases.get(key)!))), (fiber) =>
       produceMissing(call, missing).pipe(
         Effect.ensuring(Fiber.interrupt(fiber)),
         Effect.map((made): Part<A> => {
           for (const [key, value] of made.found) found.set(key, value)
-          return {
-            found,
-            writing: new Set(made.writes.keys()),
-            then: Effect.zipRight(releaseLeases(call, lock, leases, made.writes), producedHooks(call, made))
-          }
+          return { found, writing: new Set(made.writes.keys()), writes: made.writes, then: producedHooks(call, made) }
         })
       ))
   })
@@ -679,7 +753,8 @@ const waitForHolders = <K, A, E, R>(
   call: Call<K, A, E, R>,
   lock: CacheLock.CacheLock,
   keys: ReadonlyArray<string>,
-  deadline: number
+  deadline: number,
+  held: Map<string, CacheLock.Lease>
 ): Effect.Effect<Part<A>, E | LockError, R> => {
   const { engine } = call
   const pollMillis = Duration.toMillis(engine.lockSettings.pollInterval)
@@ -698,8 +773,8 @@ const waitForHolders = <K, A, E, R>(
       Effect.zipRight(reread(call, keys, true)),
       Effect.flatMap(({ found, missing }) =>
         missing.length === 0
-          ? Effect.succeed<Part<A>>({ found, writing: new Set(), then: Effect.void })
-          : Effect.map(locked(call, lock, missing, deadline), (part) => mergeParts([{ found, writing: new Set(), then: Effect.void }, part]))
+          ? Effect.succeed(foundPart(found))
+          : Effect.map(locked(call, lock, missing, deadline, held), (part) => mergeParts([foundPart(found), part]))
       )
     )
   })
@@ -728,11 +803,11 @@ const produceMissing = <K, A, E, R>(call: Call<K, A, E, R>, missing: ReadonlyArr
         // A refresh serves nobody: its failure is the run's (the callers had the old values).
         const stale = Cause.isInterruptedOnly(cause) || call.refreshing ? [] : missing.map((key) => staleValue(keyspace, call.stale.get(key)))
         if (stale.length === 0 || stale.some((value) => value === undefined)) return Effect.failCause(cause)
-        const found = new Map<string, Found<A>>(missing.map((key, i) => [key, stale[i]!] as const))
+        // Each caller that answers with a stale value counts it then (a run whose callers left counts none).
+        const found = new Map<string, Found<A>>(missing.map((key, i) => [key, new Stale(stale[i]!)] as const))
         return Effect.as(
           Effect.forEach(missing, (key) =>
             backOffAfter(engine, keyspace, key, "stale", () => {
-              engine.bindingOf(keyspace).counters.staleServed(key)
               return `the batch producer of ${missing.length} key(s) of "${keyspace.name}" failed (${firstLine(cause)}); serving their stale values for ${keyspace.graceBackoffMillis} ms before trying again`
             }), { discard: true }),
           { found, writes: new Map(), produced: new Map() }

@@ -12,6 +12,7 @@ import * as Option from "effect/Option"
 import * as Request from "effect/Request"
 import * as RequestResolver from "effect/RequestResolver"
 import type { Definition, ResolverOptions } from "./model.js"
+import { refusedBy } from "./getOrSetMany.js"
 import { getOrSetManyAccessor } from "./operations.js"
 
 /** Runs `inner` on `requests` as one batch, with Effect's request caching off (the outer requests are pending). */
@@ -71,7 +72,13 @@ export const resolver = <K, A, Id, X>(keyspace: Definition<K, A, Id, X>) =>
           })
           return pairs
         })
-      return Effect.matchCauseEffect(getOrSetManyAccessor(keyspace, keys, produce, batchOptions), {
+      // A request the inner resolver failed during an eager refresh counts as a failed refresh of its key.
+      const refused = (key: K): Cause.Cause<unknown> | undefined => {
+        const exit = answered.get(identityOfKey.get(key)!)
+        return exit !== undefined && Exit.isFailure(exit) ? exit.cause : undefined
+      }
+      const withRefusals = { ...batchOptions, [refusedBy]: refused }
+      return Effect.matchCauseEffect(getOrSetManyAccessor(keyspace, keys, produce, withRefusals), {
         // The batch failed (a hard timeout, a key's cached failure, a run it joined that failed): every request with it.
         onFailure: (cause) => Effect.forEach(requests, (request) => complete(request, Exit.failCause(cause as Cause.Cause<any>)), { discard: true }),
         onSuccess: (found) => {

@@ -63,6 +63,19 @@ export interface SingleFlight {
     work: (owned: ReadonlyArray<string>) => Effect.Effect<Batch<A, E>, E, R>,
     wait: (outcomes: ReadonlyArray<Deferred.Deferred<A, E>>) => Effect.Effect<B, E2, R2>
   ) => Effect.Effect<B, E2, R | R2>
+  /**
+   * Starts `work` in a fiber of the runs' scope for the keys (distinct) that no run has under way and
+   * `skip` does not refuse, checked and registered in one step (so two callers never both start a run
+   * of a key, and a key is never joined: it is left out), and returns the keys it owns (none: nothing
+   * runs). Nobody waits for it: it lives until it ends or the scope closes. `done` gets its exit once
+   * its keys are answered, before its `then`.
+   */
+  readonly startMany: <A, E, R>(
+    keys: ReadonlyArray<string>,
+    skip: (key: string) => boolean,
+    work: (owned: ReadonlyArray<string>) => Effect.Effect<Batch<A, E>, E, R>,
+    done: (owned: ReadonlyArray<string>, exit: Exit.Exit<Batch<A, E>, E>) => Effect.Effect<void>
+  ) => Effect.Effect<ReadonlyArray<string>, never, R>
   /** Whether a run for `key` is under way. */
   readonly has: (key: string) => boolean
   /** Keys with a run under way. */
@@ -235,8 +248,45 @@ export const make = (scope: Scope.Scope): SingleFlight => {
       })
     )
 
+  const startMany = <A, E, R>(
+    keys: ReadonlyArray<string>,
+    skip: (key: string) => boolean,
+    work: (owned: ReadonlyArray<string>) => Effect.Effect<Batch<A, E>, E, R>,
+    done: (owned: ReadonlyArray<string>, exit: Exit.Exit<Batch<A, E>, E>) => Effect.Effect<void>
+  ): Effect.Effect<ReadonlyArray<string>, never, R> =>
+    Effect.uninterruptible(Effect.suspend(() => {
+      const owned = Array.from(new Set(keys)).filter((key) => !flights.has(key) && !skip(key))
+      if (owned.length === 0) return Effect.succeed(owned)
+      // Its own waiter: never stopped for want of one.
+      const owner = newOwner()
+      owner.waiters = 1
+      const ownedFlights = owned.map((key) => register(owner, key))
+      const answer = (exit: Exit.Exit<Batch<A, E>, E>) =>
+        Effect.sync(() => {
+          owner.answered = true
+          ownedFlights.forEach((flight, i) => {
+            const outcome = Exit.isSuccess(exit) ? exit.value.outcomes[i] : undefined
+            Deferred.unsafeDone(flight.deferred, outcome === undefined ? (Exit.isSuccess(exit) ? Exit.die(new Error("a batch gave no outcome for a key")) : exit as Exit.Exit<never, E>) : outcome.exit)
+            if (outcome !== undefined && !outcome.stays) remove(owned[i]!, flight)
+          })
+        })
+      return Effect.interruptible(work(owned)).pipe(
+        Effect.onExit(answer),
+        Effect.exit,
+        Effect.flatMap((exit) =>
+          Effect.zipRight(done(owned, exit), Exit.isSuccess(exit) ? Effect.interruptible(exit.value.then) : Effect.void)
+        ),
+        Effect.ensuring(leaveAll(owner)),
+        Effect.forkIn(scope),
+        Effect.map((fiber) => {
+          owner.fiber = fiber as Fiber.RuntimeFiber<void>
+          return owned
+        })
+      )
+    }))
+
   const background = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<Fiber.RuntimeFiber<A, E>, never, R> =>
     Effect.forkIn(Effect.interruptible(effect), scope)
 
-  return { run, runMany, has: (key) => flights.has(key), size: () => flights.size, settle, background }
+  return { run, runMany, startMany, has: (key) => flights.has(key), size: () => flights.size, settle, background }
 }

@@ -71,13 +71,13 @@ export interface Options {
    * Run every public operation in a span of its own (`cache.get`, `cache.getOrSet`, ...; a
    * `getOrSet`'s producer in a child span, `cache.produce`), with the cache, keyspace and store as
    * attributes and, on reads, whether they hit. Off by default: Effect's spans are not free (an L1 hit
-   * runs at 0.06× its speed with them in the benchmark).
+   * runs at 0.04× its speed with them in the benchmark).
    */
   readonly spans?: boolean | undefined
   /**
    * Record how long each public operation takes (real time, in milliseconds) in the histogram
    * `Cache.metrics.latency`, labelled by cache, keyspace, store and operation. Off by default: an L1
-   * hit runs at 0.40× its speed with it in the benchmark (a remote store's round trip dwarfs it).
+   * hit runs at 0.35× its speed with it in the benchmark (a remote store's round trip dwarfs it).
    */
   readonly latencyMetrics?: boolean | undefined
   /**

@@ -103,6 +103,24 @@ export const make = (scope: Scope.Scope): SingleFlight => {
     if (flights.size === 0) for (const notify of onIdle) notify()
   }
 
+  /**
+   * A batch's answer to every key it owned, in one step: each key's outcome (a batch that gave none
+   * for a key answers it with a defect; a failed batch, with its failure); keys with nothing left to
+   * do leave the map with their answer.
+   */
+  const answerAll = <A, E>(owner: Owner, owned: ReadonlyArray<string>, ownedFlights: ReadonlyArray<Flight>) => (exit: Exit.Exit<Batch<A, E>, E>) =>
+    Effect.sync(() => {
+      owner.answered = true
+      ownedFlights.forEach((flight, i) => {
+        const outcome = Exit.isSuccess(exit) ? exit.value.outcomes[i] : undefined
+        Deferred.unsafeDone(
+          flight.deferred,
+          outcome === undefined ? (Exit.isSuccess(exit) ? Exit.die(new Error("a batch gave no outcome for a key")) : exit as Exit.Exit<never, E>) : outcome.exit
+        )
+        if (outcome !== undefined && !outcome.stays) remove(owned[i]!, flight)
+      })
+    })
+
   const leaveAll = (owner: Owner) =>
     Effect.sync(() => {
       for (const [key, flight] of Array.from(owner.keys)) remove(key, flight)
@@ -224,18 +242,9 @@ export const make = (scope: Scope.Scope): SingleFlight => {
         if (owner === undefined) return waiting()
         const batchOwner = owner
         // Every owned key is answered in one step, by a finalizer (so they hear even of an
-        // interruption); keys with nothing left to do leave the map with their answer.
-        const answer = (exit: Exit.Exit<Batch<A, E>, E>) =>
-          Effect.sync(() => {
-            batchOwner.answered = true
-            ownedFlights.forEach((flight, i) => {
-              const outcome = Exit.isSuccess(exit) ? exit.value.outcomes[i] : undefined
-              Deferred.unsafeDone(flight.deferred, outcome === undefined ? (Exit.isSuccess(exit) ? Exit.die(new Error("a batch gave no outcome for a key")) : exit as Exit.Exit<never, E>) : outcome.exit)
-              if (outcome !== undefined && !outcome.stays) remove(owned[i]!, flight)
-            })
-          })
+        // interruption).
         return Effect.interruptible(work(owned)).pipe(
-          Effect.onExit(answer),
+          Effect.onExit(answerAll(batchOwner, owned, ownedFlights)),
           Effect.flatMap((batch) => Effect.interruptible(batch.then)),
           Effect.ensuring(leaveAll(batchOwner)),
           Effect.exit,
@@ -261,17 +270,8 @@ export const make = (scope: Scope.Scope): SingleFlight => {
       const owner = newOwner()
       owner.waiters = 1
       const ownedFlights = owned.map((key) => register(owner, key))
-      const answer = (exit: Exit.Exit<Batch<A, E>, E>) =>
-        Effect.sync(() => {
-          owner.answered = true
-          ownedFlights.forEach((flight, i) => {
-            const outcome = Exit.isSuccess(exit) ? exit.value.outcomes[i] : undefined
-            Deferred.unsafeDone(flight.deferred, outcome === undefined ? (Exit.isSuccess(exit) ? Exit.die(new Error("a batch gave no outcome for a key")) : exit as Exit.Exit<never, E>) : outcome.exit)
-            if (outcome !== undefined && !outcome.stays) remove(owned[i]!, flight)
-          })
-        })
       return Effect.interruptible(work(owned)).pipe(
-        Effect.onExit(answer),
+        Effect.onExit(answerAll(owner, owned, ownedFlights)),
         Effect.exit,
         Effect.flatMap((exit) =>
           Effect.zipRight(done(owned, exit), Exit.isSuccess(exit) ? Effect.interruptible(exit.value.then) : Effect.void)

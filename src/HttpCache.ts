@@ -623,8 +623,10 @@ export const middleware = <Id = Cache.Cache>(options: Options<Id> = {}) => {
         : found.known
         ? "vary-miss"
         : "uri-miss"
-      // HEAD reads what GET stored; a HEAD miss goes to the app as it is, and is not stored.
+      // HEAD reads what GET stored; a HEAD miss goes to the app as it is, and is not stored. So does a
+      // Range request (a stored response answers it whole; the app's 206 is not stored).
       if (method === "HEAD") return yield* alone(request, fwd, "head")
+      if (headers["range"] !== undefined) return yield* alone(request, fwd, "range")
       // A request with credentials never shares another's run, nor gives its response to another.
       if (headers["authorization"] !== undefined) return yield* authorizedRun(request, primary, found, asked, fwd)
       if (asked.noStore) return yield* alone(request, fwd, "request-no-store")
@@ -878,10 +880,14 @@ export const middleware = <Id = Cache.Cache>(options: Options<Id> = {}) => {
           own = kept
         }).pipe(
           Effect.tap((produced) => {
-            // The app answered with a response the cache may not keep (private, no-store, a cookie, a body
-            // too large, or a 304 whose fields say so): what was stored for the request is no longer
-            // what the app serves, so it is dropped rather than kept to be served to max-stale.
-            if (produced._tag !== "Response") return found.found === undefined ? Effect.void : quietly(Responses.invalidate({ primary, variant }))
+            // The app answered that the resource may not be kept (private, no-store, no-cache without a
+            // validator, Vary: *, no freshness, or a 304 that says so or names other Vary fields): what
+            // was stored for the request is dropped rather than kept to be served stale. An answer not
+            // kept for a reason of this request or this exchange (a cookie set for a new visitor, a body
+            // too large or too slow, a status such as 429) leaves it.
+            if (produced._tag !== "Response") {
+              return found.found === undefined || !withdrawn.has(produced.detail) ? Effect.void : quietly(Responses.invalidate({ primary, variant }))
+            }
             const moved = !sameNames(found.names, produced.varyNames)
             if (moved) elsewhere = produced
             return afterProduced(primary, found.names, produced, moved)
@@ -961,6 +967,9 @@ export const middleware = <Id = Cache.Cache>(options: Options<Id> = {}) => {
     }
   }
 }
+
+/** Why an answer is not stored, when the reason is the resource's own (not the request's, nor the exchange's). */
+const withdrawn: ReadonlySet<string> = new Set(["no-store", "private", "no-cache", "vary-star", "no-freshness", "stale-on-arrival", "vary-changed"])
 
 const sameNames = (a: ReadonlyArray<string>, b: ReadonlyArray<string>): boolean =>
   a.length === b.length && a.every((name, i) => name === b[i])

@@ -1011,6 +1011,34 @@ describe("HttpCache.middleware: revalidation", () => {
       assert.strictEqual(route.state.runs, 3)
     }).pipe(Effect.provide(memory())))
 
+  it.effect("an answer not kept for a reason of the request (a Range's 206, a cookie for a new visitor) leaves the stored response", () =>
+    Effect.gen(function*() {
+      let mode: "ok" | "down" = "ok"
+      const route = Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
+        Effect.sync(() => {
+          if (mode === "down") return text("down", {}, 503)
+          const headers = { "cache-control": "max-age=60, stale-if-error=3600" }
+          if (request.headers["range"] !== undefined) return text("fu", { ...headers, "content-range": "bytes 0-1/4" }, 206)
+          const page = text("full", headers)
+          return request.headers["cookie"] === undefined ? HttpServerResponse.unsafeSetCookie(page, "sid", "new") : page
+        }))
+      const call = yield* handlerOf(HttpRouter.empty.pipe(HttpRouter.get("/r", route), HttpCache.middleware()))
+      yield* call("/r", { headers: { cookie: "sid=1" } })
+      yield* settled
+      yield* TestClock.adjust("90 seconds")
+      const partial = yield* call("/r", { headers: { range: "bytes=0-1", cookie: "sid=1" } })
+      assert.strictEqual(partial.status, 206)
+      assert.include(cacheStatus(partial), "detail=range")
+      const visitor = yield* call("/r")
+      assert.strictEqual(visitor.body, "full")
+      assert.include(cacheStatus(visitor), "detail=set-cookie")
+      yield* settled
+      mode = "down"
+      const outage = yield* call("/r", { headers: { cookie: "sid=1" } })
+      assert.strictEqual(outage.body, "full", "stale-if-error still serves the stored response")
+      assert.include(cacheStatus(outage), "stale-if-error")
+    }).pipe(Effect.provide(memory())))
+
   it.effect("a 304 that names other Vary fields is served but not stored", () =>
     Effect.gen(function*() {
       const route = validating(

@@ -302,7 +302,12 @@ const buildWith = (
         }).pipe(Effect.ensuring(Effect.sync(() => waiters.wake(lease.key))))
         return Effect.flatMap(Effect.forkDaemon(released), (fiber) =>
           timeoutRealTo(
-            Fiber.join(fiber),
+            // A caller that stops waiting otherwise (interrupted: the cache's own bound, or the cache
+            // closing) abandons the write as the timer does; the lock key is still removed.
+            Effect.onInterrupt(Fiber.join(fiber), () =>
+              Effect.sync(() => {
+                abandoned = true
+              })),
             timeoutMillis,
             Effect.suspend(() => {
               abandoned = true

@@ -5,7 +5,7 @@ import * as MemcachedLock from "../src/CacheLock/Memcached.js"
 import * as MemcachedStore from "../src/CacheStore/Memcached.js"
 import { Cache, CacheEntry, CacheKey, CacheLock, CacheStore, Keyspace } from "../src/index.js"
 import { lockSuite } from "../src/testing.js"
-import { memcachedCommand } from "./setup/memcached.js"
+import { memcachedRemaining } from "./setup/memcached.js"
 
 const server = inject("memcachedServer")
 const port = Number(server.split(":")[1])
@@ -17,16 +17,8 @@ const sleep = (duration: Duration.Duration) =>
 // the suite waits for real, in units of 3 seconds, so that every lapse it waits for is a second past.
 lockSuite("MemcachedLock", MemcachedLock.layerWithStore({ server }), { unit: "3 seconds", advance: sleep, live: true })
 
-/** A raw command to the run's memcached, around the lock. */
-const raw = (command: string) => Effect.promise(() => memcachedCommand(port, command))
-/** The seconds memcached will keep `physical` for (`me` prints the remaining time; -1: no expiry), or `undefined` when it holds nothing. */
-const remaining = (physical: string) =>
-  Effect.map(raw(`me ${physical}\r\n`), ([line]) => {
-    const match = /\bexp=(-?\d+)/.exec(line!)
-    if (match === null) return undefined
-    const exp = Number(match[1])
-    return exp === -1 ? Infinity : Math.abs(exp)
-  })
+/** The seconds the run's memcached will keep `physical` for, or `undefined` when it holds nothing. */
+const remaining = (physical: string) => Effect.promise(() => memcachedRemaining(port, physical))
 
 const envelope = (text: string) =>
   CacheEntry.encode({ fingerprint: "lk0000000000", version: 0, freshUntil: Infinity, staleUntil: Infinity, tags: [], isFailure: false }, text)

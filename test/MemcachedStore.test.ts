@@ -6,7 +6,7 @@ import { inject } from "vitest"
 import * as MemcachedStore from "../src/CacheStore/Memcached.js"
 import { Cache, CacheEntry, CacheError, CacheKey, CacheSerializer, CacheStore, Keyspace } from "../src/index.js"
 import { storeSuite } from "../src/testing.js"
-import { memcachedCommand, memcachedStat, startMemcached, stopMemcached } from "./setup/memcached.js"
+import { memcachedCommand, memcachedRemaining, memcachedStat, startMemcached, stopMemcached } from "./setup/memcached.js"
 
 const server = inject("memcachedServer")
 const port = Number(server.split(":")[1])
@@ -35,14 +35,8 @@ const storeWith = (options: MemcachedStore.Options = {}): Effect.Effect<CacheSto
 const raw = (command: string) => Effect.promise(() => memcachedCommand(port, command))
 /** Whether memcached holds `physical` (whatever the store would make of it). */
 const held = (physical: string) => Effect.map(raw(`get ${physical}\r\n`), (lines) => lines[0]!.startsWith(`VALUE ${physical} `))
-/** The seconds memcached will keep `physical` for (`me` prints the remaining time; -1: no expiry). */
-const remaining = (physical: string) =>
-  Effect.map(raw(`me ${physical}\r\n`), ([line]) => {
-    const match = /\bexp=(-?\d+)/.exec(line!)
-    if (match === null) return undefined
-    const exp = Number(match[1])
-    return exp === -1 ? Infinity : Math.abs(exp)
-  })
+/** The seconds the run's memcached will keep `physical` for, or `undefined` when it holds nothing. */
+const remaining = (physical: string) => Effect.promise(() => memcachedRemaining(port, physical))
 
 const sha = (key: string) => "#" + createHash("sha256").update(key, "utf8").digest("base64url")
 

@@ -77,6 +77,18 @@ export const memcachedCommand = (port: number, command: string | Buffer): Promis
     socket.connect(port, "127.0.0.1", () => socket.write(command))
   })
 
+/**
+ * The seconds memcached will keep `physical` for (its `me` command prints the remaining time; -1: no
+ * expiry, given as Infinity), or `undefined` when it holds nothing.
+ */
+export const memcachedRemaining = async (port: number, physical: string): Promise<number | undefined> => {
+  const [line] = await memcachedCommand(port, `me ${physical}\r\n`)
+  const match = /\bexp=(-?\d+)/.exec(line!)
+  if (match === null) return undefined
+  const exp = Number(match[1])
+  return exp === -1 ? Infinity : Math.abs(exp)
+}
+
 /** One `STAT name value` of `stats` (or `stats settings`), as a number. */
 export const memcachedStat = async (port: number, name: string, group = ""): Promise<number> => {
   const lines = await memcachedCommand(port, `stats${group === "" ? "" : ` ${group}`}\r\n`)

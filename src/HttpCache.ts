@@ -487,9 +487,11 @@ const storability = (
  *   again without conditions. The app sees conditional fields only when the cache added them.
  * - **Stale**: within `stale-while-revalidate` the stale response is served at once and the app
  *   revalidates it in the background (conditional, as above); within `stale-if-error`, when the app
- *   fails or answers 500/502/503/504. Neither with `must-revalidate`, `proxy-revalidate` or
+ *   fails or answers 500/502/503/504 (each request asks the app again: no backoff after a failure).
+ *   Neither with `must-revalidate`, `proxy-revalidate`, `s-maxage` (RFC 9111 §5.2.2.10) or
  *   `no-cache`; a response kept only to be revalidated is never served stale (but to `max-stale`,
- *   unless it says `must-revalidate`).
+ *   unless it says `must-revalidate` or `s-maxage`). A `Range` request is answered whole from a
+ *   stored response, else it goes to the app alone.
  * - **One run per URL**: concurrent requests for a URL share one run of the app (one conditional
  *   request, when revalidating), across instances when the cache has a distributed lock
  *   (`Cache.layerRedis`); a request whose run's response is not stored (or does not match its Vary

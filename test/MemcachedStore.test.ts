@@ -27,6 +27,13 @@ const bytes = (text: string) => new TextEncoder().encode(text)
 const text = (found: Option.Option<CacheEntry.Stored>) =>
   Option.isNone(found) ? undefined : new TextDecoder().decode(found.value as Uint8Array)
 
+/** An envelope of `text` with version 0: the store stamps its own. */
+const envelope = (text: string) =>
+  CacheEntry.encode({ fingerprint: "mc0000000000", version: 0, freshUntil: Infinity, staleUntil: Infinity, tags: [], isFailure: false }, text)
+/** The body of the envelope read back, if any. */
+const body = (found: Option.Option<CacheEntry.Stored>) =>
+  Option.isNone(found) ? undefined : new TextDecoder().decode(CacheEntry.decode(found.value as Uint8Array)!.body)
+
 /** A store of its own over the run's memcached (another process, as far as memcached can tell). */
 const storeWith = (options: MemcachedStore.Options = {}): Effect.Effect<CacheStore.CacheStore, never, Scope.Scope> =>
   MemcachedStore.make({ server, ...options })
@@ -256,10 +263,6 @@ describe("MemcachedStore", () => {
     Effect.gen(function*() {
       const a = yield* storeWith()
       const b = yield* storeWith()
-      const envelope = (text: string) =>
-        CacheEntry.encode({ fingerprint: "mc0000000000", version: 0, freshUntil: Infinity, staleUntil: Infinity, tags: [], isFailure: false }, text)
-      const body = (found: Option.Option<CacheEntry.Stored>) =>
-        Option.isNone(found) ? undefined : new TextDecoder().decode(CacheEntry.decode(found.value as Uint8Array)!.body)
       yield* a.set("cw:a:1", envelope("old"), undefined)
       const since = (yield* a.currentVersion!)!
       // Another process deletes the key, then a producer that read before it writes: skipped.
@@ -287,10 +290,6 @@ describe("MemcachedStore", () => {
     Effect.gen(function*() {
       const a = yield* storeWith()
       const b = yield* storeWith()
-      const envelope = (text: string) =>
-        CacheEntry.encode({ fingerprint: "mc0000000000", version: 0, freshUntil: Infinity, staleUntil: Infinity, tags: [], isFailure: false }, text)
-      const body = (found: Option.Option<CacheEntry.Stored>) =>
-        Option.isNone(found) ? undefined : new TextDecoder().decode(CacheEntry.decode(found.value as Uint8Array)!.body)
       // A conditional removal after a delete: it must not wipe the delete's tombstone. P1's producer
       // read before the delete; P2 read after it and removes the key (a ttl of zero) conditionally.
       yield* a.set("tb:a:1", envelope("before the delete"), undefined)
@@ -350,8 +349,6 @@ describe("MemcachedStore", () => {
       const a = yield* storeWith()
       const b = yield* storeWith()
       const keys = Array.from({ length: 20 }, (_, i) => `cr:a:${i}`)
-      const envelope = (text: string) =>
-        CacheEntry.encode({ fingerprint: "mc0000000000", version: 0, freshUntil: Infinity, staleUntil: Infinity, tags: [], isFailure: false }, text)
       yield* Effect.forEach(keys, (key) => a.get(key), { discard: true })
       const [sa, sb] = [(yield* a.currentVersion!)!, (yield* b.currentVersion!)!]
       yield* Effect.forEach(

@@ -4,7 +4,7 @@
  * ends with: no lock left behind, which commands ran, no unhandled rejection.
  */
 import type { ChildProcess } from "node:child_process"
-import { Effect, HashMap, Logger } from "effect"
+import { Effect, Fiber, HashMap, Logger } from "effect"
 import { Redis as IORedis } from "ioredis"
 import { commandDelta, commandStats, startRedis, stopRedis } from "../setup/servers.js"
 import * as Proxy from "./proxy.js"
@@ -98,6 +98,21 @@ export const timed = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
 
 /** Real-time sleep (the fault tests run on real time). */
 export const sleep = (millis: number) => Effect.promise(() => new Promise((resolve) => setTimeout(resolve, millis)))
+
+/**
+ * A write whose reply is lost: `arm` blackholes the link's replies (at once, or once a given command
+ * goes by), the write starts, and 100 ms later the link passes again and its connection is reset. The
+ * write's exit (the caller must be told the outcome is unknown).
+ */
+export const lostReply = <A, E, R>(proxy: Proxy.Proxy, arm: () => void, write: Effect.Effect<A, E, R>) =>
+  Effect.gen(function*() {
+    arm()
+    const fiber = yield* Effect.fork(write)
+    yield* sleep(100)
+    proxy.set(Proxy.pass)
+    proxy.reset()
+    return yield* Fiber.await(fiber)
+  })
 
 export interface LogLine {
   readonly message: string

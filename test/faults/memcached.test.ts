@@ -242,12 +242,7 @@ describe("memcached faults", () => {
         const [setsBefore, incrsBefore] = [yield* sets(), yield* incrs()]
         // The write's first command (the `incr` that draws its version) reaches memcached; its reply does
         // not come back; then the connection is reset.
-        server.proxy.set(Proxy.blackhole, "down")
-        const write = yield* Effect.fork(Items.set(1, "once"))
-        yield* Harness.sleep(100)
-        server.proxy.set(Proxy.pass)
-        server.proxy.reset()
-        const exit = yield* Fiber.await(write)
+        const exit = yield* Harness.lostReply(server.proxy, () => server.proxy.set(Proxy.blackhole, "down"), Items.set(1, "once"))
         assert.isTrue(Exit.isFailure(exit), "the caller is told the outcome is unknown")
         // Give a resend every chance to happen: the client reconnects well within this.
         yield* Harness.sleep(800)
@@ -269,12 +264,11 @@ describe("memcached faults", () => {
         const incrs = () => Effect.promise(() => memcachedStat(server.port, "incr_hits"))
         const [setsBefore, incrsBefore] = [yield* sets(), yield* incrs()]
         // The incr answers; the set reaches memcached, its reply does not come back; then the reset.
-        server.proxy.when("set ", () => server.proxy.set(Proxy.blackhole, "down"))
-        const write = yield* Effect.fork(Items.set(1, "once"))
-        yield* Harness.sleep(100)
-        server.proxy.set(Proxy.pass)
-        server.proxy.reset()
-        const exit = yield* Fiber.await(write)
+        const exit = yield* Harness.lostReply(
+          server.proxy,
+          () => server.proxy.when("set ", () => server.proxy.set(Proxy.blackhole, "down")),
+          Items.set(1, "once")
+        )
         assert.isTrue(Exit.isFailure(exit), "the caller is told the outcome is unknown")
         const error = Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
         assert.isTrue(CacheError.isStoreError(error) && (error.reason === "Unavailable" || error.reason === "Timeout"), String(error))

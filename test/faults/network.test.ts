@@ -22,12 +22,7 @@ describe("network faults", () => {
         yield* Items.set(0, "warm") // connected, scripts loaded
         yield* Effect.promise(() => server.resetStats())
         // The write reaches Redis; its reply does not come back; then the connection is reset.
-        server.proxy.set(Proxy.blackhole, "down")
-        const write = yield* Effect.fork(Items.set(1, "once"))
-        yield* Harness.sleep(100)
-        server.proxy.set(Proxy.pass)
-        server.proxy.reset()
-        const exit = yield* Fiber.await(write)
+        const exit = yield* Harness.lostReply(server.proxy, () => server.proxy.set(Proxy.blackhole, "down"), Items.set(1, "once"))
         assert.isTrue(Exit.isFailure(exit), "the caller is told the outcome is unknown")
         // Give a resend every chance to happen: the client reconnects well within this.
         yield* Harness.sleep(800)

@@ -126,7 +126,12 @@ const StoredResponse = Schema.TaggedStruct("Response", {
 type StoredResponse = typeof StoredResponse.Type
 
 /** What a run gives requests that joined it when its response is not stored: they run the app themselves. */
-const Passed = Schema.TaggedStruct("Passed", { detail: Schema.String })
+/**
+ * A response not stored: why (as `Cache-Status` says it), and whether the reason is the resource's own
+ * (`private`, `no-store`, ...: what was stored for the request is dropped) rather than the request's or
+ * the exchange's (a cookie for a new visitor, a body too large: what was stored stays).
+ */
+const Passed = Schema.TaggedStruct("Passed", { detail: Schema.String, withdraws: Schema.Boolean })
 type Passed = typeof Passed.Type
 
 const Produced = Schema.Union(StoredResponse, Passed)
@@ -393,28 +398,29 @@ const storability = (
   times: { readonly requestTime: number; readonly responseTime: number }
 ):
   | { readonly _tag: "Store"; readonly record: Omit<StoredResponse, "body" | "empty" | "varyValues" | "validated" | "_tag"> }
-  | { readonly _tag: "Pass"; readonly detail: string } =>
+  | { readonly _tag: "Pass"; readonly detail: string; readonly withdraws: boolean } =>
 {
   const headers = response.headers
   const directives = Rules.parseCacheControl(headers["cache-control"])
-  const pass = (detail: string) => ({ _tag: "Pass", detail }) as const
+  /** `withdraws`: the resource itself may not be kept (see `Passed`). */
+  const pass = (detail: string, withdraws = false) => ({ _tag: "Pass", detail, withdraws }) as const
   if (asked.noStore) return pass("request-no-store")
-  if (directives.has("no-store")) return pass("no-store")
+  if (directives.has("no-store")) return pass("no-store", true)
   const privateFields = Rules.qualifiedFields(directives, "private")
-  if (directives.get("private") === true) return pass("private")
+  if (directives.get("private") === true) return pass("private", true)
   const noCacheFields = Rules.qualifiedFields(directives, "no-cache")
   // An unqualified no-cache: stored to be revalidated with the app at every use, which saves the app
   // the body only when the response has a validator to send back (and the cache keeps it for that).
   const noCache = directives.get("no-cache") === true
   const status = response.status
   const revalidatable = status === 200 && Rules.validatorFields(headers) !== undefined && keepMillis > 0
-  if (noCache && !revalidatable) return pass("no-cache")
+  if (noCache && !revalidatable) return pass("no-cache", true)
   const isPublic = directives.has("public")
   // A shared cache stores a response to a request with Authorization only when the response says so (§3.5).
   if (authorized && !(isPublic || directives.has("s-maxage") || directives.has("must-revalidate"))) return pass("authorization")
   if (!Rules.isUnderstood(status)) return pass("status")
   const names = Rules.varyNames(headers["vary"])
-  if (names[0] === "*") return pass("vary-star")
+  if (names[0] === "*") return pass("vary-star", true)
   const strip = [...(privateFields ?? []), ...(noCacheFields ?? [])]
   // Set-Cookie is never stored; a response that sets one is stored only when its Cache-Control names
   // the field in private="..." or no-cache="..." (the requester still gets its cookie).
@@ -427,7 +433,7 @@ const storability = (
   // (RFC 9111 §3: its status or `public` allows it), to be revalidated.
   const freshness = Rules.freshnessLifetime(directives, headers, dateValue, heuristic, heuristicAllowed) ??
     (noCache && heuristicAllowed ? { lifetime: 0, explicit: false } : undefined)
-  if (freshness === undefined) return pass(heuristic === undefined ? "no-freshness" : "status")
+  if (freshness === undefined) return heuristic === undefined ? pass("no-freshness", true) : pass("status")
   // s-maxage carries proxy-revalidate's semantics for a shared cache (RFC 9111 §5.2.2.10).
   const mustRevalidate = directives.has("must-revalidate") || directives.has("proxy-revalidate") || directives.has("s-maxage")
   // Neither must-revalidate nor no-cache lets a stale response be served (RFC 9111 §4.2.4).
@@ -450,7 +456,7 @@ const storability = (
     varyNames: names
   }
   if (record.lifetime - age <= 0 && staleWindow(record) === 0) {
-    return pass(noCache ? "no-cache" : "stale-on-arrival")
+    return pass(noCache ? "no-cache" : "stale-on-arrival", true)
   }
   return { _tag: "Store", record }
 }
@@ -730,18 +736,18 @@ export const middleware = <Id = Cache.Cache>(options: Options<Id> = {}) => {
           return notModified(request, asked, authorized, revalidated, response, { requestTime, responseTime }, keep)
         }
         if (Rules.isOriginError(response.status)) {
-          keep({ response, produced: { _tag: "Passed", detail: "error-status" }, status: response.status })
+          keep({ response, produced: { _tag: "Passed", detail: "error-status", withdraws: false }, status: response.status })
           return yield* Effect.fail(new OriginError(response.status))
         }
         const verdict = storability(response, asked, authorized, heuristic, keepMillis, { requestTime, responseTime })
         if (verdict._tag === "Pass") {
-          const produced: Passed = { _tag: "Passed", detail: verdict.detail }
+          const produced: Passed = { _tag: "Passed", detail: verdict.detail, withdraws: verdict.withdraws }
           keep({ response, produced, status: response.status })
           return produced
         }
         const body = yield* captureBody(response, maxBodyBytes, bodyTimeoutMillis)
         if (body._tag === "Pass") {
-          const produced: Passed = { _tag: "Passed", detail: body.detail }
+          const produced: Passed = { _tag: "Passed", detail: body.detail, withdraws: false }
           keep({ response: body.response, produced, status: response.status })
           return produced
         }
@@ -788,7 +794,9 @@ export const middleware = <Id = Cache.Cache>(options: Options<Id> = {}) => {
       const varies = verdict._tag === "Store" && !sameNames(verdict.record.varyNames, revalidated.varyNames)
       if (verdict._tag === "Pass" || varies) {
         const served: StoredResponse = { ...revalidated, headers: Rules.storedHeaders(headers, []) }
-        const produced: Passed = { _tag: "Passed", detail: verdict._tag === "Pass" ? verdict.detail : "vary-changed" }
+        const produced: Passed = verdict._tag === "Pass"
+          ? { _tag: "Passed", detail: verdict.detail, withdraws: verdict.withdraws }
+          : { _tag: "Passed", detail: "vary-changed", withdraws: true }
         keep({ response: HttpServerResponse.mergeCookies(rebuild(served), response.cookies), produced, status: response.status })
         return produced
       }
@@ -888,7 +896,7 @@ export const middleware = <Id = Cache.Cache>(options: Options<Id> = {}) => {
             // kept for a reason of this request or this exchange (a cookie set for a new visitor, a body
             // too large or too slow, a status such as 429) leaves it.
             if (produced._tag !== "Response") {
-              return found.found === undefined || !withdrawn.has(produced.detail) ? Effect.void : quietly(Responses.invalidate({ primary, variant }))
+              return found.found === undefined || !produced.withdraws ? Effect.void : quietly(Responses.invalidate({ primary, variant }))
             }
             const moved = !sameNames(found.names, produced.varyNames)
             if (moved) elsewhere = produced
@@ -969,9 +977,6 @@ export const middleware = <Id = Cache.Cache>(options: Options<Id> = {}) => {
     }
   }
 }
-
-/** Why an answer is not stored, when the reason is the resource's own (not the request's, nor the exchange's). */
-const withdrawn: ReadonlySet<string> = new Set(["no-store", "private", "no-cache", "vary-star", "no-freshness", "stale-on-arrival", "vary-changed"])
 
 const sameNames = (a: ReadonlyArray<string>, b: ReadonlyArray<string>): boolean =>
   a.length === b.length && a.every((name, i) => name === b[i])

@@ -171,6 +171,12 @@ describe("Cache.events on the memory cache", () => {
       for (let i = 0; i < 5; i++) yield* Rates.get(`k${i}`)
       assert.deepStrictEqual(yield* told(events), ["Miss slow:rates:k0", "Miss slow:rates:k1"])
       assert.strictEqual((yield* told(all)).length, 5, "another subscriber has its own buffer")
+      // A size that is not a finite number gets the default buffer, not a broken queue.
+      const odd = yield* Cache.subscribe({ bufferSize: Number.NaN })
+      yield* Rates.get("k5")
+      assert.deepStrictEqual(yield* told(odd), ["Miss slow:rates:k5"])
+      yield* told(events)
+      yield* told(all)
       assert.strictEqual((yield* dropped("slow")) - before, 3)
     }).pipe(Effect.provide(Cache.layerMemory({ namespace: "slow" }))))
 

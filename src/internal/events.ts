@@ -34,7 +34,7 @@ export const make = (cache: string): Hub => {
     },
     subscribe: (bufferSize) =>
       Effect.acquireRelease(
-        Effect.map(Queue.dropping<CacheEvent>(Math.max(1, Math.floor(bufferSize))), (queue) => {
+        Effect.map(Queue.dropping<CacheEvent>(Number.isFinite(bufferSize) ? Math.max(1, Math.floor(bufferSize)) : defaultBufferSize), (queue) => {
           queues = [...queues, queue]
           hub.listening = true
           return queue

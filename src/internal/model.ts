@@ -530,7 +530,8 @@ export interface Service extends ServiceMethods {
   readonly events: Stream.Stream<CacheEvent.CacheEvent>
   /**
    * A subscriber's queue of the cache's events, registered when this returns (so no event after it
-   * is missed), until the scope closes; `bufferSize` events at most wait in it (default 4,096).
+   * is missed), until the scope closes; `bufferSize` events at most wait in it (default 4,096, also
+   * for a size that is not a finite number; at least 1).
    */
   readonly subscribe: (options?: { readonly bufferSize?: number | undefined }) => Effect.Effect<Queue.Dequeue<CacheEvent.CacheEvent>, never, Scope.Scope>
   /** Every keyspace's counts in this cache since it was made, by keyspace name. */

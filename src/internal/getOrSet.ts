@@ -675,7 +675,7 @@ export const releaseLease = <K, A, Id>(
       )
       : engine.report.warn(
         `${keyspace.name}\u0000lease-lost`,
-        { keyspace: keyspace.name, operation: "getOrSet" },
+        { keyspace: keyspace.name, operation },
         () => `the lock on "${engine.report.key(key)}" lapsed while its producer ran; its value was not stored`
       ))
 }

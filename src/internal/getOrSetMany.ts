@@ -63,7 +63,7 @@ import type * as SingleFlight from "./singleFlight.js"
 import { encode, encodeFailure } from "./write.js"
 
 /** How many keys one read of the store asks for at most (one `MGET` each on Redis, per hash slot). */
-export const readChunk = 512
+const readChunk = 512
 
 /** What an "absent" marker decodes to: private, so no value or failure of a user can be one. */
 class Absent {}

@@ -11,7 +11,7 @@ import { accessors, getOrSetAccessor } from "./operations.js"
 import * as Tags from "./tags.js"
 
 /** The tag of the entries a memoized function named `name` writes in `keyspace`. */
-export const functionTag = (keyspace: string, name: string): string => `memoize:${keyspace}:${validateName("memoized function name", name)}`
+const functionTag = (keyspace: string, name: string): string => `memoize:${keyspace}:${validateName("memoized function name", name)}`
 
 /** What a memoized function or method shares: its tag, its call options and its invalidations. */
 const controlsOf = <K, A, Id>(

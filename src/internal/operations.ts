@@ -17,9 +17,9 @@ import { type Engine, enginesOf, type Tally } from "./engine.js"
 import * as Events from "./events.js"
 import { getOrSet } from "./getOrSet.js"
 import { getOrSetMany } from "./getOrSetMany.js"
-import { sha256Base64Url } from "./hash.js"
 import { isInvalidKey, prefixOf, storeKey, storeKeys } from "./keys.js"
 import * as Metrics from "./metrics.js"
+import { digest } from "./report.js"
 import type {
   AccessorOf,
   CounterAccessorOf,
@@ -192,7 +192,7 @@ const statsOf = (engines: ReadonlyArray<Engine>): Array<CacheEvent.KeyspaceStats
 }
 
 /** A keyspace's stats from its tally (all zero: none yet). */
-export const keyspaceStats = (keyspace: string, tally: Tally | undefined): CacheEvent.KeyspaceStats => {
+const keyspaceStats = (keyspace: string, tally: Tally | undefined): CacheEvent.KeyspaceStats => {
   const hits = tally?.hits ?? 0
   const misses = tally?.misses ?? 0
   return {
@@ -418,7 +418,7 @@ const instrumented = (
   const keyHashOf = (on: Engine, keyspace: Definition<any, any, any, unknown>, key: unknown): string | undefined => {
     if (!engine.spans) return undefined
     const full = storeKey(on, "get", keyspace, key)
-    return isInvalidKey(full) ? undefined : sha256Base64Url(full).slice(0, 16)
+    return isInvalidKey(full) ? undefined : digest(full)
   }
   const methods: Record<string, unknown> = {}
   for (const name of operationNames) {

@@ -43,11 +43,13 @@ export interface Reporter {
 /** The first line of a cause, as a log line quotes it. */
 export const firstLine = (cause: Cause.Cause<unknown>): string => Cause.pretty(cause).split("\n")[0]!
 
+/** The digest keys and key data are shown as when redacted (and spans' `cache.key_hash`). */
+export const digest = (text: string): string => sha256Base64Url(text).slice(0, 16)
+
 export const digestKey = (key: string): string => {
   const first = key.indexOf(":")
   const second = first < 0 ? -1 : key.indexOf(":", first + 1)
-  const digest = sha256Base64Url(key).slice(0, 16)
-  return second < 0 ? `#${digest}` : `${key.slice(0, second + 1)}#${digest}`
+  return second < 0 ? `#${digest(key)}` : `${key.slice(0, second + 1)}#${digest(key)}`
 }
 
 const redactError = (error: CacheError): CacheError => {
@@ -110,7 +112,7 @@ export const make = (options: { readonly cache: string; readonly store: string; 
     redactsKeys: options.redactKeys,
     key: options.redactKeys ? digestKey : (key) => key,
     fields: options.redactKeys
-      ? (fields) => Object.fromEntries(Object.entries(fields).map(([name, value]) => [name, `#${sha256Base64Url(String(value)).slice(0, 16)}`]))
+      ? (fields) => Object.fromEntries(Object.entries(fields).map(([name, value]) => [name, `#${digest(String(value))}`]))
       : (fields) => ({ ...fields }),
     error: options.redactKeys ? <E>(error: E): E => isCacheError(error) ? redactError(error) as E : error : (error) => error
   }

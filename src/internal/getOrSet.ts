@@ -203,11 +203,15 @@ export const backgroundLimit = <K, A, Id>(
 export const withinLimit = <A, E, R>(work: Effect.Effect<A, E, R>, limit: Duration.Duration, key: string | undefined) =>
   Effect.timeoutFail(work, {
     duration: limit,
-    onTimeout: () => new ProducerTimeoutError({ reason: "Timeout", operation: "getOrSet", key, timeout: limit })
+    onTimeout: () => producerTimeout(key, limit)
   })
 
+/** The failure of a caller that waited `timeout` for a producer (of `key`, or of a batch: `undefined`). */
+export const producerTimeout = (key: string | undefined, timeout: Duration.Duration) =>
+  new ProducerTimeoutError({ reason: "Timeout", operation: "getOrSet", key, timeout })
+
 /** A call's own timeout, else its keyspace's. */
-const timeoutOf = (own: Duration.DurationInput | undefined, keyspace: Duration.Duration | undefined) =>
+export const timeoutOf = (own: Duration.DurationInput | undefined, keyspace: Duration.Duration | undefined) =>
   own === undefined ? keyspace : Duration.decode(own)
 
 /** The hard timeout of a call: its own, else its keyspace's. */
@@ -220,7 +224,7 @@ const bounded = <A, E, R>(produce: Effect.Effect<A, E, R>, hard: Duration.Durati
     ? produce
     : Effect.timeoutFail(produce, {
       duration: hard,
-      onTimeout: () => new ProducerTimeoutError({ reason: "Timeout", operation: "getOrSet", key, timeout: hard })
+      onTimeout: () => producerTimeout(key, hard)
     })
 
 /**
@@ -244,7 +248,7 @@ const hardly = <K, A, Id, E, R>(
         run.engine.bindingOf(run.keyspace).counters.staleServed(run.key)
         return Effect.succeed(stale)
       }
-      return Effect.fail(new ProducerTimeoutError({ reason: "Timeout", operation: "getOrSet", key: run.key, timeout: hard }))
+      return Effect.fail(producerTimeout(run.key, hard))
     }
   }))
 }

@@ -51,6 +51,8 @@ import {
   refreshBlocked,
   releaseLease,
   Stale,
+  producerTimeout,
+  timeoutOf,
   withinLimit
 } from "./getOrSet.js"
 import { sha256Hex } from "./hash.js"
@@ -172,14 +174,11 @@ const mergeParts = <A>(parts: ReadonlyArray<Part<A>>): Part<A> => {
 
 /** The hard timeout of a call: its own, else its keyspace's. */
 const hardTimeoutOf = <K, A, Id>(keyspace: Definition<K, A, Id, unknown>, options: GetOrSetManyOptions<A> | undefined) =>
-  options?.hardTimeout === undefined ? keyspace.hardTimeout : Duration.decode(options.hardTimeout)
+  timeoutOf(options?.hardTimeout, keyspace.hardTimeout)
 
 /** The soft timeout of a call: its own, else its keyspace's. */
 const softTimeoutOf = <K, A, Id>(keyspace: Definition<K, A, Id, unknown>, options: GetOrSetManyOptions<A> | undefined) =>
-  options?.softTimeout === undefined ? keyspace.softTimeout : Duration.decode(options.softTimeout)
-
-const timeoutError = (key: string | undefined, timeout: Duration.Duration) =>
-  new ProducerTimeoutError({ reason: "Timeout", operation: "getOrSet", key, timeout })
+  timeoutOf(options?.softTimeout, keyspace.softTimeout)
 
 /** Splits a list into lists of at most `size` items. */
 const chunks = <X>(items: ReadonlyArray<X>, size: number): Array<ReadonlyArray<X>> => {
@@ -440,7 +439,7 @@ const refreshDue = <K, A, E, R>(call: Call<K, A, E, R>, due: ReadonlyArray<strin
 const bounded = <X, E, R>(produce: Effect.Effect<X, E, R>, hard: Duration.Duration | undefined) =>
   hard === undefined
     ? produce
-    : Effect.timeoutFail(produce, { duration: hard, onTimeout: () => timeoutError(undefined, hard) })
+    : Effect.timeoutFail(produce, { duration: hard, onTimeout: () => producerTimeout(undefined, hard) })
 
 /**
  * 2. The missing keys as one batch run of the single flight: the keys another run has under way are
@@ -493,7 +492,7 @@ const guard = <K, A, E, R>(
         if (exit === undefined) {
           // Still under way at the soft or hard timeout: the stale value if there is one, else the batch fails.
           const stale = staleOf(key)
-          if (stale === undefined) return Effect.fail(timeoutError(key, hard!))
+          if (stale === undefined) return Effect.fail(producerTimeout(key, hard!))
           decided.push(new Stale(stale))
           stillUnderWay = true
           continue
